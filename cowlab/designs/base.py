@@ -1,0 +1,167 @@
+"""The decision points a COW/GUP design answers.
+
+The model (cowlab.kernel) runs the kernel's paths; wherever the kernel's
+behaviour depended on which COW design it implemented, the path asks the
+running ``Design``.  A design answers only those questions, so adding one
+never touches the model.  Each hook gets ``k`` (the atomic step's kernel
+view: ``k.page_count(pfn)``, ``k.PageAnonExclusive(pfn, idx)``,
+``k.trylock_page(pfn)`` ...) and may call kernel helpers that the kernel
+version it models calls at that point (``reuse_swap_page``,
+``lru_add_drain``, ``try_to_free_swap``, ``page_try_dup_anon_rmap`` ...).
+
+A user design is a Python file defining ``DESIGN`` (an instance) or one
+subclass of ``Design``; pass it with ``--design ./mine.py``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..kernel.types import FOLL_GET, FOLL_PIN, FOLL_WRITE
+
+REUSE = "reuse"          # wp: map the existing page writable (or, for unshare, keep it)
+COPY = "copy"            # wp / fork: copy the page
+LOCK_PAGE = "lock_page"  # wp: drop the PT lock, sleep in lock_page(), retry the decision with it held
+SHARE = "share"          # fork: share the page read-only with the child
+SPLIT = "split"          # THP wp: split the PMD and fall back to the pte level
+
+
+@dataclass
+class Vmf:
+    """struct vm_fault, reduced to what the decisions read."""
+    mm: int
+    addr: int
+    pfn: int
+    idx: int
+    write: bool            # FAULT_FLAG_WRITE
+    unshare: bool          # FAULT_FLAG_UNSHARE (5.19+)
+    locked: bool = False   # the page lock is held by this path (after LOCK_PAGE)
+
+
+@dataclass
+class Design:
+    #: name used on the command line
+    name: str = "abstract"
+    #: the kernel release(s) it models
+    kernel: str = ""
+    summary: str = ""
+    #: commits / mails the rules come from
+    sources: tuple = ()
+    #: settings (design parameters a scenario or the command line may set)
+    settings: dict = field(default_factory=dict)
+
+    # ---- static properties of the kernel version --------------------------------
+    #: PG_anon_exclusive exists (5.19+, 6c287605fd56); enables its invariants
+    anon_exclusive: bool = False
+    #: gup-fast only takes pages from already-writable ptes (5.8, 17839856fd58)
+    gup_fast_only_writable: bool = False
+    #: fork write-locks mm->write_protect_seq and gup-fast FOLL_PIN checks it (5.11, 57efa1fe5957)
+    write_protect_seq: bool = False
+    #: wp_page_copy() frees an idle swap cache page after COW (5.14, f4c4a3f48480)
+    frees_swapcache_after_cow: bool = False
+    #: gup flags of O_DIRECT (FOLL_GET until 6.4, FOLL_PIN from 6.5: a7e689dd1c06)
+    odirect_gup: int = FOLL_GET
+    #: FAULT_FLAG_UNSHARE on a non-anonymous page in a COW mapping (6.2, 84209e87c696)
+    unshare_non_anon: bool = False
+
+    def __post_init__(self):
+        self.settings = {**self.default_settings(), **(self.settings or {})}
+
+    def default_settings(self) -> dict:
+        return {}
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.kernel}): {self.summary}"
+
+    # ---- GUP ---------------------------------------------------------------------
+    def gup_force_write(self, k, vma, gup_flags: int) -> bool:
+        """__get_user_pages(): turn a read reference into FOLL_WRITE (5.8's
+        should_force_cow_break()).  Default: no."""
+        return False
+
+    def gup_must_unshare(self, k, gup_flags: int, pfn: int, idx: int) -> bool:
+        """gup_must_unshare(): a R/O GUP of a page mapped R/O must first
+        trigger FAULT_FLAG_UNSHARE.  Default (before 5.19): never."""
+        return False
+
+    # ---- write faults ----------------------------------------------------------------
+    def wp_anon(self, k, vmf: Vmf) -> str:
+        """do_wp_page() on an anonymous small page mapped R/O: REUSE, COPY or LOCK_PAGE.
+        Called with the PT lock held (and the page lock when vmf.locked)."""
+        raise NotImplementedError
+
+    def huge_pmd_wp(self, k, vmf: Vmf) -> str:
+        """do_huge_pmd_wp_page(): REUSE the PMD-mapped THP or SPLIT and COW at pte level."""
+        raise NotImplementedError
+
+    def hugetlb_wp_reuse(self, k, vmf: Vmf) -> bool:
+        """hugetlb_cow()/hugetlb_wp(): reuse the huge page? All versions:
+        mapcount == 1 and anon (David Hildenbrand, 20240502085259.103784-3)."""
+        f = k.folio(vmf.pfn)
+        return k.PageAnon(vmf.pfn) and f.entire_mapcount == 1
+
+    def do_swap_page_exclusive(self, k, vmf: Vmf, swp_excl: bool, fresh: bool) -> bool:
+        """do_swap_page(), PT lock and page lock held, page not yet mapped:
+        may the page be mapped exclusively (writable on a write fault)?"""
+        raise NotImplementedError
+
+    # ---- fork ------------------------------------------------------------------------
+    def copy_present_anon(self, k, src_mm: int, addr: int, pfn: int, idx: int) -> str:
+        """copy_present_pte() on an anon page: SHARE (and dup the rmap the
+        way the version does) or COPY for the child.  Must call
+        ``rmap.page_dup_rmap`` (or ``page_try_dup_anon_rmap``) when sharing."""
+        raise NotImplementedError
+
+    #: fork copies maybe-pinned pages for the child early (5.9+, 70e806e4e645; THP split d042035eaf5f)
+    fork_cow_pinned: bool = False
+    #: ... and hugetlb pages (5.12+, 4eae4efa2c29)
+    fork_cow_pinned_hugetlb: bool = False
+
+    def copy_huge_anon(self, k, src_mm: int, pfn: int, hugetlb: bool = False) -> str:
+        """copy_huge_pmd() / copy_hugetlb_page_range(): SHARE the large folio,
+        or SPLIT (THP: split the PMD, then copy per pte) / COPY (hugetlb) a
+        maybe-pinned one.  With PG_anon_exclusive this is
+        page_try_dup_anon_rmap(compound) (5.19)."""
+        early = self.fork_cow_pinned_hugetlb if hugetlb else self.fork_cow_pinned
+        f = k.folio(pfn)
+        if early and (not self.anon_exclusive or any(f.anon_exclusive)):
+            if k.mm_has_pinned(src_mm) and k.folio_maybe_dma_pinned(pfn):
+                return COPY if hugetlb else SPLIT
+        if self.anon_exclusive:
+            k.folios[pfn] = f._replace(anon_exclusive=(False,) * f.nr)
+        return SHARE
+
+    def copy_swap_pte_clear_exclusive(self) -> bool:
+        """copy_nonpresent_pte(): clear the swp pte exclusive bit in the parent (5.19+)."""
+        return self.anon_exclusive
+
+    # ---- reclaim, KSM, migration, mprotect, soft-dirty --------------------------------
+    def may_add_to_swap(self, k, pfn: int) -> bool:
+        """shrink_page_list(): may this anon page be added to the swap cache?"""
+        return True
+
+    def try_to_unmap_anon(self, k, pfn: int, idx: int) -> tuple:
+        """try_to_unmap_one() after clearing the pte: (ok, swp pte exclusive bit)."""
+        return True, False
+
+    def clear_refs_skip(self, k, mm: int, pfn: int) -> bool:
+        """clear_refs soft-dirty: leave this page's pte writable?"""
+        return False
+
+    def mprotect_make_writable(self, k, vma, pte, pfn: int, idx: int) -> bool:
+        """change_pte_range(): map a R/O anon pte writable directly when the
+        vma becomes writable (6.0+, 64fe24a3e05e can_change_pte_writable())."""
+        return False
+
+    def ksm_may_merge(self, k, pfn: int, idx: int, swapped: int) -> bool:
+        """write_protect_page(): may KSM write-protect and merge this page?"""
+        # 5.7..5.18: refuse pages with references beyond mappings + swap cache
+        return k.page_mapcount(pfn, idx) + 1 + swapped == k.page_count(pfn)
+
+    def migrate_try_unmap(self, k, pfn: int, idx: int, pte) -> tuple:
+        """try_to_migrate_one(): (ok, migration entry type)."""
+        from ..kernel.types import SWP_MIGRATION_READ, SWP_MIGRATION_WRITE
+        return True, SWP_MIGRATION_WRITE if pte.write else SWP_MIGRATION_READ
+
+    def migration_restore_exclusive(self, typ: int) -> bool:
+        """remove_migration_pte(): map RMAP_EXCLUSIVE?"""
+        return False

@@ -1,0 +1,66 @@
+"""rfc-mapcount: the seed thread's "mapcount > 1" rule (David Hildenbrand's
+Dec 2021 RFC, cover letter 20211217113049.23850-1-david@redhat.com, as the
+issue states it): a write fault reuses an anon page when its mapcount is 1;
+a R/O GUP (FOLL_GET or FOLL_PIN, not KSM) first unshares (copy on read)
+when mapcount > 1.  Swap entries of other processes are invisible to it
+("mapcount can increase from another process faulting in an pte with that
+swap entry" -- Linus, 17 Dec 2021).  Everything else as the kernels of the
+thread (linux-5.11 .. 5.16: page_count world with write_protect_seq and early
+COW of pinned pages at fork).  Setting ``page_lock`` (default false): take the
+page lock (sleeping) around the decision."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .base import REUSE, COPY, LOCK_PAGE, SPLIT
+from .linux_5_11 import Linux511
+from ..kernel.mm.swapfile import swap_free
+from ..kernel.types import FOLL_WRITE, FOLL_GET, FOLL_PIN
+
+
+@dataclass
+class RfcMapcount(Linux511):
+    name: str = "rfc-mapcount"
+    kernel: str = "RFC, Dec 2021 (on 5.16)"
+    summary: str = "reuse iff mapcount == 1; R/O GUP unshares when mapcount > 1"
+    sources: tuple = ("LKML 18 Dec 2021, 40e7e0ab-0828-b2e7-339f-35f68a228b3d@redhat.com",
+                      "RFC cover letter 20211217113049.23850-1-david@redhat.com")
+
+    def default_settings(self):
+        return {"page_lock": False}
+
+    def shared(self, k, pfn, idx) -> bool:
+        return k.page_mapcount(pfn, idx) > 1
+
+    def wp_anon(self, k, vmf):
+        pfn = vmf.pfn
+        if k.PageKsm(pfn):
+            return COPY
+        locked = False
+        if self.settings.get("page_lock"):
+            if not vmf.locked and not k.trylock_page(pfn):
+                return LOCK_PAGE
+            locked = True
+        reuse = not self.shared(k, pfn, vmf.idx)
+        if locked:
+            k.unlock_page(pfn)
+        return REUSE if reuse else COPY
+
+    def huge_pmd_wp(self, k, vmf):
+        return SPLIT if k.PageKsm(vmf.pfn) or self.shared(k, vmf.pfn, vmf.idx) else REUSE
+
+    def gup_must_unshare(self, k, gup_flags, pfn, idx):
+        if gup_flags & FOLL_WRITE or not gup_flags & (FOLL_GET | FOLL_PIN):
+            return False
+        if pfn == 0 or not k.PageAnon(pfn) or k.PageKsm(pfn):
+            return False
+        return self.shared(k, pfn, idx)
+
+    def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
+        """do_swap_page(): the page is not mapped yet; it may be mapped
+        writable when nobody else maps it (mapcount would be 1)."""
+        swap_free(k, slot)
+        return vmf.write and not k.PageKsm(vmf.pfn) and k.page_mapcount(vmf.pfn, vmf.idx) == 0
+
+
+DESIGN = RfcMapcount()

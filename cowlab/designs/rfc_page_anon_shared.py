@@ -1,0 +1,44 @@
+"""rfc-page-anon-shared: David Hildenbrand's page_anon_shared() predicate
+(LKML 18 Dec 2021, 40e7e0ab-0828-b2e7-339f-35f68a228b3d@redhat.com): a page
+is shared when it is KSM or when its mapcount plus the swap references of
+other processes' swap entries ("inactive sharing") exceeds 1.  One predicate
+for both COW reuse (reuse iff not shared) and GUP unsharing (a R/O GUP
+unshares iff shared).  Setting ``page_lock`` (default true): the decision is
+made under the page lock, which excludes a concurrent swapin (Linus: "mmap_sem
+doesn't protect against that. Again, page_lock() does")."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .rfc_mapcount import RfcMapcount
+from ..kernel.mm.swapfile import swap_free
+
+
+@dataclass
+class RfcPageAnonShared(RfcMapcount):
+    name: str = "rfc-page-anon-shared"
+    kernel: str = "proposal, Dec 2021"
+    summary: str = "page_anon_shared(): KSM or mapcount + other processes' swap entries > 1"
+    sources: tuple = ("LKML 18 Dec 2021, 40e7e0ab-0828-b2e7-339f-35f68a228b3d@redhat.com",)
+
+    def default_settings(self):
+        return {"page_lock": True}
+
+    def shared(self, k, pfn, idx) -> bool:
+        return k.PageKsm(pfn) or k.page_mapcount(pfn, idx) + k.page_swapcount(pfn, idx) > 1
+
+    def gup_must_unshare(self, k, gup_flags, pfn, idx):
+        from ..kernel.types import FOLL_WRITE, FOLL_GET, FOLL_PIN
+        if gup_flags & FOLL_WRITE or not gup_flags & (FOLL_GET | FOLL_PIN):
+            return False
+        if pfn == 0 or not k.PageAnon(pfn):
+            return False
+        return self.shared(k, pfn, idx)
+
+    def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
+        swap_free(k, slot)
+        return (vmf.write and not k.PageKsm(vmf.pfn)
+                and k.page_mapcount(vmf.pfn, vmf.idx) + k.page_swapcount(vmf.pfn, vmf.idx) == 0)
+
+
+DESIGN = RfcPageAnonShared()

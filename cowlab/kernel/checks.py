@@ -1,0 +1,134 @@
+"""Model-internal invariants: accounting that the kernel keeps and that a
+model path (or a design hook) can get wrong.  A violation is a *model bug*,
+reported apart from the oracle's verdicts.
+
+* refcount = mappings + swap cache + recorded holders (+ pins exactly: bias
+  on small folios, _pincount on large ones);
+* mapcount of each subpage = ptes mapping it (+ a fork share between its two
+  steps); entire mapcount = PMD/hugetlb mappings;
+* swap_map count = swap ptes; SWAP_HAS_CACHE <-> PG_swapcache;
+* no entry points to a freed folio; a thread ends an operation holding no
+  PT lock and no temporary reference;
+* with PG_anon_exclusive (5.19+): a writable pte maps an exclusive page
+  (I1, outside PT-locked sections: fork clears the flag before it
+  write-protects the pte); an exclusive page is mapped by one mm only and no other mm has a swap
+  entry for it; FOLL_PIN only on exclusive anon pages (I2); KSM pages are
+  never exclusive (I4).
+"""
+from __future__ import annotations
+
+from .types import (FOLL_PIN, PG_hugetlb, PG_ksm, PG_large, PG_swapcache, PTE_PRESENT, PTE_SWAP, PTE_MIGRATION,
+                    HPAGE_PMD_NR, ZERO_PFN, State)
+
+
+def check_state(s: State, design, pending_fork=()) -> list[str]:
+    bugs = []
+    nf = len(s.folios)
+    mapc = {}
+    entire = {}
+    swapptes = {}
+    for mm, m in enumerate(s.mms):
+        for a, p in enumerate(m.ptes):
+            if p is None:
+                continue
+            if p.kind == PTE_PRESENT and p.pfn != ZERO_PFN:
+                if p.pfn >= nf or s.folios[p.pfn] is None:
+                    bugs.append(f"mm{mm} pte {a} maps freed pfn {p.pfn}")
+                    continue
+                mapc[(p.pfn, p.idx)] = mapc.get((p.pfn, p.idx), 0) + 1
+                f = s.folios[p.pfn]
+                if design.anon_exclusive and p.write and not f.anon_exclusive[p.idx] and m.ptl == -1:
+                    bugs.append(f"I1: mm{mm} pte {a} is writable but pfn {p.pfn}/{p.idx} is not PageAnonExclusive")
+            elif p.kind == PTE_SWAP:
+                swapptes[p.pfn] = swapptes.get(p.pfn, 0) + 1
+            elif p.kind == PTE_MIGRATION:
+                if p.pfn >= nf or s.folios[p.pfn] is None:
+                    bugs.append(f"mm{mm} migration entry {a} of freed pfn {p.pfn}")
+        for h, pmd in enumerate(m.pmds):
+            if pmd is None:
+                continue
+            if pmd.pfn >= nf or s.folios[pmd.pfn] is None:
+                bugs.append(f"mm{mm} pmd {h} maps freed pfn {pmd.pfn}")
+                continue
+            entire[pmd.pfn] = entire.get(pmd.pfn, 0) + 1
+            if design.anon_exclusive and pmd.write and not s.folios[pmd.pfn].anon_exclusive[0] and m.ptl == -1:
+                bugs.append(f"I1: mm{mm} pmd {h} is writable but pfn {pmd.pfn} is not PageAnonExclusive")
+    pend = {}
+    for pfn, idx in pending_fork:
+        # a fork share between its two steps: mapcount dup'ed, the pte not yet set
+        # (the fork's temporary reference stands for the child's mapping)
+        pend[(pfn, idx)] = pend.get((pfn, idx), 0) + 1
+    refunits = {}
+    pins = {}
+    for r in s.refs:
+        if r.pfn >= nf or s.folios[r.pfn] is None:
+            bugs.append(f"{r.kind} reference ({r.owner}) to freed pfn {r.pfn}")
+            continue
+        refunits[r.pfn] = refunits.get(r.pfn, 0) + r.units
+        if r.gup_flags & FOLL_PIN:
+            pins[r.pfn] = pins.get(r.pfn, 0) + 1
+    for pfn, f in enumerate(s.folios):
+        if f is None or pfn == ZERO_PFN:
+            continue
+        mc = sum(mapc.get((pfn, i), 0) for i in range(f.nr))
+        for i in range(f.nr):
+            want = mapc.get((pfn, i), 0) + pend.get((pfn, i), 0)
+            if f.mapcount[i] != want:
+                bugs.append(f"pfn {pfn}/{i}: mapcount {f.mapcount[i]} but {want} ptes map it")
+        if f.entire_mapcount != entire.get(pfn, 0):
+            bugs.append(f"pfn {pfn}: entire mapcount {f.entire_mapcount} but {entire.get(pfn, 0)} PMDs map it")
+        nswap = sum(1 for sl in f.swap if sl >= 0) if f.flags & PG_swapcache else 0
+        expect = mc + entire.get(pfn, 0) + nswap + refunits.get(pfn, 0)
+        if f.refcount != expect:
+            bugs.append(f"pfn {pfn}: refcount {f.refcount} but mappings {mc + entire.get(pfn, 0)} + swap cache "
+                        f"{nswap} + references {refunits.get(pfn, 0)} = {expect}")
+        if f.flags & (PG_large | PG_hugetlb) and f.pincount != pins.get(pfn, 0):
+            bugs.append(f"pfn {pfn}: _pincount {f.pincount} but {pins.get(pfn, 0)} pins")
+        if f.flags & PG_swapcache:
+            for sl in f.swap:
+                if sl >= 0 and (sl >= len(s.swap) or s.swap[sl] is None or s.swap[sl].cache != pfn):
+                    bugs.append(f"pfn {pfn} in swap cache for slot {sl}, which does not point back")
+        if design.anon_exclusive:
+            if f.flags & PG_ksm and any(f.anon_exclusive):
+                bugs.append(f"I4: KSM pfn {pfn} is PageAnonExclusive")
+            for i in range(f.nr):
+                if not f.anon_exclusive[i]:
+                    continue
+                mms = {mm for mm, m in enumerate(s.mms) for p in m.ptes
+                       if p is not None and p.kind == PTE_PRESENT and p.pfn == pfn and p.idx == i}
+                mms |= {mm for mm, m in enumerate(s.mms) for p in m.pmds if p is not None and p.pfn == pfn}
+                if len(mms) > 1:
+                    bugs.append(f"pfn {pfn}/{i} is PageAnonExclusive but mapped by {len(mms)} processes")
+                if f.flags & PG_swapcache and f.swap[i] >= 0 and swapptes.get(f.swap[i], 0) and mms:
+                    bugs.append(f"pfn {pfn}/{i} is PageAnonExclusive but other swap ptes reference its slot")
+    for sl, slot in enumerate(s.swap):
+        if slot is None:
+            continue
+        if slot.count != swapptes.get(sl, 0):
+            bugs.append(f"swap slot {sl}: count {slot.count} but {swapptes.get(sl, 0)} swap ptes")
+        if slot.cache >= 0 and (slot.cache >= nf or s.folios[slot.cache] is None
+                                or not s.folios[slot.cache].flags & PG_swapcache):
+            bugs.append(f"swap slot {sl}: cached pfn {slot.cache} is not in the swap cache")
+        if slot.count == 0 and slot.cache < 0:
+            bugs.append(f"swap slot {sl} is referenced by nothing but was not freed")
+    return bugs
+
+
+def check_pin(s: State, design, e) -> list[str]:
+    """I2 (mm/gup: sanity-check ... that anonymous pages are exclusive when (un)pinning)."""
+    _, mm, addr, pfn, idx, gf = e
+    f = s.folios[pfn]
+    if design.anon_exclusive and f is not None and not f.anon_exclusive[idx]:
+        return [f"I2: FOLL_PIN taken on pfn {pfn}/{idx} (mm{mm} page {addr}) which is not PageAnonExclusive"]
+    return []
+
+
+def check_thread_end(s: State, tid: int) -> list[str]:
+    bugs = []
+    for mm, m in enumerate(s.mms):
+        if m.ptl == tid:
+            bugs.append(f"thread {tid} finished an operation holding mm{mm}'s page-table lock")
+    for r in s.refs:
+        if r.kind in ("tmp", "gup_fast") and r.owner == f"t{tid}":
+            bugs.append(f"thread {tid} finished an operation holding a {r.kind} reference on pfn {r.pfn}")
+    return bugs

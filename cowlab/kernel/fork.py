@@ -1,0 +1,156 @@
+"""kernel/fork.c dup_mmap() and mm/memory.c copy_page_range() /
+copy_present_pte() / copy_nonpresent_pte().
+
+Steps: ``fork.lock`` takes the parent's mmap_lock for write, copies the
+vmas (except VM_DONTCOPY ones) and, 5.11+ (57efa1fe5957), opens
+``write_protect_seq``; then per pte, under the parent's PT lock (held
+across the copy, as copy_pte_range() holds it), ``fork.pte`` decides
+(the design's ``copy_present_anon``: share, or an early copy for the child
+when the page may be DMA-pinned, 5.9+ 70e806e4e645 / 5.19 page_try_dup_anon_rmap)
+and ``fork.wrprotect`` write-protects the parent's pte and installs the
+child's.  gup-fast, which takes no lock, can run between those two steps,
+as in the kernel.  ``fork.end`` closes the sequence and starts the child.
+"""
+from __future__ import annotations
+
+from .paths import step, op
+from .types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_DONTCOPY, VM_SHARED, VM_MAYWRITE, VM_WRITE,
+                    VM_HUGETLB, ZERO_PFN, SWP_MIGRATION_READ, HPAGE_PMD_NR)
+from ..designs.base import SHARE, COPY
+from .mm import rmap, swap as lru, swapfile
+
+
+def is_cow_mapping(flags: int) -> bool:
+    """is_cow_mapping(): private and may be written."""
+    return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+
+
+@step("fork.lock")
+def dup_mmap_begin(k, fr, op):
+    """dup_mmap(): mmap_write_lock(oldmm); copy the vmas; 5.11+
+    raw_write_seqcount_begin(&src_mm->write_protect_seq)."""
+    k.mmap_write_lock()
+    child = op["child_mm"]
+    parent = k.mmv()
+    vmas = tuple(v for v in parent.vmas if not v.flags & VM_DONTCOPY)
+    n = len(parent.ptes)
+    k.set_mm(child, alive=True, flags=0, vmas=vmas, ptes=(None,) * n, pmds=(None,) * len(parent.pmds),
+             mmap_lock=-1)
+    if k.design.write_protect_seq:
+        k.set_mm(k.mm, write_protect_seq=parent.write_protect_seq + 1)
+    fr["fi"] = 0
+    return "fork.pte"
+
+
+def _copied(k, addr) -> bool:
+    v = k.find_vma(addr)
+    return v is not None and not v.flags & VM_DONTCOPY
+
+
+@step("fork.pte")
+def copy_present_pte(k, fr, op):
+    """copy_pte_range() -> copy_present_pte() / copy_nonpresent_pte() for
+    the next populated pte (PT lock of the parent taken at the first one)."""
+    child = op["child_mm"]
+    if not fr.get("ptl"):
+        k.pte_lock()
+        fr["ptl"] = True
+    n = len(k.mmv().ptes)
+    addr = fr["fi"]
+    while addr < n:
+        vma = k.find_vma(addr)
+        if vma is not None and not vma.flags & VM_DONTCOPY:
+            if vma.flags & VM_HUGETLB or k.pmd(addr // HPAGE_PMD_NR) is not None:
+                if addr % HPAGE_PMD_NR == 0:
+                    from .mm import huge_memory
+                    nxt = huge_memory.copy_huge(k, fr, vma, addr, child)
+                    if nxt is not None:
+                        return nxt
+                addr += 1
+                continue
+            if k.pte(addr) is not None:
+                break
+        addr += 1
+    fr["fi"] = addr
+    if addr >= n:
+        return "fork.end"
+    pte = k.pte(addr)
+    if pte.kind == PTE_SWAP:
+        swapfile.swap_duplicate(k, pte.pfn)
+        if k.design.copy_swap_pte_clear_exclusive() and pte.excl:
+            k.set_pte_at(addr, pte._replace(excl=0))
+        k.set_pte_at(addr, pte._replace(excl=0), child)
+        fr["fi"] = addr + 1
+        return "fork.pte"
+    if pte.kind == PTE_MIGRATION:
+        # writable / readable-exclusive migration entries become readable in both
+        k.set_pte_at(addr, pte._replace(excl=SWP_MIGRATION_READ))
+        k.set_pte_at(addr, pte._replace(excl=SWP_MIGRATION_READ), child)
+        fr["fi"] = addr + 1
+        return "fork.pte"
+    page = None if pte.pfn == ZERO_PFN else pte.pfn
+    if page is None:
+        k.set_pte_at(addr, pte, child)
+        fr["fi"] = addr + 1
+        return "fork.pte"
+    d = k.design.copy_present_anon(k, k.mm, addr, page, pte.idx)
+    if d == COPY:
+        copy_present_page(k, addr, pte, child)
+        fr["fi"] = addr + 1
+        return "fork.pte"
+    if d != SHARE:
+        from .txn import ModelBug
+        raise ModelBug(f"design answered {d!r} in copy_present_pte")
+    k.get_page(page)      # the child's mapping reference (the design dup'ed the rmap)
+    return "fork.wrprotect"
+
+
+def copy_present_page(k, addr, pte, child) -> None:
+    """copy_present_page(): the page may be DMA-pinned, so the child gets its
+    own copy right away (mapped writable if the vma is, maybe_mkwrite());
+    the parent's pte is left alone."""
+    vma = k.find_vma(addr, child)
+    new = k.alloc_folio(data=(k.folio(pte.pfn).data[pte.idx],))
+    rmap.page_add_new_anon_rmap(k, new, 0, exclusive=True)
+    lru.lru_cache_add(k, new)
+    k.ref_to_mapping(new)
+    w = bool(vma.flags & VM_WRITE)
+    k.set_pte_at(addr, k.mk_pte(new, 0, write=w, dirty=w, soft_dirty=pte.soft_dirty), child)
+    k.effect("copy", "fork", child, addr, pte.pfn, pte.idx, new, 0)
+
+
+@step("fork.wrprotect")
+def copy_present_pte_wrprotect(k, fr, op):
+    """copy_present_pte(), second half: ptep_set_wrprotect() of the parent's
+    pte in a COW mapping, and set_pte_at() of the child's R/O, old pte."""
+    child = op["child_mm"]
+    addr = fr["fi"]
+    pte = k.pte(addr)
+    vma = k.find_vma(addr)
+    if is_cow_mapping(vma.flags) and pte.write:
+        pte = pte._replace(write=False)
+        k.set_pte_at(addr, pte)
+    k.ref_to_mapping(pte.pfn)
+    k.set_pte_at(addr, pte, child)
+    fr["fi"] = addr + 1
+    return "fork.pte"
+
+
+@step("fork.end")
+def dup_mmap_end(k, fr, op):
+    """copy_page_range() end: drop the PT lock, raw_write_seqcount_end(),
+    mmap_write_unlock(); the child runs."""
+    if fr.pop("ptl", False):
+        k.pte_unlock()
+    if k.design.write_protect_seq:
+        k.set_mm(k.mm, write_protect_seq=k.mmv().write_protect_seq + 1)
+    child = op["child_mm"]
+    k.set_mm(child, mmap_lock=0)
+    k.mmap_write_unlock()
+    k.effect("fork", k.mm, child)
+    fr.pop("fi", None)
+    return None
+
+
+op("fork", "fork.lock", "fork() -> dup_mmap() -> copy_page_range()", ("child",),
+   "fork a child process that inherits the mappings")

@@ -1,0 +1,47 @@
+"""fs/splice.c vmsplice() and pipe reads.
+
+vmsplice(SPLICE_F_GIFT not set) -> vmsplice_to_pipe() -> iter_to_pipe() ->
+iov_iter_get_pages2() -> get_user_pages_fast(): a short-term FOLL_GET, R/O
+reference per page kept in the pipe buffer until the pipe is read (all
+versions through 6.18: vmsplice never became FOLL_PIN).  A pipe read copies
+the page's current content (what the reader observes) and drops the reference.
+"""
+from __future__ import annotations
+
+from ..paths import step, op
+from ..types import FOLL_GET, FOLL_FAST
+from ..mm.gup import start_gup
+
+
+def pipe_owner(op) -> str:
+    return f"{op['process']}:{op['pipe']}"
+
+
+@step("vmsplice")
+def vmsplice_to_pipe(k, fr, op):
+    n = op.get("pages", 1)
+    return start_gup(fr, range(op["addr"], op["addr"] + n), FOLL_GET | FOLL_FAST, "pipe", pipe_owner(op),
+                     "vmsplice.done")
+
+
+@step("vmsplice.done")
+def vmsplice_done(k, fr, op):
+    if fr.pop("g_err", 0):
+        k.effect("error", "vmsplice", k.mm, op["addr"])
+    return None
+
+
+@step("pipe_read")
+def pipe_read(k, fr, op):
+    """pipe_read() -> copy_page_to_iter() of each buffer, then
+    anon_pipe_buf_release() -> put_page()."""
+    owner = pipe_owner(op)
+    for r in sorted(r for r in k.refs if r.kind == "pipe" and r.owner == owner):
+        k.effect("load", "pipe", owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx])
+        k.drop_ref(r)
+    return None
+
+
+op("vmsplice", "vmsplice", "vmsplice() -> get_user_pages_fast(FOLL_GET)", ("addr", "pages", "pipe"),
+   "splice pages into a pipe (R/O FOLL_GET references)")
+op("pipe_read", "pipe_read", "read() from the pipe", ("pipe",), "read the pipe and check what it holds")

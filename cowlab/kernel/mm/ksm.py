@@ -1,0 +1,75 @@
+"""mm/ksm.c: ksmd merging two identical anonymous pages into one KSM page.
+
+try_to_merge_two_pages() -> try_to_merge_one_page() for each page:
+lock_page; write_protect_page() under the PT lock (refuses pages with
+references beyond mappings + swap cache: ``mapcount + 1 + swapped !=
+page_count``; 5.19+ also page_try_share_anon_rmap()); the first page becomes
+the KSM (stable) page; replace_page() points the second mapping at it.
+KSM pages are never PageAnonExclusive and, from 5.9, never reused by
+do_wp_page (reuse_ksm_page() is 5.7/5.8 only).
+"""
+from __future__ import annotations
+
+from ..paths import step, op
+from ..txn import Blocked
+from ..types import PG_ksm, PG_swapcache
+from . import rmap
+
+
+def _write_protect_page(k, mm, addr) -> int | None:
+    """write_protect_page(): returns the pfn, write-protected, or None."""
+    pte = k.pte(addr, mm)
+    if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn):
+        return None
+    pfn = pte.pfn
+    if k.mms[mm].ptl != -1:
+        raise Blocked("page-table lock held")
+    swapped = 1 if k.PageSwapCache(pfn) else 0
+    if not k.design.ksm_may_merge(k, pfn, pte.idx, swapped):
+        return None
+    if pte.write or pte.dirty:
+        k.set_pte_at(addr, pte._replace(write=False, dirty=False), mm)
+    return pfn
+
+
+@step("ksm.merge")
+def try_to_merge_two_pages(k, fr, op):
+    a_mm, a = k.mm, op["addr"]
+    b_mm, b = op["mm_id"], op.get("other_addr", op["addr"])
+    p1 = _write_protect_page(k, a_mm, a)
+    if p1 is None or not k.trylock_page(p1):
+        return None
+    p2 = _write_protect_page(k, b_mm, b)
+    i1 = k.pte(a, a_mm).idx
+    if p2 is None or p2 == p1 or k.folio(p1).data[i1] != k.folio(p2).data[k.pte(b, b_mm).idx]:
+        k.unlock_page(p1)
+        return None
+    # p1 becomes the stable (KSM) page
+    k.set_flag(p1, PG_ksm)
+    if k.design.anon_exclusive:
+        k.ClearPageAnonExclusive(p1, i1)
+    # replace_page(): b's pte now maps the KSM page R/O
+    old = k.pte(b, b_mm)
+    k.add_ref("tmp", p1)
+    k.ref_to_mapping(p1)
+    rmap.page_dup_rmap(k, p1, i1)
+    k.set_pte_at(b, k.mk_pte(p1, i1, write=False), b_mm)
+    rmap.page_remove_rmap(k, p2, old.idx)
+    k.put_page(p2)
+    k.unlock_page(p1)
+    k.effect("ksm_merge", a_mm, a, b_mm, b, p1)
+    return None
+
+
+def reuse_ksm_page(k, pfn: int) -> bool:
+    """reuse_ksm_page() (5.7/5.8 only; removed with 09854ba94c6a): a KSM page
+    mapped once and not in the swap cache may be taken back as an ordinary
+    anon page (page_ref_freeze(page, 1))."""
+    if k.PageSwapCache(pfn) or k.page_count(pfn) != 1:
+        return False
+    k.clear_flag(pfn, PG_ksm)
+    return True
+
+
+op("ksm_merge", "ksm.merge", "ksmd: try_to_merge_two_pages()", ("addr", "of", "other_addr"),
+   "merge this page with another process's identical page (both must hold the same value)")

@@ -1,0 +1,181 @@
+"""mm/mmap.c, mm/mprotect.c, mm/madvise.c (MADV_DONTNEED, MADV_DONTFORK,
+MADV_DOFORK, MADV_HUGEPAGE), kernel/exit.c exit_mmap(), fs/proc/task_mmu.c
+clear_refs (soft-dirty)."""
+from __future__ import annotations
+
+from ..paths import step, op
+from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
+                     VM_HUGETLB, VM_MERGEABLE, ZERO_PFN, HPAGE_PMD_NR)
+from .memory import zap_pte, vm_normal_page
+
+PROT = {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}
+
+
+def _vma_edit(vmas, start, end, fn):
+    """Apply fn(flags)->flags to [start, end), splitting vmas (split_vma())."""
+    out = []
+    for v in vmas:
+        if v.end <= start or v.start >= end:
+            out.append(v)
+            continue
+        if v.start < start:
+            out.append(Vma(v.start, start, v.flags))
+        lo, hi = max(v.start, start), min(v.end, end)
+        nf = fn(v.flags)
+        if nf is not None:
+            out.append(Vma(lo, hi, nf))
+        if v.end > end:
+            out.append(Vma(end, v.end, v.flags))
+    # vma_merge(): adjacent vmas with equal flags merge
+    merged = []
+    for v in sorted(out):
+        if merged and merged[-1].end == v.start and merged[-1].flags == v.flags:
+            merged[-1] = Vma(merged[-1].start, v.end, v.flags)
+        else:
+            merged.append(v)
+    return tuple(merged)
+
+
+@step("mmap")
+def do_mmap(k, fr, op):
+    """do_mmap(MAP_PRIVATE|MAP_ANONYMOUS [|MAP_HUGETLB]): a new private
+    anonymous vma (VM_SOFTDIRTY set, as every new vma)."""
+    k.mmap_write_lock()
+    flags = PROT[op.get("prot", "rw")] | VM_MAYWRITE | VM_SOFTDIRTY
+    if op.get("hugetlb"):
+        flags |= VM_HUGETLB
+    if op.get("thp"):
+        flags |= VM_HUGEPAGE
+    start, n = op["addr"], op.get("pages", 1)
+    m = k.mmv()
+    vmas = _vma_edit(m.vmas, start, start + n, lambda f: None) + (Vma(start, start + n, flags),)
+    k.set_mm(k.mm, vmas=_vma_edit(tuple(sorted(vmas)), 0, 0, lambda f: f))
+    k.mmap_write_unlock()
+    return None
+
+
+def _zap_range(k, mm, start, end):
+    k.pte_lock(mm)
+    from . import huge_memory
+    for a in range(start, end):
+        if k.pmd(a // HPAGE_PMD_NR, mm) is not None:
+            huge_memory.zap_huge(k, mm, a)
+        else:
+            zap_pte(k, mm, a)
+    k.pte_unlock(mm)
+
+
+@step("munmap")
+def do_munmap(k, fr, op):
+    """__do_munmap(): mmap_write_lock, unmap_region() (zap under the PT lock, pages
+    freed after the TLB flush), remove the vmas."""
+    k.mmap_write_lock()
+    start, n = op["addr"], op.get("pages", 1)
+    _zap_range(k, k.mm, start, start + n)
+    k.set_mm(k.mm, vmas=_vma_edit(k.mmv().vmas, start, start + n, lambda f: None))
+    k.mmap_write_unlock()
+    return None
+
+
+@step("madvise")
+def do_madvise(k, fr, op):
+    """do_madvise(): MADV_DONTNEED zaps (mmap_lock for read);
+    MADV_DONTFORK/DOFORK/HUGEPAGE/NOHUGEPAGE/MERGEABLE edit vm_flags
+    (mmap_lock for write)."""
+    advice = op["advice"]
+    start, n = op["addr"], op.get("pages", 1)
+    if advice == "dontneed":
+        k.mmap_read_lock()
+        _zap_range(k, k.mm, start, start + n)
+        k.mmap_read_unlock()
+        return None
+    k.mmap_write_lock()
+    fn = {"dontfork": lambda f: f | VM_DONTCOPY, "dofork": lambda f: f & ~VM_DONTCOPY,
+          "hugepage": lambda f: (f | VM_HUGEPAGE) & ~VM_NOHUGEPAGE,
+          "nohugepage": lambda f: (f | VM_NOHUGEPAGE) & ~VM_HUGEPAGE,
+          "mergeable": lambda f: f | VM_MERGEABLE}[advice]
+    k.set_mm(k.mm, vmas=_vma_edit(k.mmv().vmas, start, start + n, fn))
+    k.mmap_write_unlock()
+    return None
+
+
+@step("mprotect")
+def do_mprotect(k, fr, op):
+    """mprotect_fixup() -> change_protection() -> change_pte_range() under
+    the PT lock: removing PROT_WRITE write-protects the ptes; adding it maps
+    a pte writable only if the design allows it (6.0+ can_change_pte_writable():
+    exclusive anon page, soft-dirty not being tracked or the pte soft-dirty)."""
+    k.mmap_write_lock()
+    start, n = op["addr"], op.get("pages", 1)
+    prot = PROT[op["prot"]]
+    k.pte_lock()
+    from . import huge_memory
+    for a in range(start, start + n):
+        if k.pmd(a // HPAGE_PMD_NR) is not None:
+            huge_memory.change_huge_pmd(k, a, prot, start, start + n)
+            continue
+        pte = k.pte(a)
+        if not k.is_present(pte):
+            continue
+        if not prot & VM_WRITE and pte.write:
+            k.set_pte_at(a, pte._replace(write=False))
+        elif prot & VM_WRITE and not pte.write:
+            vma = k.find_vma(a)
+            page = vm_normal_page(pte)
+            nv = vma._replace(flags=(vma.flags & ~(VM_READ | VM_WRITE)) | prot)
+            if page is not None and k.PageAnon(page) and k.design.mprotect_make_writable(k, nv, pte, page, pte.idx):
+                k.set_pte_at(a, pte._replace(write=True))
+    k.pte_unlock()
+    k.set_mm(k.mm, vmas=_vma_edit(k.mmv().vmas, start, start + n,
+                                  lambda f: (f & ~(VM_READ | VM_WRITE)) | prot))
+    k.mmap_write_unlock()
+    return None
+
+
+@step("clear_refs")
+def clear_refs_soft_dirty(k, fr, op):
+    """clear_refs_write(CLEAR_REFS_SOFT_DIRTY) -> clear_soft_dirty(): every
+    present pte is write-protected and its soft-dirty bit cleared, vmas lose
+    VM_SOFTDIRTY; 5.11+ (9348b73c2e1b) leaves writable ptes of maybe-pinned
+    pages alone (the design's clear_refs_skip)."""
+    k.mmap_write_lock()
+    k.pte_lock()
+    for a, pte in enumerate(k.mmv().ptes):
+        if not k.is_present(pte):
+            continue
+        page = vm_normal_page(pte)
+        if pte.write and page is not None and k.design.clear_refs_skip(k, k.mm, page):
+            continue
+        k.set_pte_at(a, pte._replace(write=False, soft_dirty=False))
+    k.pte_unlock()
+    k.set_mm(k.mm, vmas=tuple(v._replace(flags=v.flags & ~VM_SOFTDIRTY) for v in k.mmv().vmas))
+    k.mmap_write_unlock()
+    return None
+
+
+@step("exit")
+def do_exit(k, fr, op):
+    """do_exit(): files are closed (io_uring rings unregister their fixed
+    buffers, gup_test drops its pins, the process's pipes are freed), then
+    exit_mmap() zaps every mapping."""
+    name = op["process"]
+    for r in [r for r in k.refs if r.mm == k.mm and r.kind in ("io_uring", "gup_test", "gup")]:
+        k.drop_ref(r)
+    for r in [r for r in k.refs if r.kind == "pipe" and r.owner.startswith(name + ":")]:
+        k.drop_ref(r)
+    k.mmap_write_lock()
+    m = k.mmv()
+    _zap_range(k, k.mm, 0, len(m.ptes))
+    k.set_mm(k.mm, alive=False, vmas=(), mmap_lock=0)
+    k.effect("exit", k.mm)
+    return None
+
+
+op("mmap", "mmap", "mmap(MAP_PRIVATE|MAP_ANONYMOUS)", ("addr", "pages", "prot", "thp", "hugetlb"),
+   "create a private anonymous mapping")
+op("munmap", "munmap", "munmap()", ("addr", "pages"), "unmap pages")
+op("madvise", "madvise", "madvise()", ("addr", "pages", "advice"),
+   "advice: dontneed | dontfork | dofork | hugepage | nohugepage | mergeable")
+op("mprotect", "mprotect", "mprotect()", ("addr", "pages", "prot"), "prot: r | rw | none")
+op("clear_refs", "clear_refs", "echo 4 > /proc/self/clear_refs", (), "clear soft-dirty bits (write-protects)")
+op("exit", "exit", "exit()", (), "the process exits")

@@ -1,0 +1,33 @@
+"""mm/swap.c: the per-CPU LRU batches (pagevecs until 5.x, folio batches in 6.x).
+
+A fresh folio is added to the local CPU's lru_add batch, which holds a
+reference until the batch is drained onto the LRU list (PG_lru set).  The
+model has one batch per thread's CPU; ``lru_add_drain`` drains the local one,
+``lru_add_drain_all`` (a background agent, or migration) drains every CPU.
+"""
+from __future__ import annotations
+
+from ..types import PG_lru
+
+
+def lru_cache_add(k, pfn: int) -> None:
+    """lru_cache_add()/folio_add_lru() (all versions): folio_get() + queue in
+    the local CPU's lru_add batch; PG_lru is set only when the batch drains."""
+    k.add_ref("lru_batch", pfn, owner=f"cpu{k.tid}")
+
+
+def _drain(k, owner: str | None) -> None:
+    for r in [r for r in k.refs if r.kind == "lru_batch" and (owner is None or r.owner == owner)]:
+        if k.folios[r.pfn] is not None:
+            k.set_flag(r.pfn, PG_lru)
+        k.drop_ref(r)
+
+
+def lru_add_drain(k) -> None:
+    """lru_add_drain() (all versions): drain this CPU's batch only."""
+    _drain(k, f"cpu{k.tid}")
+
+
+def lru_add_drain_all(k) -> None:
+    """lru_add_drain_all(): drain every CPU's batch."""
+    _drain(k, None)

@@ -1,0 +1,103 @@
+"""mm/swapfile.c and mm/swap_state.c: swap slots, swap counts and the swap cache."""
+from __future__ import annotations
+
+from ..types import PG_swapcache, PG_writeback, PG_dirty, PG_ksm, PG_large
+
+
+def add_to_swap_cache(k, pfn: int, slot: int, idx: int = 0) -> None:
+    """add_to_swap_cache(): the swap cache holds one reference per subpage."""
+    f = k.folio(pfn)
+    sw = list(f.swap)
+    sw[idx] = slot
+    k.folios[pfn] = f._replace(flags=f.flags | PG_swapcache, swap=tuple(sw), refcount=f.refcount + 1)
+    k.set_slot(slot, cache=pfn)
+
+
+def delete_from_swap_cache(k, pfn: int) -> None:
+    """delete_from_swap_cache(): drop the swap cache's references; each slot
+    is freed once no swap pte references it."""
+    f = k.folio(pfn)
+    n = 0
+    for slot in f.swap:
+        if slot >= 0:
+            k.set_slot(slot, cache=-1)
+            k.maybe_free_slot(slot)
+            n += 1
+    k.folios[pfn] = f._replace(flags=f.flags & ~PG_swapcache, swap=(-1,) * f.nr)
+    k.ref_put_units(pfn, n)
+
+
+def lookup_swap_cache(k, slot: int) -> int:
+    """lookup_swap_cache()/swap_cache_get_folio(): the cached folio's pfn or -1."""
+    s = k.swap[slot]
+    return s.cache if s is not None else -1
+
+
+def swap_duplicate(k, slot: int) -> None:
+    """swap_duplicate() (fork copying a swap pte): swap_map count++."""
+    k.set_slot(slot, count=k.swap[slot].count + 1)
+
+
+def swap_free(k, slot: int) -> None:
+    """swap_free(): swap_map count--; the slot is released when no pte and no
+    swap cache page reference it."""
+    k.set_slot(slot, count=k.swap[slot].count - 1)
+    k.maybe_free_slot(slot)
+
+
+def try_to_free_swap(k, pfn: int) -> bool:
+    """try_to_free_swap() (folio_free_swap() 6.x): with the page locked,
+    drop the page from the swap cache when no swap pte references it any more
+    and it is not under writeback."""
+    f = k.folio(pfn)
+    if not f.flags & PG_swapcache or f.flags & PG_writeback:
+        return False
+    if any(s >= 0 and k.swap[s].count > 0 for s in f.swap):
+        return False
+    delete_from_swap_cache(k, pfn)
+    k.set_flag(pfn, PG_dirty)
+    return True
+
+
+def free_swap_cache(k, pfn: int) -> None:
+    """free_swap_cache(): after unmapping, if the swap cache holds the only
+    other reference, try to drop it (trylock_page; f4c4a3f48480 uses it
+    after COW from 5.14)."""
+    if k.folios[pfn] is None:
+        return
+    if k.PageSwapCache(pfn) and k.total_mapcount(pfn) == 0 and k.trylock_page(pfn):
+        try_to_free_swap(k, pfn)
+        if k.folios[pfn] is not None:
+            k.unlock_page(pfn)
+
+
+def reuse_swap_page(k, pfn: int) -> bool:
+    """reuse_swap_page() (mm/swapfile.c, until 5.17; removed by 5.18's COW
+    fixes part 1): with the page locked, reuse when mapcount plus the swap
+    count of the page's swap entry is at most 1 -- references from GUP are
+    invisible to it.  When the count is 1 it also drops the page from the
+    swap cache (unless under writeback) so that the write makes it exclusive."""
+    f = k.folio(pfn)
+    if f.flags & PG_ksm:
+        return False
+    # page_trans_huge_map_swapcount(): the largest per-subpage map+swap count
+    count = max(m + f.entire_mapcount + (k.swap[s].count if f.flags & PG_swapcache and s >= 0 else 0)
+                for m, s in zip(f.mapcount, f.swap))
+    if count == 1 and f.flags & PG_swapcache and not f.flags & PG_writeback:
+        delete_from_swap_cache(k, pfn)
+        k.set_flag(pfn, PG_dirty)
+    return count <= 1
+
+
+def free_swap_and_cache(k, slot: int) -> None:
+    """free_swap_and_cache() (zap of a swap pte): swap_free(), then if only
+    the swap cache still references the slot, try (trylock) to reclaim the
+    cached page when nothing maps it."""
+    swap_free(k, slot)
+    s = k.swap[slot]
+    if s is not None and s.count == 0 and s.cache >= 0:
+        pfn = s.cache
+        if k.total_mapcount(pfn) == 0 and k.trylock_page(pfn):
+            try_to_free_swap(k, pfn)
+            if k.folios[pfn] is not None:
+                k.unlock_page(pfn)

@@ -1,0 +1,168 @@
+"""mm/vmscan.c shrink_page_list() (shrink_folio_list() 6.x) for one anon
+page, as reached from MADV_PAGEOUT (mm/madvise.c madvise_pageout():
+lru_add_drain(), then isolate pages mapped only by this process) or from
+background reclaim.
+
+Steps: ``reclaim.isolate`` (isolate_lru_page(): +1 ref, PG_lru cleared),
+``reclaim.lock`` (trylock_page), ``reclaim.add_to_swap`` (add_to_swap();
+5.11+ skips maybe-pinned pages, feb889fb40fa), ``reclaim.unmap``
+(try_to_unmap(): every mapping becomes a swap pte, under each mm's PT lock;
+5.19+ page_try_share_anon_rmap() refuses pinned pages and the swp pte keeps
+the exclusive bit), ``reclaim.pageout`` (write to the device) and
+``reclaim.free`` (__remove_mapping(): freeze the refcount at isolation +
+swap cache; any other reference keeps the page in the swap cache).
+"""
+from __future__ import annotations
+
+from ..paths import step, op
+from ..types import PG_lru, PG_swapcache, PG_writeback, PG_dirty, PTE_PRESENT, HPAGE_PMD_NR
+from . import rmap, swapfile, swap as lru
+
+
+def _target(k, op):
+    mm = k.mm
+    pte = k.pte(op["addr"], mm)
+    return pte
+
+
+@step("reclaim.isolate")
+def madvise_pageout(k, fr, op):
+    """madvise_pageout() -> madvise_cold_or_pageout_pte_range(): drain the
+    local lru_add batch, skip pages mapped by more than this process
+    (page_mapcount() != 1), isolate_lru_page()."""
+    k.mmap_read_lock()
+    lru.lru_add_drain(k)
+    pte = k.pte(op["addr"])
+    if k.pmd(op["addr"] // HPAGE_PMD_NR) is not None:
+        from . import huge_memory
+        huge_memory.split_for_reclaim(k, op["addr"])
+        pte = k.pte(op["addr"])
+    if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn):
+        k.mmap_read_unlock()
+        return None
+    pfn = pte.pfn
+    if (not op.get("shared_ok") and k.page_mapcount(pfn, pte.idx) != 1) or not k.PageLRU(pfn):
+        k.mmap_read_unlock()
+        return None
+    k.clear_flag(pfn, PG_lru)
+    k.add_ref("isolate", pfn, owner=f"t{k.tid}")
+    fr["rp"] = pfn
+    return "reclaim.lock"
+
+
+def _putback(k, fr, locked=True) -> None:
+    """putback_lru_page(): back on the LRU, drop the isolation reference."""
+    pfn = fr.pop("rp")
+    if locked:
+        k.unlock_page(pfn)
+    k.set_flag(pfn, PG_lru)
+    k.drop_ref(next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn))
+    k.mmap_read_unlock()
+
+
+@step("reclaim.lock")
+def reclaim_trylock(k, fr, op):
+    if not k.trylock_page(fr["rp"]):
+        _putback(k, fr, locked=False)
+        return None
+    return "reclaim.add_to_swap"
+
+
+@step("reclaim.add_to_swap")
+def reclaim_add_to_swap(k, fr, op):
+    """add_to_swap(): allocate a slot and add the page to the swap cache
+    (the design decides whether a maybe-pinned page may go there)."""
+    pfn = fr["rp"]
+    if not k.PageSwapCache(pfn):
+        if not k.design.may_add_to_swap(k, pfn):
+            _putback(k, fr)
+            return None
+        f = k.folio(pfn)
+        for i in range(f.nr):
+            slot = k.swap_alloc(f.data[i])
+            swapfile.add_to_swap_cache(k, pfn, slot, i)
+        k.set_flag(pfn, PG_dirty)
+    return "reclaim.unmap"
+
+
+@step("reclaim.unmap")
+def try_to_unmap(k, fr, op):
+    """try_to_unmap() -> try_to_unmap_one() for every pte mapping the page
+    (rmap walk; each mm's PT lock): clear the pte, ask the design
+    (5.19+: page_try_share_anon_rmap() fails for pinned pages -> restore the
+    pte and give up), install the swap pte (exclusive bit 5.19+),
+    swap_duplicate(), page_remove_rmap(), put_page()."""
+    pfn = fr["rp"]
+    maps = [(mm, a, p) for mm, m in enumerate(k.mms) if m.alive
+            for a, p in enumerate(m.ptes) if k.is_present(p) and p.pfn == pfn]
+    for mm in {mm for mm, _, _ in maps}:
+        if k.mms[mm].ptl != -1:
+            from ..txn import Blocked
+            raise Blocked("page-table lock held")
+    for mm, a, p in maps:
+        ok, excl = k.design.try_to_unmap_anon(k, pfn, p.idx)
+        if not ok:
+            continue
+        slot = k.folio(pfn).swap[p.idx]
+        k.set_pte_at(a, k.swp_pte(slot, excl), mm)
+        swapfile.swap_duplicate(k, slot)
+        rmap.page_remove_rmap(k, pfn, p.idx)
+        k.put_page(pfn)
+        if p.dirty:
+            k.set_flag(pfn, PG_dirty)
+    if k.total_mapcount(pfn) > 0:
+        _putback(k, fr)
+        return None
+    return "reclaim.pageout"
+
+
+@step("reclaim.pageout")
+def reclaim_pageout(k, fr, op):
+    """pageout() -> swap_writepage(): the device now holds the data
+    (writeback modelled as completing at once)."""
+    pfn = fr["rp"]
+    f = k.folio(pfn)
+    for i, slot in enumerate(f.swap):
+        k.set_slot(slot, data=f.data[i])
+    k.clear_flag(pfn, PG_dirty)
+    return "reclaim.free"
+
+
+@step("reclaim.free")
+def remove_mapping(k, fr, op):
+    """__remove_mapping(): folio_ref_freeze(1 + nr) succeeds only if the
+    isolation and the swap cache hold the only references; then the page
+    leaves the swap cache and is freed.  Otherwise it stays (unmapped) in
+    the swap cache and goes back to the LRU."""
+    pfn = fr["rp"]
+    f = k.folio(pfn)
+    if f.refcount == 1 + f.nr and k.total_mapcount(pfn) == 0:
+        fr.pop("rp")
+        k.unlock_page(pfn)
+        iso = next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn)
+        swapfile.delete_from_swap_cache(k, pfn)
+        k.drop_ref(iso)
+        k.mmap_read_unlock()
+        return None
+    _putback(k, fr)
+    return None
+
+
+@step("swapcache.free")
+def free_swap_cache_op(k, fr, op):
+    """A background path dropping an idle swap cache page (e.g. reclaim
+    finding it unmapped, or swap being full: try_to_free_swap() under
+    trylock_page)."""
+    for s in list(k.swap):
+        if s is not None and s.cache >= 0 and s.count == 0 and k.folios[s.cache] is not None:
+            pfn = s.cache
+            if k.trylock_page(pfn):
+                swapfile.try_to_free_swap(k, pfn)
+                if k.folios[pfn] is not None:
+                    k.unlock_page(pfn)
+    return None
+
+
+op("pageout", "reclaim.isolate", "madvise(MADV_PAGEOUT) -> reclaim_pages()", ("addr", "shared_ok"),
+   "swap the page out (shrink_page_list)")
+op("free_swapcache", "swapcache.free", "try_to_free_swap()", (), "drop idle swap-cache pages")

@@ -1,0 +1,143 @@
+"""The model as an explorer sees it: states, enabled atomic steps, and
+what each step reveals (verdict events and model bugs).
+
+``CowModel(case, design)`` exposes, in the manner of stateright's ``Model``:
+
+* ``init_state()`` -- the initial ``State`` (immutable, hashable);
+* ``actions(state)`` -- the threads that have an enabled atomic step;
+* ``step(state, tid)`` -- the ``Transition`` that step makes, or None
+  when the thread is blocked (a lock, a wait, a process not yet forked);
+* ``is_done(state)`` -- every thread has finished its operations.
+
+It knows nothing about search; the explorer knows nothing about memory.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from . import kernel  # noqa: F401  (registers every step)
+from .kernel import registry  # noqa: F401
+from .kernel.checks import check_pin, check_state, check_thread_end
+from .kernel.paths import OPS, STEPS
+from .kernel.txn import Blocked, Kernel, ModelBug
+from .kernel.types import (Folio, Mm, State, Thread, Vma, HPAGE_PMD_NR, ZERO, VM_MAYWRITE)
+from .oracle import Oracle, initial_spec
+from .scenario import Case
+
+
+class Transition(NamedTuple):
+    state: State
+    tid: int
+    op: str           # operation text
+    label: str        # the step label (kernel function)
+    doc: str          # the step's kernel function / docstring line
+    events: tuple     # oracle Events
+    bugs: tuple       # model bugs (str)
+    effects: tuple
+
+
+class CowModel:
+    def __init__(self, case: Case, design, check_invariants: bool = True):
+        self.case = case
+        self.design = design
+        self.oracle = Oracle(list(case.processes))
+        self.check_invariants = check_invariants
+        self.ops = [t.ops for t in case.threads]
+        self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
+        self.args = [[op.arg() for op in t.ops] for t in case.threads]
+
+    def init_state(self) -> State:
+        n = self.case.pages
+        nh = max(1, (n + HPAGE_PMD_NR - 1) // HPAGE_PMD_NR)
+        mms = tuple(Mm(i == 0, 0, 0, -1, 0, (), (None,) * n, (None,) * nh) for i in range(len(self.case.processes)))
+        zero = Folio(0, 1, (0,), 0, 0, (False,), (ZERO,), (-1,))
+        threads = tuple(Thread(0, None, ()) for _ in self.case.threads)
+        return State((zero,), mms, (), (), threads, frozenset(), 0,
+                     initial_spec(len(mms), n))
+
+    # ------------------------------------------------------------------ interface
+    SYNC = ("signal", "wait")
+
+    def thread_done(self, s: State, tid: int) -> bool:
+        t = s.threads[tid]
+        if t.pc >= len(self.ops[tid]):
+            return True
+        m = s.mms[self.tmm[tid]]
+        # a process that exited runs no more memory operations (its sync
+        # signals still reach the others, as the parent's wait() does)
+        return (not m.alive and t.label is None and self._started(s, tid)
+                and all(op.name not in self.SYNC for op in self.ops[tid][t.pc:]))
+
+    def _started(self, s: State, tid: int) -> bool:
+        return s.threads[tid].pc > 0 or s.threads[tid].label is not None
+
+    def is_done(self, s: State) -> bool:
+        return all(self.thread_done(s, i) for i in range(len(s.threads)))
+
+    def actions(self, s: State) -> list[int]:
+        return [i for i in range(len(s.threads)) if self.step(s, i) is not None]
+
+    def step(self, s: State, tid: int) -> Transition | None:
+        t = s.threads[tid]
+        if self.thread_done(s, tid):
+            return None
+        mm = self.tmm[tid]
+        op = self.ops[tid][t.pc]
+        if not s.mms[mm].alive:
+            if not self._started(s, tid):
+                return None       # process not forked yet
+            if op.name not in self.SYNC:
+                # the process exited: skip its remaining memory operations
+                return Transition(s._replace(threads=_set(s.threads, tid, Thread(t.pc + 1, None, ()))), tid,
+                                  str(op), "exited", "the process has exited", (), (), ())
+        args = self.args[tid][t.pc]
+        label = t.label or OPS[op.name][0]
+        fn = STEPS[label]
+        k = Kernel(s, self.design, tid, mm)
+        fr = dict(t.frame)
+        try:
+            nxt = fn(k, fr, args)
+        except Blocked:
+            return None
+        except ModelBug as e:
+            return Transition(s, tid, str(op), label, _doc(fn), (), (f"model bug in {label}: {e}",), ())
+        irqs = k.threads[tid].irqs_off
+        if nxt is None:
+            k.threads[tid] = Thread(t.pc + 1, None, (), False)
+        else:
+            k.threads[tid] = Thread(t.pc, nxt, tuple(sorted(fr.items())), irqs)
+        new = k.commit()
+        new, events = self.oracle.check(s, new, k.effects)
+        bugs = []
+        if self.check_invariants:
+            pending = self._pending_fork(new)
+            bugs = check_state(new, self.design, pending)
+            for e in k.effects:
+                if e[0] == "pin":
+                    bugs += check_pin(new, self.design, e)
+            if nxt is None:
+                bugs += check_thread_end(new, tid)
+        return Transition(new, tid, str(op), label, _doc(fn), tuple(events), tuple(bugs), tuple(k.effects))
+
+    def _pending_fork(self, s: State):
+        out = []
+        for i, t in enumerate(s.threads):
+            if t.label == "fork.wrprotect":
+                fr = dict(t.frame)
+                p = s.mms[self.tmm[i]].ptes[fr["fi"]]
+                out.append((p.pfn, p.idx))
+        return out
+
+    def thread_name(self, tid: int) -> str:
+        return self.case.threads[tid].name
+
+
+def _set(tup, i, v):
+    lst = list(tup)
+    lst[i] = v
+    return tuple(lst)
+
+
+def _doc(fn) -> str:
+    d = (fn.__doc__ or fn.__name__).strip().splitlines()[0]
+    return d

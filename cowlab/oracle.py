@@ -1,0 +1,252 @@
+"""The oracle: an abstract specification of what every process and every
+reference holder may observe, checked at every atomic step.
+
+Specification (independent of any COW design):
+
+* fork gives the child a snapshot of the parent's memory; afterwards each
+  process sees exactly its own writes (``Spec.value``);
+* a long-term FOLL_PIN (R/O or R/W), and any FOLL_WRITE reference while its
+  I/O is in flight, stays coherent with the pinning process's mapping at that
+  address until it is dropped or the address is unmapped: what goes through
+  it is what the process has there, and DMA through it is what the process
+  then reads;
+* any other reference (a short-term FOLL_GET: vmsplice, O_DIRECT writes
+  before 6.5, a R/O short-term pin) may keep a snapshot of its own process's
+  data (any value the process ever had at that address, ``Spec.history``)
+  but never another process's data.
+
+Verdicts, each an incident counted once (``key``):
+
+* **missed COW** -- a store lands in a page that another process maps or
+  references, or an observer reads data its process never had;
+* **wrong COW** -- a coherent pin no longer refers to the page its process
+  maps at that address (checked after every step), or a process/pin reads
+  stale data of its own;
+* **unnecessary COW** -- a copy made while only transient references
+  (LRU batch, swap cache, speculative, isolation, in-flight kernel refs)
+  could observe the old page.
+
+Every copy is also classified (``correct`` / ``unnecessary`` / ``wrong``).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
+                           PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN, HPAGE_PMD_NR)
+
+MISSED, WRONG, UNNECESSARY, CORRECT = "missed", "wrong", "unnecessary", "correct"
+
+
+class Event(NamedTuple):
+    kind: str          # missed | wrong | unnecessary | correct
+    what: str          # copy | store | load | pin
+    key: tuple         # incident identity (one bug counts once)
+    text: str
+
+
+def initial_spec(nmm: int, naddr: int) -> Spec:
+    return Spec(tuple((ZERO,) * naddr for _ in range(nmm)),
+                tuple((frozenset({ZERO}),) * naddr for _ in range(nmm)), frozenset())
+
+
+def coherent(gup_flags: int) -> bool:
+    return bool((gup_flags & FOLL_PIN and gup_flags & FOLL_LONGTERM) or gup_flags & FOLL_WRITE)
+
+
+def ref_key(r) -> tuple:
+    return (r.kind, r.owner, r.mm, r.addr)
+
+
+def _pname(names, mm):
+    return names[mm] if names and 0 <= mm < len(names) else f"mm{mm}"
+
+
+class Oracle:
+    def __init__(self, process_names=None):
+        self.names = process_names or []
+
+    # ----------------------------------------------------------------- helpers
+    def observers(self, s: State, pfn: int, idx: int, exclude_mm: int, exclude_addr: int | None = None):
+        """Who may legitimately observe subpage (pfn, idx), other than the
+        mapping (exclude_mm, exclude_addr): [(kind, mm, addr, ref or None)]."""
+        out = []
+        f = s.folios[pfn] if pfn < len(s.folios) else None
+        for mm, m in enumerate(s.mms):
+            if not m.alive:
+                continue
+            for a, p in enumerate(m.ptes):
+                if p is None or (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
+                    continue
+                if p.kind in (PTE_PRESENT, PTE_MIGRATION) and p.pfn == pfn and p.idx == idx:
+                    out.append(("map", mm, a, None))
+                elif p.kind == PTE_SWAP and f is not None and f.flags & PG_swapcache and f.swap[idx] == p.pfn:
+                    out.append(("swap", mm, a, None))
+            for h, pmd in enumerate(m.pmds):
+                a = h * HPAGE_PMD_NR + idx
+                if pmd is not None and pmd.pfn == pfn and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
+                    out.append(("map", mm, a, None))
+        for r in s.refs:
+            if r.pfn == pfn and r.idx == idx and r.kind not in TRANSIENT_REFS and r.mm != exclude_mm:
+                out.append(("ref", r.mm, r.addr, r))
+        return out
+
+    def disconnected(self, s: State) -> set:
+        """Coherent, still-valid references whose process maps something
+        else at their address."""
+        bad = set()
+        for r in s.refs:
+            if r.kind in TRANSIENT_REFS or not coherent(r.gup_flags) or ref_key(r) in s.spec.detached:
+                continue
+            if r.mm < 0 or not s.mms[r.mm].alive:
+                continue
+            m = s.mms[r.mm]
+            pmd = m.pmds[r.addr // HPAGE_PMD_NR]
+            if pmd is not None:
+                ok = pmd.pfn == r.pfn
+            else:
+                p = m.ptes[r.addr]
+                if p is None:
+                    ok = True        # unmapped without an unmap effect cannot happen; be lenient
+                elif p.kind in (PTE_PRESENT, PTE_MIGRATION):
+                    ok = p.pfn == r.pfn and p.idx == r.idx
+                else:
+                    f = s.folios[r.pfn]
+                    ok = f is not None and f.flags & PG_swapcache and f.swap[r.idx] == p.pfn
+            if not ok:
+                bad.add((r.mm, r.addr, r.kind, r.owner))
+        return bad
+
+    # ----------------------------------------------------------------- the step
+    def check(self, before: State, after: State, effects: list) -> tuple[State, list]:
+        spec = after.spec
+        value = [list(v) for v in spec.value]
+        hist = [list(h) for h in spec.history]
+        detached = set(spec.detached)
+        events: list[Event] = []
+        n = self.names
+
+        for e in effects:
+            kind = e[0]
+            if kind == "fork":
+                parent, child = e[1], e[2]
+                cm = after.mms[child]
+                for a in range(len(value[child])):
+                    inherited = any(v.start <= a < v.end for v in cm.vmas)
+                    value[child][a] = value[parent][a] if inherited else ZERO
+                    hist[child][a] = hist[parent][a] if inherited else frozenset({ZERO})
+            elif kind == "unmap":
+                mm, a = e[1], e[2]
+                value[mm][a] = ZERO
+                hist[mm][a] = hist[mm][a] | {ZERO}
+                for r in after.refs:
+                    if r.mm == mm and r.addr == a:
+                        detached.add(ref_key(r))
+                for r in before.refs:
+                    if r.mm == mm and r.addr == a:
+                        detached.add(ref_key(r))
+            elif kind == "exit":
+                mm = e[1]
+                value[mm] = [ZERO] * len(value[mm])
+            elif kind == "store":
+                _, mm, a, pfn, idx, token, via = e
+                if via is not None and ref_key(via) in detached:
+                    continue      # DMA into memory the process no longer has there
+                for okind, omm, oa, r in self.observers(after, pfn, idx, mm, a if via is None else None):
+                    if okind == "ref" and token in hist[omm][oa]:
+                        continue
+                    if okind != "ref" and omm == mm:
+                        continue
+                    who = (f"{_pname(n, omm)}'s {r.kind} reference ({r.owner})" if r is not None else
+                           f"{_pname(n, omm)}'s {'mapping' if okind == 'map' else 'swap entry'} of page {oa}")
+                    events.append(Event(MISSED, "store", ("missed", omm, oa, r.owner if r else "cpu"),
+                                        f"{_pname(n, mm)} wrote page {a} into a page {who} still uses"))
+                value[mm][a] = token
+                hist[mm][a] = hist[mm][a] | {token}
+            elif kind == "load":
+                _, okind, owner, mm, a, pfn, idx, token = e[:8]
+                gflags = e[8] if len(e) > 8 else None
+                if mm < 0:
+                    continue
+                expected = value[mm][a]
+                if okind == "cpu":
+                    must_equal = True
+                else:
+                    r = next((r for r in before.refs if r.owner == owner and r.mm == mm and r.addr == a), None)
+                    must_equal = r is not None and coherent(r.gup_flags) and ref_key(r) not in detached
+                if token == expected or (not must_equal and token in hist[mm][a]):
+                    continue
+                who = f"{_pname(n, mm)}" if okind == "cpu" else f"{_pname(n, mm)}'s {okind} ({owner})"
+                if token not in hist[mm][a]:
+                    events.append(Event(MISSED, "load", ("missed", mm, a, "cpu" if okind == "cpu" else owner),
+                                        f"{who} read page {a} and saw data {_pname(n, mm)} never had there"))
+                else:
+                    events.append(Event(WRONG, "load", ("wrong", mm, a),
+                                        f"{who} read stale data at page {a}: the pinned page and the "
+                                        f"mapped page have diverged"))
+            elif kind == "copy":
+                events.append(self.classify_copy(before, e))
+
+        new_spec = Spec(tuple(tuple(v) for v in value), tuple(tuple(h) for h in hist), frozenset(detached))
+        after = after._replace(spec=new_spec)
+        gone = self.disconnected(after) - self.disconnected(before._replace(spec=new_spec))
+        for mm, a, rkind, owner in sorted(gone):
+            events.append(Event(WRONG, "pin", ("wrong", mm, a),
+                                f"{_pname(n, mm)}'s {rkind} pin ({owner}) on page {a} no longer refers to the "
+                                f"page {_pname(n, mm)} maps there"))
+        return after, events
+
+    def classify_copy(self, s: State, e) -> Event:
+        _, path, mm, a, old, oidx, new, nidx = e
+        n = self.names
+        key = None      # every copy is its own incident
+        if path == "fork":
+            # an early copy for the child: needed only to keep a parent's pin private
+            parent_pins = [r for r in s.refs if r.pfn == old and r.idx == oidx and coherent(r.gup_flags)
+                           and r.mm != mm and r.kind not in TRANSIENT_REFS]
+            if parent_pins:
+                return Event(CORRECT, "copy", key, f"fork copied page {a} for {_pname(n, mm)}: the parent "
+                                                   f"holds a pin on it ({parent_pins[0].owner})")
+            return Event(UNNECESSARY, "copy", key, f"fork copied page {a} for {_pname(n, mm)} although no pin "
+                                                   f"holds it ({self._transients(s, old)})")
+        own = [r for r in s.refs if r.pfn == old and r.idx == oidx and r.mm == mm and r.addr == a
+               and r.kind not in TRANSIENT_REFS and coherent(r.gup_flags) and ref_key(r) not in s.spec.detached]
+        if own:
+            return Event(WRONG, "copy", ("wrong", mm, a),
+                         f"{_pname(n, mm)} copied page {a} ({path}) away from its own {own[0].kind} pin "
+                         f"({own[0].owner}): the pin no longer sees the process's memory")
+        if old == ZERO_PFN:
+            return Event(CORRECT, "copy", key, f"{_pname(n, mm)} broke COW of the shared zero page at page {a}")
+        f = s.folios[old]
+        others = self.observers(s, old, oidx, mm, None)
+        if others or (f is not None and f.flags & PG_ksm):
+            if others:
+                okind, omm, oa, r = others[0]
+                why = (f"{_pname(n, omm)}'s {r.kind} reference" if r is not None else
+                       f"{_pname(n, omm)} {'maps' if okind == 'map' else 'has a swap entry for'} it")
+            else:
+                why = "it is a KSM page"
+            return Event(CORRECT, "copy", key, f"{_pname(n, mm)} copied page {a} ({path}): {why}")
+        mine = [r for r in s.refs if r.pfn == old and r.idx == oidx and r.kind not in TRANSIENT_REFS]
+        if mine:
+            return Event(CORRECT, "copy", key, f"{_pname(n, mm)} copied page {a} ({path}); its own "
+                                               f"{mine[0].kind} reference may keep the old data")
+        return Event(UNNECESSARY, "copy", key, f"{_pname(n, mm)} copied page {a} ({path}) although nothing but "
+                                               f"{self._transients(s, old)} could observe it")
+
+    @staticmethod
+    def _transients(s: State, pfn: int) -> str:
+        f = s.folios[pfn]
+        parts = []
+        kinds = {}
+        for r in s.refs:
+            if r.pfn == pfn and r.kind in TRANSIENT_REFS:
+                kinds[r.kind] = kinds.get(r.kind, 0) + 1
+        names = {"lru_batch": "an LRU batch", "speculative": "a speculative reference", "isolate": "isolation",
+                 "tmp": "the fault's own reference", "gup_fast": "a gup-fast grab"}
+        for kd, c in sorted(kinds.items()):
+            if kd != "tmp":
+                parts.append(names[kd])
+        if f is not None and f.flags & PG_swapcache:
+            parts.append("the swap cache")
+        return ", ".join(parts) or f"its own mapping (refcount {f.refcount if f else '?'})"

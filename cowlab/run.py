@@ -1,0 +1,105 @@
+"""Running one unit of work: a case under a design with settings, on the
+default sequential schedule (each operation runs to completion; the first
+thread in declaration order that can run goes next).
+
+``WorkUnit`` is self-contained and picklable, so sweeps can be spread over
+processes or a cluster without touching the model."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .model import CowModel
+from .oracle import MISSED, WRONG, UNNECESSARY
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    case: str
+    design: str
+    settings: tuple = ()
+    seed: int = 0
+    max_steps: int = 20000
+
+
+@dataclass
+class Result:
+    case: str
+    design: str
+    outcomes: dict
+    status: str                 # complete | inconclusive
+    reason: str = ""
+    steps: int = 0
+    copies: dict = field(default_factory=dict)
+    events: list = field(default_factory=list)     # (step index, kind, text) of counted incidents
+    bugs: list = field(default_factory=list)
+    trace: list = field(default_factory=list)
+
+    def as_json(self, with_trace=False) -> dict:
+        d = {"case": self.case, "design": self.design, "outcomes": self.outcomes, "status": self.status,
+             "steps": self.steps, "copies": self.copies,
+             "witnesses": [{"step": i, "kind": k, "text": t} for i, k, t in self.events],
+             "model_bugs": self.bugs}
+        if self.reason:
+            d["reason"] = self.reason
+        if with_trace:
+            d["trace"] = self.trace
+        return d
+
+
+def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
+    s = model.init_state()
+    counts = {MISSED: 0, UNNECESSARY: 0, WRONG: 0}
+    copies = {"correct": 0, "unnecessary": 0, "wrong": 0}
+    seen = set()
+    events, bugs, trace = [], [], []
+    current = None
+    n = len(s.threads)
+    status, reason = "complete", ""
+    for i in range(max_steps):
+        if model.is_done(s):
+            break
+        order = [current] if current is not None else list(range(n))
+        tr = None
+        for tid in order:
+            tr = model.step(s, tid)
+            if tr is not None:
+                break
+        if tr is None and current is not None:
+            # the running operation is blocked: let another thread run (it may hold what we wait for)
+            for tid in range(n):
+                if tid != current:
+                    tr = model.step(s, tid)
+                    if tr is not None:
+                        break
+        if tr is None:
+            status, reason = "inconclusive", "deadlock: no thread can run (" + ", ".join(
+                f"{model.thread_name(t)} at {model.ops[t][s.threads[t].pc] if s.threads[t].pc < len(model.ops[t]) else 'end'}"
+                for t in range(n) if not model.thread_done(s, t)) + ")"
+            break
+        trace.append({"step": i, "thread": model.thread_name(tr.tid), "op": tr.op, "label": tr.label,
+                      "doc": tr.doc, "events": [e.kind + ": " + e.text for e in tr.events], "bugs": list(tr.bugs)})
+        for e in tr.events:
+            if e.what == "copy":
+                copies[e.kind] = copies.get(e.kind, 0) + 1
+            if e.kind in counts and (e.key is None or e.key not in seen):
+                if e.key is not None:
+                    seen.add(e.key)
+                counts[e.kind] += 1
+                events.append((i, e.kind, e.text))
+        bugs.extend(f"step {i}: {b}" for b in tr.bugs)
+        if tr.bugs and tr.state is s:
+            status, reason = "inconclusive", "model bug"
+            break
+        s = tr.state
+        t = s.threads[tr.tid]
+        current = tr.tid if t.label is not None else None
+    else:
+        status, reason = "inconclusive", f"step limit {max_steps} reached"
+    return Result(model.case.id, model.design.name, counts, status, reason, len(trace), copies, events, bugs, trace)
+
+
+def run_unit(unit: WorkUnit) -> Result:
+    from . import catalog, designs
+    case = catalog.get(unit.case)
+    design = designs.load(unit.design, dict(unit.settings))
+    return run_sequential(CowModel(case, design), unit.max_steps)

@@ -1,0 +1,179 @@
+"""Scenarios: processes, their threads and the operations they run.
+
+Python API (a sequential script; ``build()`` turns it into per-thread
+operation lists that wait for each other in script order, as the cow.c tests
+do with their sync pipes)::
+
+    s = Script("cve-2020-29374", "vmsplice() + unmap in child", pages=1,
+               source="cow.c; CVE-2020-29374")
+    parent, child = s.process("parent"), s.process("child")
+    parent.mmap(0, pages=1); parent.write(0)
+    parent.fork(child)
+    child.vmsplice(0, pipe="p"); child.munmap(0)
+    parent.write(0)
+    child.pipe_read("p")
+    case = s.build()
+
+Threads that run concurrently are added with ``s.thread(process, [ops])``
+(ops as ``("write", {"addr": 0})``); they get no ordering.  The TOML format
+is in ``cowlab.toml_format``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .kernel.paths import OPS
+from .kernel.types import HPAGE_PMD_NR
+
+
+class ScenarioError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    args: tuple            # sorted (key, value) pairs, hashable
+    line: int | None = None
+
+    def arg(self) -> dict:
+        return dict(self.args)
+
+    def __str__(self):
+        a = " ".join(f"{k}={v}" for k, v in self.args if k not in ("process", "child_mm", "mm_id"))
+        return f"{self.name} {a}".strip()
+
+
+@dataclass(frozen=True)
+class ThreadSpec:
+    name: str
+    process: str
+    ops: tuple
+
+
+@dataclass(frozen=True)
+class Case:
+    """A compiled scenario: what the model runs."""
+    id: str
+    title: str
+    source: str
+    pages: int
+    processes: tuple        # process names; index = mm id; the first exists at start
+    threads: tuple          # ThreadSpec
+    tags: tuple = ()
+    settings: tuple = ()    # model settings (reserved)
+
+    def thread_mm(self, tid: int) -> int:
+        return self.processes.index(self.threads[tid].process)
+
+
+class _Proc:
+    def __init__(self, script, name, thread=None):
+        self._s = script
+        self.name = name
+        self.thread = thread or name
+
+    def __getattr__(self, opname):
+        if opname not in OPS:
+            raise AttributeError(f"no operation {opname!r}")
+
+        def call(*pos, **kw):
+            if opname == "fork":
+                child = pos[0] if pos else kw.pop("child")
+                kw["child"] = child.name if isinstance(child, _Proc) else child
+            elif pos:
+                names = OPS[opname][2]
+                for n, v in zip(names, pos):
+                    kw[n] = v
+            self._s._add(self.thread, opname, kw)
+            return self
+        return call
+
+
+class Script:
+    def __init__(self, id: str, title: str = "", pages: int = 1, source: str = "", tags=()):
+        self.id, self.title, self.pages, self.source, self.tags = id, title, pages, source, tuple(tags)
+        self._procs: list[str] = []
+        self._threads: dict[str, str] = {}
+        self._script: list[tuple] = []
+        self._free: list[tuple] = []
+
+    def process(self, name: str) -> _Proc:
+        if name not in self._procs:
+            self._procs.append(name)
+        self._threads.setdefault(name, name)
+        return _Proc(self, name)
+
+    def cpu(self, process: str, thread: str) -> _Proc:
+        """Another thread of ``process`` (running on its own CPU: its own
+        LRU batch, its own IRQ state), still in script order."""
+        self.process(process)
+        self._threads[thread] = process
+        return _Proc(self, process, thread)
+
+    def _add(self, thread, opname, args, line=None):
+        self._script.append((thread, opname, dict(args), line))
+
+    def thread(self, process: str, ops, name: str | None = None):
+        """A concurrent thread of ``process`` running ``ops`` with no ordering
+        against the script (issue: exploration)."""
+        if process not in self._procs:
+            self._procs.append(process)
+        self._free.append((name or f"{process}.t{len(self._free) + 1}", process,
+                           [(o, dict(a)) for o, a in ops]))
+        return self
+
+    def build(self) -> Case:
+        return compile_case(self.id, self.title, self.source, self.pages, self._procs, self._threads,
+                            self._script, self._free, self.tags)
+
+
+def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), tags=()) -> Case:
+    """Per-thread operation lists from a sequential script: between two
+    consecutive operations of different threads, the first signals an event
+    the second waits for."""
+    procs = list(procs)
+    thread_proc = dict(thread_proc)
+    for thread, opname, args, line in script:
+        if thread not in thread_proc:
+            thread_proc[thread] = thread
+        if thread_proc[thread] not in procs:
+            procs.append(thread_proc[thread])
+        if opname == "fork" and args.get("child") not in procs:
+            procs.append(args.get("child"))
+            thread_proc.setdefault(args.get("child"), args.get("child"))
+    for p in procs:
+        thread_proc.setdefault(p, p)
+    if pages % HPAGE_PMD_NR and any(a.get("thp") or a.get("hugetlb") for _, _, a, _ in script):
+        raise ScenarioError(f"{id}: pages must be a multiple of {HPAGE_PMD_NR} for THP/hugetlb")
+    order = list(procs) + [t for t in thread_proc if t not in procs]
+    tops: dict[str, list] = {t: [] for t in order}
+    last = None
+    for i, (thread, opname, args, line) in enumerate(script):
+        if opname not in OPS:
+            raise ScenarioError(f"{id}: unknown operation {opname!r}")
+        if last is not None and last != thread:
+            ev = f"s{i}"
+            tops[last].append(Op("signal", (("event", ev),)))
+            tops[thread].append(Op("wait", (("event", ev),)))
+        tops[thread].append(_mk(opname, args, thread_proc[thread], procs, line))
+        last = thread
+    threads = [ThreadSpec(t, thread_proc[t], tuple(tops[t])) for t in order]
+    for name, proc, ops in free:
+        threads.append(ThreadSpec(name, proc, tuple(_mk(o, a, proc, procs, None) for o, a in ops)))
+    return Case(id, title, source, pages, tuple(procs), tuple(threads), tuple(tags))
+
+
+def _mk(opname, args, proc, procs, line) -> Op:
+    args = dict(args)
+    args["process"] = proc
+    if opname == "fork":
+        args["child_mm"] = procs.index(args["child"])
+    if "of" in args:
+        if args["of"] not in procs:
+            raise ScenarioError(f"operation {opname}: no process {args['of']!r}")
+        args["mm_id"] = procs.index(args["of"])
+    for k, v in list(args.items()):
+        if isinstance(v, list):
+            args[k] = tuple(v)
+    return Op(opname, tuple(sorted(args.items())), line)
