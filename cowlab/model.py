@@ -29,8 +29,9 @@ class Transition(NamedTuple):
     state: State
     tid: int
     op: str           # operation text
-    label: str        # the step label (kernel function)
-    doc: str          # the step's kernel function / docstring line
+    label: str        # the step label
+    func: str         # the kernel function the step models
+    doc: str          # the first line of its docstring
     events: tuple     # oracle Events
     bugs: tuple       # model bugs (str)
     effects: tuple
@@ -89,7 +90,7 @@ class CowModel:
             if op.name not in self.SYNC:
                 # the process exited: skip its remaining memory operations
                 return Transition(s._replace(threads=_set(s.threads, tid, Thread(t.pc + 1, None, ()))), tid,
-                                  str(op), "exited", "the process has exited", (), (), ())
+                                  str(op), "exited", "do_exit", "the process has exited", (), (), ())
         args = self.args[tid][t.pc]
         label = t.label or OPS[op.name][0]
         fn = STEPS[label]
@@ -100,7 +101,7 @@ class CowModel:
         except Blocked:
             return None
         except ModelBug as e:
-            return Transition(s, tid, str(op), label, _doc(fn), (), (f"model bug in {label}: {e}",), ())
+            return Transition(s, tid, str(op), label, fn.__name__, _doc(fn), (), (f"model bug in {label}: {e}",), ())
         irqs = k.threads[tid].irqs_off
         if nxt is None:
             k.threads[tid] = Thread(t.pc + 1, None, (), False)
@@ -117,7 +118,8 @@ class CowModel:
                     bugs += check_pin(new, self.design, e)
             if nxt is None:
                 bugs += check_thread_end(new, tid)
-        return Transition(new, tid, str(op), label, _doc(fn), tuple(events), tuple(bugs), tuple(k.effects))
+        return Transition(new, tid, str(op), label, fn.__name__, _doc(fn), tuple(events), tuple(bugs),
+                          tuple(k.effects))
 
     def _pending_fork(self, s: State):
         out = []

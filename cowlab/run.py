@@ -77,7 +77,7 @@ def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
                 for t in range(n) if not model.thread_done(s, t)) + ")"
             break
         trace.append({"step": i, "thread": model.thread_name(tr.tid), "op": tr.op, "label": tr.label,
-                      "doc": tr.doc, "events": [e.kind + ": " + e.text for e in tr.events], "bugs": list(tr.bugs)})
+                      "function": tr.func, "doc": tr.doc, "events": [e.kind + ": " + e.text for e in tr.events], "bugs": list(tr.bugs)})
         for e in tr.events:
             if e.what == "copy":
                 copies[e.kind] = copies.get(e.kind, 0) + 1

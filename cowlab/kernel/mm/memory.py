@@ -357,12 +357,21 @@ def user_write(k, fr, op):
     if fr.pop("segv", False):
         return None
     addr = op["addr"]
-    pte = k.pte(addr)
+    pte = lookup(k, addr)
     if k.is_present(pte) and pte.write:
         token = op.get("value") or k.new_token()
         store(k, k.mm, addr, pte, token, via=None)
         return None
     return enter_fault(fr, addr, write=True, unshare=False, ret="access.write", mm_locked=False)
+
+
+def lookup(k, addr, mm=None):
+    """What the MMU sees at addr: the pte, or a pte-like view of the PMD
+    (THP / hugetlb) leaf that maps it."""
+    pmd = k.pmd(addr // HPAGE_PMD_NR, mm)
+    if pmd is not None:
+        return k.mk_pte(pmd.pfn, addr % HPAGE_PMD_NR, write=pmd.write, dirty=pmd.dirty)
+    return k.pte(addr, mm)
 
 
 @step("access.read")
@@ -371,7 +380,7 @@ def user_read(k, fr, op):
     if fr.pop("segv", False):
         return None
     addr = op["addr"]
-    pte = k.pte(addr)
+    pte = lookup(k, addr)
     if k.is_present(pte):
         data = ZERO if pte.pfn == ZERO_PFN else k.folio(pte.pfn).data[pte.idx]
         k.effect("load", "cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data)
@@ -386,7 +395,11 @@ def store(k, mm: int, addr: int, pte, token, via) -> None:
     data[pte.idx] = token
     k.folios[pte.pfn] = f._replace(data=tuple(data), flags=f.flags | PG_dirty)
     if via is None:
-        k.set_pte_at(addr, pte._replace(dirty=True, soft_dirty=True), mm)
+        pmd = k.pmd(addr // HPAGE_PMD_NR, mm)
+        if pmd is not None:
+            k.set_pmd_at(addr // HPAGE_PMD_NR, pmd._replace(dirty=True), mm)
+        else:
+            k.set_pte_at(addr, pte._replace(dirty=True, soft_dirty=True), mm)
     k.effect("store", mm, addr, pte.pfn, pte.idx, token, via)
 
 

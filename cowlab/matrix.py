@@ -1,0 +1,68 @@
+"""The seed's table, computed: for every design, whether missed /
+unnecessary / wrong COW occurs in the catalog and the shortest case that
+shows it; and the case x design grid underneath."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import catalog, designs
+from .model import CowModel
+from .oracle import MISSED, UNNECESSARY, WRONG
+from .run import Result, run_sequential
+
+KINDS = (MISSED, UNNECESSARY, WRONG)
+
+
+@dataclass
+class Matrix:
+    designs: list
+    cases: list
+    results: list          # Result
+    complete: bool = True
+    note: str = ""
+
+    def table(self) -> list[dict]:
+        rows = []
+        for d in self.designs:
+            row = {"design": d.name, "kernel": d.kernel}
+            for kind in KINDS:
+                hits = [r for r in self.results if r.design == d.name and r.outcomes[kind] > 0]
+                if hits:
+                    w = min(hits, key=lambda r: (_witness_len(r, kind), r.case))
+                    row[kind] = {"occurs": True, "witness": w.case, "steps": _witness_len(w, kind),
+                                 "cases": len(hits)}
+                else:
+                    incon = any(r.design == d.name and r.status != "complete" for r in self.results)
+                    row[kind] = {"occurs": None if incon else False, "witness": None}
+            rows.append(row)
+        return rows
+
+    def as_json(self) -> dict:
+        return {"results": [r.as_json() for r in self.results], "table": self.table(),
+                "designs": [{"name": d.name, "kernel": d.kernel, "summary": d.summary, "sources": list(d.sources),
+                             "settings": d.settings} for d in self.designs],
+                "cases": [{"id": c.id, "title": c.title, "source": c.source} for c in self.cases],
+                "status": "complete" if self.complete else "inconclusive", "note": self.note}
+
+
+def _witness_len(r: Result, kind: str) -> int:
+    """Steps until the first counted incident of that kind."""
+    return next((i + 1 for i, k, _ in r.events if k == kind), r.steps)
+
+
+def compute(design_specs=None, case_ids=None, settings=None, progress=None) -> Matrix:
+    ds = [designs.load(n, settings) for n in (design_specs or designs.names())]
+    cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
+    m = Matrix(ds, cs, [])
+    try:
+        for c in cs:
+            for d in ds:
+                m.results.append(run_sequential(CowModel(c, d)))
+                if progress:
+                    progress()
+    except KeyboardInterrupt:
+        m.complete = False
+        m.note = f"interrupted after {len(m.results)} of {len(cs) * len(ds)} runs"
+    if any(r.status != "complete" for r in m.results):
+        m.complete = False
+    return m
