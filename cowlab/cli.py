@@ -13,7 +13,7 @@ from .catalog import CatalogError
 from .designs import DesignError
 from .scenario import ScenarioError
 
-out = Console(highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -33,6 +33,8 @@ def _guard(fn):
             return fn(*a, **kw)
         except (CatalogError, DesignError, ScenarioError) as e:
             raise UserError(str(e)) from None
+        except KeyboardInterrupt:
+            raise UserError("interrupted: the result is inconclusive") from None
     return wrapper
 
 

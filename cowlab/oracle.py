@@ -145,6 +145,10 @@ class Oracle:
                 for r in before.refs:
                     if r.mm == mm and r.addr == a:
                         detached.add(ref_key(r))
+            elif kind == "move":
+                mm, a, b = e[1], e[2], e[3]
+                value[mm][b], hist[mm][b] = value[mm][a], hist[mm][a]
+                value[mm][a], hist[mm][a] = ZERO, frozenset({ZERO})
             elif kind == "exit":
                 mm = e[1]
                 value[mm] = [ZERO] * len(value[mm])

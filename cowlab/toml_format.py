@@ -47,7 +47,7 @@ from .kernel.paths import OPS
 from .scenario import ScenarioError, compile_case
 
 ARG_TYPES = {
-    "addr": int, "pages": int, "other_addr": int,
+    "addr": int, "pages": int, "other_addr": int, "new_addr": int,
     "prot": Literal["r", "rw", "none"],
     "advice": Literal["dontneed", "dontfork", "dofork", "hugepage", "nohugepage", "mergeable"],
     "pipe": str, "buf": str, "pin": str, "io": str, "who": str, "of": str, "child": str, "event": str,
@@ -212,7 +212,7 @@ def parse_case(data: dict, text: str, path: str):
     for t, op, args, h in script:
         if "of" in args and args["of"] not in procs:
             raise _err(path, lines.key(h, "of"), "of", f"no process {args['of']!r}; processes: {', '.join(procs)}")
-        for k in ("addr", "other_addr"):
+        for k in ("addr", "other_addr", "new_addr"):
             if k in args and not 0 <= args[k] + args.get("pages", 1) - 1 < cm.pages:
                 raise _err(path, lines.key(h, k), k, f"{args[k]} is outside the {cm.pages}-page address space")
     try:

@@ -179,3 +179,50 @@ op("madvise", "madvise", "madvise()", ("addr", "pages", "advice"),
 op("mprotect", "mprotect", "mprotect()", ("addr", "pages", "prot"), "prot: r | rw | none")
 op("clear_refs", "clear_refs", "echo 4 > /proc/self/clear_refs", (), "clear soft-dirty bits (write-protects)")
 op("exit", "exit", "exit()", (), "the process exits")
+
+
+@step("mremap")
+def do_mremap(k, fr, op):
+    """mremap(MREMAP_MAYMOVE|MREMAP_FIXED) -> move_vma() -> move_page_tables():
+    the page-table entries of [addr, addr+pages) move to new_addr (no
+    reference or mapcount changes); a PMD only partly moved is split first
+    (the cow.c "partially mremap()'ed THP" variant)."""
+    k.mmap_write_lock()
+    start, n, dst = op["addr"], op.get("pages", 1), op["new_addr"]
+    m = k.mmv()
+    vma = k.find_vma(start)
+    if vma is None or any(k.find_vma(a) is not None for a in range(dst, dst + n)):
+        k.effect("error", "mremap", k.mm, start)
+        k.mmap_write_unlock()
+        return None
+    k.pte_lock()
+    from . import huge_memory
+    for a in range(start, start + n):
+        h = a // HPAGE_PMD_NR
+        if k.pmd(h) is not None:
+            base = h * HPAGE_PMD_NR
+            if (start <= base and base + HPAGE_PMD_NR <= start + n and (dst - start) % HPAGE_PMD_NR == 0):
+                continue
+            huge_memory.__split_huge_pmd_locked(k, k.mm, h)
+    moved = []
+    for a in range(start, start + n):
+        h = a // HPAGE_PMD_NR
+        if k.pmd(h) is not None and a % HPAGE_PMD_NR == 0:
+            k.set_pmd_at((a + dst - start) // HPAGE_PMD_NR, k.pmd(h))
+            k.set_pmd_at(h, None)
+        elif k.pmd(h) is None:
+            moved.append((a, k.pte(a)))
+            k.set_pte_at(a, None)
+    for a, p in moved:
+        k.set_pte_at(a + dst - start, p)
+    k.pte_unlock()
+    vmas = _vma_edit(m.vmas, start, start + n, lambda f: None)
+    k.set_mm(k.mm, vmas=tuple(sorted(vmas + (Vma(dst, dst + n, vma.flags),))))
+    for a in range(start, start + n):
+        k.effect("move", k.mm, a, a + dst - start)
+    k.mmap_write_unlock()
+    return None
+
+
+op("mremap", "mremap", "mremap(MREMAP_MAYMOVE|MREMAP_FIXED)", ("addr", "pages", "new_addr"),
+   "move pages to new_addr (splits a partly moved THP)")
