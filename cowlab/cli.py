@@ -142,6 +142,120 @@ def run(case, design_spec, sets, fmt):
               f"copies {r.copies}; status {r.status}{' (' + r.reason + ')' if r.reason else ''}")
 
 
+def _explore_json(case, d, rep, model, kinds) -> dict:
+    from .explore import replay
+    out_ = {"case": case.id, "design": d.name, "settings": d.settings, "outcomes": rep.outcomes(kinds),
+            "status": rep.status, "states": rep.states, "transitions": rep.transitions,
+            "seconds": round(rep.seconds, 3), "depth": rep.depth}
+    if rep.reason:
+        out_["reason"] = rep.reason
+    if rep.found:
+        first = min(rep.found.values(), key=lambda w: (w.depth, w.kind))
+        out_["verdicts"] = {k: {"depth": w.depth, "text": w.text} for k, w in sorted(rep.found.items())}
+        out_["kind"] = first.kind
+        out_["trace"] = [_step_json(model, tr) for tr in replay(model, first.trace)]
+    if rep.bugs:
+        out_["model_bugs"] = [b for b, _ in rep.bugs]
+    if rep.deadlocks:
+        out_["stuck"] = len(rep.deadlocks)
+    return out_
+
+
+def _step_json(model, tr) -> dict:
+    return {"thread": model.thread_name(tr.tid), "tid": tr.tid, "op": tr.op, "label": tr.label,
+            "function": tr.func, "events": [f"{e.kind}: {e.text}" for e in tr.events], "bugs": list(tr.bugs)}
+
+
+def _print_trace(steps, title):
+    t = Table(title=title)
+    for col in ("#", "thread", "operation", "kernel function", "what happened"):
+        t.add_column(col)
+    for i, s in enumerate(steps):
+        if s["label"].startswith("sync."):
+            continue
+        what = "; ".join(s["events"] + [f"MODEL BUG: {b}" for b in s["bugs"]])
+        bad = any(not e.startswith("correct") for e in s["events"]) or s["bugs"]
+        t.add_row(str(i), s["thread"], s["op"], s["function"], what, style="red" if bad else None)
+    out.print(t)
+
+
+@main.command()
+@click.argument("case")
+@click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@click.option("--max-states", type=int, default=2_000_000, show_default=True)
+@click.option("--max-seconds", type=float, default=600.0, show_default=True)
+@click.option("--max-depth", type=int, default=10_000, show_default=True)
+@click.option("--dfs", is_flag=True, help="depth-first (default breadth-first: shortest traces)")
+@click.option("--random", "walks", type=int, default=0, help="seeded random walks instead of exhaustive search")
+@click.option("--seed", type=int, default=0)
+@click.option("--save-trace", type=click.Path(dir_okay=False), help="write the trace for `cowlab replay`")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_guard
+def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, walks, seed, save_trace, fmt):
+    """Try every interleaving of the case's threads; report the shortest trace to each violation."""
+    from .explore import Limits, explore as run_explore, random_walks
+    from .model import CowModel, VERDICTS
+    c = catalog.get(case)
+    d = designs.load(design_spec, _settings(sets) or None)
+    m = CowModel(c, d)
+    lim = Limits(max_states=max_states, max_seconds=max_seconds, max_depth=max_depth)
+    if walks:
+        rep = random_walks(m, walks, seed, limits=lim)
+    else:
+        rep = run_explore(m, lim, order="dfs" if dfs else "bfs")
+    res = _explore_json(c, d, rep, m, VERDICTS)
+    if save_trace and "trace" in res:
+        with open(save_trace, "w") as f:
+            json.dump({"case": case, "design": design_spec, "settings": d.settings,
+                       "trace": [[s["tid"], s["label"]] for s in res["trace"]]}, f, indent=1)
+    if fmt == "json":
+        click.echo(json.dumps(res, indent=2))
+        return
+    out.print(f"[bold]{c.id}[/]: {c.title}  [dim]({c.source})[/]")
+    out.print(f"design [bold]{d.name}[/] ({d.kernel}) settings {d.settings or '{}'}")
+    out.print(f"{res['states']} states, {res['transitions']} transitions, depth {res['depth']}, "
+              f"{res['seconds']:.2f}s: [bold]{res['status']}[/]" + (f" ({res['reason']})" if res.get("reason") else ""))
+    for k in VERDICTS:
+        v = res.get("verdicts", {}).get(k)
+        if v:
+            out.print(f"  [red]{k} COW[/]: shortest trace {v['depth']} steps: {v['text']}")
+        elif res["status"] == "complete":
+            out.print(f"  [green]no {k} COW[/] in any interleaving")
+        else:
+            out.print(f"  [yellow]{k} COW: not found (inconclusive)[/]")
+    if "trace" in res:
+        _print_trace(res["trace"], f"shortest trace to the {res['kind']} COW")
+    for b in res.get("model_bugs", [])[:3]:
+        out.print(f"[bold red]model bug:[/] {b}")
+
+
+@main.command()
+@click.argument("trace_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_guard
+def replay(trace_file, fmt):
+    """Re-run a trace saved by `cowlab explore --save-trace` step by step."""
+    from .explore import replay as run_replay
+    from .model import CowModel
+    try:
+        data = json.load(open(trace_file))
+        c = catalog.get(data["case"])
+        d = designs.load(data["design"], data.get("settings") or None)
+        trace = [tuple(x) for x in data["trace"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise UserError(f"{trace_file}: not a cowlab trace ({e})") from None
+    m = CowModel(c, d)
+    try:
+        steps = [_step_json(m, tr) for tr in run_replay(m, trace)]
+    except ValueError as e:
+        raise UserError(f"{trace_file}: {e}") from None
+    if fmt == "json":
+        click.echo(json.dumps({"case": c.id, "design": d.name, "trace": steps}, indent=2))
+        return
+    _print_trace(steps, f"{c.id} under {d.name}: {len(steps)} steps replayed")
+
+
 @main.command("designs")
 def list_designs():
     """The built-in designs."""

@@ -50,6 +50,19 @@ def _witness_len(r: Result, kind: str) -> int:
     return next((i + 1 for i, k, _ in r.events if k == kind), r.steps)
 
 
+def explore_result(case, design, limits=None) -> Result:
+    """A race case is explored (every interleaving) rather than run once."""
+    from .explore import Limits, explore
+    from .model import VERDICTS
+    model = CowModel(case, design)
+    rep = explore(model, limits or Limits(max_seconds=120))
+    events = sorted((w.depth - 1, k, w.text) for k, w in rep.found.items())
+    r = Result(case.id, design.name, rep.outcomes(VERDICTS), rep.status, rep.reason, rep.depth, {}, events,
+               [b for b, _ in rep.bugs])
+    r.explored = {"states": rep.states, "transitions": rep.transitions, "seconds": round(rep.seconds, 3)}
+    return r
+
+
 def compute(design_specs=None, case_ids=None, settings=None, progress=None) -> Matrix:
     ds = [designs.load(n, settings) for n in (design_specs or designs.names())]
     cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
@@ -57,7 +70,10 @@ def compute(design_specs=None, case_ids=None, settings=None, progress=None) -> M
     try:
         for c in cs:
             for d in ds:
-                m.results.append(run_sequential(CowModel(c, d)))
+                if "race" in c.tags:
+                    m.results.append(explore_result(c, d))
+                else:
+                    m.results.append(run_sequential(CowModel(c, d)))
                 if progress:
                     progress()
     except KeyboardInterrupt:

@@ -21,7 +21,9 @@ from .kernel.checks import check_pin, check_state, check_thread_end
 from .kernel.paths import OPS, STEPS
 from .kernel.txn import Blocked, Kernel, ModelBug
 from .kernel.types import (Folio, Mm, State, Thread, Vma, HPAGE_PMD_NR, ZERO, VM_MAYWRITE)
-from .oracle import Oracle, initial_spec
+from .oracle import Oracle, initial_spec, MISSED, WRONG, UNNECESSARY
+
+VERDICTS = (MISSED, UNNECESSARY, WRONG)
 from .scenario import Case
 
 
@@ -41,7 +43,7 @@ class CowModel:
     def __init__(self, case: Case, design, check_invariants: bool = True):
         self.case = case
         self.design = design
-        self.oracle = Oracle(list(case.processes))
+        self.oracle = Oracle(list(case.processes), self._in_flight_maps)
         self.check_invariants = check_invariants
         self.ops = [t.ops for t in case.threads]
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
@@ -57,6 +59,17 @@ class CowModel:
                      initial_spec(len(mms), n))
 
     # ------------------------------------------------------------------ interface
+    @property
+    def nthreads(self) -> int:
+        return len(self.case.threads)
+
+    def violations(self, tr: Transition) -> list:
+        """[(kind, incident key, text)] of the verdict events of a step."""
+        return [(e.kind, e.key, e.text) for e in tr.events if e.kind in VERDICTS]
+
+    def model_bugs(self, tr: Transition) -> list:
+        return list(tr.bugs)
+
     SYNC = ("signal", "wait")
 
     def thread_done(self, s: State, tid: int) -> bool:
@@ -111,8 +124,7 @@ class CowModel:
         new, events = self.oracle.check(s, new, k.effects)
         bugs = []
         if self.check_invariants:
-            pending = self._pending_fork(new)
-            bugs = check_state(new, self.design, pending)
+            bugs = check_state(new, self.design, *self._in_flight(new))
             for e in k.effects:
                 if e[0] == "pin":
                     bugs += check_pin(new, self.design, e)
@@ -121,14 +133,42 @@ class CowModel:
         return Transition(new, tid, str(op), label, fn.__name__, _doc(fn), tuple(events), tuple(bugs),
                           tuple(k.effects))
 
-    def _pending_fork(self, s: State):
+    def _in_flight_maps(self, s: State):
         out = []
+        for i, t in enumerate(s.threads):
+            if t.label == "split.fill":
+                pfn, h = dict(t.frame)["split"][:2]
+                f = s.folios[pfn]
+                out += [(self.tmm[i], h * HPAGE_PMD_NR + j, pfn, j) for j in range(f.nr)]
+            elif t.label == "fork.wrprotect":
+                fr = dict(t.frame)
+                p = s.mms[self.tmm[i]].ptes[fr["fi"]]
+                out.append((dict(self.args[i][t.pc])["child_mm"], fr["fi"], p.pfn, p.idx))
+            elif t.label == "swap.set_pte":
+                fr = dict(t.frame)
+                pfn, idx = fr["sw"][:2]
+                out.append((self.tmm[i], fr["fa"], pfn, idx))
+        return out
+
+    def _in_flight(self, s: State):
+        """Book updates a path spreads over two steps (the kernel does them
+        under a lock another path does not take): (fork shares whose pte is
+        not yet set, swap counts already dropped for a pte not yet replaced,
+        references standing for a mapping not yet installed)."""
+        fork, slots, refs = [], {}, {}
         for i, t in enumerate(s.threads):
             if t.label == "fork.wrprotect":
                 fr = dict(t.frame)
                 p = s.mms[self.tmm[i]].ptes[fr["fi"]]
-                out.append((p.pfn, p.idx))
-        return out
+                fork.append((p.pfn, p.idx))
+            elif t.label == "swap.set_pte":
+                pfn, idx, slot, excl, freed = dict(t.frame)["sw"]
+                if freed:
+                    slots[slot] = slots.get(slot, 0) - 1
+            elif t.label == "split.fill":
+                pfn = dict(t.frame)["split"][0]
+                refs[pfn] = refs.get(pfn, 0) + 1
+        return fork, slots, refs
 
     def thread_name(self, tid: int) -> str:
         return self.case.threads[tid].name

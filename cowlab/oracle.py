@@ -63,8 +63,12 @@ def _pname(names, mm):
 
 
 class Oracle:
-    def __init__(self, process_names=None):
+    def __init__(self, process_names=None, in_flight_maps=None):
         self.names = process_names or []
+        #: state -> [(mm, addr, pfn, idx)]: mappings a path is installing or
+        #: moving across two steps (the kernel holds that mm's PT lock); they
+        #: are observers all the same
+        self.in_flight_maps = in_flight_maps or (lambda s: ())
 
     # ----------------------------------------------------------------- helpers
     def observers(self, s: State, pfn: int, idx: int, exclude_mm: int, exclude_addr: int | None = None):
@@ -86,6 +90,9 @@ class Oracle:
                 a = h * HPAGE_PMD_NR + idx
                 if pmd is not None and pmd.pfn == pfn and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
                     out.append(("map", mm, a, None))
+        for mm, a, p_, i in self.in_flight_maps(s):
+            if p_ == pfn and i == idx and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
+                out.append(("map", mm, a, None))
         for r in s.refs:
             if r.pfn == pfn and r.idx == idx and r.kind not in TRANSIENT_REFS and r.mm != exclude_mm:
                 out.append(("ref", r.mm, r.addr, r))
@@ -95,10 +102,17 @@ class Oracle:
         """Coherent, still-valid references whose process maps something
         else at their address."""
         bad = set()
+        pending = None
         for r in s.refs:
             if r.kind in TRANSIENT_REFS or not coherent(r.gup_flags) or ref_key(r) in s.spec.detached:
                 continue
             if r.mm < 0 or not s.mms[r.mm].alive:
+                continue
+            if pending is None:
+                pending = {(mm, a): (p_, i) for mm, a, p_, i in self.in_flight_maps(s)}
+            if (r.mm, r.addr) in pending:
+                if pending[(r.mm, r.addr)] != (r.pfn, r.idx):
+                    bad.add((r.mm, r.addr, r.kind, r.owner))
                 continue
             m = s.mms[r.mm]
             pmd = m.pmds[r.addr // HPAGE_PMD_NR]

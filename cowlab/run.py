@@ -33,6 +33,7 @@ class Result:
     events: list = field(default_factory=list)     # (step index, kind, text) of counted incidents
     bugs: list = field(default_factory=list)
     trace: list = field(default_factory=list)
+    explored: dict = field(default_factory=dict)   # states / transitions / seconds of an exhaustive search
 
     def as_json(self, with_trace=False) -> dict:
         d = {"case": self.case, "design": self.design, "outcomes": self.outcomes, "status": self.status,
@@ -41,6 +42,11 @@ class Result:
              "model_bugs": self.bugs}
         if self.reason:
             d["reason"] = self.reason
+        if self.explored:
+            d["mode"] = "explore"
+            d.update(self.explored)
+        else:
+            d["mode"] = "sequential"
         if with_trace:
             d["trace"] = self.trace
         return d

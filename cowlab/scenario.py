@@ -114,6 +114,18 @@ class Script:
     def _add(self, thread, opname, args, line=None):
         self._script.append((thread, opname, dict(args), line))
 
+    def parallel(self, threads: dict):
+        """Run these threads concurrently at this point of the script:
+        ``{thread_name: [(op, {args}), ...]}`` (a thread name made with
+        ``process()`` or ``cpu()``).  Each starts after the script's previous
+        operation; the script's next operation waits for all of them."""
+        for t in threads:
+            if t not in self._threads:
+                self.process(t)
+        self._script.append(("__parallel__", None, {t: [(o, dict(a)) for o, a in ops]
+                                                    for t, ops in threads.items()}, None))
+        return self
+
     def thread(self, process: str, ops, name: str | None = None):
         """A concurrent thread of ``process`` running ``ops`` with no ordering
         against the script (issue: exploration)."""
@@ -135,6 +147,16 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
     procs = list(procs)
     thread_proc = dict(thread_proc)
     for thread, opname, args, line in script:
+        if thread == "__parallel__":
+            for t, ops in args.items():
+                thread_proc.setdefault(t, t)
+                if thread_proc[t] not in procs:
+                    procs.append(thread_proc[t])
+                for o, a in ops:
+                    if o == "fork" and a.get("child") not in procs:
+                        procs.append(a.get("child"))
+                        thread_proc.setdefault(a.get("child"), a.get("child"))
+            continue
         if thread not in thread_proc:
             thread_proc[thread] = thread
         if thread_proc[thread] not in procs:
@@ -144,14 +166,34 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
             thread_proc.setdefault(args.get("child"), args.get("child"))
     for p in procs:
         thread_proc.setdefault(p, p)
-    if pages % HPAGE_PMD_NR and any(a.get("thp") or a.get("hugetlb") for _, _, a, _ in script):
+    if pages % HPAGE_PMD_NR and any(t != "__parallel__" and (a.get("thp") or a.get("hugetlb"))
+                                    for t, _, a, _ in script):
         raise ScenarioError(f"{id}: pages must be a multiple of {HPAGE_PMD_NR} for THP/hugetlb")
     order = list(procs) + [t for t in thread_proc if t not in procs]
     tops: dict[str, list] = {t: [] for t in order}
     last = None
+    pending: list = []        # (thread, event) of a parallel block the next step waits for
     for i, (thread, opname, args, line) in enumerate(script):
+        if thread == "__parallel__":
+            ev = f"p{i}"
+            if last is not None:
+                tops[last].append(Op("signal", (("event", ev),)))
+            for t, ops in args.items():
+                if last is not None:
+                    tops[t].append(Op("wait", (("event", ev),)))
+                for o, a in ops:
+                    if o not in OPS:
+                        raise ScenarioError(f"{id}: unknown operation {o!r}")
+                    tops[t].append(_mk(o, a, thread_proc[t], procs, line))
+                tops[t].append(Op("signal", (("event", f"{ev}.{t}"),)))
+                pending.append(f"{ev}.{t}")
+            last = None
+            continue
         if opname not in OPS:
             raise ScenarioError(f"{id}: unknown operation {opname!r}")
+        for ev in pending:
+            tops[thread].append(Op("wait", (("event", ev),)))
+        pending = []
         if last is not None and last != thread:
             ev = f"s{i}"
             tops[last].append(Op("signal", (("event", ev),)))

@@ -37,11 +37,14 @@ class ForgetsMapcount(Linux511):
 
 
 @dataclass
-class ForgetsSwapFree(Linux511):
-    """Maps a swapped-in page but never drops the swap entry's count."""
-    name: str = "forgets-swap-free"
+class ForgetsSwapCacheRef(Linux511):
+    """Takes a swapped-in page out of the swap cache by clearing PG_swapcache,
+    forgetting the reference the swap cache held."""
+    name: str = "forgets-swapcache-ref"
 
     def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
+        from cowlab.kernel.types import PG_swapcache
+        k.clear_flag(vmf.pfn, PG_swapcache)
         return False
 
 
@@ -72,12 +75,13 @@ def test_forgotten_mapcount_trips_model_checks(run):
     assert any("mapcount" in b for b in r.bugs), r.bugs
 
 
-def test_forgotten_swap_free_trips_model_checks(run):
+def test_forgotten_swapcache_reference_trips_model_checks(run):
     from cowlab.scenario import Script
     s = Script("swapin", pages=1)
     p = s.process("parent")
     p.mmap(0); p.write(0); p.pageout(0); p.read(0)
-    r = run(s.build(), ForgetsSwapFree())
+    r = run(s.build(), ForgetsSwapCacheRef())
+    assert any("refcount" in b for b in r.bugs), r.bugs
     assert any("swap slot" in b for b in r.bugs), r.bugs
 
 

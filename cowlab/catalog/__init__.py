@@ -13,9 +13,9 @@ class CatalogError(Exception):
 
 @lru_cache(maxsize=None)
 def _all() -> dict:
-    from . import cow_c, seed
+    from . import cow_c, seed, races
     out = {}
-    for c in cow_c.cases() + seed.cases():
+    for c in cow_c.cases() + seed.cases() + races.cases():
         if c.id in out:
             raise RuntimeError(f"duplicate case id {c.id}")
         out[c.id] = c

@@ -7,7 +7,7 @@ import importlib.util
 import inspect
 from pathlib import Path
 
-from .base import Design, REUSE, COPY, LOCK_PAGE, SHARE, SPLIT, Vmf
+from .base import Design, REUSE, COPY, LOCK_PAGE, SHARE, SPLIT, READ_MORE, Vmf, read_more
 
 BUILTIN = {
     "linux-5.7": "linux_5_7",

@@ -23,6 +23,14 @@ COPY = "copy"            # wp / fork: copy the page
 LOCK_PAGE = "lock_page"  # wp: drop the PT lock, sleep in lock_page(), retry the decision with it held
 SHARE = "share"          # fork: share the page read-only with the child
 SPLIT = "split"          # THP wp: split the PMD and fall back to the pte level
+READ_MORE = "read_more"  # wp: (READ_MORE, snapshot): continue the decision in the next atomic step
+
+
+def read_more(snapshot):
+    """Return this from ``wp_anon`` to split a decision into two atomic
+    steps (two separate loads of two counters): ``wp_anon`` is called again,
+    in the next step, with ``vmf.snap`` = snapshot."""
+    return (READ_MORE, snapshot)
 
 
 @dataclass
@@ -35,6 +43,7 @@ class Vmf:
     write: bool            # FAULT_FLAG_WRITE
     unshare: bool          # FAULT_FLAG_UNSHARE (5.19+)
     locked: bool = False   # the page lock is held by this path (after LOCK_PAGE)
+    snap: object = None    # what an earlier step of this decision read (see read_more)
 
 
 @dataclass
@@ -60,6 +69,8 @@ class Design:
     frees_swapcache_after_cow: bool = False
     #: gup flags of O_DIRECT (FOLL_GET until 6.4, FOLL_PIN from 6.5: a7e689dd1c06)
     odirect_gup: int = FOLL_GET
+    #: __split_huge_pmd() takes the anon THP's page lock (5.8 / 5.7.5, c444eb564fb1)
+    thp_split_page_lock: bool = False
     #: FAULT_FLAG_UNSHARE on a non-anonymous page in a COW mapping (6.2, 84209e87c696)
     unshare_non_anon: bool = False
 

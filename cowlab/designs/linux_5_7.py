@@ -55,10 +55,8 @@ class Linux57(Design):
 
     def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
         """do_swap_page(): on a write fault, reuse_swap_page() (counting this
-        pte's own swap entry) decides before swap_free()."""
-        excl = vmf.write and reuse_swap_page(k, vmf.pfn)
-        swap_free(k, slot)
-        return excl
+        pte's own swap entry) decides; the entry is freed after mapping."""
+        return vmf.write and reuse_swap_page(k, vmf.pfn)
 
     def copy_present_anon(self, k, src_mm, addr, pfn, idx):
         rmap.page_dup_rmap(k, pfn, idx)

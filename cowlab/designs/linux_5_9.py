@@ -21,6 +21,7 @@ class Linux59(Linux57):
     name: str = "linux-5.9"
     kernel: str = "v5.9 .. v5.10"
     summary: str = "page_count()==1 reuse; fork copies maybe-pinned pages; swapin/THP still mapcount"
+    thp_split_page_lock: bool = True
     sources: tuple = ("09854ba94c6a mm: do_wp_page() simplification",
                       "a308c71bf1e6 mm/gup: Remove enfornced COW mechanism",
                       "70e806e4e645 mm: Do early cow for pinned pages during fork() for ptes",

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 from .base import REUSE, COPY, LOCK_PAGE, SPLIT
 from .linux_5_11 import Linux511
-from ..kernel.mm.swapfile import swap_free
 from ..kernel.types import FOLL_WRITE, FOLL_GET, FOLL_PIN
 
 
@@ -47,7 +46,16 @@ class RfcMapcount(Linux511):
         return REUSE if reuse else COPY
 
     def huge_pmd_wp(self, k, vmf):
-        return SPLIT if k.PageKsm(vmf.pfn) or self.shared(k, vmf.pfn, vmf.idx) else REUSE
+        """do_huge_pmd_wp_page(): the same rule on the THP (under its page
+        lock when ``page_lock``: trylock, else fall back to the pte level)."""
+        pfn = vmf.pfn
+        if self.settings.get("page_lock"):
+            if not k.trylock_page(pfn):
+                return SPLIT
+            reuse = not (k.PageKsm(pfn) or self.shared(k, pfn, vmf.idx))
+            k.unlock_page(pfn)
+            return REUSE if reuse else SPLIT
+        return SPLIT if k.PageKsm(pfn) or self.shared(k, pfn, vmf.idx) else REUSE
 
     def gup_must_unshare(self, k, gup_flags, pfn, idx):
         if gup_flags & FOLL_WRITE or not gup_flags & (FOLL_GET | FOLL_PIN):
@@ -57,9 +65,8 @@ class RfcMapcount(Linux511):
         return self.shared(k, pfn, idx)
 
     def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
-        """do_swap_page(): the page is not mapped yet; it may be mapped
-        writable when nobody else maps it (mapcount would be 1)."""
-        swap_free(k, slot)
+        """do_swap_page() (5.16 order: decide, map, then swap_free()): the
+        page may be mapped writable when nobody else maps it (mapcount would be 1)."""
         return vmf.write and not k.PageKsm(vmf.pfn) and k.page_mapcount(vmf.pfn, vmf.idx) == 0
 
 

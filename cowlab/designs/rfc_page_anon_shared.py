@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .rfc_mapcount import RfcMapcount
-from ..kernel.mm.swapfile import swap_free
+from .base import COPY, REUSE, read_more
 
 
 @dataclass
@@ -36,9 +36,23 @@ class RfcPageAnonShared(RfcMapcount):
         return self.shared(k, pfn, idx)
 
     def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
-        swap_free(k, slot)
+        """Decide before mapping (5.16 order): only this pte's own swap entry
+        may reference the page."""
         return (vmf.write and not k.PageKsm(vmf.pfn)
-                and k.page_mapcount(vmf.pfn, vmf.idx) + k.page_swapcount(vmf.pfn, vmf.idx) == 0)
+                and k.page_mapcount(vmf.pfn, vmf.idx) + k.page_swapcount(vmf.pfn, vmf.idx) == 1)
+
+    def wp_anon(self, k, vmf):
+        """Under the page lock the predicate is one atomic read; without it,
+        page_mapcount() and page_swapcount() are two loads that a concurrent
+        swapin in another mm (under its own PT lock) can fall between."""
+        if self.settings.get("page_lock"):
+            return super().wp_anon(k, vmf)
+        pfn = vmf.pfn
+        if k.PageKsm(pfn):
+            return COPY
+        if vmf.snap is None:
+            return read_more(k.page_mapcount(pfn, vmf.idx))
+        return COPY if vmf.snap + k.page_swapcount(pfn, vmf.idx) > 1 else REUSE
 
 
 DESIGN = RfcPageAnonShared()

@@ -21,7 +21,7 @@ from .types import (FOLL_PIN, PG_hugetlb, PG_ksm, PG_large, PG_swapcache, PTE_PR
                     HPAGE_PMD_NR, ZERO_PFN, State)
 
 
-def check_state(s: State, design, pending_fork=()) -> list[str]:
+def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=None) -> list[str]:
     bugs = []
     nf = len(s.folios)
     mapc = {}
@@ -78,7 +78,7 @@ def check_state(s: State, design, pending_fork=()) -> list[str]:
         if f.entire_mapcount != entire.get(pfn, 0):
             bugs.append(f"pfn {pfn}: entire mapcount {f.entire_mapcount} but {entire.get(pfn, 0)} PMDs map it")
         nswap = sum(1 for sl in f.swap if sl >= 0) if f.flags & PG_swapcache else 0
-        expect = mc + entire.get(pfn, 0) + nswap + refunits.get(pfn, 0)
+        expect = mc + entire.get(pfn, 0) + nswap + refunits.get(pfn, 0) + (ref_adjust or {}).get(pfn, 0)
         if f.refcount != expect:
             bugs.append(f"pfn {pfn}: refcount {f.refcount} but mappings {mc + entire.get(pfn, 0)} + swap cache "
                         f"{nswap} + references {refunits.get(pfn, 0)} = {expect}")
@@ -104,12 +104,13 @@ def check_state(s: State, design, pending_fork=()) -> list[str]:
     for sl, slot in enumerate(s.swap):
         if slot is None:
             continue
-        if slot.count != swapptes.get(sl, 0):
-            bugs.append(f"swap slot {sl}: count {slot.count} but {swapptes.get(sl, 0)} swap ptes")
+        want = swapptes.get(sl, 0) + (slot_adjust or {}).get(sl, 0)
+        if slot.count != want:
+            bugs.append(f"swap slot {sl}: count {slot.count} but {want} swap ptes")
         if slot.cache >= 0 and (slot.cache >= nf or s.folios[slot.cache] is None
                                 or not s.folios[slot.cache].flags & PG_swapcache):
             bugs.append(f"swap slot {sl}: cached pfn {slot.cache} is not in the swap cache")
-        if slot.count == 0 and slot.cache < 0:
+        if slot.count == 0 and slot.cache < 0 and not swapptes.get(sl, 0):
             bugs.append(f"swap slot {sl} is referenced by nothing but was not freed")
     return bugs
 

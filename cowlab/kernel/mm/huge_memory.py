@@ -189,3 +189,66 @@ def follow_huge(k, fr, vma, addr, gf) -> str:
     try_grab_page(k, fr, pmd.pfn, idx, addr, gf)
     k.pte_unlock()
     return _gup_next(k, fr)
+
+
+# ------------------------------------------------------------------ split from another path
+from ..paths import step, op as _op  # noqa: E402
+
+
+@step("split.lock")
+def split_huge_pmd_lock(k, fr, op):
+    """__split_huge_pmd() (a partial mprotect/munmap/madvise of a THP in this
+    process): from 5.8 (c444eb564fb1, CVE-2020-29368) the anon THP's page
+    lock is taken first, so that reuse_swap_page() (which runs under it)
+    never sees the mapcounts half-transferred."""
+    h = op["addr"] // HPAGE_PMD_NR
+    pmd = k.pmd(h)
+    if pmd is None or k.test(pmd.pfn, PG_hugetlb):
+        return None
+    fr["split"] = (pmd.pfn, h, False)
+    if k.design.thp_split_page_lock:
+        k.lock_page(pmd.pfn)
+        fr["split"] = (pmd.pfn, h, True)
+    return "split.clear"
+
+
+@step("split.clear")
+def split_huge_pmd_clear(k, fr, op):
+    """__split_huge_pmd_locked(), first half under the PT lock: the PMD is
+    cleared and the entire mapcount dropped ..."""
+    pfn, h, locked = fr["split"]
+    k.pte_lock()
+    pmd = k.pmd(h)
+    if pmd is None or pmd.pfn != pfn:
+        if locked:
+            k.unlock_page(pfn)
+        k.pte_unlock()
+        fr.pop("split")
+        return None
+    fr["split"] = (pfn, h, locked, pmd.write, pmd.dirty)
+    k.set_pmd_at(h, None)
+    f = k.folio(pfn)
+    k.folios[pfn] = f._replace(entire_mapcount=f.entire_mapcount - 1)
+    return "split.fill"
+
+
+@step("split.fill")
+def split_huge_pmd_fill(k, fr, op):
+    """... second half: the ptes of every subpage are installed and the
+    subpage mapcounts raised (one reference each); PT lock and page lock
+    released.  Between the halves a lockless reader of the mapcounts (5.7's
+    reuse_swap_page() on another mm's PMD) sees them too low."""
+    pfn, h, locked, write, dirty = fr.pop("split")
+    f = k.folio(pfn)
+    k.folios[pfn] = f._replace(mapcount=tuple(m + 1 for m in f.mapcount), refcount=f.refcount + f.nr - 1)
+    for i in range(f.nr):
+        k.set_pte_at(h * HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=write, dirty=dirty))
+    k.effect("split_pmd", k.mm, h, pfn)
+    k.pte_unlock()
+    if locked:
+        k.unlock_page(pfn)
+    return None
+
+
+_op("split_pmd", "split.lock", "__split_huge_pmd() (partial mprotect/munmap of a THP)", ("addr",),
+    "split the PMD mapping of the THP at addr into ptes")

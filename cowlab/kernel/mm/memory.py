@@ -22,7 +22,7 @@ from ..paths import step, op
 from ..txn import Blocked, ModelBug
 from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, ZERO, ZERO_PFN, PG_dirty, PG_ksm,
                      PG_swapcache, PG_hugetlb, PG_large, HPAGE_PMD_NR)
-from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE
+from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile
 
 
@@ -157,10 +157,24 @@ def do_wp_page(k, fr, vma) -> str:
         return "wp.copy"
     if not k.PageAnon(page):
         raise ModelBug("non-anonymous page in a private anonymous mapping")
-    vmf = Vmf(k.mm, addr, page, pte.idx, write=not unshare, unshare=unshare, locked=fr.get("wplocked", False))
-    fr.pop("wplocked", None)
+    vmf = Vmf(k.mm, addr, page, pte.idx, write=not unshare, unshare=unshare, locked=fr.get("wplocked", False),
+              snap=fr.pop("wpsnap", None))
     d = k.design.wp_anon(k, vmf)
+    if isinstance(d, tuple) and d[0] == READ_MORE:
+        # the design read part of what it needs; it reads the rest in the next atomic step
+        fr["wpsnap"] = d[1]
+        return "wp.decide"
+    fr.pop("wplocked", None)
     return _wp_decided(k, fr, d, page, pte)
+
+
+@step("wp.decide")
+def do_wp_page_continue(k, fr, op):
+    """do_wp_page(), PT lock still held: the design's decision continues
+    with its next read (separate loads of separate counters are separate
+    atomic steps for any other CPU)."""
+    vma = k.find_vma(fr["fa"])
+    return do_wp_page(k, fr, vma)
 
 
 def _wp_decided(k, fr, d, page, pte) -> str:
@@ -312,15 +326,33 @@ def do_swap_page_map(k, fr, op):
         k.drop_ref(k.my_tmp_ref(pfn))
         k.pte_unlock()
         return fault_done(k, fr)
-    vma = k.find_vma(addr)
     idx = k.folio(pfn).swap.index(slot)
     vmf = Vmf(k.mm, addr, pfn, idx, write=fr["fw"], unshare=fr["fu"], locked=True)
+    count = k.swap[slot].count
     exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), False)
+    freed = k.swap[slot] is None or k.swap[slot].count != count
+    fr["sw"] = (pfn, idx, slot, bool(exclusive), freed)
+    return "swap.set_pte"
+
+
+@step("swap.set_pte")
+def do_swap_page_set_pte(k, fr, op):
+    """do_swap_page(), still under the PT lock and page lock: set_pte_at() +
+    page_add_anon_rmap() (RMAP_EXCLUSIVE), then -- in the kernels that free the
+    entry after mapping (before 5.18) -- swap_free(); unlock_page(); and
+    do_wp_page() if a write fault was not satisfied.  A separate step from the
+    decision, so that lockless readers of the counts (another mm's fault
+    under its own PT lock) can run in between, as in the kernel."""
+    pfn, idx, slot, exclusive, freed = fr.pop("sw")
+    addr = fr["fa"]
+    vma = k.find_vma(addr)
     write = fr["fw"] and exclusive and bool(vma.flags & VM_WRITE)
     k.ref_to_mapping(pfn)
     rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
     k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write, soft_dirty=True))
     k.effect("swapin", k.mm, addr, pfn, idx, exclusive)
+    if not freed:
+        swapfile.swap_free(k, slot)
     if k.folios[pfn] is not None and k.PageLocked(pfn):
         k.unlock_page(pfn)
     if fr["fw"] and not write:

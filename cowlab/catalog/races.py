@@ -1,0 +1,118 @@
+"""Races of the seed thread and its history: concurrent kernel paths whose
+every interleaving the explorer tries (``cowlab explore``)."""
+from __future__ import annotations
+
+from ..scenario import Script
+
+
+def race_fork_gup_fast():
+    """gup-fast FOLL_PIN (pin_user_pages_fast(FOLL_WRITE|FOLL_LONGTERM), an
+    io_uring fixed buffer) racing with fork's early-COW check: the pin lands
+    between copy_present_pte()'s page_maybe_dma_pinned() test and the
+    write-protect, so a pinned page is shared.  Fixed by write_protect_seq
+    (57efa1fe5957, 5.11)."""
+    s = Script("race-fork-gup-fast", "gup-fast FOLL_PIN racing with fork's early-COW check", pages=1,
+               source="57efa1fe5957 mm/gup: prevent gup_fast from racing with COW during fork", tags=("race",))
+    p, c = s.process("parent"), s.process("child")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0)
+    p.write(0)
+    p.lru_add_drain()
+    s.parallel({"parent": [("fork", {"child": "child"})],
+                "parent.cpu1": [("io_uring_register", {"addr": 0, "buf": "b", "fast": True})]})
+    p.write(0)
+    p.io_uring_read_fixed(buf="b")
+    p.read(0)
+    c.read(0)
+    c.exit()
+    return s.build()
+
+
+def race_swapin_mapcount():
+    """The seed's concern (Linus Torvalds, 17 Dec 2021): "mapcount can
+    increase from another process faulting in an pte with that swap entry
+    ... mmap_sem doesn't protect against that. Again, page_lock() does."
+    The parent maps the page R/O, the child still has the swap entry; the
+    parent's write fault decides while the child swaps the entry in."""
+    s = Script("race-swapin-mapcount", "write fault deciding by mapcount while another process swaps in",
+               pages=1, source="LKML 17/18 Dec 2021 (the seed), Linus Torvalds / David Hildenbrand", tags=("race",))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0)
+    p.write(0)
+    p.lru_add_drain()
+    p.fork(c)
+    p.pageout(0, shared_ok=True)          # reclaim unmaps both mappings
+    p.read(0)                             # the parent swaps it back in R/O; the child keeps its swap entry
+    s.parallel({"parent": [("write", {"addr": 0})], "child": [("read", {"addr": 0})]})
+    c.read(0)
+    c.exit()
+    return s.build()
+
+
+def race_reclaim_pin():
+    """Andrea Arcangeli's io_uring_swap reproducer (kernel-testcases-for-v5.11):
+    an io_uring fixed-buffer pin races with reclaim's page_maybe_dma_pinned()
+    check (feb889fb40fa is racy: it runs before the unmap); the pinned page
+    ends up in the swap cache, is swapped in R/O and written: the copy leaves
+    the pin behind.  Fixed by PageAnonExclusive (5.19: try_to_unmap refuses
+    pinned pages)."""
+    s = Script("race-reclaim-pin", "io_uring pin racing with reclaim, then R/O swapin and a write", pages=1,
+               source="aagit/kernel-testcases-for-v5.11 io_uring_swap.c; Peter Xu on feb889fb40fa", tags=("race",))
+    p = s.process("parent")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0)
+    p.write(0)
+    p.lru_add_drain()
+    s.parallel({"parent.cpu1": [("pageout", {"addr": 0})],
+                "parent": [("io_uring_register", {"addr": 0, "buf": "b"})]})
+    p.read(0)
+    p.write(0)
+    p.io_uring_read_fixed(buf="b")
+    p.read(0)
+    return s.build()
+
+
+def race_thp_split():
+    """CVE-2020-29368 (Jann Horn; c444eb564fb1, "before 5.7.5"): a write
+    fault on a PMD-mapped THP computes the mapcount with reuse_swap_page()
+    while the other process splits its PMD mapping, sees it transiently at 1
+    and reuses a page the other process still maps."""
+    s = Script("race-thp-split", "THP write fault racing with another process splitting its PMD", pages=2,
+               source="CVE-2020-29368; c444eb564fb1 mm: thp: make the THP mapcount atomic against "
+                      "__split_huge_pmd_locked()", tags=("race", "thp"))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=2, thp=True)
+    p.write(0)
+    p.fork(c)
+    s.parallel({"child": [("split_pmd", {"addr": 0})], "parent": [("write", {"addr": 0})]})
+    c.read(0)
+    c.read(1)
+    c.exit()
+    return s.build()
+
+
+def race_gup_fast_exclusive():
+    """PageAnonExclusive clearing by swapout (page_try_share_anon_rmap after
+    clearing the pte) racing with a R/O gup-fast pin (B1..B5 of 088b8aa537c2).
+    The model is sequentially consistent: the 6.1 fix (smp_mb() pairs) is
+    about weak memory ordering, which it cannot express (see the README)."""
+    s = Script("race-gup-fast-exclusive", "swapout clearing PageAnonExclusive racing with a R/O gup-fast pin",
+               pages=1, source="088b8aa537c2 mm: fix PageAnonExclusive clearing racing with concurrent RCU GUP-fast",
+               tags=("race",))
+    p = s.process("parent")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0)
+    p.write(0)
+    p.lru_add_drain()
+    s.parallel({"parent.cpu1": [("pageout", {"addr": 0})],
+                "parent": [("pin_longterm", {"addr": 0, "fast": True})]})
+    p.write(0)
+    p.pin_read()
+    p.read(0)
+    p.unpin()
+    return s.build()
+
+
+def cases():
+    return [race_fork_gup_fast(), race_swapin_mapcount(), race_reclaim_pin(), race_thp_split(),
+            race_gup_fast_exclusive()]

@@ -1,0 +1,194 @@
+"""The explorer: every interleaving of a model's atomic steps.
+
+It knows nothing about memory.  It sees a model through this interface
+(as stateright's ``Model`` trait):
+
+* ``init_state()`` -> a hashable state;
+* ``nthreads`` and ``step(state, tid)`` -> a transition (with ``.state``,
+  ``.tid``, ``.label``) or None when the thread cannot move;
+* ``is_done(state)`` -> every thread finished;
+* ``violations(transition)`` -> [(kind, key, text)]: what the step broke;
+* ``model_bugs(transition)`` -> [text]: the model's own accounting errors.
+
+Breadth-first search (the default) returns a shortest trace to each kind of
+violation; depth-first is an option; ``random_walks`` is a seeded swarm-style
+sampler for spaces too large to finish.  Limits on states, depth, seconds and
+memory, and Ctrl-C, end the search with status "inconclusive" and what it
+covered -- never a false "safe".  Identical input gives identical output.
+"""
+from __future__ import annotations
+
+import random
+import resource
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_states: int = 2_000_000
+    max_depth: int = 10_000
+    max_seconds: float = 600.0
+    max_memory_mb: int = 8192
+
+
+@dataclass
+class Witness:
+    kind: str
+    text: str
+    trace: list            # [(tid, label)] from the initial state, the violating step last
+    depth: int
+
+
+@dataclass
+class Report:
+    status: str = "complete"         # complete | inconclusive
+    reason: str = ""
+    states: int = 0
+    transitions: int = 0
+    seconds: float = 0.0
+    depth: int = 0
+    found: dict = field(default_factory=dict)      # kind -> Witness (the shortest found first)
+    incidents: dict = field(default_factory=dict)  # kind -> set of incident keys
+    deadlocks: list = field(default_factory=list)  # traces to stuck states
+    bugs: list = field(default_factory=list)       # (text, trace)
+
+    def outcomes(self, kinds) -> dict:
+        return {k: len(self.incidents.get(k, ())) for k in kinds}
+
+
+def _trace(parents, s, last=None):
+    out = []
+    while True:
+        p = parents[s]
+        if p is None:
+            break
+        prev, tid, label = p
+        out.append((tid, label))
+        s = prev
+    out.reverse()
+    if last is not None:
+        out.append(last)
+    return out
+
+
+def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
+            progress=None) -> Report:
+    """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs"."""
+    rep = Report()
+    t0 = time.monotonic()
+    s0 = model.init_state()
+    parents = {s0: None}
+    depth_of = {s0: 0}
+    frontier = deque([s0])
+    n = model.nthreads
+    pop = frontier.popleft if order == "bfs" else frontier.pop
+    try:
+        while frontier:
+            if len(parents) > limits.max_states:
+                rep.status, rep.reason = "inconclusive", f"state limit {limits.max_states} reached"
+                break
+            if rep.transitions % 2048 == 0:
+                el = time.monotonic() - t0
+                if el > limits.max_seconds:
+                    rep.status, rep.reason = "inconclusive", f"time limit {limits.max_seconds:g}s reached"
+                    break
+                if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 > limits.max_memory_mb:
+                    rep.status, rep.reason = "inconclusive", f"memory limit {limits.max_memory_mb} MB reached"
+                    break
+                if progress:
+                    progress(len(parents), rep.transitions, len(frontier), rep.depth, el)
+            s = pop()
+            d = depth_of[s]
+            if d >= limits.max_depth:
+                rep.status, rep.reason = "inconclusive", f"depth limit {limits.max_depth} reached"
+                continue
+            moved = False
+            for tid in range(n):
+                tr = model.step(s, tid)
+                if tr is None:
+                    continue
+                moved = True
+                rep.transitions += 1
+                for kind, key, text in model.violations(tr):
+                    keys = rep.incidents.setdefault(kind, set())
+                    keys.add(key if key is not None else text)
+                    if kind not in rep.found:
+                        rep.found[kind] = Witness(kind, text, _trace(parents, s, (tid, tr.label)), d + 1)
+                for b in model.model_bugs(tr):
+                    if len(rep.bugs) < 20:
+                        rep.bugs.append((b, _trace(parents, s, (tid, tr.label))))
+                ns = tr.state
+                if ns not in parents:
+                    parents[ns] = (s, tid, tr.label)
+                    depth_of[ns] = d + 1
+                    if d + 1 > rep.depth:
+                        rep.depth = d + 1
+                    frontier.append(ns)
+            if not moved and not model.is_done(s) and len(rep.deadlocks) < 5:
+                rep.deadlocks.append(_trace(parents, s))
+            if stop_on_first and rep.found:
+                rep.status, rep.reason = "inconclusive", "stopped at the first violation"
+                break
+    except KeyboardInterrupt:
+        rep.status, rep.reason = "inconclusive", "interrupted"
+    if rep.status == "complete" and rep.deadlocks:
+        rep.reason = f"{len(rep.deadlocks)} stuck state(s) (no thread can move)"
+    rep.states = len(parents)
+    rep.seconds = time.monotonic() - t0
+    return rep
+
+
+def random_walks(model, walks: int, seed: int, max_depth: int = 2000, limits: Limits = Limits()) -> Report:
+    """Seeded random walks from the initial state (swarm-style sampling).
+    A walk that finds a violation gives a real (not necessarily shortest)
+    witness; no number of walks proves absence: status is "inconclusive"."""
+    rep = Report(status="inconclusive", reason=f"random walks ({walks}, seed {seed}) cannot prove absence")
+    rng = random.Random(seed)
+    t0 = time.monotonic()
+    seen = set()
+    n = model.nthreads
+    try:
+        for w in range(walks):
+            if time.monotonic() - t0 > limits.max_seconds:
+                rep.reason += f"; time limit after {w} walks"
+                break
+            s = model.init_state()
+            trace = []
+            for d in range(max_depth):
+                seen.add(s)
+                trs = [tr for tid in range(n) if (tr := model.step(s, tid)) is not None]
+                if not trs:
+                    break
+                tr = trs[rng.randrange(len(trs))]
+                rep.transitions += 1
+                trace.append((tr.tid, tr.label))
+                for kind, key, text in model.violations(tr):
+                    rep.incidents.setdefault(kind, set()).add(key if key is not None else text)
+                    if kind not in rep.found or len(trace) < rep.found[kind].depth:
+                        rep.found[kind] = Witness(kind, text, list(trace), len(trace))
+                for b in model.model_bugs(tr):
+                    if len(rep.bugs) < 20:
+                        rep.bugs.append((b, list(trace)))
+                s = tr.state
+                rep.depth = max(rep.depth, d + 1)
+    except KeyboardInterrupt:
+        rep.reason += "; interrupted"
+    rep.states = len(seen)
+    rep.seconds = time.monotonic() - t0
+    return rep
+
+
+def replay(model, trace):
+    """Re-run a trace [(tid, label)] step by step; yields each transition.
+    Raises ValueError when a step is not enabled or its label differs."""
+    s = model.init_state()
+    for i, (tid, label) in enumerate(trace):
+        tr = model.step(s, tid)
+        if tr is None:
+            raise ValueError(f"step {i}: thread {tid} cannot move here")
+        if label is not None and tr.label != label:
+            raise ValueError(f"step {i}: thread {tid} runs {tr.label}, the trace says {label}")
+        yield tr
+        s = tr.state
