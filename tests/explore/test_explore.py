@@ -1,0 +1,95 @@
+"""The explorer, on a toy model (it knows nothing about memory) and on cowlab's."""
+from typing import NamedTuple
+
+from cowlab import catalog, designs
+from cowlab.explore import Limits, explore, random_walks, replay
+from cowlab.model import CowModel
+
+
+class T(NamedTuple):
+    state: tuple
+    tid: int
+    label: str
+
+
+class LostUpdate:
+    """Two threads each do tmp = x; x = tmp + 1 (non-atomic): x == 1 at the end is a lost update."""
+    nthreads = 2
+
+    def init_state(self):
+        return (0, (0, 0), (0, 0))   # x, pcs, tmps
+
+    def step(self, s, tid):
+        x, pcs, tmps = s
+        pc = pcs[tid]
+        if pc == 0:
+            tmps = tuple(x if i == tid else t for i, t in enumerate(tmps))
+            label = "load"
+        elif pc == 1:
+            x = tmps[tid] + 1
+            label = "store"
+        else:
+            return None
+        pcs = tuple(p + (i == tid) for i, p in enumerate(pcs))
+        return T((x, pcs, tmps), tid, label)
+
+    def is_done(self, s):
+        return all(p == 2 for p in s[1])
+
+    def violations(self, tr):
+        x, pcs, _ = tr.state
+        return [("lost", None, f"x = {x}")] if all(p == 2 for p in pcs) and x != 2 else []
+
+    def model_bugs(self, tr):
+        return []
+
+
+def test_toy_model_shortest_trace():
+    r = explore(LostUpdate())
+    assert r.status == "complete"
+    w = r.found["lost"]
+    assert w.depth == 4
+    assert [lab for _, lab in w.trace][:2] == ["load", "load"]
+
+
+def test_limits_make_it_inconclusive_never_safe():
+    m = CowModel(catalog.get("race-fork-gup-fast"), designs.load("linux-5.11"))
+    r = explore(m, Limits(max_states=20))
+    assert r.status == "inconclusive" and "state limit" in r.reason
+    r = explore(m, Limits(max_depth=5))
+    assert r.status == "inconclusive" and "depth limit" in r.reason
+
+
+def test_bfs_and_dfs_agree_and_bfs_is_shortest():
+    for case in ("race-fork-gup-fast", "race-reclaim-pin", "race-thp-split"):
+        for d in ("linux-5.7", "linux-5.9", "linux-5.19"):
+            m = CowModel(catalog.get(case), designs.load(d))
+            b, f = explore(m), explore(m, order="dfs")
+            assert set(b.found) == set(f.found), (case, d)
+            assert b.states == f.states
+            for k in b.found:
+                assert b.found[k].depth <= f.found[k].depth
+
+
+def test_replay_reaches_the_violation():
+    m = CowModel(catalog.get("race-fork-gup-fast"), designs.load("linux-5.9"))
+    w = explore(m).found["wrong"]
+    steps = list(replay(m, w.trace))
+    assert len(steps) == w.depth
+    assert any(e.kind == "wrong" for e in steps[-1].events)
+
+
+def test_random_walks_are_deterministic_and_never_claim_safety():
+    m = CowModel(catalog.get("race-reclaim-pin"), designs.load("linux-5.11"))
+    a, b = random_walks(m, 30, seed=7), random_walks(m, 30, seed=7)
+    assert a.status == "inconclusive"
+    assert {k: w.trace for k, w in a.found.items()} == {k: w.trace for k, w in b.found.items()}
+    assert random_walks(CowModel(catalog.get("race-reclaim-pin"), designs.load("linux-5.19")), 30, 1).status \
+        == "inconclusive"
+
+
+def test_identical_input_identical_output():
+    m = CowModel(catalog.get("race-swapin-mapcount"), designs.load("rfc-mapcount"))
+    a, b = explore(m), explore(m)
+    assert (a.states, a.transitions) == (b.states, b.transitions)
+    assert a.found["missed"].trace == b.found["missed"].trace

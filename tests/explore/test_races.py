@@ -1,0 +1,80 @@
+"""Each race of the catalog under each design: broken (with a shortest trace)
+or explored to completion without a violation.  Expected verdicts and their
+sources; "derived" marks expectations reasoned from the kernel rules."""
+import pytest
+
+from cowlab import catalog, designs
+from cowlab.explore import explore
+from cowlab.model import CowModel
+
+S_FGF = "57efa1fe5957 (5.11): gup-fast FOLL_PIN can race fork's early-COW check without write_protect_seq"
+S_NOEARLY = "derived: before 70e806e4e645 (5.9) fork shares pinned pages anyway (reference 2.3)"
+S_FALSEPOS = ("derived: gup-fast's try_grab raises the refcount by GUP_PIN_COUNTING_BIAS before it backs off, "
+              "so fork's page_maybe_dma_pinned() copies for nothing ('fuzzy, false positives OK', pin_user_pages docs)")
+S_LINUS = "LKML 17 Dec 2021 (the seed): mapcount rises through another process's swapin; 'page_lock() does' protect"
+S_SWAP_K = ("derived: 5.7 counts swap entries under the page lock (reuse_swap_page); 5.9+ count the swap cache's "
+            "reference (page_count)")
+S_RECLAIM = ("aagit/kernel-testcases-for-v5.11 io_uring_swap.c ('v5.11, still works on v5.15-rc3'); "
+             "feb889fb40fa's check is racy (Peter Xu); fixed by 1493a1913e34 / page_try_share_anon_rmap (5.19)")
+S_MAPREUSE = "derived: mapcount-based reuse ignores the pin's reference, so the pinned page is reused"
+S_THP = "CVE-2020-29368, c444eb564fb1 (5.7.5/5.8): the split takes the page lock"
+S_THP_RFC = "derived: a mapcount read without the page lock races the split exactly as c444eb564fb1 describes"
+S_GFE = ("088b8aa537c2: correct under sequential consistency (the model's); before 5.19 R/O pins are unreliable: "
+         "a pinned page swapped out comes back as a copy (derived, part-2 cover letter)")
+
+EXPECT = {
+    ("race-fork-gup-fast", "linux-5.7"): ("missed wrong", S_NOEARLY),
+    ("race-fork-gup-fast", "linux-5.8"): ("missed wrong", S_NOEARLY),
+    ("race-fork-gup-fast", "linux-5.9"): ("missed unnecessary wrong", S_FGF + "; " + S_FALSEPOS),
+    ("race-fork-gup-fast", "linux-5.11"): ("unnecessary", S_FGF + "; " + S_FALSEPOS),
+    ("race-fork-gup-fast", "linux-5.18"): ("unnecessary", S_FGF + "; " + S_FALSEPOS),
+    ("race-fork-gup-fast", "linux-5.19"): ("unnecessary", S_FGF + "; " + S_FALSEPOS),
+    ("race-fork-gup-fast", "linux-6.18"): ("unnecessary", S_FGF + "; " + S_FALSEPOS),
+    ("race-swapin-mapcount", "rfc-mapcount"): ("missed", S_LINUS),
+    ("race-swapin-mapcount", "rfc-mapcount:page_lock"): ("missed", S_LINUS + " (mapcount alone never sees the swap entry)"),
+    ("race-swapin-mapcount", "rfc-page-anon-shared"): ("", S_LINUS),
+    ("race-swapin-mapcount", "rfc-page-anon-shared:no_page_lock"): ("missed", S_LINUS),
+    ("race-swapin-mapcount", "linux-5.7"): ("", S_SWAP_K),
+    ("race-swapin-mapcount", "linux-5.11"): ("", S_SWAP_K),
+    ("race-swapin-mapcount", "linux-5.19"): ("", S_SWAP_K),
+    ("race-reclaim-pin", "linux-5.9"): ("wrong", S_RECLAIM),
+    ("race-reclaim-pin", "linux-5.11"): ("wrong", S_RECLAIM),
+    ("race-reclaim-pin", "linux-5.18"): ("wrong", S_RECLAIM),
+    ("race-reclaim-pin", "linux-5.19"): ("", S_RECLAIM),
+    ("race-reclaim-pin", "linux-6.18"): ("", S_RECLAIM),
+    ("race-reclaim-pin", "linux-5.7"): ("", S_MAPREUSE),
+    ("race-thp-split", "linux-5.7"): ("missed", S_THP),
+    ("race-thp-split", "linux-5.8"): ("", S_THP),
+    ("race-thp-split", "linux-5.11"): ("", S_THP),
+    ("race-thp-split", "linux-5.19"): ("", S_THP),
+    ("race-thp-split", "rfc-mapcount"): ("missed", S_THP_RFC),
+    ("race-thp-split", "rfc-mapcount:page_lock"): ("", S_THP_RFC),
+    ("race-gup-fast-exclusive", "linux-5.19"): ("", S_GFE),
+    ("race-gup-fast-exclusive", "linux-6.18"): ("", S_GFE),
+    ("race-gup-fast-exclusive", "linux-5.11"): ("wrong", S_GFE),
+}
+
+
+def _design(spec):
+    name, _, opt = spec.partition(":")
+    if opt == "page_lock":
+        return designs.load(name, {"page_lock": True})
+    if opt == "no_page_lock":
+        return designs.load(name, {"page_lock": False})
+    return designs.load(name)
+
+
+@pytest.mark.parametrize("case,design", sorted(EXPECT))
+def test_race_verdict(case, design):
+    kinds, source = EXPECT[(case, design)]
+    r = explore(CowModel(catalog.get(case), _design(design)))
+    assert r.status == "complete", r.reason
+    assert not r.bugs, r.bugs[0]
+    assert set(r.found) == set(kinds.split()), f"{case} / {design}: {sorted(r.found)} ({source})"
+    for w in r.found.values():
+        assert w.trace and w.depth == len(w.trace)
+
+
+def test_every_race_case_has_expectations():
+    races = {c.id for c in catalog.all_cases() if "race" in c.tags}
+    assert races == {c for c, _ in EXPECT}
