@@ -48,6 +48,7 @@ class CowModel:
         self.ops = [t.ops for t in case.threads]
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
         self.args = [[op.arg() for op in t.ops] for t in case.threads]
+        self.optext = [[str(op) for op in t.ops] for t in case.threads]
 
     def init_state(self) -> State:
         n = self.case.pages
@@ -103,7 +104,7 @@ class CowModel:
             if op.name not in self.SYNC:
                 # the process exited: skip its remaining memory operations
                 return Transition(s._replace(threads=_set(s.threads, tid, Thread(t.pc + 1, None, ()))), tid,
-                                  str(op), "exited", "do_exit", "the process has exited", (), (), ())
+                                  self.optext[tid][t.pc], "exited", "do_exit", "the process has exited", (), (), ())
         args = self.args[tid][t.pc]
         label = t.label or OPS[op.name][0]
         fn = STEPS[label]
@@ -114,7 +115,7 @@ class CowModel:
         except Blocked:
             return None
         except ModelBug as e:
-            return Transition(s, tid, str(op), label, fn.__name__, _doc(fn), (), (f"model bug in {label}: {e}",), ())
+            return Transition(s, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), (), (f"model bug in {label}: {e}",), ())
         irqs = k.threads[tid].irqs_off
         if nxt is None:
             k.threads[tid] = Thread(t.pc + 1, None, (), False)
@@ -130,7 +131,7 @@ class CowModel:
                     bugs += check_pin(new, self.design, e)
             if nxt is None:
                 bugs += check_thread_end(new, tid)
-        return Transition(new, tid, str(op), label, fn.__name__, _doc(fn), tuple(events), tuple(bugs),
+        return Transition(new, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), tuple(events), tuple(bugs),
                           tuple(k.effects))
 
     def _in_flight_maps(self, s: State):
