@@ -256,6 +256,32 @@ def replay(trace_file, fmt):
     _print_trace(steps, f"{c.id} under {d.name}: {len(steps)} steps replayed")
 
 
+@main.command()
+@click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@click.option("--format", "fmt", type=click.Choice(["ktap", "json"]), default="ktap")
+@_guard
+def selftest(design_spec, sets, fmt):
+    """Run the cow.c catalog (every anon test in every memory variant) as the
+    kernel selftest does and print KTAP; exits 1 if a test fails."""
+    from . import selftest as st
+    d = designs.load(design_spec, _settings(sets) or None)
+    rows = st.run(d)
+    if fmt == "json":
+        click.echo(json.dumps({"results": [dict(r.as_json(), selftest=v) for _, r, v in rows]}, indent=2))
+    else:
+        click.echo(st.ktap(d, rows))
+    if any(v == "fail" for _, _, v in rows):
+        sys.exit(1)
+
+
+@main.command()
+def table():
+    """Print the generated catalog table (Markdown) -- docs/catalog.md."""
+    from .docs import markdown
+    click.echo(markdown(), nl=False)
+
+
 @main.command("designs")
 def list_designs():
     """The built-in designs."""

@@ -1,76 +1,139 @@
 """The anonymous test cases of tools/testing/selftests/mm/cow.c
-(``anon_test_cases[]``, torvalds/linux 109364fce504 / 49850bd02658), on a
-base page (``do_run_with_base_page``: one private anonymous page,
-MADV_NOHUGEPAGE, memset to 1 before the test).  Titles are the selftest's.
-The sequence of each test follows the C code; the sync pipes become the
-script order."""
+(``anon_test_cases[]``, torvalds/linux 109364fce504 / 49850bd02658) in the
+memory variants ``run_anon_test_case()`` runs them in.  Titles are the
+selftest's ("<test> with <variant>"; the base-page case keeps the bare
+title).  The sequence of each test follows the C code; its sync pipes become
+the script order.
+
+The model's THP has HPAGE_PMD_NR (2) subpages and a hugetlb page covers two
+addresses, so "the upper half" of a THP is its second page.
+"""
 from __future__ import annotations
 
+from ..kernel.types import HPAGE_PMD_NR
 from ..scenario import Script
 
-SRC = "tools/testing/selftests/mm/cow.c (anon_test_cases[], run with base page)"
+SRC = "tools/testing/selftests/mm/cow.c anon_test_cases[] (109364fce504)"
+N = HPAGE_PMD_NR
+
+#: variant id -> (title suffix, address-space pages)
+VARIANTS = {
+    "base": ("with base page", 1),
+    "swap": ("with swapped out base page", 1),
+    "thp": ("with THP", N),
+    "thp-swap": ("with swapped-out THP", N),
+    "pte-thp": ("with PTE-mapped THP", N),
+    "pte-thp-swap": ("with swapped-out, PTE-mapped THP", N),
+    "single-pte-thp": ("with single PTE of THP", N),
+    "single-pte-thp-swap": ("with single PTE of swapped-out THP", N),
+    "partial-mremap-thp": ("with partially mremap()'ed THP", 2 * N),
+    "partial-shared-thp": ("with partially shared THP", N),
+    "hugetlb": ("with hugetlb", N),
+}
 
 
-def _base(id, title, tags=()):
-    s = Script(id, title, pages=1, source=SRC, tags=("cow.c", "base") + tuple(tags))
+def _setup(id, title, variant):
+    """do_run_with_base_page() / do_run_with_thp() / run_with_hugetlb():
+    returns (script, parent, size in pages of the range under test)."""
+    suffix, pages = VARIANTS[variant]
+    full_title = title if variant == "base" else f"{title} {suffix}"
+    s = Script(id, full_title, pages=pages, source=SRC, tags=("cow.c", variant))
     p = s.process("parent")
-    p.mmap(0, pages=1)
-    p.write(0)                      # memset(mem, 1, pagesize)
-    return s, p
+    size = 1
+    if variant in ("base", "swap"):
+        p.mmap(0, pages=1)
+        p.madvise(0, advice="nohugepage")
+        p.write(0)                              # memset(mem, 1, pagesize)
+        if variant == "swap":
+            p.pageout(0)                        # MADV_PAGEOUT
+        return s, p, 1
+    if variant == "hugetlb":
+        p.mmap(0, pages=N, hugetlb=True)
+        for a in range(N):
+            p.write(a)                          # memset(mem, 1, hugetlbsize)
+        return s, p, N
+    p.mmap(0, pages=N, thp=True)                # aligned to thpsize, MADV_HUGEPAGE
+    for a in range(N):
+        p.write(a)                              # mem[0] = 1 populates the THP; memset(mem, 1, thpsize)
+    size = N
+    if variant.startswith("pte-thp"):
+        p.mprotect(0, pages=1, prot="r")        # mprotect one subpage R and back: PTE-maps the THP
+        p.mprotect(0, pages=1, prot="rw")
+    elif variant.startswith("single-pte-thp"):
+        p.madvise(1, pages=N - 1, advice="dontneed")   # all but the first page
+        size = 1
+    elif variant == "partial-mremap-thp":
+        p.mremap(N // 2, pages=N // 2, new_addr=N + 1)  # move the upper half elsewhere
+        size = N // 2
+    elif variant == "partial-shared-thp":
+        sh = s.process("sharer")
+        p.madvise(1, pages=N - 1, advice="dontfork")   # share only the first subpage
+        p.fork(sh)
+        sh.exit()
+        p.madvise(1, pages=N - 1, advice="dofork")
+    if variant.endswith("-swap"):
+        p.pageout(0)
+    return s, p, size
 
 
-def cow_in_parent(id, title, mprotect=False, vmsplice=False):
+def cow_in_parent(id, title, variant, mprotect=False, vmsplice=False):
     """do_test_cow_in_parent(): child_memcmp_fn / child_vmsplice_memcmp_fn."""
-    s, p = _base(id, title)
+    s, p, n = _setup(id, title, variant)
     c = s.process("child")
     p.fork(c)
-    c.read(0)                       # child: memcpy(old, mem)
+    for a in range(n):
+        c.read(a)                               # child: memcpy(old, mem)
     if vmsplice:
-        c.vmsplice(0, pipe="p")     # vmsplice(fds[1], &iov, 1, 0)
-        c.munmap(0)
+        c.vmsplice(0, pages=n, pipe="p")        # vmsplice(fds[1], &iov, 1, 0)
+        c.munmap(0, pages=n)
     if mprotect:
-        p.mprotect(0, prot="r")
-        p.mprotect(0, prot="rw")
-    p.write(0)                      # memset(mem, 0xff, size) with the child alive
+        p.mprotect(0, pages=n, prot="r")
+        p.mprotect(0, pages=n, prot="rw")
+    for a in range(n):
+        p.write(a)                              # memset(mem, 0xff, size) with the child alive
     if vmsplice:
-        c.pipe_read("p")            # child: read the pipe, compare with old
+        c.pipe_read("p")                        # child: read the pipe, compare with old
     else:
-        c.read(0)                   # child: memcmp(old, mem)
+        for a in range(n):
+            c.read(a)                           # child: memcmp(old, mem)
     c.exit()
     return s.build()
 
 
-def vmsplice_in_parent(id, title, before_fork):
+def vmsplice_in_parent(id, title, variant, before_fork):
     """do_test_vmsplice_in_parent()."""
-    s, p = _base(id, title)
+    s, p, n = _setup(id, title, variant)
     c = s.process("child")
-    p.read(0)                       # memcpy(old, mem)
+    for a in range(n):
+        p.read(a)                               # memcpy(old, mem)
     if before_fork:
-        p.vmsplice(0, pipe="p")
+        p.vmsplice(0, pages=n, pipe="p")
     p.fork(c)
     if not before_fork:
-        p.vmsplice(0, pipe="p")
-    p.munmap(0)
-    c.write(0)                      # child: memset(mem, 0xff)
+        p.vmsplice(0, pages=n, pipe="p")
+    p.munmap(0, pages=n)
+    for a in range(n):
+        c.write(a)                              # child: memset(mem, 0xff)
     c.exit()
-    p.pipe_read("p")                # parent: read the pipe, compare with old
+    p.pipe_read("p")                            # parent: read the pipe, compare with old
     return s.build()
 
 
-def iouring(id, title, use_fork):
+def iouring(id, title, variant, use_fork):
     """do_test_iouring(): register (long-term R/W pin), then fork or
     mprotect(R)+clear_softdirty()+mprotect(RW), memset 0xff, write_fixed to a
     file and compare it with memory."""
-    s, p = _base(id, title)
-    p.io_uring_register(0, buf="b")
+    s, p, n = _setup(id, title, variant)
+    p.io_uring_register(0, pages=n, buf="b")
     if use_fork:
         c = s.process("child")
         p.fork(c)
     else:
-        p.mprotect(0, prot="r")
+        p.mprotect(0, pages=n, prot="r")
         p.clear_refs()
-        p.mprotect(0, prot="rw")
-    p.write(0)
+        p.mprotect(0, pages=n, prot="rw")
+    for a in range(n):
+        p.write(a)
     p.io_uring_write_fixed(buf="b")
     p.io_uring_unregister(buf="b")
     if use_fork:
@@ -78,21 +141,22 @@ def iouring(id, title, use_fork):
     return s.build()
 
 
-def ro_pin(id, title, test, fast):
+def ro_pin(id, title, variant, test, fast):
     """do_test_ro_pin(): PIN_LONGTERM_TEST_START (R/O, fast or not),
     memset 0xff, PIN_LONGTERM_TEST_READ must see it."""
-    s, p = _base(id, title)
+    s, p, n = _setup(id, title, variant)
     if test in ("shared", "previously-shared"):
         c = s.process("child")
         p.fork(c)
         if test == "previously-shared":
             c.exit()
     else:
-        p.mprotect(0, prot="r")
+        p.mprotect(0, pages=n, prot="r")
         p.clear_refs()
-        p.mprotect(0, prot="rw")
-    p.pin_longterm(0, fast=fast)
-    p.write(0)
+        p.mprotect(0, pages=n, prot="rw")
+    p.pin_longterm(0, pages=n, fast=fast)
+    for a in range(n):
+        p.write(a)
     p.pin_read()
     p.unpin()
     if test == "shared":
@@ -100,23 +164,39 @@ def ro_pin(id, title, test, fast):
     return s.build()
 
 
-def cases():
-    return [
-        cow_in_parent("basic-cow-fork", "Basic COW after fork()"),
-        cow_in_parent("basic-cow-fork-mprotect", "Basic COW after fork() with mprotect() optimization", mprotect=True),
-        cow_in_parent("vmsplice-unmap-child", "vmsplice() + unmap in child", vmsplice=True),
-        cow_in_parent("vmsplice-unmap-child-mprotect", "vmsplice() + unmap in child with mprotect() optimization",
-                      mprotect=True, vmsplice=True),
-        vmsplice_in_parent("vmsplice-before-fork", "vmsplice() before fork(), unmap in parent after fork()", True),
-        vmsplice_in_parent("vmsplice-after-fork", "vmsplice() + unmap in parent after fork()", False),
-        iouring("iouring-ro-mapping", "R/O-mapping a page registered as iouring fixed buffer", False),
-        iouring("iouring-fork", "fork() with an iouring fixed buffer", True),
-        ro_pin("ro-pin-shared", "R/O GUP pin on R/O-mapped shared page", "shared", False),
-        ro_pin("ro-fast-pin-shared", "R/O GUP-fast pin on R/O-mapped shared page", "shared", True),
-        ro_pin("ro-pin-previously-shared", "R/O GUP pin on R/O-mapped previously-shared page", "previously-shared",
-               False),
-        ro_pin("ro-fast-pin-previously-shared", "R/O GUP-fast pin on R/O-mapped previously-shared page",
-               "previously-shared", True),
-        ro_pin("ro-pin-exclusive", "R/O GUP pin on R/O-mapped exclusive page", "exclusive", False),
-        ro_pin("ro-fast-pin-exclusive", "R/O GUP-fast pin on R/O-mapped exclusive page", "exclusive", True),
-    ]
+#: (id, title, builder, kwargs) in anon_test_cases[] order
+TESTS = [
+    ("basic-cow-fork", "Basic COW after fork()", cow_in_parent, {}),
+    ("basic-cow-fork-mprotect", "Basic COW after fork() with mprotect() optimization", cow_in_parent,
+     {"mprotect": True}),
+    ("vmsplice-unmap-child", "vmsplice() + unmap in child", cow_in_parent, {"vmsplice": True}),
+    ("vmsplice-unmap-child-mprotect", "vmsplice() + unmap in child with mprotect() optimization", cow_in_parent,
+     {"mprotect": True, "vmsplice": True}),
+    ("vmsplice-before-fork", "vmsplice() before fork(), unmap in parent after fork()", vmsplice_in_parent,
+     {"before_fork": True}),
+    ("vmsplice-after-fork", "vmsplice() + unmap in parent after fork()", vmsplice_in_parent,
+     {"before_fork": False}),
+    ("iouring-ro-mapping", "R/O-mapping a page registered as iouring fixed buffer", iouring, {"use_fork": False}),
+    ("iouring-fork", "fork() with an iouring fixed buffer", iouring, {"use_fork": True}),
+    ("ro-pin-shared", "R/O GUP pin on R/O-mapped shared page", ro_pin, {"test": "shared", "fast": False}),
+    ("ro-fast-pin-shared", "R/O GUP-fast pin on R/O-mapped shared page", ro_pin, {"test": "shared", "fast": True}),
+    ("ro-pin-previously-shared", "R/O GUP pin on R/O-mapped previously-shared page", ro_pin,
+     {"test": "previously-shared", "fast": False}),
+    ("ro-fast-pin-previously-shared", "R/O GUP-fast pin on R/O-mapped previously-shared page", ro_pin,
+     {"test": "previously-shared", "fast": True}),
+    ("ro-pin-exclusive", "R/O GUP pin on R/O-mapped exclusive page", ro_pin, {"test": "exclusive", "fast": False}),
+    ("ro-fast-pin-exclusive", "R/O GUP-fast pin on R/O-mapped exclusive page", ro_pin,
+     {"test": "exclusive", "fast": True}),
+]
+
+
+def case_id(test_id: str, variant: str) -> str:
+    return test_id if variant == "base" else f"{test_id}-{variant}"
+
+
+def cases(variants=None):
+    out = []
+    for variant in variants or VARIANTS:
+        for tid, title, fn, kw in TESTS:
+            out.append(fn(case_id(tid, variant), title, variant, **kw))
+    return out

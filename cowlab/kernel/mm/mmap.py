@@ -36,6 +36,25 @@ def _vma_edit(vmas, start, end, fn):
     return tuple(merged)
 
 
+def vma_adjust_trans_huge(k) -> None:
+    """vma_adjust_trans_huge(): a PMD mapping that no longer lies inside one
+    vma (after a split_vma()) is split into ptes."""
+    from . import huge_memory
+    from ..types import PG_hugetlb
+    m = k.mmv()
+    for h, pmd in enumerate(m.pmds):
+        if pmd is None or k.test(pmd.pfn, PG_hugetlb):
+            continue
+        lo, hi = h * HPAGE_PMD_NR, (h + 1) * HPAGE_PMD_NR
+        if not any(v.start <= lo and hi <= v.end for v in k.mmv().vmas):
+            locked = k.mmv().ptl == k.tid
+            if not locked:
+                k.pte_lock()
+            huge_memory.__split_huge_pmd_locked(k, k.mm, h)
+            if not locked:
+                k.pte_unlock()
+
+
 @step("mmap")
 def do_mmap(k, fr, op):
     """do_mmap(MAP_PRIVATE|MAP_ANONYMOUS [|MAP_HUGETLB]): a new private
@@ -95,6 +114,7 @@ def do_madvise(k, fr, op):
           "nohugepage": lambda f: (f | VM_NOHUGEPAGE) & ~VM_HUGEPAGE,
           "mergeable": lambda f: f | VM_MERGEABLE}[advice]
     k.set_mm(k.mm, vmas=_vma_edit(k.mmv().vmas, start, start + n, fn))
+    vma_adjust_trans_huge(k)
     k.mmap_write_unlock()
     return None
 

@@ -54,8 +54,8 @@ def try_to_free_swap(k, pfn: int) -> bool:
         return False
     if any(s >= 0 and k.swap[s].count > 0 for s in f.swap):
         return False
+    k.set_flag(pfn, PG_dirty)          # folio_set_dirty(): the data now lives only in memory
     delete_from_swap_cache(k, pfn)
-    k.set_flag(pfn, PG_dirty)
     return True
 
 
@@ -84,8 +84,8 @@ def reuse_swap_page(k, pfn: int) -> bool:
     count = max(m + f.entire_mapcount + (k.swap[s].count if f.flags & PG_swapcache and s >= 0 else 0)
                 for m, s in zip(f.mapcount, f.swap))
     if count == 1 and f.flags & PG_swapcache and not f.flags & PG_writeback:
-        delete_from_swap_cache(k, pfn)
         k.set_flag(pfn, PG_dirty)
+        delete_from_swap_cache(k, pfn)
     return count <= 1
 
 
