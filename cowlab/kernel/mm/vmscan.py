@@ -131,12 +131,13 @@ def reclaim_pageout(k, fr, op):
 @step("reclaim.free")
 def remove_mapping(k, fr, op):
     """__remove_mapping(): folio_ref_freeze(1 + nr) succeeds only if the
-    isolation and the swap cache hold the only references; then the page
-    leaves the swap cache and is freed.  Otherwise it stays (unmapped) in
-    the swap cache and goes back to the LRU."""
+    isolation and the swap cache hold the only references and the page was
+    not dirtied again since it was written (e.g. by DMA through a GUP
+    reference); then the page leaves the swap cache and is freed.  Otherwise
+    it stays (unmapped) in the swap cache and goes back to the LRU."""
     pfn = fr["rp"]
     f = k.folio(pfn)
-    if f.refcount == 1 + f.nr and k.total_mapcount(pfn) == 0:
+    if f.refcount == 1 + f.nr and k.total_mapcount(pfn) == 0 and not f.flags & PG_dirty:
         fr.pop("rp")
         k.unlock_page(pfn)
         iso = next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn)
