@@ -5,8 +5,8 @@ a R/O GUP (FOLL_GET or FOLL_PIN, not KSM) first unshares (copy on read)
 when mapcount > 1.  Swap entries of other processes are invisible to it
 ("mapcount can increase from another process faulting in an pte with that
 swap entry" -- Linus, 17 Dec 2021).  Everything else as the kernels of the
-thread (linux-5.11 .. 5.16: page_count world with write_protect_seq and early
-COW of pinned pages at fork).  Setting ``page_lock`` (default false): take the
+thread (5.16: write_protect_seq, early COW of pinned pages and hugetlb pages
+at fork, idle swap cache freed after COW).  Setting ``page_lock`` (default false): take the
 page lock (sleeping) around the decision."""
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ class RfcMapcount(Linux511):
     summary: str = "reuse iff mapcount == 1; R/O GUP unshares when mapcount > 1"
     sources: tuple = ("LKML 18 Dec 2021, 40e7e0ab-0828-b2e7-339f-35f68a228b3d@redhat.com",
                       "RFC cover letter 20211217113049.23850-1-david@redhat.com")
+    # the RFC's base, 5.16, already had these
+    fork_cow_pinned_hugetlb: bool = True     # 4eae4efa2c29 (5.12)
+    frees_swapcache_after_cow: bool = True   # f4c4a3f48480 (5.14)
 
     def default_settings(self):
         return {"page_lock": False}

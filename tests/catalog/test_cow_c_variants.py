@@ -40,6 +40,9 @@ def expect(test, variant, design):
     """-> (verdict, source)"""
     hug = variant == "hugetlb"
     if test in VMSPLICE and hug:
+        if design in ("linux-5.8", "rfc-mapcount", "rfc-page-anon-shared") and test != "vmsplice-before-fork":
+            # the vmsplice GUP breaks COW (5.8) / unshares (RFC) on the shared huge page first
+            return "pass", S_58 if design == "linux-5.8" else S_RFC
         return "xfail", S_618 if design == "linux-6.18" else S_HUGETLB + "; 5.7's reuse ignores GUP references"
     if design in ("linux-6.18", "linux-5.19"):
         return "pass", S_618 if design == "linux-6.18" else S_519
@@ -77,10 +80,33 @@ def expect(test, variant, design):
         if pmd and design != "linux-5.18":
             return "pass", S_59_PMD
         return "fail", S_59 if design != "linux-5.18" else S_518
+    if design == "linux-5.8":
+        if test == "vmsplice-before-fork":
+            if variant == "partial-mremap-thp":
+                return "pass", S_57_MREMAP
+            return "fail", S_LINUS
+        if test == "iouring-fork":
+            return "fail", S_57
+        return "pass", S_58
+    if design in ("rfc-mapcount", "rfc-page-anon-shared"):
+        if test == "vmsplice-before-fork":
+            return "fail", S_LINUS
+        if test in CHILD_LEAK and variant in SWAPPED and design == "rfc-mapcount":
+            return "fail", S_RFC_SWAP
+        return "pass", S_RFC
     raise KeyError(design)
 
 
-DESIGNS = ("linux-5.7", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.18")
+S_58 = ("derived from 17839856fd58 (5.8): every GUP on a COW mapping breaks COW first, so R/O pins and the "
+        "child's vmsplice get a private page; fork still shares pinned pages")
+S_LINUS = ("Linus Torvalds, LKML 17 Dec 2021 (linux-doc msg106616): a R/O reference taken at mapcount 1, then fork "
+           "and unmap in the original -- a mapcount rule reuses the page the reference still reads")
+S_RFC = "derived: the RFC unshares a R/O GUP of a page with mapcount > 1 and reuses at mapcount 1"
+S_RFC_SWAP = ("the seed (Linus, 17 Dec 2021): mapcount does not see another process's swap entry, so the child's "
+              "vmsplice of its swapped-in page does not unshare and the parent reuses it on its swapin")
+
+DESIGNS = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.18",
+           "rfc-mapcount", "rfc-page-anon-shared")
 CASES = [(t[0], v) for v in cow_c.VARIANTS for t in cow_c.TESTS]
 
 
