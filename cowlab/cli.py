@@ -59,12 +59,14 @@ def main():
 @click.option("--case", "-c", "case_ids", multiple=True, help="case id or file.toml (repeatable; default the catalog)")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="design setting, e.g. page_lock=true")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--jobs", "-j", type=int, default=None, help="worker processes (default: the CPU count)")
 @_guard
-def matrix(design_specs, case_ids, sets, fmt):
+def matrix(design_specs, case_ids, sets, fmt, jobs):
     """The seed's table (missed / unnecessary / wrong COW per design, with the
     shortest witness case), then every case under every design."""
+    import os
     from .matrix import compute, KINDS
-    m = compute(design_specs or None, case_ids or None, _settings(sets) or None)
+    m = compute(design_specs or None, case_ids or None, _settings(sets) or None, jobs=jobs or os.cpu_count() or 1)
     if fmt == "json":
         click.echo(json.dumps(m.as_json(), indent=2))
         return

@@ -63,17 +63,31 @@ def explore_result(case, design, limits=None) -> Result:
     return r
 
 
-def compute(design_specs=None, case_ids=None, settings=None, progress=None) -> Matrix:
-    ds = [designs.load(n, settings) for n in (design_specs or designs.names())]
+def run_unit(case_spec: str, design_spec: str, settings: tuple) -> Result:
+    """One self-contained, picklable unit of work (case x design x settings)."""
+    c = catalog.get(case_spec)
+    d = designs.load(design_spec, dict(settings) or None)
+    return explore_result(c, d) if "race" in c.tags else run_sequential(CowModel(c, d))
+
+
+def compute(design_specs=None, case_ids=None, settings=None, progress=None, jobs: int = 1) -> Matrix:
+    dspecs = list(design_specs or designs.names())
+    ds = [designs.load(n, settings) for n in dspecs]
     cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
+    cspecs = list(case_ids) if case_ids else [c.id for c in cs]
     m = Matrix(ds, cs, [])
+    units = [(cspec, dspec, tuple(sorted((settings or {}).items()))) for cspec in cspecs for dspec in dspecs]
     try:
-        for c in cs:
-            for d in ds:
-                if "race" in c.tags:
-                    m.results.append(explore_result(c, d))
-                else:
-                    m.results.append(run_sequential(CowModel(c, d)))
+        if jobs > 1 and len(units) > 50:
+            from concurrent.futures import ProcessPoolExecutor
+            with ProcessPoolExecutor(jobs) as pool:
+                for r in pool.map(run_unit, *zip(*units), chunksize=16):
+                    m.results.append(r)
+                    if progress:
+                        progress()
+        else:
+            for u in units:
+                m.results.append(run_unit(*u))
                 if progress:
                     progress()
     except KeyboardInterrupt:
