@@ -55,7 +55,7 @@ def explore_result(case, design, limits=None) -> Result:
     from .explore import Limits, explore
     from .model import VERDICTS
     model = CowModel(case, design)
-    rep = explore(model, limits or Limits(max_seconds=120))
+    rep = explore(model, limits or Limits(max_seconds=120), por=True)
     events = sorted((w.depth - 1, k, w.text) for k, w in rep.found.items())
     r = Result(case.id, design.name, rep.outcomes(VERDICTS), rep.status, rep.reason, rep.depth, {}, events,
                [b for b, _ in rep.bugs])

@@ -53,7 +53,9 @@ class CowModel:
     def init_state(self) -> State:
         n = self.case.pages
         nh = max(1, (n + HPAGE_PMD_NR - 1) // HPAGE_PMD_NR)
-        mms = tuple(Mm(i == 0, 0, 0, -1, 0, (), (None,) * n, (None,) * nh) for i in range(len(self.case.processes)))
+        forked = {dict(op.args).get("child") for t in self.case.threads for op in t.ops if op.name == "fork"}
+        mms = tuple(Mm(p not in forked, 0, 0, -1, 0, (), (None,) * n, (None,) * nh)
+                    for p in self.case.processes)
         zero = Folio(0, 1, (0,), 0, 0, (False,), (ZERO,), (-1,))
         threads = tuple(Thread(0, None, ()) for _ in self.case.threads)
         return State((zero,), mms, (), (), threads, frozenset(), 0,
@@ -63,6 +65,52 @@ class CowModel:
     @property
     def nthreads(self) -> int:
         return len(self.case.threads)
+
+    def independent_groups(self) -> list:
+        """A static partition of the threads into groups that never touch a
+        common object: threads of one process, a process and the children it
+        forks, threads naming another process (``of``), threads that signal
+        and wait on one event.  Page frames, swap slots and content tokens are
+        allocated from shared counters, so two groups' states interleave only
+        up to renaming them (verdicts do not depend on those names).  A thread
+        that drains every CPU's LRU batch (migration) touches every group: then
+        there is one group."""
+        n = self.nthreads
+        parent = list(range(n))
+
+        def find(i):
+            while parent[i] != i:
+                parent[i] = parent[parent[i]]
+                i = parent[i]
+            return i
+
+        def union(i, j):
+            parent[find(i)] = find(j)
+
+        by_proc, by_event = {}, {}
+        for i, t in enumerate(self.case.threads):
+            by_proc.setdefault(t.process, []).append(i)
+        for i, t in enumerate(self.case.threads):
+            for j in by_proc[t.process]:
+                union(i, j)
+            for op in t.ops:
+                a = dict(op.args)
+                for k in ("child", "of"):
+                    if k in a:
+                        for j in by_proc.get(a[k], []):
+                            union(i, j)
+                if "event" in a:
+                    by_event.setdefault(a["event"], []).append(i)
+                if op.name == "migrate" or (op.name == "lru_add_drain" and a.get("all")):
+                    for j in range(n):
+                        union(i, j)
+        for ts in by_event.values():
+            for j in ts:
+                union(ts[0], j)
+        groups = {}
+        for i in range(n):
+            groups.setdefault(find(i), []).append(i)
+        return sorted(groups.values())
 
     def violations(self, tr: Transition) -> list:
         """[(kind, incident key, text)] of the verdict events of a step."""

@@ -76,12 +76,16 @@ class Oracle:
         mapping (exclude_mm, exclude_addr): [(kind, mm, addr, ref or None)]."""
         out = []
         f = s.folios[pfn] if pfn < len(s.folios) else None
+        flight = self.in_flight_maps(s)
+        replacing = {(mm, a) for mm, a, _, _ in flight}
         for mm, m in enumerate(s.mms):
             if not m.alive:
                 continue
             for a, p in enumerate(m.ptes):
                 if p is None or (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
                     continue
+                if (mm, a) in replacing:
+                    continue      # a path holding this mm's PT lock is replacing the entry
                 if p.kind in (PTE_PRESENT, PTE_MIGRATION) and p.pfn == pfn and p.idx == idx:
                     out.append(("map", mm, a, None))
                 elif p.kind == PTE_SWAP and f is not None and f.flags & PG_swapcache and f.swap[idx] == p.pfn:
@@ -90,7 +94,7 @@ class Oracle:
                 a = h * HPAGE_PMD_NR + idx
                 if pmd is not None and pmd.pfn == pfn and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
                     out.append(("map", mm, a, None))
-        for mm, a, p_, i in self.in_flight_maps(s):
+        for mm, a, p_, i in flight:
             if p_ == pfn and i == idx and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
                 out.append(("map", mm, a, None))
         for r in s.refs:

@@ -219,3 +219,32 @@ def _mk(opname, args, proc, procs, line) -> Op:
         if isinstance(v, list):
             args[k] = tuple(v)
     return Op(opname, tuple(sorted(args.items())), line)
+
+
+def combine(id: str, title: str, *cases: Case) -> Case:
+    """Run several cases side by side as one scenario: their processes,
+    threads and events are kept apart (prefixed), so they share nothing but
+    the machine (page frames, swap slots).  Used to measure partial-order
+    reduction on scenarios with several independent process families."""
+    procs, threads = [], []
+    for n, c in enumerate(cases):
+        pre = f"{chr(ord('a') + n)}."
+        base = len(procs)
+        procs += [pre + p for p in c.processes]
+        for t in c.threads:
+            ops = []
+            for op in t.ops:
+                a = dict(op.args)
+                if "event" in a:
+                    a["event"] = pre + a["event"]
+                for k in ("process", "child", "of"):
+                    if k in a:
+                        a[k] = pre + a[k]
+                for k in ("child_mm", "mm_id"):
+                    if k in a:
+                        a[k] = a[k] + base
+                ops.append(Op(op.name, tuple(sorted(a.items())), op.line))
+            threads.append(ThreadSpec(pre + t.name, pre + t.process, tuple(ops)))
+    pages = max(c.pages for c in cases)
+    tags = tuple(sorted({t for c in cases for t in c.tags} | {"combined"}))
+    return Case(id, title, " + ".join(c.source for c in cases), pages, tuple(procs), tuple(threads), tags)
