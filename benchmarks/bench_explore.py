@@ -42,22 +42,29 @@ def main():
     from cowlab.scenario import combine
     con = Console()
     tab = Table(title="race catalog x designs, breadth-first: plain search vs partial-order reduction (POR)")
-    for c in ("case", "design", "states", "POR states", "saved", "seconds", "states/s", "found", "same verdicts"):
+    for c in ("case", "design", "states", "POR states", "saved", "symmetry states", "saved", "seconds", "states/s",
+              "found", "same verdicts"):
         tab.add_column(c)
     tot_s = tot_t = 0
+    sym = [0, 0]
     t0 = time.perf_counter()
     for case in [c for c in catalog.all_cases() if "race" in c.tags]:
         for d in designs.names():
             m = CowModel(case, designs.load(d))
-            r, p = explore(m), explore(m, por=True)
+            r, p, y = explore(m), explore(m, por=True), explore(m, symmetry=True)
             tot_s += r.states
             tot_t += r.seconds
-            tab.add_row(case.id, d, str(r.states), str(p.states), f"{1 - p.states / r.states:.0%}", f"{r.seconds:.3f}",
+            sym[0] += r.states
+            sym[1] += y.states
+            tab.add_row(case.id, d, str(r.states), str(p.states), f"{1 - p.states / r.states:.0%}", str(y.states),
+                        f"{1 - y.states / r.states:.0%}", f"{r.seconds:.3f}",
                         f"{r.states / max(r.seconds, 1e-9):,.0f}", " ".join(sorted(r.found)) or "-",
-                        str(set(r.found) == set(p.found)))
+                        str(set(r.found) == set(p.found) == set(y.found)))
     wall = time.perf_counter() - t0
     con.print(tab)
-    con.print(f"whole race catalog x {len(designs.names())} designs, plain and POR: {wall:.2f}s wall")
+    con.print(f"whole race catalog x {len(designs.names())} designs, plain, POR and symmetry: {wall:.2f}s wall; "
+              f"symmetry over page frames and swap slots: {sym[0]} -> {sym[1]} states "
+              f"({1 - sym[1] / sym[0]:.1%} fewer)")
     pt = Table(title="two independent process families in one scenario (several processes and pages)")
     for c in ("cases", "design", "states", "POR states", "ratio", "seconds", "POR seconds", "same verdicts"):
         pt.add_column(c)

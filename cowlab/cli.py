@@ -190,12 +190,14 @@ def _print_trace(steps, title):
 @click.option("--max-depth", type=int, default=10_000, show_default=True)
 @click.option("--dfs", is_flag=True, help="depth-first (default breadth-first: shortest traces)")
 @click.option("--no-por", is_flag=True, help="no partial-order reduction (search every interleaving)")
+@click.option("--symmetry", is_flag=True, help="merge states equal up to renaming page frames and swap slots")
 @click.option("--random", "walks", type=int, default=0, help="seeded random walks instead of exhaustive search")
 @click.option("--seed", type=int, default=0)
 @click.option("--save-trace", type=click.Path(dir_okay=False), help="write the trace for `cowlab replay`")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @_guard
-def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no_por, walks, seed, save_trace, fmt):
+def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no_por, symmetry, walks, seed,
+            save_trace, fmt):
     """Try every interleaving of the case's threads; report the shortest trace to each violation."""
     from .explore import Limits, explore as run_explore, random_walks
     from .model import CowModel, VERDICTS
@@ -206,7 +208,7 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
     if walks:
         rep = random_walks(m, walks, seed, limits=lim)
     else:
-        rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por)
+        rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry)
     res = _explore_json(c, d, rep, m, VERDICTS)
     if save_trace and "trace" in res:
         with open(save_trace, "w") as f:

@@ -112,6 +112,9 @@ class CowModel:
             groups.setdefault(find(i), []).append(i)
         return sorted(groups.values())
 
+    def canonical(self, s: State) -> State:
+        return canonical(s)
+
     def violations(self, tr: Transition) -> list:
         """[(kind, incident key, text)] of the verdict events of a step."""
         return [(e.kind, e.key, e.text) for e in tr.events if e.kind in VERDICTS]
@@ -232,3 +235,88 @@ def _set(tup, i, v):
 def _doc(fn) -> str:
     d = (fn.__doc__ or fn.__name__).strip().splitlines()[0]
     return d
+
+
+# ----------------------------------------------------------------------------- symmetry
+_PFN_KEYS = ("old", "new", "rp", "mp")
+
+
+def canonical(s: State) -> State:
+    """The representative of ``s`` under renaming of page frames and swap
+    slots: numbers are reassigned in order of first appearance (page tables of
+    each mm in order, then the swap slots, references and threads).  Frames and
+    slots are interchangeable identities -- allocation takes any free one and no
+    verdict depends on the number -- so states equal up to such a renaming
+    behave alike (symmetry reduction over pages)."""
+    from .kernel.types import PTE_SWAP
+    pmap = {0: 0}
+    smap = {}
+
+    def P(pfn):
+        if pfn not in pmap:
+            pmap[pfn] = len(pmap)
+        return pmap[pfn]
+
+    def S(slot):
+        if slot not in smap:
+            smap[slot] = len(smap)
+        return smap[slot]
+
+    for m in s.mms:
+        for p in m.ptes:
+            if p is not None:
+                S(p.pfn) if p.kind == PTE_SWAP else P(p.pfn)
+        for p in m.pmds:
+            if p is not None:
+                P(p.pfn)
+    for i, sl in enumerate(s.swap):
+        if sl is not None:
+            S(i)
+            if sl.cache >= 0:
+                P(sl.cache)
+    for r in s.refs:
+        P(r.pfn)
+    for pfn, f in enumerate(s.folios):
+        if f is not None:
+            P(pfn)
+            for sl in f.swap:
+                if sl >= 0:
+                    S(sl)
+    if all(k == v for k, v in pmap.items()) and all(k == v for k, v in smap.items()):
+        return s
+
+    def rp(p):
+        if p is None:
+            return None
+        return p._replace(pfn=S(p.pfn) if p.kind == PTE_SWAP else P(p.pfn))
+
+    def rframe(fr):
+        out = []
+        for k, v in fr:
+            if k in _PFN_KEYS and isinstance(v, int):
+                v = P(v)
+            elif k == "sw":
+                v = (P(v[0]), v[1], S(v[2])) + tuple(v[3:])
+            elif k == "split":
+                v = (P(v[0]),) + tuple(v[1:])
+            elif k == "g_pte":
+                v = (v[0], S(v[1]) if v[0] == PTE_SWAP else P(v[1])) + tuple(v[2:])
+            elif k == "orig":
+                v = (v[0], S(v[1]) if v[0] == PTE_SWAP else P(v[1])) + tuple(v[2:])
+            out.append((k, v))
+        return tuple(out)
+
+    folios = [None] * len(pmap)
+    for pfn, f in enumerate(s.folios):
+        if f is not None:
+            folios[pmap[pfn]] = f._replace(swap=tuple(S(x) if x >= 0 else -1 for x in f.swap))
+    swap = [None] * len(smap)
+    for i, sl in enumerate(s.swap):
+        if sl is not None:
+            swap[smap[i]] = sl._replace(cache=P(sl.cache) if sl.cache >= 0 else -1)
+    mms = tuple(m._replace(ptes=tuple(rp(p) for p in m.ptes),
+                           pmds=tuple(None if p is None else p._replace(pfn=P(p.pfn)) for p in m.pmds))
+                for m in s.mms)
+    refs = tuple(sorted(r._replace(pfn=P(r.pfn)) for r in s.refs))
+    threads = tuple(t._replace(frame=rframe(t.frame)) for t in s.threads)
+    return s._replace(folios=tuple(folios), swap=tuple(swap), mms=mms, refs=refs, threads=threads)

@@ -10,7 +10,10 @@ It knows nothing about memory.  It sees a model through this interface
 * ``violations(transition)`` -> [(kind, key, text)]: what the step broke;
 * ``model_bugs(transition)`` -> [text]: the model's own accounting errors;
 * optionally ``independent_groups()`` -> a static partition of the threads
-  into groups whose steps never touch a common object (used by ``por``).
+  into groups whose steps never touch a common object (used by ``por``);
+* optionally ``canonical(state)`` -> the representative of the state's
+  symmetry class (used by ``symmetry``): states equal up to renaming
+  interchangeable identities are explored once.
 
 Partial-order reduction (``por=True``): persistent sets from that partition --
 at each state only the enabled steps of the first group that has one are
@@ -84,15 +87,16 @@ def _trace(parents, s, last=None):
 
 
 def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
-            progress=None, por: bool = False) -> Report:
+            progress=None, por: bool = False, symmetry: bool = False) -> Report:
     """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs";
     ``por``: partial-order reduction by persistent sets (see the module doc)."""
     rep = Report()
+    canon = model.canonical if symmetry and hasattr(model, "canonical") else (lambda x: x)
     groups = model.independent_groups() if por and hasattr(model, "independent_groups") else None
     if groups is not None and len(groups) < 2:
         groups = None
     t0 = time.monotonic()
-    s0 = model.init_state()
+    s0 = canon(model.init_state())
     parents = {s0: None}
     depth_of = {s0: 0}
     frontier = deque([s0])
@@ -119,7 +123,8 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 rep.status, rep.reason = "inconclusive", f"depth limit {limits.max_depth} reached"
                 continue
             moved = False
-            succ = [(tid, tr) for tid in range(n) if (tr := model.step(s, tid)) is not None]
+            succ = [(tid, tr._replace(state=canon(tr.state)) if symmetry else tr)
+                    for tid in range(n) if (tr := model.step(s, tid)) is not None]
             if groups is not None and succ:
                 enabled = {tid for tid, _ in succ}
                 for g in groups:
