@@ -19,6 +19,7 @@ S_RECLAIM = ("aagit/kernel-testcases-for-v5.11 io_uring_swap.c ('v5.11, still wo
 S_MAPREUSE = "derived: mapcount-based reuse ignores the pin's reference, so the pinned page is reused"
 S_THP = "CVE-2020-29368, c444eb564fb1 (5.7.5/5.8): the split takes the page lock"
 S_THP_RFC = "derived: a mapcount read without the page lock races the split exactly as c444eb564fb1 describes"
+S_RFC_BASE = "derived: the RFCs sit on 5.16, which has write_protect_seq (57efa1fe5957)"
 S_GFE = ("088b8aa537c2: correct under sequential consistency (the model's); before 5.19 R/O pins are unreliable: "
          "a pinned page swapped out comes back as a copy (derived, part-2 cover letter)")
 
@@ -52,6 +53,26 @@ EXPECT = {
     ("race-gup-fast-exclusive", "linux-5.19"): ("", S_GFE),
     ("race-gup-fast-exclusive", "linux-6.18"): ("", S_GFE),
     ("race-gup-fast-exclusive", "linux-5.11"): ("wrong", S_GFE),
+    ("race-fork-gup-fast", "rfc-mapcount"): ("unnecessary", S_RFC_BASE + "; " + S_FALSEPOS),
+    ("race-fork-gup-fast", "rfc-page-anon-shared"): ("unnecessary", S_RFC_BASE + "; " + S_FALSEPOS),
+    ("race-swapin-mapcount", "linux-5.8"): ("", S_SWAP_K),
+    ("race-swapin-mapcount", "linux-5.9"): ("", S_SWAP_K),
+    ("race-swapin-mapcount", "linux-5.18"): ("", S_SWAP_K),
+    ("race-swapin-mapcount", "linux-6.18"): ("", S_SWAP_K),
+    ("race-reclaim-pin", "linux-5.8"): ("", S_MAPREUSE),
+    ("race-reclaim-pin", "rfc-mapcount"): ("", S_MAPREUSE),
+    ("race-reclaim-pin", "rfc-page-anon-shared"): ("", S_MAPREUSE),
+    ("race-thp-split", "linux-5.9"): ("", S_THP),
+    ("race-thp-split", "linux-5.18"): ("", S_THP),
+    ("race-thp-split", "linux-6.18"): ("", S_THP),
+    ("race-thp-split", "rfc-page-anon-shared"): ("", S_THP_RFC),
+    ("race-thp-split", "rfc-page-anon-shared:no_page_lock"): ("missed", S_THP_RFC),
+    ("race-gup-fast-exclusive", "linux-5.7"): ("", S_MAPREUSE),
+    ("race-gup-fast-exclusive", "linux-5.8"): ("", S_MAPREUSE),
+    ("race-gup-fast-exclusive", "linux-5.9"): ("wrong", S_GFE),
+    ("race-gup-fast-exclusive", "linux-5.18"): ("wrong", S_GFE),
+    ("race-gup-fast-exclusive", "rfc-mapcount"): ("", S_MAPREUSE),
+    ("race-gup-fast-exclusive", "rfc-page-anon-shared"): ("", S_MAPREUSE),
 }
 
 
@@ -79,3 +100,10 @@ def test_every_race_case_has_expectations():
     from cowlab.catalog import races as race_module
     races = {c.id for c in race_module.cases()}
     assert races == {c for c, _ in EXPECT}
+
+
+def test_every_race_has_an_expectation_for_every_design():
+    from cowlab.catalog import races as race_module
+    for c in race_module.cases():
+        for d in designs.names():
+            assert (c.id, d) in EXPECT, (c.id, d)

@@ -5,6 +5,9 @@ io_sqe_buffer_register() -> io_pin_pages() -> pin_user_pages(_fast)(FOLL_WRITE
 closed at exit).  IORING_OP_READ_FIXED DMAs file data into the pinned pages
 (a store the process must see); IORING_OP_WRITE_FIXED reads them (an
 observation that must equal what the process has there).
+
+Versions: 5.7 .. 6.18 (fs/io_uring.c before 6.0; pin_user_pages() under
+mmap_lock in 5.x, pin_user_pages_fast() later: the ``fast`` argument).
 """
 from __future__ import annotations
 

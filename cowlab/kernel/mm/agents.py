@@ -2,7 +2,9 @@
 mm/swap.c lru_add_drain() / lru_add_drain_all(); speculative references
 (get_page_unless_zero() from a pfn walker, page-cache RCU lookup of a freed
 and reused page, compaction / page_idle / memory-failure); they raise the
-refcount without any right to the data and drop it again."""
+refcount without any right to the data and drop it again.
+
+Versions: all (5.7 .. 6.18)."""
 from __future__ import annotations
 
 from ..paths import step, op

@@ -1,6 +1,9 @@
 """mm/mmap.c, mm/mprotect.c, mm/madvise.c (MADV_DONTNEED, MADV_DONTFORK,
 MADV_DOFORK, MADV_HUGEPAGE), kernel/exit.c exit_mmap(), fs/proc/task_mmu.c
-clear_refs (soft-dirty)."""
+clear_refs (soft-dirty).
+
+Versions: 5.7 .. 6.18; what changed (mprotect making exclusive ptes writable
+in 6.0, clear_refs leaving pinned pages alone in 5.11) is asked of the design."""
 from __future__ import annotations
 
 from ..paths import step, op

@@ -1,5 +1,8 @@
 """mm/rmap.c: reverse-map accounting of anonymous pages (mapcount) and the
-PageAnonExclusive helpers of include/linux/rmap.h (5.19+)."""
+PageAnonExclusive helpers of include/linux/rmap.h (5.19+).
+
+Versions: 5.7 .. 6.18 (the folio_*_rmap_pte() names of 6.8+ do the same
+book-keeping; the model keeps the page_* names of 5.x)."""
 from __future__ import annotations
 
 from ..types import PG_anon

@@ -1,4 +1,8 @@
-"""mm/swapfile.c and mm/swap_state.c: swap slots, swap counts and the swap cache."""
+"""mm/swapfile.c and mm/swap_state.c: swap slots, swap counts and the swap cache.
+
+Versions: 5.7 .. 6.18 (folio_free_swap() and swap_cache_get_folio() are the
+6.x names of try_to_free_swap() and lookup_swap_cache()); reuse_swap_page()
+exists until 5.17."""
 from __future__ import annotations
 
 from ..types import PG_swapcache, PG_writeback, PG_dirty, PG_ksm, PG_large
