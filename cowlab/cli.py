@@ -287,6 +287,34 @@ def table():
     click.echo(markdown(), nl=False)
 
 
+@main.command()
+@click.argument("case")
+@click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@click.option("--html", "html_file", type=click.Path(dir_okay=False), help="also write a self-contained HTML page")
+@click.option("--mode", type=click.Choice(["auto", "sequential", "explore"]), default="auto",
+              help="auto: race cases are explored, the others run sequentially")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_guard
+def explain(case, design_spec, sets, html_file, mode, fmt):
+    """Tell a case under a design as a short story (the shortest
+    counterexample for a race), optionally as an HTML page."""
+    from .report import explain as ex, html as h, trace as tr
+    c = catalog.get(case)
+    d = designs.load(design_spec, _settings(sets) or None)
+    m, trs, meta = tr.transitions_for(c, d, mode)
+    doc = tr.build(m, trs, meta)
+    if html_file:
+        with open(html_file, "w") as f:
+            f.write(h.render(doc))
+    if fmt == "json":
+        click.echo(json.dumps(doc, indent=1))
+    else:
+        click.echo(ex.story(doc))
+        if html_file:
+            click.echo(f"\nwrote {html_file}")
+
+
 @main.command("designs")
 def list_designs():
     """The built-in designs."""

@@ -233,8 +233,9 @@ def _set(tup, i, v):
 
 
 def _doc(fn) -> str:
-    d = (fn.__doc__ or fn.__name__).strip().splitlines()[0]
-    return d
+    """The first paragraph of a step's docstring, on one line."""
+    d = (fn.__doc__ or fn.__name__).strip().split("\n\n")[0]
+    return " ".join(d.split())
 
 
 # ----------------------------------------------------------------------------- symmetry

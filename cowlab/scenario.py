@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .kernel import registry  # noqa: F401  (every operation registers itself)
 from .kernel.paths import OPS
 from .kernel.types import HPAGE_PMD_NR
 

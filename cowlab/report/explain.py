@@ -1,0 +1,71 @@
+"""``cowlab explain``: a counterexample told as a short story.
+
+What each thread did (its operations, in order, with the kernel path that
+ran), why the design decided to reuse or copy (the counts it looked at), and
+which observer saw what.  Built from the trace document (``trace.build``)."""
+from __future__ import annotations
+
+import re
+
+from .trace import VERDICT_KINDS
+
+
+def _page(state, pfn):
+    return next((p for p in state["pages"] if p["pfn"] == pfn), None)
+
+
+def _decision_context(prev_state, text):
+    """The counts a design looked at: from the state before the decision step."""
+    m = re.search(r"pfn (\d+)", text)
+    if not m or prev_state is None:
+        return ""
+    p = _page(prev_state, int(m.group(1)))
+    if p is None or p.get("zero"):
+        return ""
+    flags = [f for f in p["flags"] if f in ("ksm", "swapcache", "lru", "locked")]
+    return (f" [page_count {p['refcount']}, mapcount {'/'.join(map(str, p['mapcount']))}"
+            f"{'+' + str(p['entire_mapcount']) + ' PMD' if p['entire_mapcount'] else ''}"
+            f", PageAnonExclusive {'yes' if all(p['exclusive']) else 'no'}"
+            f"{', ' + ', '.join(flags) if flags else ''}]")
+
+
+def story(doc: dict) -> str:
+    out = []
+    c, d = doc["case"], doc["design"]
+    out.append(f"{c['id']}: {c['title']}")
+    out.append(f"  source: {c['source']}")
+    out.append(f"  design: {d['name']} ({d['kernel']}): {d['summary']}")
+    mode = doc.get("mode", "sequential")
+    out.append(f"  schedule: {'the shortest interleaving the explorer found' if mode == 'explore' else 'sequential'}"
+               f" ({len(doc['steps'])} atomic steps)")
+    out.append("")
+    prev_state = doc["initial"]
+    current = None
+    n = 0
+    for st in doc["steps"]:
+        if st["label"].startswith("sync.") or st["label"] == "exited":
+            prev_state = st["state"]
+            continue
+        key = (st["thread"], st["op"])
+        if key != current:
+            n += 1
+            out.append(f"{n}. {st['thread']}: {st['op']}")
+            current = key
+        for eff in st["effects"]:
+            if eff.split(" ")[1:2] == ["reuses"] or ": " in eff and "gets a copy" in eff:
+                out.append(f"     {st['function']}: {eff}{_decision_context(prev_state, eff)}")
+        for ev in st["events"]:
+            tag = ev["kind"].upper() if ev["kind"] in VERDICT_KINDS else "ok"
+            out.append(f"     -> {tag}: {ev['text']}")
+        for b in st.get("bugs", []):
+            out.append(f"     -> MODEL BUG: {b}")
+        prev_state = st["state"]
+    out.append("")
+    v = doc["verdicts"]
+    if any(v.values()):
+        first = doc["steps"][doc["verdict_step"]]
+        out.append(f"Verdict: " + ", ".join(f"{k} COW x{n}" for k, n in v.items() if n) +
+                   f"; first at step {first['i']} ({first['thread']}, {first['function']}).")
+    else:
+        out.append("Verdict: no missed, unnecessary or wrong COW on this schedule.")
+    return "\n".join(out)

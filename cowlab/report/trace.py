@@ -1,0 +1,148 @@
+"""One trace object, three renderings (terminal, JSON, HTML).
+
+``build(model, transitions)`` turns the transitions of a run or of an
+explorer witness into a versioned, JSON-serialisable document:
+
+    {"schema": "cowlab-trace/1", "case": {...}, "design": {...},
+     "threads": [name, ...], "processes": [name, ...],
+     "steps": [{"i", "thread", "tid", "op", "function", "doc",
+                "events": [{"kind", "text"}], "effects": [text],
+                "state": SNAPSHOT}, ...],
+     "initial": SNAPSHOT, "verdict_step": i | null, "verdicts": {kind: count}}
+
+    SNAPSHOT = {"processes": [{"name", "alive", "ptes": [{"addr", "kind":
+                  "present"|"swap"|"migration", "pfn"|"slot", "idx", "write",
+                  "dirty", "excl"}], "pmds": [{"addr", "pfn", "write"}]}],
+                "pages": [{"pfn", "refcount", "mapcount", "entire_mapcount",
+                  "pincount", "flags", "exclusive", "data", "swap"}],
+                "swap": [{"slot", "count", "cache", "data"}],
+                "refs": [{"kind", "owner", "process", "addr", "pfn", "idx",
+                  "flags", "transient"}]}
+"""
+from __future__ import annotations
+
+from ..kernel.types import (FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS, HPAGE_PMD_NR,
+                            gup_flag_names)
+
+SCHEMA = "cowlab-trace/1"
+VERDICT_KINDS = ("missed", "wrong", "unnecessary")
+
+
+def _data(v):
+    return "0" if v == 0 else (f"#{v}" if isinstance(v, int) else str(v))
+
+
+def snapshot(model, s) -> dict:
+    names = list(model.case.processes)
+    procs = []
+    for i, m in enumerate(s.mms):
+        ptes = []
+        for a, p in enumerate(m.ptes):
+            if p is None:
+                continue
+            if p.kind == PTE_PRESENT:
+                ptes.append({"addr": a, "kind": "present", "pfn": p.pfn, "idx": p.idx, "write": p.write,
+                             "dirty": p.dirty, "excl": None})
+            elif p.kind == PTE_SWAP:
+                ptes.append({"addr": a, "kind": "swap", "slot": p.pfn, "excl": bool(p.excl)})
+            elif p.kind == PTE_MIGRATION:
+                ptes.append({"addr": a, "kind": "migration", "pfn": p.pfn, "idx": p.idx, "excl": p.excl})
+        pmds = [{"addr": h * HPAGE_PMD_NR, "pfn": p.pfn, "write": p.write} for h, p in enumerate(m.pmds)
+                if p is not None]
+        procs.append({"name": names[i], "alive": m.alive, "ptes": ptes, "pmds": pmds})
+    pages = []
+    for pfn, f in enumerate(s.folios):
+        if f is None:
+            continue
+        pages.append({"pfn": pfn, "zero": pfn == 0, "refcount": f.refcount, "mapcount": list(f.mapcount),
+                      "entire_mapcount": f.entire_mapcount, "pincount": f.pincount,
+                      "flags": [n for b, n in FLAG_NAMES.items() if f.flags & b],
+                      "exclusive": list(f.anon_exclusive), "data": [_data(d) for d in f.data],
+                      "swap": list(f.swap)})
+    swap = [{"slot": i, "count": sl.count, "cache": sl.cache, "data": _data(sl.data)}
+            for i, sl in enumerate(s.swap) if sl is not None]
+    refs = [{"kind": r.kind, "owner": r.owner, "process": names[r.mm] if 0 <= r.mm < len(names) else None,
+             "addr": r.addr, "pfn": r.pfn, "idx": r.idx, "flags": gup_flag_names(r.gup_flags),
+             "transient": r.kind in TRANSIENT_REFS} for r in s.refs]
+    return {"processes": procs, "pages": pages, "swap": swap, "refs": refs}
+
+
+def render_effect(model, e) -> str | None:
+    names = list(model.case.processes)
+    n = lambda mm: names[mm] if 0 <= mm < len(names) else f"mm{mm}"
+    k = e[0]
+    if k == "reuse":
+        return f"{n(e[1])} reuses page {e[2]} (pfn {e[3]}) on a {e[5]} fault"
+    if k == "copy":
+        return f"{e[1]}: {n(e[2])} gets a copy of pfn {e[4]} as pfn {e[6]} at page {e[3]}"
+    if k == "store":
+        via = f" through {e[6].kind} {e[6].owner}" if e[6] is not None else ""
+        return f"{n(e[1])} page {e[2]} := {_data(e[5])}{via} (pfn {e[3]})"
+    if k == "load":
+        return f"{e[1]} {e[2]} reads page {e[4]} of {n(e[3])}: {_data(e[7])} (pfn {e[5]})"
+    if k == "swapin":
+        return f"{n(e[1])} swaps in page {e[2]} as pfn {e[3]}{' exclusive' if e[5] else ''}"
+    if k == "pin":
+        return f"{n(e[1])} page {e[2]} pinned ({gup_flag_names(e[5])}) on pfn {e[3]}"
+    if k == "fork":
+        return f"{n(e[1])} forked {n(e[2])}"
+    if k == "unmap":
+        return f"{n(e[1])} unmaps page {e[2]}"
+    if k == "split_pmd":
+        return f"{n(e[1])} splits the PMD of pfn {e[3]}"
+    if k in ("migrate", "migrate_failed", "ksm_merge", "segv", "exit", "error", "move"):
+        return f"{k} {' '.join(str(x) for x in e[1:])}"
+    return None
+
+
+def build(model, transitions, meta: dict | None = None) -> dict:
+    s0 = model.init_state()
+    steps = []
+    counts = {k: 0 for k in VERDICT_KINDS}
+    seen = set()
+    verdict_step = None
+    for i, tr in enumerate(transitions):
+        events = [{"kind": e.kind, "text": e.text} for e in tr.events]
+        for e in tr.events:
+            if e.kind in counts:
+                if e.key is None or e.key not in seen:     # one incident counts once
+                    counts[e.kind] += 1
+                    seen.add(e.key)
+                if verdict_step is None:
+                    verdict_step = i
+        steps.append({"i": i, "thread": model.thread_name(tr.tid), "tid": tr.tid, "op": tr.op,
+                      "function": tr.func, "doc": tr.doc, "label": tr.label, "events": events,
+                      "bugs": list(tr.bugs),
+                      "effects": [t for e in tr.effects if (t := render_effect(model, e))],
+                      "state": snapshot(model, tr.state)})
+    d = model.design
+    return {"schema": SCHEMA,
+            "case": {"id": model.case.id, "title": model.case.title, "source": model.case.source},
+            "design": {"name": d.name, "kernel": d.kernel, "summary": d.summary, "settings": d.settings,
+                       "anon_exclusive": d.anon_exclusive},
+            "threads": [t.name for t in model.case.threads], "processes": list(model.case.processes),
+            "initial": snapshot(model, s0), "steps": steps, "verdict_step": verdict_step,
+            "verdicts": counts, **(meta or {})}
+
+
+def transitions_for(case, design, mode: str = "auto"):
+    """The transitions to tell: the sequential run, or for a race case the
+    shortest trace the explorer finds to a violation (the sequential run if
+    it finds none)."""
+    from ..explore import explore, replay
+    from ..model import CowModel
+    from ..run import run_sequential
+    m = CowModel(case, design)
+    if mode == "explore" or (mode == "auto" and "race" in case.tags):
+        rep = explore(m, por=True)
+        if rep.found:
+            severity = {"missed": 0, "wrong": 1, "unnecessary": 2}
+            w = min(rep.found.values(), key=lambda w: (severity.get(w.kind, 3), w.depth))
+            return m, list(replay(m, w.trace)), {"mode": "explore", "states": rep.states, "status": rep.status}
+    r = run_sequential(m)
+    trs = list(replay(m, [(_tid(m, t), t["label"]) for t in r.trace]))
+    return m, trs, {"mode": "sequential", "status": r.status}
+
+
+def _tid(m, step):
+    return [t.name for t in m.case.threads].index(step["thread"])
