@@ -38,6 +38,42 @@ def _guard(fn):
     return wrapper
 
 
+class _Progress:
+    """Progress on a terminal (states, states/s, frontier, depth, elapsed for an
+    exploration; runs done for a sweep); silent when stderr is not a terminal
+    or with --quiet."""
+
+    def __init__(self, quiet: bool, total: int | None = None, what: str = ""):
+        self.on = not quiet and sys.stderr.isatty()
+        self.total, self.what = total, what
+        self.p = None
+
+    def __enter__(self):
+        if self.on:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, \
+                TimeElapsedColumn
+            cols = [SpinnerColumn(), TextColumn("{task.description}")]
+            if self.total:
+                cols += [BarColumn(), MofNCompleteColumn()]
+            self.p = Progress(*cols, TimeElapsedColumn(), console=err, transient=True)
+            self.p.start()
+            self.task = self.p.add_task(self.what, total=self.total)
+        return self
+
+    def explore(self, states, transitions, frontier, depth, elapsed):
+        if self.p:
+            self.p.update(self.task, description=f"{self.what}: {states:,} states, {states / max(elapsed, 1e-9):,.0f}"
+                                                 f" states/s, frontier {frontier:,}, depth {depth}")
+
+    def advance(self):
+        if self.p:
+            self.p.advance(self.task)
+
+    def __exit__(self, *a):
+        if self.p:
+            self.p.stop()
+
+
 def _settings(pairs) -> dict:
     out_ = {}
     for p in pairs:
@@ -58,17 +94,25 @@ def main():
 @click.option("--design", "-d", "design_specs", multiple=True, help="design name or ./file.py (repeatable; default all)")
 @click.option("--case", "-c", "case_ids", multiple=True, help="case id or file.toml (repeatable; default the catalog)")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="design setting, e.g. page_lock=true")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text")
 @click.option("--jobs", "-j", type=int, default=None, help="worker processes (default: the CPU count)")
+@click.option("--quiet", "-q", is_flag=True, help="no progress display")
 @_guard
-def matrix(design_specs, case_ids, sets, fmt, jobs):
+def matrix(design_specs, case_ids, sets, fmt, jobs, quiet):
     """The seed's table (missed / unnecessary / wrong COW per design, with the
     shortest witness case), then every case under every design."""
     import os
     from .matrix import compute, KINDS
-    m = compute(design_specs or None, case_ids or None, _settings(sets) or None, jobs=jobs or os.cpu_count() or 1)
+    n_units = len(case_ids or catalog.ids()) * len(design_specs or designs.names())
+    with _Progress(quiet, n_units, "matrix") as prog:
+        m = compute(design_specs or None, case_ids or None, _settings(sets) or None, jobs=jobs or os.cpu_count() or 1,
+                    progress=prog.advance)
     if fmt == "json":
         click.echo(json.dumps(m.as_json(), indent=2))
+        return
+    if fmt == "junit":
+        from .report.junit import from_results
+        click.echo(from_results("cowlab matrix", m.results))
         return
     t = Table(title="COW outcomes per design (computed over the catalog; witness = shortest case)")
     t.add_column("design")
@@ -127,18 +171,14 @@ def run(case, design_spec, sets, fmt):
     if fmt == "json":
         click.echo(json.dumps(r.as_json(with_trace=True), indent=2))
         return
+    from .explore import replay as _replay
+    from .report import terminal, trace as _trace
     out.print(f"[bold]{c.id}[/]: {c.title}  [dim]({c.source})[/]")
     out.print(f"design [bold]{d.name}[/] ({d.kernel}): {d.summary}")
-    t = Table(show_lines=False)
-    for col in ("#", "thread", "operation", "kernel function", "what happened"):
-        t.add_column(col)
-    for s in r.trace:
-        if s["label"].startswith("sync."):
-            continue
-        what = "; ".join(s["events"] + [f"MODEL BUG: {b}" for b in s["bugs"]])
-        style = "red" if any(not e.startswith("correct") for e in s["events"]) or s["bugs"] else None
-        t.add_row(str(s["step"]), s["thread"], s["op"], s["function"], what, style=style)
-    out.print(t)
+    m = CowModel(c, d)
+    names = [t.name for t in c.threads]
+    doc = _trace.build(m, list(_replay(m, [(names.index(s["thread"]), s["label"]) for s in r.trace])))
+    out.print(terminal.table(doc))
     o = r.outcomes
     out.print(f"outcomes: missed {o['missed']}, unnecessary {o['unnecessary']}, wrong {o['wrong']}; "
               f"copies {r.copies}; status {r.status}{' (' + r.reason + ')' if r.reason else ''}")
@@ -168,19 +208,6 @@ def _step_json(model, tr) -> dict:
             "function": tr.func, "events": [f"{e.kind}: {e.text}" for e in tr.events], "bugs": list(tr.bugs)}
 
 
-def _print_trace(steps, title):
-    t = Table(title=title)
-    for col in ("#", "thread", "operation", "kernel function", "what happened"):
-        t.add_column(col)
-    for i, s in enumerate(steps):
-        if s["label"].startswith("sync."):
-            continue
-        what = "; ".join(s["events"] + [f"MODEL BUG: {b}" for b in s["bugs"]])
-        bad = any(not e.startswith("correct") for e in s["events"]) or s["bugs"]
-        t.add_row(str(i), s["thread"], s["op"], s["function"], what, style="red" if bad else None)
-    out.print(t)
-
-
 @main.command()
 @click.argument("case")
 @click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
@@ -194,10 +221,11 @@ def _print_trace(steps, title):
 @click.option("--random", "walks", type=int, default=0, help="seeded random walks instead of exhaustive search")
 @click.option("--seed", type=int, default=0)
 @click.option("--save-trace", type=click.Path(dir_okay=False), help="write the trace for `cowlab replay`")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text")
+@click.option("--quiet", "-q", is_flag=True, help="no progress display")
 @_guard
 def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no_por, symmetry, walks, seed,
-            save_trace, fmt):
+            save_trace, fmt, quiet):
     """Try every interleaving of the case's threads; report the shortest trace to each violation."""
     from .explore import Limits, explore as run_explore, random_walks
     from .model import CowModel, VERDICTS
@@ -208,7 +236,9 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
     if walks:
         rep = random_walks(m, walks, seed, limits=lim)
     else:
-        rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry)
+        with _Progress(quiet, None, f"exploring {c.id} under {d.name}") as prog:
+            rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry,
+                              progress=prog.explore)
     res = _explore_json(c, d, rep, m, VERDICTS)
     if save_trace and "trace" in res:
         with open(save_trace, "w") as f:
@@ -216,6 +246,10 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
                        "trace": [[s["tid"], s["label"]] for s in res["trace"]]}, f, indent=1)
     if fmt == "json":
         click.echo(json.dumps(res, indent=2))
+        return
+    if fmt == "junit":
+        from .report.junit import from_results
+        click.echo(from_results("cowlab explore", [res]))
         return
     out.print(f"[bold]{c.id}[/]: {c.title}  [dim]({c.source})[/]")
     out.print(f"design [bold]{d.name}[/] ({d.kernel}) settings {d.settings or '{}'}")
@@ -230,7 +264,11 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
         else:
             out.print(f"  [yellow]{k} COW: not found (inconclusive)[/]")
     if "trace" in res:
-        _print_trace(res["trace"], f"shortest trace to the {res['kind']} COW")
+        from .explore import replay as _replay
+        from .report import terminal, trace as _trace
+        w = rep.found[res["kind"]]
+        out.print(terminal.table(_trace.build(m, list(_replay(m, w.trace))),
+                                 f"shortest trace to the {res['kind']} COW"))
     for b in res.get("model_bugs", [])[:3]:
         out.print(f"[bold red]model bug:[/] {b}")
 
@@ -252,19 +290,20 @@ def replay(trace_file, fmt):
         raise UserError(f"{trace_file}: not a cowlab trace ({e})") from None
     m = CowModel(c, d)
     try:
-        steps = [_step_json(m, tr) for tr in run_replay(m, trace)]
+        trs = list(run_replay(m, trace))
     except ValueError as e:
         raise UserError(f"{trace_file}: {e}") from None
     if fmt == "json":
-        click.echo(json.dumps({"case": c.id, "design": d.name, "trace": steps}, indent=2))
+        click.echo(json.dumps({"case": c.id, "design": d.name, "trace": [_step_json(m, tr) for tr in trs]}, indent=2))
         return
-    _print_trace(steps, f"{c.id} under {d.name}: {len(steps)} steps replayed")
+    from .report import terminal, trace as _trace
+    out.print(terminal.table(_trace.build(m, trs), f"{c.id} under {d.name}: {len(trs)} steps replayed"))
 
 
 @main.command()
 @click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
-@click.option("--format", "fmt", type=click.Choice(["ktap", "json"]), default="ktap")
+@click.option("--format", "fmt", type=click.Choice(["ktap", "json", "junit"]), default="ktap")
 @_guard
 def selftest(design_spec, sets, fmt):
     """Run the cow.c catalog (every anon test in every memory variant) as the
@@ -274,6 +313,12 @@ def selftest(design_spec, sets, fmt):
     rows = st.run(d)
     if fmt == "json":
         click.echo(json.dumps({"results": [dict(r.as_json(), selftest=v) for _, r, v in rows]}, indent=2))
+    elif fmt == "junit":
+        from .report.junit import suite
+        click.echo(suite(f"cow.c under {d.name}", [
+            {"classname": f"cow.{d.name}", "name": c.title,
+             "failure": ("; ".join(t for _, _, t in r.events) or r.reason or "failed") if v == "fail" else None,
+             "out": "XFAIL: expected failure (hugetlb vmsplice)" if v == "xfail" else ""} for c, r, v in rows]))
     else:
         click.echo(st.ktap(d, rows))
     if any(v == "fail" for _, _, v in rows):
@@ -313,6 +358,19 @@ def explain(case, design_spec, sets, html_file, mode, fmt):
         click.echo(ex.story(doc))
         if html_file:
             click.echo(f"\nwrote {html_file}")
+
+
+@main.command()
+@click.option("--out", "out_dir", default="plots", show_default=True, help="directory for the PNG and SVG files")
+@click.option("--walks", type=int, default=40, show_default=True, help="random schedules per point")
+@click.option("--seed", type=int, default=1, show_default=True)
+@_guard
+def plots(out_dir, walks, seed):
+    """Unnecessary COWs per design vs background load; state-space size with
+    and without each reduction (PNG and SVG)."""
+    from .plots import make
+    for f in make(out_dir, walks, seed):
+        click.echo(f"wrote {f}")
 
 
 @main.command("designs")

@@ -116,3 +116,24 @@ def race_gup_fast_exclusive():
 def cases():
     return [race_fork_gup_fast(), race_swapin_mapcount(), race_reclaim_pin(), race_thp_split(),
             race_gup_fast_exclusive()]
+
+
+def two_families():
+    """Two independent process families in one scenario (for measuring
+    partial-order reduction): in each, a write fault on a page made R/O
+    races with a speculative reference from another CPU."""
+    from ..scenario import combine
+
+    def family(id):
+        s = Script(id, pages=1)
+        p = s.process("parent")
+        s.cpu("parent", "parent.cpu1")
+        p.mmap(0)
+        p.write(0)
+        p.mprotect(0, prot="r")
+        p.mprotect(0, prot="rw")
+        s.parallel({"parent": [("write", {"addr": 0})],
+                    "parent.cpu1": [("speculative_get", {"addr": 0}), ("speculative_put", {})]})
+        p.read(0)
+        return s.build()
+    return combine("two-families", "two independent families", family("f1"), family("f2"))

@@ -96,21 +96,8 @@ def test_identical_input_identical_output():
 
 
 def _tiny_family_pair():
-    from cowlab.scenario import Script, combine
-
-    def family(id):
-        s = Script(id, pages=1)
-        p = s.process("parent")
-        s.cpu("parent", "parent.cpu1")
-        p.mmap(0)
-        p.write(0)
-        p.mprotect(0, prot="r")
-        p.mprotect(0, prot="rw")
-        s.parallel({"parent": [("write", {"addr": 0})],
-                    "parent.cpu1": [("speculative_get", {"addr": 0}), ("speculative_put", {})]})
-        p.read(0)
-        return s.build()
-    return combine("pair", "two independent families", family("f1"), family("f2"))
+    from cowlab.catalog.races import two_families
+    return two_families()
 
 
 def test_partial_order_reduction_keeps_verdicts_and_saves_states():

@@ -1,0 +1,74 @@
+"""The report formats: explain's story, the terminal trace, JSON schema, JUnit XML, plots."""
+import json
+import xml.etree.ElementTree as ET
+
+from click.testing import CliRunner
+
+from cowlab import catalog, designs
+from cowlab.cli import main
+from cowlab.report import explain, terminal, trace
+
+
+def _doc(case, design, **settings):
+    m, trs, meta = trace.transitions_for(catalog.get(case), designs.load(design, settings or None))
+    return trace.build(m, trs, meta)
+
+
+def test_trace_document_schema():
+    d = _doc("cve-2020-29374", "linux-5.7")
+    assert d["schema"] == "cowlab-trace/1"
+    assert d["verdicts"]["missed"] == 1 and d["verdict_step"] is not None
+    st = d["steps"][d["verdict_step"]]
+    assert st["events"][0]["kind"] == "missed"
+    assert {"processes", "pages", "swap", "refs"} <= set(st["state"])
+    json.dumps(d)
+
+
+def test_explain_story_tells_the_decision_and_the_observer():
+    text = explain.story(_doc("cve-2020-29374", "linux-5.7"))
+    assert "child: vmsplice" in text and "reuses page 0" in text
+    assert "page_count 3, mapcount 1" in text
+    assert "MISSED" in text and "Verdict: missed COW x1" in text
+
+
+def test_explain_race_uses_the_shortest_counterexample():
+    d = _doc("race-swapin-mapcount", "rfc-page-anon-shared", page_lock=False)
+    assert d["mode"] == "explore" and d["verdicts"]["missed"] == 1
+    assert "the shortest interleaving" in explain.story(d)
+
+
+def test_terminal_trace_shows_what_changed():
+    from rich.console import Console
+    con = Console(record=True, width=250)
+    con.print(terminal.table(_doc("cve-2020-29374", "linux-5.9")))
+    text = con.export_text()
+    assert "copy_present_pte_wrprotect" in text and "pfn1 RW -> pfn1 RO" in text
+    assert "+pipe child:p pfn1" in text
+
+
+def test_junit_outputs():
+    r = CliRunner().invoke(main, ["matrix", "-c", "cve-2020-29374", "-d", "linux-5.7", "-d", "linux-5.9",
+                                  "--format", "junit", "-q"])
+    root = ET.fromstring(r.output)
+    assert root.attrib["tests"] == "2" and root.attrib["failures"] == "1"
+    r = CliRunner().invoke(main, ["selftest", "-d", "linux-6.18", "--format", "junit"])
+    root = ET.fromstring(r.output)
+    assert root.attrib["failures"] == "0" and int(root.attrib["tests"]) == 154
+
+
+def test_explain_command_writes_html(tmp_path):
+    out = tmp_path / "out.html"
+    r = CliRunner().invoke(main, ["explain", "cve-2020-29374", "--design", "linux-5.7", "--html", str(out)])
+    assert r.exit_code == 0, r.output
+    page = out.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "http://" not in page.replace("http://www.w3.org/2000/svg", "")
+    assert "<script src" not in page and "<link" not in page
+
+
+def test_unnecessary_vs_load_measures_per_design():
+    from cowlab.plots import unnecessary_vs_load
+    data = unnecessary_vs_load(loads=(0, 1), walks=3, seed=2)
+    assert set(data) >= {"linux-5.9", "rfc-mapcount"}
+    for rows in data.values():
+        assert [r[0] for r in rows] == [0, 1] and all(r[1] >= 0 and r[2] >= 0 for r in rows)
+    assert data["linux-5.9"][0][1] > data["rfc-mapcount"][0][1]
