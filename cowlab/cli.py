@@ -373,6 +373,47 @@ def plots(out_dir, walks, seed):
         click.echo(f"wrote {f}")
 
 
+@main.command()
+@click.argument("cases", nargs=-1)
+@click.option("--swap/--no-swap", default=True, show_default=True,
+              help="set up a temporary zram swap device for the swapped-out variants (restored afterwards)")
+@click.option("--controls/--no-controls", default=True, show_default=True, help="run the MAP_SHARED negative controls")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_guard
+def conformance(cases, swap, controls, fmt):
+    """Run catalog cases as real programs on this machine's kernel and compare,
+    step by step, with the model's design for this kernel version (root)."""
+    from . import conformance as conf
+    for c in cases:
+        catalog.get(c)
+    rel, dname, note, results, changed = conf.run(list(cases) or None, swap=swap, controls=controls)
+    if fmt == "json":
+        click.echo(json.dumps({"kernel": rel, "design": dname, "note": note,
+                               "cases": [r.as_json() for r in results], "changed": changed}, indent=2))
+    else:
+        out.print(f"{note}")
+        t = Table()
+        for col in ("case", "result", "steps compared", "detail"):
+            t.add_column(col, overflow="fold")
+        for r in results:
+            style = {"agree": "green", "disagree": "red", "skip": "yellow"}[r.result]
+            res = r.result + (" (expected)" if r.control and r.result == "disagree" else "")
+            if r.control and r.result != "disagree":
+                res, style = r.result + " (CONTROL FAILED)", "bold red"
+            t.add_row(r.case, f"[{style}]{res}[/]", str(r.steps_compared), r.reason)
+        out.print(t)
+        n = {k: sum(1 for r in results if r.result == k and not r.control) for k in ("agree", "disagree", "skip")}
+        out.print(f"agree {n['agree']}, disagree {n['disagree']}, skip {n['skip']}; controls "
+                  f"{sum(1 for r in results if r.control and r.result == 'disagree')}/{sum(1 for r in results if r.control)} "
+                  f"disagreed as they must")
+        for line in changed:
+            out.print(f"machine: {line}")
+    bad = any(r.result == "disagree" and not r.control for r in results) or \
+        any(r.control and r.result != "disagree" for r in results)
+    if bad:
+        sys.exit(1)
+
+
 @main.command("designs")
 def list_designs():
     """The built-in designs."""

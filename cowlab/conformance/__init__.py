@@ -1,0 +1,270 @@
+"""Conformance with the live kernel: run catalog cases as real programs and
+compare, after every operation, what the kernel did with what the model's
+design for this kernel predicts.
+
+Compared per step, for every live process and page of the case:
+* the entry: not mapped / present / swapped (pagemap bits 63, 62);
+* which entries share a physical page (the partition by PFN, never raw PFNs);
+* PG_anon_exclusive of present anonymous pages (kpageflags bit 34), for
+  designs that have it;
+* the mapcount (kpagecount);
+* the data every read and pipe read returns (the model's content tokens are
+  written as byte values).
+The first difference makes the case "disagree"; a case the host cannot run
+(an operation the probe does not drive, no swap, not root, a THP/hugetlb
+variant whose model has other sizes) is "skip" with the reason.  Negative
+controls run cases on MAP_SHARED memory, where COW does not apply: they must
+disagree, or the probe observes nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+
+from .. import catalog, designs
+from ..kernel.types import PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
+from ..model import CowModel
+
+SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice",
+             "pipe_read", "signal", "wait", "pageout"}
+DESIGN_VERSIONS = [((5, 7), "linux-5.7"), ((5, 8), "linux-5.8"), ((5, 9), "linux-5.9"), ((5, 11), "linux-5.11"),
+                   ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 18), "linux-6.18")]
+NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
+
+
+def design_for_release(release: str) -> tuple[str, str]:
+    """The nearest older design for a kernel release (``uname -r``)."""
+    m = re.match(r"(\d+)\.(\d+)", release)
+    v = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+    older = [name for ver, name in DESIGN_VERSIONS if ver <= v]
+    if not older:
+        return "linux-5.7", f"{release} is older than every design; using linux-5.7"
+    name = older[-1]
+    return name, f"kernel {release}: nearest older design {name}"
+
+
+@dataclass
+class CaseResult:
+    case: str
+    result: str                  # agree | disagree | skip
+    steps_compared: int = 0
+    reason: str = ""
+    control: bool = False
+    details: list = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        d = {"case": self.case, "result": self.result, "steps_compared": self.steps_compared, "reason": self.reason}
+        if self.control:
+            d["negative_control"] = True
+            d["passed"] = self.result == "disagree"
+        return d
+
+
+def _token_byte(t) -> int:
+    return 0 if t == 0 else (hash(t) % 251 + 1 if not isinstance(t, int) else t % 251 + 1)
+
+
+def model_steps(case, design):
+    """Run the model on the sequential schedule; per completed operation
+    (sync operations dropped): (process, op, args, state after, tokens)."""
+    m = CowModel(case, design)
+    s = m.init_state()
+    out = []
+    effects = []
+    current = None
+    for _ in range(20000):
+        if m.is_done(s):
+            break
+        order = [current] if current is not None else range(m.nthreads)
+        tr = next((t for tid in order if (t := m.step(s, tid)) is not None), None)
+        if tr is None:
+            tr = next((t for tid in range(m.nthreads) if (t := m.step(s, tid)) is not None), None)
+        if tr is None:
+            raise RuntimeError("the model deadlocked")
+        if tr.bugs:
+            raise RuntimeError(f"model bug: {tr.bugs[0]}")
+        effects += list(tr.effects)
+        pc = s.threads[tr.tid].pc
+        s = tr.state
+        if s.threads[tr.tid].label is None:
+            op = m.ops[tr.tid][pc]
+            current = None
+            if op.name not in ("signal", "wait"):
+                stores = [e[5] for e in effects if e[0] == "store"]
+                loads = [e[7] for e in effects if e[0] == "load"]
+                out.append((case.threads[tr.tid].process, op, s, stores, loads))
+            effects = []
+        else:
+            current = tr.tid
+    return m, out
+
+
+def _model_view(m, s, proc_index, pages):
+    """Per page of one process: (kind, identity key, exclusive, mapcount)."""
+    mm = s.mms[proc_index]
+    view = []
+    for a in range(pages):
+        pmd = mm.pmds[a // HPAGE_PMD_NR]
+        if pmd is not None:
+            f = s.folios[pmd.pfn]
+            view.append(("present", (pmd.pfn, a % HPAGE_PMD_NR), f.anon_exclusive[a % HPAGE_PMD_NR],
+                         f.mapcount[a % HPAGE_PMD_NR] + f.entire_mapcount, False))
+            continue
+        p = mm.ptes[a]
+        if p is None:
+            view.append(("none", None, None, None, False))
+        elif p.kind == PTE_SWAP:
+            view.append(("swap", None, None, None, False))
+        elif p.kind == PTE_PRESENT:
+            if p.pfn == ZERO_PFN:
+                view.append(("present", "zero", None, None, True))
+            else:
+                f = s.folios[p.pfn]
+                view.append(("present", (p.pfn, p.idx), f.anon_exclusive[p.idx], f.mapcount[p.idx] + f.entire_mapcount,
+                             False))
+        else:
+            view.append(("present", (p.pfn, p.idx), None, None, False))   # migration: not compared further
+    return view
+
+
+def _partition(keys: dict) -> set:
+    groups = {}
+    for where, k in keys.items():
+        groups.setdefault(k, set()).add(where)
+    return {frozenset(g) for g in groups.values()}
+
+
+def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = True) -> tuple[int, str]:
+    """-> (steps compared, '' or the first difference)."""
+    pages = m.case.pages
+    names = list(m.case.processes)
+    for i, ((proc, op, s, stores, loads), real) in enumerate(zip(msteps, real_lines)):
+        where = f"step {i + 1} ({proc}: {op})"
+        if not real.get("ok"):
+            return i, f"{where}: the real program failed: {real.get('error')}"
+        # data
+        if op.name == "read":
+            want = _token_byte(loads[0]) if loads else None
+            if real["value"] != want:
+                return i, f"{where}: data: the kernel read {real['value']}, the model {want}"
+        if op.name == "pipe_read":
+            want = [_token_byte(t) for t in loads]
+            if real["value"] != want:
+                return i, f"{where}: data: the pipe held {real['value']}, the model {want}"
+        mkeys, rkeys = {}, {}
+        for pi, name in enumerate(names):
+            alive = s.mms[pi].alive
+            if alive != (name in real["snapshot"]):
+                return i, f"{where}: process {name} alive: kernel {name in real['snapshot']}, model {alive}"
+            if not alive:
+                continue
+            mv = _model_view(m, s, pi, pages)
+            rv = real["snapshot"][name]
+            for a in range(pages):
+                kind, key, excl, mapc, zero = mv[a]
+                r = rv[a]
+                rkind = "present" if r["present"] else ("swap" if r["swapped"] else "none")
+                if kind != rkind:
+                    return i, f"{where}: {name} page {a}: kernel {rkind}, model {kind}"
+                if kind != "present" or zero or key is None:
+                    continue
+                if check_anon and not r.get("anon"):
+                    return i, f"{where}: {name} page {a}: kernel page is not anonymous"
+                mkeys[(name, a)] = key
+                rkeys[(name, a)] = r["pfn"]
+                if check_exclusive and excl is not None and bool(excl) != r["exclusive"]:
+                    return i, (f"{where}: {name} page {a}: PG_anon_exclusive kernel {r['exclusive']}, "
+                               f"model {bool(excl)}")
+                if mapc is not None and mapc != r["count"]:
+                    return i, f"{where}: {name} page {a}: mapcount kernel {r['count']}, model {mapc}"
+        if _partition(mkeys) != _partition(rkeys):
+            return i, f"{where}: which pages share a physical page differs: kernel {sorted(map(sorted, _partition(rkeys)))}, model {sorted(map(sorted, _partition(mkeys)))}"
+    if len(real_lines) < len(msteps):
+        return len(real_lines), f"the real program stopped after {len(real_lines)} of {len(msteps)} steps"
+    return len(msteps), ""
+
+
+def swap_active() -> bool:
+    try:
+        with open("/proc/swaps") as f:
+            return len(f.read().strip().splitlines()) > 1
+    except OSError:
+        return False
+
+
+def unsupported(case, have_swap: bool) -> str:
+    if any(t in case.tags for t in ("thp", "thp-swap", "pte-thp", "pte-thp-swap", "single-pte-thp",
+                                    "single-pte-thp-swap", "partial-mremap-thp", "partial-shared-thp", "hugetlb")):
+        return "THP/hugetlb variant: the model's large pages have 2 subpages, the kernel's 512"
+    procs = list(case.processes)
+    for t in case.threads:
+        if t.name != t.process:
+            return "several threads in one process: the probe drives one thread per process"
+        for op in t.ops:
+            if op.name not in SUPPORTED:
+                return f"operation {op.name}: not driven by the probe (io_uring, gup_test pins, KSM, migration ...)"
+            if op.name == "fork" and t.process != procs[0]:
+                return "a fork by a forked process: the probe forks from the first process only"
+            if op.name == "pageout" and not have_swap:
+                return "needs swap (run with --swap to set up a temporary zram device)"
+            if op.name == "exit" and t.process == procs[0]:
+                return "the first process exits"
+    if "race" in case.tags:
+        return "a race: the kernel's interleaving cannot be chosen"
+    return ""
+
+
+def run_case(case, design, shared: bool = False, have_swap: bool = False) -> CaseResult:
+    why = unsupported(case, have_swap)
+    if why:
+        return CaseResult(case.id, "skip", reason=why)
+    m, msteps = model_steps(case, design)
+    plan = {"pages": case.pages, "shared": shared, "processes": list(case.processes),
+            "steps": []}
+    for proc, op, s, stores, loads in msteps:
+        a = {k: v for k, v in op.args if k not in ("process", "child_mm", "mm_id")}
+        if op.name == "write":
+            a["value"] = _token_byte(stores[0])
+        plan["steps"].append({"process": proc, "op": op.name, "args": a})
+    p = subprocess.run([sys.executable, "-m", "cowlab.conformance.worker"], input=json.dumps(plan),
+                       capture_output=True, text=True, timeout=60)
+    lines = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
+    if p.returncode != 0 and not lines:
+        return CaseResult(case.id, "skip", reason=f"the real program failed: {p.stderr.strip()[-300:]}")
+    # a control compares what COW decides (data, sharing, counts), not the page type
+    n, diff = compare(m, msteps, lines, design.anon_exclusive and not shared, check_anon=not shared)
+    if diff:
+        return CaseResult(case.id, "disagree", n, diff, control=shared)
+    return CaseResult(case.id, "agree", n, f"{n} operations compared", control=shared)
+
+
+def run(case_ids=None, swap: bool = False, controls: bool = True, log=None):
+    """-> (release, design name, note, [CaseResult], changes made and restored)"""
+    release = platform.release()
+    dname, note = design_for_release(release)
+    design = designs.load(dname)
+    changed = []
+    if os.geteuid() != 0:
+        cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
+        return release, dname, note, [CaseResult(c.id, "skip", reason="needs root (PFNs, kpageflags)") for c in cs], []
+    from .zram import temporary_swap
+    with temporary_swap(swap, changed) as have_swap:
+        cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
+        results = []
+        for c in cases:
+            results.append(run_case(c, design, have_swap=have_swap or swap_active()))
+            if log:
+                log(results[-1])
+        if controls:
+            for cid in NEGATIVE_CONTROLS:
+                r = run_case(catalog.get(cid), design, shared=True, have_swap=have_swap)
+                r.case = f"{cid} (MAP_SHARED control)"
+                results.append(r)
+                if log:
+                    log(r)
+    return release, dname, note, results, changed

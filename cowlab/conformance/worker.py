@@ -1,0 +1,99 @@
+"""The real program of a conformance run (``python -m cowlab.conformance.worker``).
+
+Reads a plan on stdin: {"pages", "shared", "steps": [{"process", "op", "args"}]};
+it is the scenario's first process; a ``fork`` step forks a process that
+serves commands on a pipe.  After every step it prints one JSON line with what
+the step returned and what every live process's page table and pages look
+like (pagemap, kpagecount, kpageflags)."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+
+from .probe import Memory, kpage, pagemap
+
+
+def _serve(mem: Memory, cmd_r: int, res_w: int) -> None:
+    """A forked process: run commands until told to exit."""
+    rf = os.fdopen(cmd_r, "r")
+    wf = os.fdopen(res_w, "w")
+    for line in rf:
+        req = json.loads(line)
+        if req["op"] == "exit":
+            wf.write(json.dumps({"ok": True}) + "\n")
+            wf.flush()
+            os._exit(0)
+        try:
+            val = mem.op(req["op"], req["args"])
+            wf.write(json.dumps({"ok": True, "value": val}) + "\n")
+        except Exception as e:  # report, keep serving
+            wf.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}) + "\n")
+        wf.flush()
+    os._exit(0)
+
+
+def main() -> int:
+    plan = json.load(sys.stdin)
+    pages = plan["pages"]
+    mem = Memory(pages, plan.get("shared", False))
+    first = plan["processes"][0]
+    procs = {first: {"pid": os.getpid()}}
+    for step in plan["steps"]:
+        proc, op, args = step["process"], step["op"], step["args"]
+        out = {"ok": True, "value": None}
+        try:
+            if proc == first:
+                if op == "fork":
+                    cr, cw = os.pipe()
+                    rr, rw = os.pipe()
+                    pid = os.fork()
+                    if pid == 0:
+                        os.close(cw)
+                        os.close(rr)
+                        _serve(mem, cr, rw)
+                    os.close(cr)
+                    os.close(rw)
+                    procs[args["child"]] = {"pid": pid, "cmd": os.fdopen(cw, "w"), "res": os.fdopen(rr, "r")}
+                elif op == "exit":
+                    out = {"ok": False, "error": "the first process cannot exit in a conformance run"}
+                else:
+                    out["value"] = mem.op(op, args)
+            else:
+                p = procs[proc]
+                p["cmd"].write(json.dumps({"op": op, "args": args}) + "\n")
+                p["cmd"].flush()
+                out = json.loads(p["res"].readline())
+                if op == "exit":
+                    os.waitpid(p["pid"], 0)
+                    p["dead"] = True
+        except Exception as e:
+            out = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=2)}
+        snap = {}
+        for name, p in procs.items():
+            if p.get("dead"):
+                continue
+            entries = []
+            for present, swapped, pfn, excl_mapped in pagemap(p["pid"], mem.base, pages):
+                e = {"present": present, "swapped": swapped}
+                if present:
+                    count, anon, anon_excl = kpage(pfn)
+                    e.update(pfn=pfn, count=count, anon=anon, exclusive=anon_excl)
+                entries.append(e)
+            snap[name] = entries
+        out["snapshot"] = snap
+        sys.stdout.write(json.dumps(out) + "\n")
+        sys.stdout.flush()
+        if not out["ok"]:
+            break
+    for name, p in procs.items():
+        if name != first and not p.get("dead"):
+            p["cmd"].write(json.dumps({"op": "exit", "args": {}}) + "\n")
+            p["cmd"].flush()
+            os.waitpid(p["pid"], 0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""Swap for conformance runs: only on a temporary zram device in RAM, never
+on disk; everything changed is put back on every exit path (Ctrl-C too)."""
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+
+
+def _write(path, value):
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+@contextlib.contextmanager
+def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
+    """Yields True when a temporary zram swap device is active.  ``changed``
+    receives a line for every change and its restoration."""
+    if not wanted:
+        yield False
+        return
+    dev = "/sys/block/zram0"
+    if not (os.path.isdir(dev) and shutil.which("mkswap") and shutil.which("swapon") and os.geteuid() == 0):
+        changed.append("swap not set up: needs root, /sys/block/zram0, mkswap and swapon")
+        yield False
+        return
+    if _read(f"{dev}/disksize") != "0":
+        changed.append("swap not set up: zram0 is in use")
+        yield False
+        return
+    old_int = signal.getsignal(signal.SIGINT)
+    active = False
+    try:
+        _write(f"{dev}/disksize", size)
+        changed.append(f"zram0 disksize 0 -> {size}")
+        subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
+        subprocess.run(["swapon", "-p", "32767", "/dev/zram0"], check=True, capture_output=True)
+        active = True
+        changed.append("swapon /dev/zram0")
+        yield True
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the restoration must not be interrupted
+        try:
+            if active:
+                subprocess.run(["swapoff", "/dev/zram0"], capture_output=True)
+                changed.append("swapoff /dev/zram0 (restored)")
+            if os.path.isdir(dev) and _read(f"{dev}/disksize") != "0":
+                _write(f"{dev}/reset", "1")
+                changed.append("zram0 reset, disksize back to 0 (restored)")
+        finally:
+            signal.signal(signal.SIGINT, old_int)
