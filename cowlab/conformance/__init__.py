@@ -31,7 +31,8 @@ from ..kernel.types import PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
 from ..model import CowModel
 
 SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice",
-             "pipe_read", "signal", "wait", "pageout"}
+             "pipe_read", "signal", "wait", "pageout", "io_uring_register", "io_uring_read_fixed",
+             "io_uring_write_fixed", "io_uring_unregister"}
 DESIGN_VERSIONS = [((5, 7), "linux-5.7"), ((5, 8), "linux-5.8"), ((5, 9), "linux-5.9"), ((5, 11), "linux-5.11"),
                    ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 18), "linux-6.18")]
 NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
@@ -152,6 +153,10 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
             want = _token_byte(loads[0]) if loads else None
             if real["value"] != want:
                 return i, f"{where}: data: the kernel read {real['value']}, the model {want}"
+        if op.name == "io_uring_write_fixed":
+            want = [_token_byte(t) for t in loads]
+            if real["value"] != want:
+                return i, f"{where}: data: the file got {real['value']} from the fixed buffer, the model {want}"
         if op.name == "pipe_read":
             want = [_token_byte(t) for t in loads]
             if real["value"] != want:
@@ -207,7 +212,7 @@ def unsupported(case, have_swap: bool) -> str:
             return "several threads in one process: the probe drives one thread per process"
         for op in t.ops:
             if op.name not in SUPPORTED:
-                return f"operation {op.name}: not driven by the probe (io_uring, gup_test pins, KSM, migration ...)"
+                return f"operation {op.name}: not driven by the probe (gup_test pins, KSM, migration ...)"
             if op.name == "fork" and t.process != procs[0]:
                 return "a fork by a forked process: the probe forks from the first process only"
             if op.name == "pageout" and not have_swap:
@@ -230,6 +235,8 @@ def run_case(case, design, shared: bool = False, have_swap: bool = False) -> Cas
         a = {k: v for k, v in op.args if k not in ("process", "child_mm", "mm_id")}
         if op.name == "write":
             a["value"] = _token_byte(stores[0])
+        if op.name == "io_uring_read_fixed":
+            a["value"] = [_token_byte(t) for t in stores]
         plan["steps"].append({"process": proc, "op": op.name, "args": a})
     p = subprocess.run([sys.executable, "-m", "cowlab.conformance.worker"], input=json.dumps(plan),
                        capture_output=True, text=True, timeout=60)

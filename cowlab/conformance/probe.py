@@ -137,3 +137,121 @@ def kpage(pfn: int) -> tuple:
         f.seek(pfn * 8)
         flags = struct.unpack("Q", f.read(8))[0]
     return count, bool(flags >> KPF_ANON & 1), bool(flags >> KPF_ANON_EXCLUSIVE & 1)
+
+
+# ----------------------------------------------------------------------------- io_uring (raw syscalls)
+import platform as _platform
+
+_NR = {"x86_64": (425, 426, 427), "aarch64": (425, 426, 427)}.get(_platform.machine(), (425, 426, 427))
+libc.syscall.restype = ctypes.c_long
+IORING_OFF_SQ_RING, IORING_OFF_CQ_RING, IORING_OFF_SQES = 0, 0x8000000, 0x10000000
+IORING_OP_READ_FIXED, IORING_OP_WRITE_FIXED = 4, 5
+IORING_REGISTER_BUFFERS, IORING_UNREGISTER_BUFFERS = 0, 1
+IORING_ENTER_GETEVENTS = 1
+
+
+class _Params(ctypes.Structure):
+    _fields_ = [("sq_entries", ctypes.c_uint32), ("cq_entries", ctypes.c_uint32), ("flags", ctypes.c_uint32),
+                ("sq_thread_cpu", ctypes.c_uint32), ("sq_thread_idle", ctypes.c_uint32),
+                ("features", ctypes.c_uint32), ("wq_fd", ctypes.c_uint32), ("resv", ctypes.c_uint32 * 3),
+                ("sq_off", ctypes.c_uint32 * 8), ("sq_user_addr", ctypes.c_uint64),
+                ("cq_off", ctypes.c_uint32 * 8), ("cq_user_addr", ctypes.c_uint64)]
+
+
+class Ring:
+    """A minimal io_uring: one fixed buffer, one request at a time."""
+
+    def __init__(self):
+        p = _Params()
+        fd = libc.syscall(_NR[0], 4, ctypes.byref(p))
+        if fd < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_setup")
+        self.fd = fd
+        so, co = list(p.sq_off), list(p.cq_off)
+        sq_len = so[6] + p.sq_entries * 4
+        cq_len = co[5] + p.cq_entries * 16
+        self.sq = libc.mmap(None, sq_len, PROT_READ | PROT_WRITE, 0x01 | 0x8000, fd, IORING_OFF_SQ_RING)
+        self.cq = libc.mmap(None, cq_len, PROT_READ | PROT_WRITE, 0x01 | 0x8000, fd, IORING_OFF_CQ_RING)
+        self.sqes = libc.mmap(None, p.sq_entries * 64, PROT_READ | PROT_WRITE, 0x01 | 0x8000, fd, IORING_OFF_SQES)
+        if any(x in (None, ctypes.c_void_p(-1).value) for x in (self.sq, self.cq, self.sqes)):
+            raise OSError(ctypes.get_errno(), "io_uring mmap")
+        self.so, self.co = so, co
+        u32 = lambda base, off: ctypes.c_uint32.from_address(base + off)
+        self.sq_tail, self.sq_mask, self.sq_array = u32(self.sq, so[1]), u32(self.sq, so[2]).value, self.sq + so[6]
+        self.cq_head, self.cq_tail, self.cq_mask = u32(self.cq, co[0]), u32(self.cq, co[1]), u32(self.cq, co[2]).value
+        self.cqes = self.cq + co[5]
+        self.sizes = (sq_len, cq_len, p.sq_entries * 64)
+
+    def register(self, addr: int, length: int) -> None:
+        iov = Iovec(addr, length)
+        if libc.syscall(_NR[2], self.fd, IORING_REGISTER_BUFFERS, ctypes.byref(iov), 1) < 0:
+            raise OSError(ctypes.get_errno(), "IORING_REGISTER_BUFFERS")
+
+    def unregister(self) -> None:
+        libc.syscall(_NR[2], self.fd, IORING_UNREGISTER_BUFFERS, None, 0)
+
+    def rw_fixed(self, opcode: int, fd: int, addr: int, length: int) -> int:
+        tail = self.sq_tail.value
+        idx = tail & self.sq_mask
+        sqe = self.sqes + idx * 64
+        ctypes.memset(sqe, 0, 64)
+        ctypes.c_uint8.from_address(sqe).value = opcode
+        ctypes.c_int32.from_address(sqe + 4).value = fd
+        ctypes.c_uint64.from_address(sqe + 8).value = 0          # file offset
+        ctypes.c_uint64.from_address(sqe + 16).value = addr
+        ctypes.c_uint32.from_address(sqe + 24).value = length
+        ctypes.c_uint64.from_address(sqe + 32).value = 7         # user_data
+        ctypes.c_uint16.from_address(sqe + 40).value = 0         # buf_index
+        ctypes.c_uint32.from_address(self.sq_array + idx * 4).value = idx
+        self.sq_tail.value = tail + 1
+        if libc.syscall(_NR[1], self.fd, 1, 1, IORING_ENTER_GETEVENTS, None, 0) < 0:
+            raise OSError(ctypes.get_errno(), "io_uring_enter")
+        head = self.cq_head.value
+        while self.cq_tail.value == head:
+            libc.syscall(_NR[1], self.fd, 0, 1, IORING_ENTER_GETEVENTS, None, 0)
+        res = ctypes.c_int32.from_address(self.cqes + (head & self.cq_mask) * 16 + 8).value
+        self.cq_head.value = head + 1
+        return res
+
+    def close(self) -> None:
+        for base, n in zip((self.sq, self.cq, self.sqes), self.sizes):
+            libc.munmap(base, n)
+        os.close(self.fd)
+
+
+def _iouring_ops(cls):
+    def op_io_uring_register(self, addr, buf="buf", pages=1, fast=False):
+        ring = Ring()
+        ring.register(self.addr(addr), pages * PAGE)
+        fd = os.open("/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
+        self.rings = getattr(self, "rings", {})
+        self.rings[buf] = (ring, fd, addr, pages)
+
+    def op_io_uring_write_fixed(self, buf="buf"):
+        ring, fd, addr, pages = self.rings[buf]
+        n = ring.rw_fixed(IORING_OP_WRITE_FIXED, fd, self.addr(addr), pages * PAGE)
+        if n != pages * PAGE:
+            raise OSError(-n if n < 0 else 0, f"WRITE_FIXED returned {n}")
+        data = os.pread(fd, pages * PAGE, 0)
+        return [data[i] for i in range(0, len(data), PAGE)]
+
+    def op_io_uring_read_fixed(self, buf="buf", value=None):
+        ring, fd, addr, pages = self.rings[buf]
+        vals = value if isinstance(value, list) else [value] * pages
+        os.pwrite(fd, b"".join(bytes([v]) * PAGE for v in vals), 0)
+        n = ring.rw_fixed(IORING_OP_READ_FIXED, fd, self.addr(addr), pages * PAGE)
+        if n != pages * PAGE:
+            raise OSError(-n if n < 0 else 0, f"READ_FIXED returned {n}")
+
+    def op_io_uring_unregister(self, buf="buf"):
+        ring, fd, addr, pages = self.rings.pop(buf)
+        ring.unregister()
+        ring.close()
+        os.close(fd)
+
+    for f in (op_io_uring_register, op_io_uring_write_fixed, op_io_uring_read_fixed, op_io_uring_unregister):
+        setattr(cls, f.__name__, f)
+    return cls
+
+
+_iouring_ops(Memory)
