@@ -3,7 +3,7 @@ design, computed.  `cowlab table > docs/catalog.md` regenerates it; a test
 checks that the committed file equals a fresh computation."""
 from __future__ import annotations
 
-from . import catalog, designs
+from . import catalog
 from .matrix import compute
 from .selftest import judge
 

@@ -187,7 +187,6 @@ class Oracle:
                 hist[mm][a] = hist[mm][a] | {token}
             elif kind == "load":
                 _, okind, owner, mm, a, pfn, idx, token = e[:8]
-                gflags = e[8] if len(e) > 8 else None
                 if mm < 0:
                     continue
                 expected = value[mm][a]

@@ -25,7 +25,8 @@ PLOT_DESIGNS = ("linux-5.7", "linux-5.9", "linux-5.18", "linux-5.19", "linux-6.1
 def workload(load: int):
     """The write-fault workload with ``load`` background agents."""
     s = Script(f"load-{load}", f"write faults with {load} background agents", pages=2)
-    p, c = s.process("parent"), s.process("child")
+    s.process("parent")
+    s.process("child")
     main = [("mmap", {"addr": 0, "pages": 2}), ("write", {"addr": 0}), ("write", {"addr": 1}),
             ("fork", {"child": "child"}), ("write", {"addr": 0}), ("mprotect", {"addr": 1, "prot": "r"}),
             ("mprotect", {"addr": 1, "prot": "rw"}), ("write", {"addr": 1}), ("write", {"addr": 0})]

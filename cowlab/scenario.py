@@ -20,7 +20,7 @@ is in ``cowlab.toml_format``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .kernel import registry  # noqa: F401  (every operation registers itself)
 from .kernel.paths import OPS

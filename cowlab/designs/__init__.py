@@ -9,6 +9,9 @@ from pathlib import Path
 
 from .base import Design, REUSE, COPY, LOCK_PAGE, SHARE, SPLIT, READ_MORE, Vmf, read_more
 
+__all__ = ["Design", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE", "Vmf", "read_more", "load",
+           "names", "DesignError", "BUILTIN"]
+
 BUILTIN = {
     "linux-5.7": "linux_5_7",
     "linux-5.8": "linux_5_8",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..kernel.types import FOLL_GET, FOLL_PIN, FOLL_WRITE
+from ..kernel.types import FOLL_GET
 
 REUSE = "reuse"          # wp: map the existing page writable (or, for unshare, keep it)
 COPY = "copy"            # wp / fork: copy the page

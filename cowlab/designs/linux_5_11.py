@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .linux_5_9 import Linux59
-from ..kernel.types import PG_swapcache
 
 
 @dataclass

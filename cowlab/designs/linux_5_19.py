@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import REUSE, COPY, SHARE, SPLIT
+from .base import REUSE, COPY, SHARE
 from .linux_5_18 import Linux518
 from ..kernel.mm import rmap
 from ..kernel.mm.swapfile import try_to_free_swap, swap_free

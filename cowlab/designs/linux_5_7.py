@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .base import Design, REUSE, COPY, LOCK_PAGE, SHARE, SPLIT
 from ..kernel.mm import rmap
-from ..kernel.mm.swapfile import reuse_swap_page, swap_free
+from ..kernel.mm.swapfile import reuse_swap_page
 from ..kernel.mm.ksm import reuse_ksm_page
 
 

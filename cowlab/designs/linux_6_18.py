@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from .base import REUSE, COPY
 from .linux_5_19 import Linux519
-from ..kernel.types import FOLL_PIN, FOLL_LONGTERM, VM_WRITE, VM_SOFTDIRTY, PG_large
+from ..kernel.types import FOLL_PIN, FOLL_LONGTERM, VM_WRITE, VM_SOFTDIRTY
 from ..kernel.mm.swapfile import try_to_free_swap
 
 

@@ -126,7 +126,6 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
             succ = [(tid, tr._replace(state=canon(tr.state)) if symmetry else tr)
                     for tid in range(n) if (tr := model.step(s, tid)) is not None]
             if groups is not None and succ:
-                enabled = {tid for tid, _ in succ}
                 for g in groups:
                     chosen = [x for x in succ if x[0] in g]
                     if chosen:

@@ -18,7 +18,7 @@ reported apart from the oracle's verdicts.
 from __future__ import annotations
 
 from .types import (FOLL_PIN, PG_hugetlb, PG_ksm, PG_large, PG_swapcache, PTE_PRESENT, PTE_SWAP, PTE_MIGRATION,
-                    HPAGE_PMD_NR, ZERO_PFN, State)
+                    ZERO_PFN, State)
 
 
 def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=None) -> list[str]:

@@ -332,9 +332,6 @@ class Kernel:
     def set_slot(self, slot: int, **kw) -> None:
         self.swap[slot] = self.swap[slot]._replace(**kw)
 
-    def __swap_count(self, slot: int) -> int:
-        return self.swap[slot].count
-
     def swap_count(self, slot: int) -> int:
         return self.swap[slot].count
 

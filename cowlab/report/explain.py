@@ -64,7 +64,7 @@ def story(doc: dict) -> str:
     v = doc["verdicts"]
     if any(v.values()):
         first = doc["steps"][doc["verdict_step"]]
-        out.append(f"Verdict: " + ", ".join(f"{k} COW x{n}" for k, n in v.items() if n) +
+        out.append("Verdict: " + ", ".join(f"{k} COW x{n}" for k, n in v.items() if n) +
                    f"; first at step {first['i']} ({first['thread']}, {first['function']}).")
     else:
         out.append("Verdict: no missed, unnecessary or wrong COW on this schedule.")

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..paths import step
 from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, HPAGE_PMD_NR, ZERO_PFN
-from .memory import enter_fault, vm_normal_page
+from .memory import enter_fault
 
 
 def start_gup(fr: dict, addrs, gup_flags: int, kind: str, owner: str, ret: str | None) -> str:

@@ -17,9 +17,8 @@ head page and copies it to each subpage when the PMD is split).
 """
 from __future__ import annotations
 
-from ..types import HPAGE_PMD_NR, PG_large, PG_hugetlb, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
-from ...designs.base import Vmf, REUSE, SPLIT, SHARE
-from . import swap as lru
+from ..types import HPAGE_PMD_NR, PG_hugetlb, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
+from ...designs.base import Vmf, REUSE, SPLIT
 
 
 def _set_excl_all(k, pfn, value: bool) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..txn import Blocked
-from ..types import PG_ksm, PG_swapcache
+from ..types import PG_ksm
 from . import rmap
 
 

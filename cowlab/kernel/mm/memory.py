@@ -20,8 +20,7 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..txn import Blocked, ModelBug
-from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, ZERO, ZERO_PFN, PG_dirty, PG_ksm,
-                     PG_swapcache, PG_hugetlb, PG_large, HPAGE_PMD_NR)
+from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, ZERO, ZERO_PFN, PG_dirty, HPAGE_PMD_NR)
 from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile
 
@@ -68,7 +67,7 @@ def handle_pte_fault(k, fr, op):
         k.effect("segv", k.mm, addr)
         fr["segv"] = True
         return fault_done(k, fr)
-    if vma.flags & PG_hugetlb_vma():
+    if vma.flags & VM_HUGETLB:
         from . import hugetlb
         return hugetlb.hugetlb_fault(k, fr, vma)
     hidx = addr // HPAGE_PMD_NR
@@ -95,11 +94,6 @@ def handle_pte_fault(k, fr, op):
     # spurious fault (already writable / readable): nothing to do
     k.pte_unlock()
     return fault_done(k, fr)
-
-
-def PG_hugetlb_vma():
-    from ..types import VM_HUGETLB
-    return VM_HUGETLB
 
 
 def huge_memory_wants_thp(k, vma, addr, fr) -> bool:

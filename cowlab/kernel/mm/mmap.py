@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
-                     VM_HUGETLB, VM_MERGEABLE, ZERO_PFN, HPAGE_PMD_NR)
+                     VM_HUGETLB, VM_MERGEABLE, HPAGE_PMD_NR)
 from .memory import zap_pte, vm_normal_page
 
 PROT = {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}

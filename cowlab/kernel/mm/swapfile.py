@@ -5,7 +5,7 @@ Versions: 5.7 .. 6.18 (folio_free_swap() and swap_cache_get_folio() are the
 exists until 5.17."""
 from __future__ import annotations
 
-from ..types import PG_swapcache, PG_writeback, PG_dirty, PG_ksm, PG_large
+from ..types import PG_swapcache, PG_writeback, PG_dirty, PG_ksm
 
 
 def add_to_swap_cache(k, pfn: int, slot: int, idx: int = 0) -> None:

@@ -15,7 +15,7 @@ swap cache; any other reference keeps the page in the swap cache).
 from __future__ import annotations
 
 from ..paths import step, op
-from ..types import PG_lru, PG_swapcache, PG_writeback, PG_dirty, PTE_PRESENT, HPAGE_PMD_NR
+from ..types import PG_lru, PG_dirty, HPAGE_PMD_NR
 from . import rmap, swapfile, swap as lru
 
 
