@@ -378,15 +378,16 @@ def plots(out_dir, walks, seed):
 @click.option("--swap/--no-swap", default=True, show_default=True,
               help="set up a temporary zram swap device for the swapped-out variants (restored afterwards)")
 @click.option("--controls/--no-controls", default=True, show_default=True, help="run the MAP_SHARED negative controls")
+@click.option("--thp", is_flag=True, help="also the THP variants, with the model's THP at the kernel's size (slow)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @_guard
-def conformance(cases, swap, controls, fmt):
+def conformance(cases, swap, controls, thp, fmt):
     """Run catalog cases as real programs on this machine's kernel and compare,
     step by step, with the model's design for this kernel version (root)."""
     from . import conformance as conf
     for c in cases:
         catalog.get(c)
-    rel, dname, note, results, changed = conf.run(list(cases) or None, swap=swap, controls=controls)
+    rel, dname, note, results, changed = conf.run(list(cases) or None, swap=swap, controls=controls, thp=thp)
     if fmt == "json":
         click.echo(json.dumps({"kernel": rel, "design": dname, "note": note,
                                "cases": [r.as_json() for r in results], "changed": changed}, indent=2))

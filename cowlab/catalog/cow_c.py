@@ -49,12 +49,10 @@ def _setup(id, title, variant):
         return s, p, 1
     if variant == "hugetlb":
         p.mmap(0, pages=N, hugetlb=True)
-        for a in range(N):
-            p.write(a)                          # memset(mem, 1, hugetlbsize)
+        p.write(0, pages=N)                     # memset(mem, 1, hugetlbsize)
         return s, p, N
     p.mmap(0, pages=N, thp=True)                # aligned to thpsize, MADV_HUGEPAGE
-    for a in range(N):
-        p.write(a)                              # mem[0] = 1 populates the THP; memset(mem, 1, thpsize)
+    p.write(0, pages=N)                         # mem[0] = 1 populates the THP; memset(mem, 1, thpsize)
     size = N
     if variant.startswith("pte-thp"):
         p.mprotect(0, pages=1, prot="r")        # mprotect one subpage R and back: PTE-maps the THP
@@ -72,7 +70,7 @@ def _setup(id, title, variant):
         sh.exit()
         p.madvise(1, pages=N - 1, advice="dofork")
     if variant.endswith("-swap"):
-        p.pageout(0)
+        p.pageout(0, pages=size)                # madvise(mem, size, MADV_PAGEOUT)
     return s, p, size
 
 
@@ -81,21 +79,18 @@ def cow_in_parent(id, title, variant, mprotect=False, vmsplice=False):
     s, p, n = _setup(id, title, variant)
     c = s.process("child")
     p.fork(c)
-    for a in range(n):
-        c.read(a)                               # child: memcpy(old, mem)
+    c.read(0, pages=n)                          # child: memcpy(old, mem)
     if vmsplice:
         c.vmsplice(0, pages=n, pipe="p")        # vmsplice(fds[1], &iov, 1, 0)
         c.munmap(0, pages=n)
     if mprotect:
         p.mprotect(0, pages=n, prot="r")
         p.mprotect(0, pages=n, prot="rw")
-    for a in range(n):
-        p.write(a)                              # memset(mem, 0xff, size) with the child alive
+    p.write(0, pages=n)                         # memset(mem, 0xff, size) with the child alive
     if vmsplice:
         c.pipe_read("p")                        # child: read the pipe, compare with old
     else:
-        for a in range(n):
-            c.read(a)                           # child: memcmp(old, mem)
+        c.read(0, pages=n)                      # child: memcmp(old, mem)
     c.exit()
     return s.build()
 
@@ -104,16 +99,14 @@ def vmsplice_in_parent(id, title, variant, before_fork):
     """do_test_vmsplice_in_parent()."""
     s, p, n = _setup(id, title, variant)
     c = s.process("child")
-    for a in range(n):
-        p.read(a)                               # memcpy(old, mem)
+    p.read(0, pages=n)                          # memcpy(old, mem)
     if before_fork:
         p.vmsplice(0, pages=n, pipe="p")
     p.fork(c)
     if not before_fork:
         p.vmsplice(0, pages=n, pipe="p")
     p.munmap(0, pages=n)
-    for a in range(n):
-        c.write(a)                              # child: memset(mem, 0xff)
+    c.write(0, pages=n)                         # child: memset(mem, 0xff)
     c.exit()
     p.pipe_read("p")                            # parent: read the pipe, compare with old
     return s.build()
@@ -132,8 +125,7 @@ def iouring(id, title, variant, use_fork):
         p.mprotect(0, pages=n, prot="r")
         p.clear_refs()
         p.mprotect(0, pages=n, prot="rw")
-    for a in range(n):
-        p.write(a)
+    p.write(0, pages=n)
     p.io_uring_write_fixed(buf="b")
     p.io_uring_unregister(buf="b")
     if use_fork:
@@ -155,8 +147,7 @@ def ro_pin(id, title, variant, test, fast):
         p.clear_refs()
         p.mprotect(0, pages=n, prot="rw")
     p.pin_longterm(0, pages=n, fast=fast)
-    for a in range(n):
-        p.write(a)
+    p.write(0, pages=n)
     p.pin_read()
     p.unpin()
     if test == "shared":

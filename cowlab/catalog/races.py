@@ -77,16 +77,17 @@ def race_thp_split():
     fault on a PMD-mapped THP computes the mapcount with reuse_swap_page()
     while the other process splits its PMD mapping, sees it transiently at 1
     and reuses a page the other process still maps."""
-    s = Script("race-thp-split", "THP write fault racing with another process splitting its PMD", pages=2,
+    from ..kernel.types import HPAGE_PMD_NR as N
+    s = Script("race-thp-split", "THP write fault racing with another process splitting its PMD", pages=N,
                source="CVE-2020-29368; c444eb564fb1 mm: thp: make the THP mapcount atomic against "
                       "__split_huge_pmd_locked()", tags=("race", "thp"))
     p, c = s.process("parent"), s.process("child")
-    p.mmap(0, pages=2, thp=True)
+    p.mmap(0, pages=N, thp=True)
     p.write(0)
     p.fork(c)
     s.parallel({"child": [("split_pmd", {"addr": 0})], "parent": [("write", {"addr": 0})]})
     c.read(0)
-    c.read(1)
+    c.read(N - 1)
     c.exit()
     return s.build()
 

@@ -46,15 +46,17 @@ def _check(ret, what):
 class Memory:
     """One process's view of the case's address space: page index -> address."""
 
-    def __init__(self, pages: int, shared: bool = False):
+    def __init__(self, pages: int, shared: bool = False, align: int = 1):
         self.pages = pages
         self.shared = shared
-        # reserve the range so that page indices map to fixed addresses
-        base = libc.mmap(None, (pages + 1) * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        # find a free range, aligned (THP variants: to the PMD size), for page index -> address
+        span = (pages + 2 * align) * PAGE
+        base = libc.mmap(None, span, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
         if base in (None, ctypes.c_void_p(-1).value):
             raise OSError(ctypes.get_errno(), "mmap reserve")
-        self.base = (base + PAGE - 1) // PAGE * PAGE
-        libc.munmap(base, (pages + 1) * PAGE)
+        a = align * PAGE
+        self.base = (base + a - 1) // a * a
+        libc.munmap(base, span)
         self.pipes: dict = {}
 
     def addr(self, a: int) -> int:
@@ -70,12 +72,23 @@ class Memory:
         r = libc.mmap(self.addr(addr), pages * PAGE, PROT[prot], flags, -1, 0)
         if r != self.addr(addr):
             raise OSError(ctypes.get_errno(), "mmap")
+        if thp:
+            _check(libc.madvise(self.addr(addr), pages * PAGE, MADV["hugepage"]), "madvise hugepage")
 
-    def op_write(self, addr, value):
-        ctypes.memset(self.addr(addr), value, PAGE)
+    def op_write(self, addr, value, pages=1):
+        vals = value if isinstance(value, list) else [value] * pages
+        for i, v in enumerate(vals):
+            ctypes.memset(self.addr(addr + i), v, PAGE)
 
-    def op_read(self, addr):
-        return ctypes.string_at(self.addr(addr), 1)[0]
+    def op_read(self, addr, pages=1):
+        return [ctypes.string_at(self.addr(addr + i), 1)[0] for i in range(pages)]
+
+    def op_mremap(self, addr, new_addr, pages=1):
+        libc.mremap.restype = ctypes.c_void_p
+        libc.mremap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_size_t, ctypes.c_int, ctypes.c_void_p]
+        r = libc.mremap(self.addr(addr), pages * PAGE, pages * PAGE, 1 | 2, self.addr(new_addr))
+        if r != self.addr(new_addr):
+            raise OSError(ctypes.get_errno(), "mremap")
 
     def op_munmap(self, addr, pages=1):
         _check(libc.munmap(self.addr(addr), pages * PAGE), "munmap")
@@ -86,8 +99,8 @@ class Memory:
     def op_madvise(self, addr, advice, pages=1):
         _check(libc.madvise(self.addr(addr), pages * PAGE, MADV[advice]), f"madvise {advice}")
 
-    def op_pageout(self, addr, shared_ok=False):
-        _check(libc.madvise(self.addr(addr), PAGE, MADV["pageout"]), "madvise pageout")
+    def op_pageout(self, addr, shared_ok=False, pages=1):
+        _check(libc.madvise(self.addr(addr), pages * PAGE, MADV["pageout"]), "madvise pageout")
 
     def op_clear_refs(self):
         with open("/proc/self/clear_refs", "w") as f:
@@ -96,6 +109,9 @@ class Memory:
     def op_vmsplice(self, addr, pipe, pages=1):
         if pipe not in self.pipes:
             r, w = os.pipe()
+            if pages * PAGE > 65536:
+                import fcntl
+                fcntl.fcntl(w, 1031, pages * PAGE)      # F_SETPIPE_SZ: room for the whole range
             self.pipes[pipe] = (r, w)
         iov = Iovec(self.addr(addr), pages * PAGE)
         n = libc.vmsplice(self.pipes[pipe][1], ctypes.byref(iov), 1, 0)

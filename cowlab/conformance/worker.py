@@ -34,10 +34,39 @@ def _serve(mem: Memory, cmd_r: int, res_w: int) -> None:
     os._exit(0)
 
 
+def _snapshot(procs, base, pages):
+    snap = {}
+    for name, p in procs.items():
+        if p.get("dead"):
+            continue
+        entries = []
+        for present, swapped, pfn, excl_mapped in pagemap(p["pid"], base, pages):
+            e = {"present": present, "swapped": swapped}
+            if present:
+                count, anon, anon_excl = kpage(pfn)
+                e.update(pfn=pfn, count=count, anon=anon, exclusive=anon_excl)
+            entries.append(e)
+        snap[name] = entries
+    return snap
+
+
+def stable_snapshot(procs, base, pages, tries: int = 5):
+    """Read until two reads in a row agree: pagemap and kpageflags are read
+    one after the other, and the kernel's own background work (khugepaged,
+    deferred frees) may move a page in between."""
+    prev = _snapshot(procs, base, pages)
+    for _ in range(tries):
+        cur = _snapshot(procs, base, pages)
+        if cur == prev:
+            return cur
+        prev = cur
+    return prev
+
+
 def main() -> int:
     plan = json.load(sys.stdin)
     pages = plan["pages"]
-    mem = Memory(pages, plan.get("shared", False))
+    mem = Memory(pages, plan.get("shared", False), plan.get("align", 1))
     first = plan["processes"][0]
     procs = {first: {"pid": os.getpid()}}
     for step in plan["steps"]:
@@ -70,19 +99,7 @@ def main() -> int:
                     p["dead"] = True
         except Exception as e:
             out = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=2)}
-        snap = {}
-        for name, p in procs.items():
-            if p.get("dead"):
-                continue
-            entries = []
-            for present, swapped, pfn, excl_mapped in pagemap(p["pid"], mem.base, pages):
-                e = {"present": present, "swapped": swapped}
-                if present:
-                    count, anon, anon_excl = kpage(pfn)
-                    e.update(pfn=pfn, count=count, anon=anon, exclusive=anon_excl)
-                entries.append(e)
-            snap[name] = entries
-        out["snapshot"] = snap
+        out["snapshot"] = stable_snapshot(procs, mem.base, pages)
         sys.stdout.write(json.dumps(out) + "\n")
         sys.stdout.flush()
         if not out["ok"]:

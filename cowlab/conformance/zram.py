@@ -56,3 +56,29 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
                 changed.append("zram0 reset, disksize back to 0 (restored)")
         finally:
             signal.signal(signal.SIGINT, old_int)
+
+
+@contextlib.contextmanager
+def temporary_sysctl(path: str, at_least: int, changed: list):
+    """Raise a numeric /proc/sys value to at least ``at_least`` for the run,
+    put back on every exit path."""
+    try:
+        old = _read(path)
+    except OSError:
+        yield
+        return
+    if int(old) >= at_least or os.geteuid() != 0:
+        yield
+        return
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        _write(path, str(at_least))
+        changed.append(f"{path} {old} -> {at_least}")
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _write(path, old)
+            changed.append(f"{path} back to {old} (restored)")
+        finally:
+            signal.signal(signal.SIGINT, old_int)

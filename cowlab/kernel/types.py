@@ -23,7 +23,11 @@ GUP_PIN_COUNTING_BIAS = 1024
 
 #: Subpages of a model THP (the kernel's PMD THP has 512 on x86-64; the model
 #: keeps the structure with fewer subpages so that state spaces stay small).
-HPAGE_PMD_NR = 2
+#: COWLAB_HPAGE_PMD_NR sets it at import time (conformance runs the THP
+#: variants with the kernel's size).
+HPAGE_PMD_NR = int(__import__("os").environ.get("COWLAB_HPAGE_PMD_NR", "2"))
+if HPAGE_PMD_NR < 2 or HPAGE_PMD_NR & (HPAGE_PMD_NR - 1):
+    raise SystemExit("COWLAB_HPAGE_PMD_NR must be a power of two >= 2")
 
 #: pfn of the shared zero page (vm_normal_page() returns NULL for it).
 ZERO_PFN = 0

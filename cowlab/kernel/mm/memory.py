@@ -379,16 +379,27 @@ def zap_pte(k, mm: int, addr: int) -> None:
 def user_write(k, fr, op):
     """A CPU store through the pte (after handle_mm_fault() returned): the
     store lands in the mapped page if the pte is present and writable,
-    otherwise the CPU faults (FAULT_FLAG_WRITE) and retries."""
+    otherwise the CPU faults (FAULT_FLAG_WRITE) and retries.  With ``pages``
+    (a memset() over a range) each page's store is its own step."""
     if fr.pop("segv", False):
         return None
-    addr = op["addr"]
+    i = fr.get("ai", 0)
+    addr = op["addr"] + i
     pte = lookup(k, addr)
     if k.is_present(pte) and pte.write:
         token = op.get("value") or k.new_token()
         store(k, k.mm, addr, pte, token, via=None)
-        return None
+        return _next_page(fr, op, "access.write")
     return enter_fault(fr, addr, write=True, unshare=False, ret="access.write", mm_locked=False)
+
+
+def _next_page(fr, op, label):
+    i = fr.get("ai", 0) + 1
+    if i < op.get("pages", 1):
+        fr["ai"] = i
+        return label
+    fr.pop("ai", None)
+    return None
 
 
 def lookup(k, addr, mm=None):
@@ -405,12 +416,12 @@ def user_read(k, fr, op):
     """A CPU load: present pte -> read the page; otherwise a read fault."""
     if fr.pop("segv", False):
         return None
-    addr = op["addr"]
+    addr = op["addr"] + fr.get("ai", 0)
     pte = lookup(k, addr)
     if k.is_present(pte):
         data = ZERO if pte.pfn == ZERO_PFN else k.folio(pte.pfn).data[pte.idx]
         k.effect("load", "cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data)
-        return None
+        return _next_page(fr, op, "access.read")
     return enter_fault(fr, addr, write=False, unshare=False, ret="access.read", mm_locked=False)
 
 
@@ -429,6 +440,6 @@ def store(k, mm: int, addr: int, pte, token, via) -> None:
     k.effect("store", mm, addr, pte.pfn, pte.idx, token, via)
 
 
-op("write", "access.write", "memset() / a CPU store", ("addr", "value"),
-   "write new data to one page (faults as needed)")
-op("read", "access.read", "a CPU load", ("addr",), "read one page and check what the process sees")
+op("write", "access.write", "memset() / a CPU store", ("addr", "pages", "value"),
+   "write new data to each page of a range (faults as needed)")
+op("read", "access.read", "a CPU load", ("addr", "pages"), "read each page of a range and check what the process sees")

@@ -164,6 +164,6 @@ def free_swap_cache_op(k, fr, op):
     return None
 
 
-op("pageout", "reclaim.isolate", "madvise(MADV_PAGEOUT) -> reclaim_pages()", ("addr", "shared_ok"),
-   "swap the page out (shrink_page_list)")
+op("pageout", "reclaim.isolate", "madvise(MADV_PAGEOUT) -> reclaim_pages()", ("addr", "pages", "shared_ok"),
+   "swap out the folio mapped at addr (a THP as one unit; ``pages`` is the madvise range, for the real kernel)")
 op("free_swapcache", "swapcache.free", "try_to_free_swap()", (), "drop idle swap-cache pages")
