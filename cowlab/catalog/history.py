@@ -10,15 +10,13 @@ def _cve_variant(id, title, source, memory):
     p, c = s.process("parent"), s.process("child")
     n = N if memory in ("thp", "hugetlb") else 1
     p.mmap(0, pages=n, thp=memory == "thp", hugetlb=memory == "hugetlb")
-    for a in range(n):
-        p.write(a)
+    p.write(0, pages=n)
     p.fork(c)
     c.vmsplice(0, pages=n, pipe="p")
     c.munmap(0, pages=n)
     if memory == "swap":
         p.pageout(0)                     # the parent's pte is a swap entry when it writes
-    for a in range(n):
-        p.write(a)
+    p.write(0, pages=n)
     c.pipe_read("p")
     c.exit()
     return s.build()

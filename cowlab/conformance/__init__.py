@@ -257,7 +257,7 @@ def run_case(case, design, shared: bool = False, have_swap: bool = False) -> Cas
             a["value"] = [_token_byte(t) for t in stores]
         plan["steps"].append({"process": proc, "op": op.name, "args": a})
     p = subprocess.run([sys.executable, "-m", "cowlab.conformance.worker"], input=json.dumps(plan),
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=600)
     lines = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
     if p.returncode != 0 and not lines:
         return CaseResult(case.id, "skip", reason=f"the real program failed: {p.stderr.strip()[-300:]}")

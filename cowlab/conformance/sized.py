@@ -15,8 +15,11 @@ def main() -> int:
     design = designs.load(design_for_release(platform.release())[0])
     swap = "--swap" in sys.argv
     for cid in [a for a in sys.argv[1:] if not a.startswith("--")]:
-        r = run_case(catalog.get(cid), design, have_swap=swap)
-        print(json.dumps(r.as_json()), flush=True)
+        try:
+            r = run_case(catalog.get(cid), design, have_swap=swap).as_json()
+        except Exception as e:   # one case's failure is reported, the others still run
+            r = {"case": cid, "result": "skip", "steps_compared": 0, "reason": f"{type(e).__name__}: {e}"}
+        print(json.dumps(r), flush=True)
     return 0
 
 
