@@ -69,6 +69,8 @@ class Memory:
 
     def op_mmap(self, addr=0, pages=1, prot="rw", thp=False, hugetlb=False):
         flags = (MAP_SHARED if self.shared else MAP_PRIVATE) | MAP_ANONYMOUS | MAP_FIXED
+        if hugetlb:
+            flags |= 0x40000                                  # MAP_HUGETLB (default huge page size)
         r = libc.mmap(self.addr(addr), pages * PAGE, PROT[prot], flags, -1, 0)
         if r != self.addr(addr):
             raise OSError(ctypes.get_errno(), "mmap")
