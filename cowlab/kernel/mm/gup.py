@@ -177,18 +177,8 @@ def _fast_ref(k, pfn):
 def gup_fast_end(k, fr, op):
     """local_irq_restore(); FOLL_PIN: read_seqcount_retry(write_protect_seq)
     -> unpin everything and fall back; else the references are the caller's."""
-    k.threads[k.tid] = k.threads[k.tid]._replace(irqs_off=False)
-    mine = [r for r in k.refs if r.kind == "gup_fast" and r.owner == f"t{k.tid}"]
-    if "g_seq" in fr and k.mmv().write_protect_seq != fr["g_seq"]:
-        for r in mine:
-            k.drop_ref(r)
-        fr["g_i"] = 0
+    if not _gup_fast_hand_over(k, fr):
         return _gup_fast_fallback(k, fr)
-    for r in mine:
-        k.refs.remove(r)
-        k.refs.append(r._replace(kind=fr["g_kind"], owner=fr["g_owner"]))
-        if r.gup_flags & FOLL_PIN and k.PageAnon(r.pfn):
-            k.effect("pin", r.mm, r.addr, r.pfn, r.idx, r.gup_flags)
     return _gup_finish(k, fr)
 
 
@@ -196,19 +186,27 @@ def _gup_fast_bail(k, fr) -> str:
     """gup-fast could not take page g_i: keep what it has (gup_fast
     refs of earlier pages are handed over at the end) and finish the rest
     on the slow path."""
+    _gup_fast_hand_over(k, fr)
+    return _gup_fast_fallback(k, fr)
+
+
+def _gup_fast_hand_over(k, fr) -> bool:
+    """local_irq_restore(), then the write_protect_seq check: on a retry drop
+    every reference gup-fast took (the slow path starts over, False); else
+    they become the caller's (True)."""
     k.threads[k.tid] = k.threads[k.tid]._replace(irqs_off=False)
     mine = [r for r in k.refs if r.kind == "gup_fast" and r.owner == f"t{k.tid}"]
     if "g_seq" in fr and k.mmv().write_protect_seq != fr["g_seq"]:
         for r in mine:
             k.drop_ref(r)
         fr["g_i"] = 0
-        mine = []
+        return False
     for r in mine:
         k.refs.remove(r)
         k.refs.append(r._replace(kind=fr["g_kind"], owner=fr["g_owner"]))
         if r.gup_flags & FOLL_PIN and k.PageAnon(r.pfn):
             k.effect("pin", r.mm, r.addr, r.pfn, r.idx, r.gup_flags)
-    return _gup_fast_fallback(k, fr)
+    return True
 
 
 def _gup_fast_fallback(k, fr) -> str:
