@@ -49,6 +49,18 @@ def race_swapin_mapcount():
     return s.build()
 
 
+def _pin_against_reclaim(s, pin_op):
+    """A populated page on the LRU; reclaim (MADV_PAGEOUT from another CPU)
+    races with the parent's pin operation.  Returns the parent."""
+    p = s.process("parent")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0)
+    p.write(0)
+    p.lru_add_drain()
+    s.parallel({"parent.cpu1": [("pageout", {"addr": 0})], "parent": [pin_op]})
+    return p
+
+
 def race_reclaim_pin():
     """Andrea Arcangeli's io_uring_swap reproducer (kernel-testcases-for-v5.11):
     an io_uring fixed-buffer pin races with reclaim's page_maybe_dma_pinned()
@@ -58,13 +70,7 @@ def race_reclaim_pin():
     pinned pages)."""
     s = Script("race-reclaim-pin", "io_uring pin racing with reclaim, then R/O swapin and a write", pages=1,
                source="aagit/kernel-testcases-for-v5.11 io_uring_swap.c; Peter Xu on feb889fb40fa", tags=("race",))
-    p = s.process("parent")
-    s.cpu("parent", "parent.cpu1")
-    p.mmap(0)
-    p.write(0)
-    p.lru_add_drain()
-    s.parallel({"parent.cpu1": [("pageout", {"addr": 0})],
-                "parent": [("io_uring_register", {"addr": 0, "buf": "b"})]})
+    p = _pin_against_reclaim(s, ("io_uring_register", {"addr": 0, "buf": "b"}))
     p.read(0)
     p.write(0)
     p.io_uring_read_fixed(buf="b")
@@ -100,13 +106,7 @@ def race_gup_fast_exclusive():
     s = Script("race-gup-fast-exclusive", "swapout clearing PageAnonExclusive racing with a R/O gup-fast pin",
                pages=1, source="088b8aa537c2 mm: fix PageAnonExclusive clearing racing with concurrent RCU GUP-fast",
                tags=("race",))
-    p = s.process("parent")
-    s.cpu("parent", "parent.cpu1")
-    p.mmap(0)
-    p.write(0)
-    p.lru_add_drain()
-    s.parallel({"parent.cpu1": [("pageout", {"addr": 0})],
-                "parent": [("pin_longterm", {"addr": 0, "fast": True})]})
+    p = _pin_against_reclaim(s, ("pin_longterm", {"addr": 0, "fast": True}))
     p.write(0)
     p.pin_read()
     p.read(0)
