@@ -69,6 +69,8 @@ class Oracle:
         #: moving across two steps (the kernel holds that mm's PT lock); they
         #: are observers all the same
         self.in_flight_maps = in_flight_maps or (lambda s: ())
+        self._coherent_memo: dict = {}
+        self._last_disconnected = (None, set())
 
     # ----------------------------------------------------------------- helpers
     def observers(self, s: State, pfn: int, idx: int, exclude_mm: int, exclude_addr: int | None = None):
@@ -102,13 +104,27 @@ class Oracle:
                 out.append(("ref", r.mm, r.addr, r))
         return out
 
+    def coherent_refs(self, refs: tuple) -> list:
+        """The references of ``refs`` that must stay coherent (see the module
+        docstring), memoised per refs tuple: most steps leave the refs alone,
+        and a THP at the kernel's size can hold 512 of them."""
+        hit = self._coherent_memo.get(id(refs))
+        if hit is not None and hit[0] is refs:
+            return hit[1]
+        out = [r for r in refs if r.kind not in TRANSIENT_REFS and coherent(r.gup_flags)]
+        if len(self._coherent_memo) > 256:
+            self._coherent_memo.clear()
+        self._coherent_memo[id(refs)] = (refs, out)     # holding refs keeps its id from being reused
+        return out
+
     def disconnected(self, s: State) -> set:
         """Coherent, still-valid references whose process maps something
         else at their address."""
         bad = set()
         pending = None
-        for r in s.refs:
-            if r.kind in TRANSIENT_REFS or not coherent(r.gup_flags) or ref_key(r) in s.spec.detached:
+        detached = s.spec.detached
+        for r in self.coherent_refs(s.refs):
+            if detached and (r.kind, r.owner, r.mm, r.addr) in detached:     # ref_key(r)
                 continue
             if r.mm < 0 or not s.mms[r.mm].alive:
                 continue
@@ -210,7 +226,13 @@ class Oracle:
 
         new_spec = Spec(tuple(tuple(v) for v in value), tuple(tuple(h) for h in hist), frozenset(detached))
         after = after._replace(spec=new_spec)
-        gone = self.disconnected(after) - self.disconnected(before._replace(spec=new_spec))
+        now = self.disconnected(after)
+        last_state, last = self._last_disconnected
+        if before is not last_state or new_spec.detached != before.spec.detached:
+            # (the previous step's result stands for ``before`` when this step detached nothing)
+            last = self.disconnected(before._replace(spec=new_spec))
+        gone = now - last
+        self._last_disconnected = (after, now)
         for mm, a, rkind, owner in sorted(gone):
             events.append(Event(WRONG, "pin", ("wrong", mm, a),
                                 f"{_pname(n, mm)}'s {rkind} pin ({owner}) on page {a} no longer refers to the "

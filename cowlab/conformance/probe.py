@@ -30,6 +30,7 @@ MADV = {"dontneed": 4, "dontfork": 10, "dofork": 11, "hugepage": 14, "nohugepage
 PROT = {"r": PROT_READ, "rw": PROT_READ | PROT_WRITE, "none": PROT_NONE}
 KPF_ANON_EXCLUSIVE = 34      # /proc/kpageflags: PG_anon_exclusive on anonymous pages (per the guide; 6.x)
 KPF_ANON = 12
+KPF_KSM = 21
 
 
 class Iovec(ctypes.Structure):
@@ -140,21 +141,38 @@ def pagemap(pid: int, base: int, pages: int) -> list:
     with open(f"/proc/{pid}/pagemap", "rb") as f:
         f.seek(base // PAGE * 8)
         raw = f.read(8 * pages)
-    for i in range(pages):
-        v = struct.unpack_from("Q", raw, i * 8)[0]
+    for v in struct.unpack(f"{pages}Q", raw):
         out.append((bool(v >> 63 & 1), bool(v >> 62 & 1), v & ((1 << 55) - 1), bool(v >> 56 & 1)))
     return out
 
 
-def kpage(pfn: int) -> tuple:
-    """(kpagecount, anon, PG_anon_exclusive) of a pfn."""
-    with open("/proc/kpagecount", "rb") as f:
-        f.seek(pfn * 8)
-        count = struct.unpack("Q", f.read(8))[0]
-    with open("/proc/kpageflags", "rb") as f:
-        f.seek(pfn * 8)
-        flags = struct.unpack("Q", f.read(8))[0]
-    return count, bool(flags >> KPF_ANON & 1), bool(flags >> KPF_ANON_EXCLUSIVE & 1)
+_KPAGE_FDS: dict = {}
+
+
+def _kpage_words(name: str, pfns: list) -> dict:
+    """pfn -> the 64-bit word of /proc/<name> for every pfn, reading each run
+    of consecutive pfns (a THP's 512) with one pread."""
+    fd = _KPAGE_FDS.get(name)
+    if fd is None:
+        fd = _KPAGE_FDS[name] = os.open(f"/proc/{name}", os.O_RDONLY)
+    out = {}
+    run = []
+    for pfn in sorted(set(pfns)) + [None]:
+        if run and (pfn is None or pfn != run[-1] + 1):
+            raw = os.pread(fd, 8 * len(run), run[0] * 8)
+            out.update(zip(run, struct.unpack(f"{len(run)}Q", raw)))
+            run = []
+        if pfn is not None:
+            run.append(pfn)
+    return out
+
+
+def kpages(pfns: list) -> dict:
+    """pfn -> (kpagecount, anon, PG_anon_exclusive, ksm)."""
+    counts = _kpage_words("kpagecount", pfns)
+    flags = _kpage_words("kpageflags", pfns)
+    return {p: (counts[p], bool(flags[p] >> KPF_ANON & 1), bool(flags[p] >> KPF_ANON_EXCLUSIVE & 1),
+                bool(flags[p] >> KPF_KSM & 1)) for p in counts}
 
 
 # ----------------------------------------------------------------------------- io_uring (raw syscalls)

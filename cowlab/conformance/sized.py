@@ -7,7 +7,7 @@ import json
 import sys
 
 from .. import catalog, designs
-from . import design_for_release, run_case
+from .runner import design_for_release, run_case
 
 
 def main() -> int:

@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from .probe import Memory, kpage, pagemap
+from .probe import Memory, kpages, pagemap
 
 
 def _serve(mem: Memory, cmd_r: int, res_w: int) -> None:
@@ -40,11 +40,13 @@ def _snapshot(procs, base, pages):
         if p.get("dead"):
             continue
         entries = []
-        for present, swapped, pfn, excl_mapped in pagemap(p["pid"], base, pages):
+        pm = pagemap(p["pid"], base, pages)
+        kp = kpages([pfn for present, _, pfn, _ in pm if present])
+        for present, swapped, pfn, excl_mapped in pm:
             e = {"present": present, "swapped": swapped}
             if present:
-                count, anon, anon_excl = kpage(pfn)
-                e.update(pfn=pfn, count=count, anon=anon, exclusive=anon_excl)
+                count, anon, anon_excl, ksm = kp[pfn]
+                e.update(pfn=pfn, count=count, anon=anon, exclusive=anon_excl, ksm=ksm)
             entries.append(e)
         snap[name] = entries
     return snap

@@ -13,6 +13,8 @@ needs (a store, a load, a copy, a fork, an unmap).
 """
 from __future__ import annotations
 
+import operator
+
 from .types import (
     GUP_PIN_COUNTING_BIAS, PG_anon, PG_ksm, PG_large, PG_locked, PG_lru, PG_swapcache, PG_hugetlb,
     PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, ZERO, ZERO_PFN, FOLL_PIN, Folio, Mm, Pte, Ref, State, SwapSlot,
@@ -22,6 +24,9 @@ from .types import (
 
 class Blocked(Exception):
     """The step cannot run now (a lock it needs is held)."""
+
+
+_pte_pfn = operator.attrgetter("pfn")
 
 
 class ModelBug(Exception):
@@ -48,8 +53,16 @@ class Kernel:
         self.design = design
 
     def commit(self) -> State:
-        return State(tuple(self.folios), tuple(self.mms), tuple(self.swap), tuple(sorted(self.refs)),
-                     tuple(self.threads), self.signals, self.next_token, self.spec)
+        s = self.s
+
+        def same(new: tuple, old: tuple) -> tuple:
+            # keep the old tuple when nothing changed: equal states stay equal
+            # either way, and later steps can tell "unchanged" by identity
+            return old if new == old else new
+        refs = tuple(self.refs)
+        refs = s.refs if refs == s.refs else tuple(sorted(refs))
+        return State(same(tuple(self.folios), s.folios), same(tuple(self.mms), s.mms), same(tuple(self.swap), s.swap),
+                     same(refs, s.refs), tuple(self.threads), self.signals, self.next_token, self.spec)
 
     # ------------------------------------------------------------------ folios
     def folio(self, pfn: int) -> Folio:
@@ -108,13 +121,22 @@ class Kernel:
         return sum(f.mapcount) + f.entire_mapcount * (1 if f.flags & PG_hugetlb else 1)
 
     def folio_maybe_mapped_shared(self, pfn: int) -> bool:
-        """folio_maybe_mapped_shared() (6.15): mapped by more than one mm."""
-        mms = set()
-        for i, m in enumerate(self.mms):
-            if any(p is not None and p.kind == 1 and p.pfn == pfn for p in m.ptes) or \
-                    any(p is not None and p.pfn == pfn for p in m.pmds):
-                mms.add(i)
-        return len(mms) > 1
+        """folio_maybe_mapped_shared() (6.15): mapped by more than one mm.
+        (The kernel tracks the mms of a large folio in folio->_mm_id; the
+        model looks at the page tables, which say the same.)"""
+        f = self.folio(pfn)
+        if sum(f.mapcount) + f.entire_mapcount <= 1:
+            return False
+        found = 0
+        for m in self.mms:
+            # (the C-level membership test is only a fast filter: a swap pte's field holds a slot)
+            if any(p is not None and p.pfn == pfn for p in m.pmds) or \
+                    (pfn in map(_pte_pfn, filter(None, m.ptes)) and
+                     any(p is not None and p.kind == 1 and p.pfn == pfn for p in m.ptes)):
+                found += 1
+                if found > 1:
+                    return True
+        return False
 
     def PageAnon(self, pfn: int) -> bool:
         return pfn != ZERO_PFN and self.test(pfn, PG_anon)
@@ -232,7 +254,7 @@ class Kernel:
                 and (owner is None or r.owner == owner)]
 
     def my_tmp_ref(self, pfn: int) -> Ref:
-        for r in self.refs:
+        for r in reversed(self.refs):      # a path's own references are the newest
             if r.pfn == pfn and r.kind == "tmp" and r.owner == f"t{self.tid}":
                 return r
         raise ModelBug(f"thread {self.tid} holds no temporary reference on pfn {pfn}")
