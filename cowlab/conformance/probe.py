@@ -26,7 +26,8 @@ libc.vmsplice.restype = ctypes.c_ssize_t
 
 PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
-MADV = {"dontneed": 4, "dontfork": 10, "dofork": 11, "hugepage": 14, "nohugepage": 15, "pageout": 21}
+MADV = {"dontneed": 4, "dontfork": 10, "dofork": 11, "mergeable": 12, "unmergeable": 13, "hugepage": 14,
+        "nohugepage": 15, "pageout": 21}
 PROT = {"r": PROT_READ, "rw": PROT_READ | PROT_WRITE, "none": PROT_NONE}
 KPF_ANON_EXCLUSIVE = 34      # /proc/kpageflags: PG_anon_exclusive on anonymous pages (per the guide; 6.x)
 KPF_ANON = 12
@@ -42,6 +43,10 @@ def _check(ret, what):
         e = ctypes.get_errno()
         raise OSError(e, f"{what}: {os.strerror(e)}")
     return ret
+
+
+class Unsupported(Exception):
+    """The host cannot run this operation (the case is skipped, with this reason)."""
 
 
 class Memory:
@@ -104,6 +109,43 @@ class Memory:
 
     def op_pageout(self, addr, shared_ok=False, pages=1):
         _check(libc.madvise(self.addr(addr), pages * PAGE, MADV["pageout"]), "madvise pageout")
+
+    # O_DIRECT: a file on a filesystem that takes it (ext4/xfs/btrfs; tmpfs copies instead of GUP)
+    def _dio(self):
+        if getattr(self, "dio_fd", None) is None:
+            import tempfile
+            fd, path = tempfile.mkstemp(prefix="cowlab-odirect-", dir=os.environ.get("COWLAB_ODIRECT_DIR"))
+            try:
+                dfd = os.open(path, os.O_RDWR | os.O_DIRECT)
+            except OSError as e:
+                os.close(fd)
+                os.unlink(path)
+                raise Unsupported(f"O_DIRECT: the temporary directory's filesystem refuses it ({e.strerror})")
+            os.unlink(path)             # the descriptors keep the file for the run
+            self.dio_fd, self.buf_fd = dfd, fd
+        return self.dio_fd, self.buf_fd
+
+    def _span(self, addr, pages):
+        return memoryview((ctypes.c_char * (pages * PAGE)).from_address(self.addr(addr))).cast("B")
+
+    def op_odirect_read(self, addr, pages=1, io="dio", value=None):
+        """read(2) with O_DIRECT from a file holding ``value`` into memory (GUP FOLL_WRITE)."""
+        dfd, bfd = self._dio()
+        vals = value if isinstance(value, list) else [value or 1] * pages
+        os.pwrite(bfd, b"".join(bytes([v]) * PAGE for v in vals), 0)
+        os.fsync(bfd)
+        n = os.preadv(dfd, [self._span(addr, pages)], 0)
+        if n != pages * PAGE:
+            raise OSError(0, f"O_DIRECT read returned {n}")
+
+    def op_odirect_write(self, addr, pages=1, io="dio"):
+        """write(2) with O_DIRECT of memory to a file (R/O GUP); returns what the file got."""
+        dfd, bfd = self._dio()
+        n = os.pwritev(dfd, [self._span(addr, pages)], 0)
+        if n != pages * PAGE:
+            raise OSError(0, f"O_DIRECT write returned {n}")
+        data = os.pread(bfd, pages * PAGE, 0)
+        return [data[i * PAGE] for i in range(pages)]
 
     def op_clear_refs(self):
         with open("/proc/self/clear_refs", "w") as f:
@@ -173,6 +215,41 @@ def kpages(pfns: list) -> dict:
     flags = _kpage_words("kpageflags", pfns)
     return {p: (counts[p], bool(flags[p] >> KPF_ANON & 1), bool(flags[p] >> KPF_ANON_EXCLUSIVE & 1),
                 bool(flags[p] >> KPF_KSM & 1)) for p in counts}
+
+
+# ----------------------------------------------------------------------------- KSM
+KSM = "/sys/kernel/mm/ksm"
+
+
+def ksm_read(name: str) -> int:
+    with open(f"{KSM}/{name}") as f:
+        return int(f.read())
+
+
+def ksm_write(name: str, value: int) -> None:
+    with open(f"{KSM}/{name}", "w") as f:
+        f.write(str(value))
+
+
+def ksm_run_until(merged, scans: int = 4, timeout: float = 5.0) -> bool:
+    """Let ksmd run (``run`` 1) until ``merged()`` is true or ``scans`` more
+    full scans have passed (two are needed: the first only checksums a page;
+    smart_scan is off for the run), then stop it (``run`` 0 keeps what it
+    merged).  Returns merged()."""
+    import time
+    start = ksm_read("full_scans")
+    ksm_write("run", 1)
+    try:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if merged():
+                return True
+            if ksm_read("full_scans") >= start + scans:
+                break
+            time.sleep(0.002)
+        return merged()
+    finally:
+        ksm_write("run", 0)
 
 
 # ----------------------------------------------------------------------------- io_uring (raw syscalls)

@@ -7,15 +7,30 @@ import platform
 import re
 import subprocess
 import sys
+import zlib
 from dataclasses import dataclass, field
 
 from .. import catalog, designs
-from ..kernel.types import PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
+from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
 from ..model import CowModel
 
 SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice", "mremap",
              "pipe_read", "signal", "wait", "pageout", "io_uring_register", "io_uring_read_fixed",
-             "io_uring_write_fixed", "io_uring_unregister"}
+             "io_uring_write_fixed", "io_uring_unregister", "ksm_merge", "odirect_read", "odirect_write"}
+#: why the probe cannot drive an operation from user space
+NOT_DRIVEN = {
+    "pin_longterm": "gup_test",
+    "pin_read": "gup_test",
+    "unpin": "gup_test",
+    "get_user_pages": "gup_test",
+    "put_user_pages": "gup_test",
+    "lru_add_drain": "no system call drains one CPU's lru_add batch on demand",
+    "migrate": "migrate_pages() of one page needs a second NUMA node (move_pages(2))",
+    "speculative_get": "a speculative reference (page-cache or pfn walker) cannot be taken on demand",
+    "speculative_put": "a speculative reference (page-cache or pfn walker) cannot be taken on demand",
+    "split_pmd": "the real kernel splits a PMD only inside mprotect()/munmap(), not on its own",
+    "free_swapcache": "try_to_free_swap() cannot be called on its own from user space",
+}
 DESIGN_VERSIONS = [((5, 7), "linux-5.7"), ((5, 8), "linux-5.8"), ((5, 9), "linux-5.9"), ((5, 11), "linux-5.11"),
                    ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 18), "linux-6.18")]
 NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
@@ -50,7 +65,11 @@ class CaseResult:
 
 
 def _token_byte(t) -> int:
-    return 0 if t == 0 else (hash(t) % 251 + 1 if not isinstance(t, int) else t % 251 + 1)
+    """The byte value a model content token is written as (1..251; the same
+    in every process, unlike hash())."""
+    if t == 0:
+        return 0
+    return (t if isinstance(t, int) else zlib.crc32(str(t).encode())) % 251 + 1
 
 
 def model_steps(case, design):
@@ -134,6 +153,8 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
     for i, ((proc, op, s, stores, loads), real) in enumerate(zip(msteps, real_lines)):
         where = f"step {i + 1} ({proc}: {op})"
         if not real.get("ok"):
+            if real.get("skip"):
+                return i, f"SKIP: {real['skip']}"
             if op.name == "mmap" and dict(op.args).get("hugetlb"):
                 return i, f"SKIP: no free huge page for the mmap ({real.get('error')})"
             return i, f"{where}: the real program failed: {real.get('error')}"
@@ -146,6 +167,10 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
             want = [_token_byte(t) for t in loads]
             if real["value"] != want:
                 return i, f"{where}: data: the file got {real['value']} from the fixed buffer, the model {want}"
+        if op.name == "odirect_write":
+            want = [_token_byte(t) for t in loads]
+            if real["value"] != want:
+                return i, f"{where}: data: the file got {real['value']} by O_DIRECT, the model {want}"
         if op.name == "pipe_read":
             want = [_token_byte(t) for t in loads]
             if real["value"] != want:
@@ -184,6 +209,9 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
                 if check_exclusive and excl is not None and bool(excl) != r["exclusive"]:
                     return i, (f"{where}: {name} page {a}: PG_anon_exclusive kernel {r['exclusive']}, "
                                f"model {bool(excl)}")
+                if "ksm" in r and isinstance(key, tuple) and bool(s.folios[key[0]].flags & PG_ksm) != r["ksm"]:
+                    return i, (f"{where}: {name} page {a}: KSM page (kpageflags bit 21) kernel {r['ksm']}, "
+                               f"model {not r['ksm']}")
                 if mapc is not None and mapc != r["count"]:
                     return i, f"{where}: {name} page {a}: mapcount kernel {r['count']}, model {mapc}"
         if _partition(mkeys) != _partition(rkeys):
@@ -226,7 +254,37 @@ def free_hugepages() -> int:
         return 0
 
 
+def gup_test_reason() -> str:
+    """Why gup_test's PIN_LONGTERM_TEST_* / GUP_*_TEST ioctls are not used."""
+    config = ""
+    try:
+        import gzip
+        with gzip.open("/proc/config.gz", "rt") as f:
+            config = f.read()
+    except OSError:
+        pass
+    if "# CONFIG_GUP_TEST is not set" in config:
+        return "needs gup_test: this kernel is built without CONFIG_GUP_TEST (/proc/config.gz)"
+    return "needs gup_test (/sys/kernel/debug/gup_test): the probe does not drive its ioctls"
+
+
+def ksm_reason() -> str:
+    """'' when the probe may drive ksmd for the run."""
+    if not os.path.isdir("/sys/kernel/mm/ksm"):
+        return "KSM: no /sys/kernel/mm/ksm (CONFIG_KSM)"
+    try:
+        with open("/sys/kernel/mm/ksm/run") as f:
+            run = f.read().strip()
+    except OSError as e:
+        return f"KSM: {e}"
+    if run != "0":
+        return f"KSM: ksmd is already running on this machine (run={run}); the probe will not take it over"
+    return ""
+
+
 def unsupported(case, have_swap: bool) -> str:
+    if "race" in case.tags:
+        return "a race: the kernel's interleaving cannot be chosen"
     if "hugetlb" in case.tags and free_hugepages() < 4:
         return "hugetlb variant: fewer than 4 free 2 MiB huge pages (run with --thp, which raises nr_hugepages)"
     if _large(case) and HPAGE_PMD_NR != kernel_thp_nr():
@@ -237,44 +295,167 @@ def unsupported(case, have_swap: bool) -> str:
             return "several threads in one process: the probe drives one thread per process"
         for op in t.ops:
             if op.name not in SUPPORTED:
-                return f"operation {op.name}: not driven by the probe (gup_test pins, KSM, migration ...)"
+                why = NOT_DRIVEN.get(op.name, "not driven by the probe")
+                return f"operation {op.name}: {gup_test_reason() if why == 'gup_test' else why}"
+            if op.name == "ksm_merge" and ksm_reason():
+                return ksm_reason()
             if op.name == "fork" and t.process != procs[0]:
                 return "a fork by a forked process: the probe forks from the first process only"
             if op.name == "pageout" and not have_swap:
                 return "needs swap (run with --swap to set up a temporary zram device)"
             if op.name == "exit" and t.process == procs[0]:
                 return "the first process exits"
-    if "race" in case.tags:
-        return "a race: the kernel's interleaving cannot be chosen"
     return ""
 
 
-def run_case(case, design, shared: bool = False, have_swap: bool = False) -> CaseResult:
+@dataclass
+class Prepared:
+    """A case whose model run is done and whose real program is planned."""
+    case: object
+    shared: bool
+    m: object
+    msteps: list
+    plan: dict
+
+
+def prepare(case, design, shared: bool = False, have_swap: bool = False):
+    """-> a Prepared case, or the CaseResult of a skip."""
     why = unsupported(case, have_swap)
     if why:
-        return CaseResult(case.id, "skip", reason=why)
-    m, msteps = model_steps(case, design)
+        return CaseResult(case.id, "skip", reason=why, control=shared)
+    try:
+        m, msteps = model_steps(case, design)
+    except Exception as e:      # the model cannot predict the case: that is a failure, not a skip
+        return CaseResult(case.id, "disagree", reason=f"the model failed: {type(e).__name__}: {e}", control=shared)
     plan = {"pages": case.pages, "shared": shared, "processes": list(case.processes),
             "align": HPAGE_PMD_NR if _large(case) else 1, "steps": []}
     for proc, op, s, stores, loads in msteps:
         a = {k: v for k, v in op.args if k not in ("process", "child_mm", "mm_id")}
-        if op.name == "write":
-            a["value"] = [_token_byte(t) for t in stores]
-        if op.name == "io_uring_read_fixed":
+        if op.name in ("write", "io_uring_read_fixed", "odirect_read"):
             a["value"] = [_token_byte(t) for t in stores]
         plan["steps"].append({"process": proc, "op": op.name, "args": a})
-    p = subprocess.run([sys.executable, "-m", "cowlab.conformance.worker"], input=json.dumps(plan),
-                       capture_output=True, text=True, timeout=600)
-    lines = [json.loads(x) for x in p.stdout.splitlines() if x.strip()]
-    if p.returncode != 0 and not lines:
-        return CaseResult(case.id, "skip", reason=f"the real program failed: {p.stderr.strip()[-300:]}")
+    return Prepared(case, shared, m, msteps, plan)
+
+
+def _launch(prep: Prepared) -> subprocess.Popen:
+    p = subprocess.Popen([sys.executable, "-m", "cowlab.conformance.worker"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p.stdin.write(json.dumps(dict(prep.plan, cpu=cpus()[0])))     # the worker reads its whole plan before it writes a line
+    p.stdin.close()
+    p.stdin = None                           # (so communicate() does not flush it)
+    return p
+
+
+def _judge(prep: Prepared, proc: subprocess.Popen, design) -> CaseResult:
+    try:
+        out, err = proc.communicate(timeout=600)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        return CaseResult(prep.case.id, "skip", reason="the real program timed out after 600 s", control=prep.shared)
+    lines = [json.loads(x) for x in out.splitlines() if x.strip()]
+    if proc.returncode != 0 and not lines:
+        return CaseResult(prep.case.id, "skip", reason=f"the real program failed: {err.strip()[-300:]}",
+                          control=prep.shared)
     # a control compares what COW decides (data, sharing, counts), not the page type
-    n, diff = compare(m, msteps, lines, design.anon_exclusive and not shared, check_anon=not shared)
+    n, diff = compare(prep.m, prep.msteps, lines, design.anon_exclusive and not prep.shared,
+                      check_anon=not prep.shared)
+    cid = prep.case.id
     if diff.startswith("SKIP: "):
-        return CaseResult(case.id, "skip", n, diff[len("SKIP: "):], control=shared)
+        return CaseResult(cid, "skip", n, diff[len("SKIP: "):], control=prep.shared)
     if diff:
-        return CaseResult(case.id, "disagree", n, diff, control=shared)
-    return CaseResult(case.id, "agree", n, f"{n} operations compared", control=shared)
+        return CaseResult(cid, "disagree", n, diff, control=prep.shared)
+    return CaseResult(cid, "agree", n, f"{n} operations compared", control=prep.shared)
+
+
+ATTEMPTS = 3
+
+
+def cpus() -> tuple[int, set]:
+    """(the CPU real programs run on, the CPUs left for model runs).  A real
+    program stays on one CPU, so per-CPU state (the lru_add batch) is the
+    same one for all its steps."""
+    allowed = sorted(os.sched_getaffinity(0))
+    return allowed[0], set(allowed[1:])
+
+
+def _pin_model_worker(cpu_set) -> None:
+    if cpu_set:
+        os.sched_setaffinity(0, cpu_set)
+
+
+def _preparations(cases, design, shared, have_swap, jobs):
+    """Yield prepare() of every case in order.  With ``jobs`` >= 1 the model
+    runs go to a process pool on the CPUs real programs do not use, while the
+    caller runs real programs and compares; otherwise (one CPU) each is
+    computed when the caller asks for the next one, i.e. while the previous
+    real program runs."""
+    if jobs < 1 or len(cases) < 3:
+        for c in cases:
+            yield prepare(c, design, shared, have_swap)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
+                             initializer=_pin_model_worker, initargs=(cpus()[1],)) as pool:
+        futures = [pool.submit(prepare, c, design, shared, have_swap) for c in cases]
+        try:
+            for f in futures:
+                yield f.result()
+        finally:
+            for f in futures:
+                f.cancel()
+
+
+def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=None,
+              attempts: int = ATTEMPTS, jobs: int | None = None) -> list:
+    """Run cases in order; the models are computed ahead (see
+    ``_preparations``) while real programs run one at a time (they share the
+    machine's swap, huge pages and ksmd).  A disagreeing case runs again,
+    up to ``attempts`` times in all, since the kernel's background work
+    (khugepaged, deferred splits, ksmd) can change one run; an agreement after
+    a disagreement keeps the disagreement in its reason.  A control (shared)
+    is run once: it must disagree."""
+    if jobs is None:
+        jobs = len(cpus()[1])
+    results = []
+    pending = None
+
+    def finish(prep, proc):
+        r = _judge(prep, proc, design)
+        tries = 1
+        first = r
+        while r.result == "disagree" and not prep.shared and tries < attempts:
+            tries += 1
+            r = _judge(prep, _launch(prep), design)
+        if tries > 1 and r.result != "disagree":
+            r.reason += f" (on attempt {tries} of {attempts}; attempt 1 disagreed: {first.reason})"
+        elif tries > 1:
+            r.reason += f" (disagreed on all {tries} attempts)"
+        results.append(r)
+        if log:
+            log(r)
+
+    for prep in _then_none(_preparations(list(cases), design, shared, have_swap, jobs)):
+        if pending is not None:
+            finish(*pending)
+            pending = None
+        if isinstance(prep, CaseResult):
+            results.append(prep)
+            if log:
+                log(prep)
+        elif prep is not None:
+            pending = (prep, _launch(prep))
+    return results
+
+
+def _then_none(it):
+    yield from it
+    yield None
+
+
+def run_case(case, design, shared: bool = False, have_swap: bool = False) -> CaseResult:
+    return run_cases([case], design, have_swap, shared)[0]
 
 
 def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp: bool = False):
@@ -287,21 +468,27 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
         cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
         return release, dname, note, [CaseResult(c.id, "skip", reason="needs root (PFNs, kpageflags)") for c in cs], []
     from .zram import temporary_swap
-    with temporary_swap(swap, changed) as have_swap:
-        cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
+    import contextlib
+    from .zram import temporary_ksm
+    cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
+    uses_ksm = any(op.name == "ksm_merge" for c in cases for t in c.threads for op in t.ops)
+    with temporary_swap(swap, changed) as have_swap, \
+            (temporary_ksm(changed) if uses_ksm and not ksm_reason() else contextlib.nullcontext()):
         results = []
         sized = []
+        base = []
         for c in cases:
             if _large(c) and kernel_thp_nr() and HPAGE_PMD_NR != kernel_thp_nr():
                 if thp:
                     sized.append(c)
                 else:
-                    results.append(CaseResult(c.id, "skip", reason="THP variant: run with --thp (the model at the "
-                                                                      "kernel's THP size is slow: about 1 min a case)"))
+                    results.append(CaseResult(c.id, "skip", reason="THP variant: run with --thp (the model runs "
+                                                                      "at the kernel's THP size)"))
+                    if log:
+                        log(results[-1])
                 continue
-            results.append(run_case(c, design, have_swap=have_swap or swap_active()))
-            if log:
-                log(results[-1])
+            base.append(c)
+        results += run_cases(base, design, have_swap or swap_active(), log=log)
         if sized:
             # the THP variants again, with the model's THP at the kernel's size (a separate interpreter)
             env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(kernel_thp_nr()))
@@ -314,21 +501,29 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
             with temporary_sysctl("/proc/sys/fs/pipe-max-size", kernel_thp_nr() * os.sysconf("SC_PAGE_SIZE"),
                                   changed), \
                     temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
-                p = subprocess.run(args, env=env, capture_output=True, text=True, timeout=3000)
-            got = {}
-            for line in p.stdout.splitlines():
-                d = json.loads(line)
-                got[d["case"]] = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
+                # results stream back one JSON line per case, in order
+                p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                got = set()
+                for line in p.stdout:
+                    d = json.loads(line)
+                    r = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
+                    got.add(r.case)
+                    results.append(r)
+                    if log:
+                        log(r)
+                err = p.stderr.read()
+                p.wait()
             for c in sized:
-                r = got.get(c.id) or CaseResult(c.id, "skip", reason=f"the sized run failed: {p.stderr[-300:]}")
-                results.append(r)
-                if log:
-                    log(r)
+                if c.id not in got:
+                    r = CaseResult(c.id, "skip", reason=f"the sized run failed: {err.strip()[-300:]}")
+                    results.append(r)
+                    if log:
+                        log(r)
         if controls:
-            for cid in NEGATIVE_CONTROLS:
-                r = run_case(catalog.get(cid), design, shared=True, have_swap=have_swap)
-                r.case = f"{cid} (MAP_SHARED control)"
-                results.append(r)
+            def named(r):
+                r.case = f"{r.case} (MAP_SHARED control)"
                 if log:
                     log(r)
+            results += run_cases([catalog.get(cid) for cid in NEGATIVE_CONTROLS], design, have_swap, shared=True,
+                                 log=named)
     return release, dname, note, results, changed

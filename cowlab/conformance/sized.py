@@ -7,19 +7,15 @@ import json
 import sys
 
 from .. import catalog, designs
-from .runner import design_for_release, run_case
+from .runner import design_for_release, run_cases
 
 
 def main() -> int:
     import platform
     design = designs.load(design_for_release(platform.release())[0])
     swap = "--swap" in sys.argv
-    for cid in [a for a in sys.argv[1:] if not a.startswith("--")]:
-        try:
-            r = run_case(catalog.get(cid), design, have_swap=swap).as_json()
-        except Exception as e:   # one case's failure is reported, the others still run
-            r = {"case": cid, "result": "skip", "steps_compared": 0, "reason": f"{type(e).__name__}: {e}"}
-        print(json.dumps(r), flush=True)
+    cases = [catalog.get(cid) for cid in sys.argv[1:] if not cid.startswith("--")]
+    run_cases(cases, design, swap, log=lambda r: print(json.dumps(r.as_json()), flush=True))
     return 0
 
 

@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from .probe import Memory, kpages, pagemap
+from .probe import PAGE as PAGE_SIZE, Memory, Unsupported, kpages, ksm_run_until, pagemap
 
 
 def _serve(mem: Memory, cmd_r: int, res_w: int) -> None:
@@ -28,6 +28,8 @@ def _serve(mem: Memory, cmd_r: int, res_w: int) -> None:
         try:
             val = mem.op(req["op"], req["args"])
             wf.write(json.dumps({"ok": True, "value": val}) + "\n")
+        except Unsupported as e:
+            wf.write(json.dumps({"ok": False, "skip": str(e), "error": str(e)}) + "\n")
         except Exception as e:  # report, keep serving
             wf.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}) + "\n")
         wf.flush()
@@ -67,6 +69,8 @@ def stable_snapshot(procs, base, pages, tries: int = 5):
 
 def main() -> int:
     plan = json.load(sys.stdin)
+    if plan.get("cpu") is not None:
+        os.sched_setaffinity(0, {plan["cpu"]})     # one CPU for the whole case (and its children)
     pages = plan["pages"]
     mem = Memory(pages, plan.get("shared", False), plan.get("align", 1))
     first = plan["processes"][0]
@@ -75,7 +79,16 @@ def main() -> int:
         proc, op, args = step["process"], step["op"], step["args"]
         out = {"ok": True, "value": None}
         try:
-            if proc == first:
+            if op == "ksm_merge":
+                # ksmd runs until the two pages share a page frame (or gives up); the processes only wait
+                a, other = args["addr"], args.get("of") or proc
+                b = args.get("other_addr", a)
+
+                def pfn_of(name, page):
+                    present, _, pfn, _ = pagemap(procs[name]["pid"], mem.base + page * PAGE_SIZE, 1)[0]
+                    return pfn if present else None
+                ksm_run_until(lambda: pfn_of(proc, a) is not None and pfn_of(proc, a) == pfn_of(other, b))
+            elif proc == first:
                 if op == "fork":
                     cr, cw = os.pipe()
                     rr, rw = os.pipe()
@@ -99,6 +112,8 @@ def main() -> int:
                 if op == "exit":
                     os.waitpid(p["pid"], 0)
                     p["dead"] = True
+        except Unsupported as e:
+            out = {"ok": False, "skip": str(e), "error": str(e)}
         except Exception as e:
             out = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=2)}
         out["snapshot"] = stable_snapshot(procs, mem.base, pages)

@@ -1,5 +1,6 @@
-"""Swap for conformance runs: only on a temporary zram device in RAM, never
-on disk; everything changed is put back on every exit path (Ctrl-C too)."""
+"""Machine settings a conformance run changes, each put back on every exit
+path (Ctrl-C too): swap only on a temporary zram device in RAM, never on
+disk; /proc/sys values raised for the run; ksmd's knobs."""
 from __future__ import annotations
 
 import contextlib
@@ -80,5 +81,40 @@ def temporary_sysctl(path: str, at_least: int, changed: list):
         try:
             _write(path, old)
             changed.append(f"{path} back to {old} (restored)")
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+
+
+KSM_KNOBS = {"sleep_millisecs": "2", "smart_scan": "0", "pages_to_scan": "1000"}
+
+
+@contextlib.contextmanager
+def temporary_ksm(changed: list):
+    """ksmd quick and without smart_scan (which would skip a page that failed
+    to merge while pinned) for the run; ``run`` itself is switched by the
+    real program around each merge and put back here."""
+    base = "/sys/kernel/mm/ksm"
+    old = {}
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        try:
+            old["run"] = _read(f"{base}/run")
+            for k, v in KSM_KNOBS.items():
+                if os.path.exists(f"{base}/{k}"):
+                    old[k] = _read(f"{base}/{k}")
+                    if old[k] != v:
+                        _write(f"{base}/{k}", v)
+                        changed.append(f"{base}/{k} {old[k]} -> {v}")
+        except OSError as e:
+            changed.append(f"ksm knobs not set: {e}")
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for k, v in old.items():
+                with contextlib.suppress(OSError):
+                    if _read(f"{base}/{k}") != v:
+                        _write(f"{base}/{k}", v)
+                        changed.append(f"{base}/{k} back to {v} (restored)")
         finally:
             signal.signal(signal.SIGINT, old_int)

@@ -122,9 +122,18 @@ def test_thp_split_moves_the_entire_mapcount_to_subpages():
 
 def test_ksm_merge_makes_one_read_only_ksm_page():
     s = Script("t", pages=2); p = s.process("parent"); p.mmap(0, pages=2)
-    p.write(0, value="x"); p.write(1, value="x"); p.ksm_merge(0, of="parent", other_addr=1)
+    p.write(0, value="x"); p.write(1, value="x"); p.madvise(0, pages=2, advice="mergeable")
+    p.ksm_merge(0, of="parent", other_addr=1)
     st = final_state(s, "linux-5.19")
     a, b = st.mms[0].ptes[0], st.mms[0].ptes[1]
     assert a.pfn == b.pfn and not a.write and not b.write
     f = st.folios[a.pfn]
     assert f.mapcount == (2,) and f.anon_exclusive == (False,)
+
+
+def test_ksm_leaves_pages_outside_mergeable_vmas_alone():
+    # ksmd only scans VM_MERGEABLE vmas (MADV_MERGEABLE; scan_get_next_rmap_item())
+    s = Script("t", pages=2); p = s.process("parent"); p.mmap(0, pages=2)
+    p.write(0, value="x"); p.write(1, value="x"); p.ksm_merge(0, of="parent", other_addr=1)
+    st = final_state(s, "linux-5.19")
+    assert st.mms[0].ptes[0].pfn != st.mms[0].ptes[1].pfn

@@ -12,12 +12,17 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..txn import Blocked
-from ..types import PG_ksm
+from ..types import PG_ksm, VM_MERGEABLE
 from . import rmap
 
 
 def _write_protect_page(k, mm, addr) -> int | None:
-    """write_protect_page(): returns the pfn, write-protected, or None."""
+    """write_protect_page(): returns the pfn, write-protected, or None.
+    ksmd only scans VM_MERGEABLE vmas (scan_get_next_rmap_item()); a large
+    folio is not merged here (the kernel splits it first: not modelled)."""
+    vma = k.find_vma(addr, mm)
+    if vma is None or not vma.flags & VM_MERGEABLE:
+        return None
     pte = k.pte(addr, mm)
     if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn):
         return None
