@@ -337,26 +337,79 @@ def prepare(case, design, shared: bool = False, have_swap: bool = False):
     return Prepared(case, shared, m, msteps, plan)
 
 
-def _launch(prep: Prepared) -> subprocess.Popen:
-    p = subprocess.Popen([sys.executable, "-m", "cowlab.conformance.worker"], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    p.stdin.write(json.dumps(dict(prep.plan, cpu=cpus()[0])))     # the worker reads its whole plan before it writes a line
-    p.stdin.close()
-    p.stdin = None                           # (so communicate() does not flush it)
-    return p
+class Server:
+    """The real programs' server (``worker --serve``): one interpreter for the
+    run, each case in a fork()ed process of it, one case at a time."""
+
+    TIMEOUT = 600
+
+    def __init__(self):
+        self.p = None
+
+    def _start(self):
+        import tempfile
+        self.err = tempfile.TemporaryFile("w+")       # (a pipe nobody reads could fill up)
+        self.p = subprocess.Popen([sys.executable, "-m", "cowlab.conformance.worker", "--serve"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
+                                  bufsize=1)
+        # a thread reads the lines: select() cannot see what a text stream has already buffered
+        import queue
+        import threading
+        self.lines = queue.Queue()
+
+        def pump(stream, q):
+            for line in stream:
+                q.put(line)
+            q.put(None)
+        threading.Thread(target=pump, args=(self.p.stdout, self.lines), daemon=True).start()
+
+    def submit(self, plan: dict) -> "Server":
+        if self.p is None or self.p.poll() is not None:
+            self._start()
+        self.p.stdin.write(json.dumps(plan) + "\n")
+        self.p.stdin.flush()
+        return self
+
+    def collect(self) -> tuple[list, str]:
+        """-> (the step lines, '' or why the program failed)."""
+        import queue
+        import time
+        lines = []
+        deadline = time.monotonic() + self.TIMEOUT
+        while True:
+            try:
+                line = self.lines.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                self.close(kill=True)
+                return lines, f"the real program timed out after {self.TIMEOUT} s"
+            if line is None:
+                self.close(kill=True)
+                self.err.seek(0)
+                return lines, f"the real program failed: {self.err.read().strip()[-300:]}"
+            d = json.loads(line)
+            if "done" in d:
+                return lines, ""
+            lines.append(d)
+
+    def close(self, kill: bool = False) -> None:
+        if self.p is None:
+            return
+        if kill:
+            self.p.kill()
+        else:
+            self.p.stdin.close()
+        self.p.wait()
+        self.p = None
 
 
-def _judge(prep: Prepared, proc: subprocess.Popen, design) -> CaseResult:
-    try:
-        out, err = proc.communicate(timeout=600)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        return CaseResult(prep.case.id, "skip", reason="the real program timed out after 600 s", control=prep.shared)
-    lines = [json.loads(x) for x in out.splitlines() if x.strip()]
-    if proc.returncode != 0 and not lines:
-        return CaseResult(prep.case.id, "skip", reason=f"the real program failed: {err.strip()[-300:]}",
-                          control=prep.shared)
+def _launch(prep: Prepared, server: Server) -> Server:
+    return server.submit(dict(prep.plan, cpu=cpus()[0]))
+
+
+def _judge(prep: Prepared, server: Server, design) -> CaseResult:
+    lines, failure = server.collect()
+    if failure and not lines:
+        return CaseResult(prep.case.id, "skip", reason=failure, control=prep.shared)
     # a control compares what COW decides (data, sharing, counts), not the page type
     n, diff = compare(prep.m, prep.msteps, lines, design.anon_exclusive and not prep.shared,
                       check_anon=not prep.shared)
@@ -379,6 +432,13 @@ def cpus() -> tuple[int, set]:
     return allowed[0], set(allowed[1:])
 
 
+def default_jobs() -> int:
+    """Model runs in parallel: every CPU (measured here with 2 CPUs: the
+    --thp run takes 16 s with 2 model processes, 23 s with one on the CPU
+    the real programs do not use); ``COWLAB_CONFORMANCE_JOBS`` overrides."""
+    return int(os.environ.get("COWLAB_CONFORMANCE_JOBS") or len(os.sched_getaffinity(0)))
+
+
 def _pin_model_worker(cpu_set) -> None:
     if cpu_set:
         os.sched_setaffinity(0, cpu_set)
@@ -386,10 +446,10 @@ def _pin_model_worker(cpu_set) -> None:
 
 def _preparations(cases, design, shared, have_swap, jobs):
     """Yield prepare() of every case in order.  With ``jobs`` >= 1 the model
-    runs go to a process pool on the CPUs real programs do not use, while the
-    caller runs real programs and compares; otherwise (one CPU) each is
-    computed when the caller asks for the next one, i.e. while the previous
-    real program runs."""
+    runs go to a process pool (kept off the real programs' CPU when there
+    are enough others), while the caller runs real programs and compares;
+    with 0 each is computed when the caller asks for the next one, i.e.
+    while the previous real program runs."""
     if jobs < 1 or len(cases) < 3:
         for c in cases:
             yield prepare(c, design, shared, have_swap)
@@ -397,7 +457,8 @@ def _preparations(cases, design, shared, have_swap, jobs):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
-                             initializer=_pin_model_worker, initargs=(cpus()[1],)) as pool:
+                             initializer=_pin_model_worker,
+                             initargs=(cpus()[1] if jobs <= len(cpus()[1]) else set(),)) as pool:
         futures = [pool.submit(prepare, c, design, shared, have_swap) for c in cases]
         try:
             for f in futures:
@@ -417,9 +478,10 @@ def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=
     a disagreement keeps the disagreement in its reason.  A control (shared)
     is run once: it must disagree."""
     if jobs is None:
-        jobs = len(cpus()[1])
+        jobs = default_jobs()
     results = []
     pending = None
+    server = Server()
 
     def finish(prep, proc):
         r = _judge(prep, proc, design)
@@ -427,7 +489,7 @@ def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=
         first = r
         while r.result == "disagree" and not prep.shared and tries < attempts:
             tries += 1
-            r = _judge(prep, _launch(prep), design)
+            r = _judge(prep, _launch(prep, server), design)
         if tries > 1 and r.result != "disagree":
             r.reason += f" (on attempt {tries} of {attempts}; attempt 1 disagreed: {first.reason})"
         elif tries > 1:
@@ -436,16 +498,19 @@ def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=
         if log:
             log(r)
 
-    for prep in _then_none(_preparations(list(cases), design, shared, have_swap, jobs)):
-        if pending is not None:
-            finish(*pending)
-            pending = None
-        if isinstance(prep, CaseResult):
-            results.append(prep)
-            if log:
-                log(prep)
-        elif prep is not None:
-            pending = (prep, _launch(prep))
+    try:
+        for prep in _then_none(_preparations(list(cases), design, shared, have_swap, jobs)):
+            if pending is not None:
+                finish(*pending)
+                pending = None
+            if isinstance(prep, CaseResult):
+                results.append(prep)
+                if log:
+                    log(prep)
+            elif prep is not None:
+                pending = (prep, _launch(prep, server))
+    finally:
+        server.close(kill=pending is not None)
     return results
 
 
@@ -504,15 +569,19 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                 # results stream back one JSON line per case, in order
                 p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 got = set()
-                for line in p.stdout:
-                    d = json.loads(line)
-                    r = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
-                    got.add(r.case)
-                    results.append(r)
-                    if log:
-                        log(r)
-                err = p.stderr.read()
-                p.wait()
+                try:
+                    for line in p.stdout:
+                        d = json.loads(line)
+                        r = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
+                        got.add(r.case)
+                        results.append(r)
+                        if log:
+                            log(r)
+                    err = p.stderr.read()
+                finally:
+                    if p.poll() is None:         # Ctrl-C or an error here: the sized run goes too
+                        p.kill()
+                    p.wait()
             for c in sized:
                 if c.id not in got:
                     r = CaseResult(c.id, "skip", reason=f"the sized run failed: {err.strip()[-300:]}")

@@ -1,6 +1,7 @@
 """The real program of a conformance run (``python -m cowlab.conformance.worker``).
 
-Reads a plan on stdin: {"pages", "shared", "steps": [{"process", "op", "args"}]};
+Reads a plan on stdin: {"pages", "shared", "steps": [{"process", "op", "args"}]}
+(or, with ``--serve``, one plan per line, each run in a fork()ed process);
 it is the scenario's first process; a ``fork`` step forks a process that
 serves commands on a pipe.  After every step it prints one JSON line with what
 the step returned and what every live process's page table and pages look
@@ -67,8 +68,8 @@ def stable_snapshot(procs, base, pages, tries: int = 5):
     return prev
 
 
-def main() -> int:
-    plan = json.load(sys.stdin)
+def run_plan(plan: dict, stdout) -> None:
+    """Run one case's plan in this process, one JSON line per step on ``stdout``."""
     if plan.get("cpu") is not None:
         os.sched_setaffinity(0, {plan["cpu"]})     # one CPU for the whole case (and its children)
     pages = plan["pages"]
@@ -117,8 +118,8 @@ def main() -> int:
         except Exception as e:
             out = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=2)}
         out["snapshot"] = stable_snapshot(procs, mem.base, pages)
-        sys.stdout.write(json.dumps(out) + "\n")
-        sys.stdout.flush()
+        stdout.write(json.dumps(out) + "\n")
+        stdout.flush()
         if not out["ok"]:
             break
     for name, p in procs.items():
@@ -126,6 +127,43 @@ def main() -> int:
             p["cmd"].write(json.dumps({"op": "exit", "args": {}}) + "\n")
             p["cmd"].flush()
             os.waitpid(p["pid"], 0)
+
+
+def serve() -> None:
+    """``--serve``: one plan per line on stdin; each runs in a fresh fork()ed
+    process (so every case starts from a clean address space without a new
+    interpreter), its lines streamed to stdout, then ``{"done": status}``."""
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        plan = json.loads(line)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(r)
+            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)     # the command stream is the server's
+            with os.fdopen(w, "w") as out:
+                try:
+                    run_plan(plan, out)
+                except BaseException as e:       # reported as a failed step; the server goes on
+                    out.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}", "snapshot": {}}) + "\n")
+                    out.flush()
+            os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as res:
+            for out_line in res:
+                sys.stdout.write(out_line)
+                sys.stdout.flush()
+        _, status = os.waitpid(pid, 0)
+        sys.stdout.write(json.dumps({"done": status}) + "\n")
+        sys.stdout.flush()
+
+
+def main() -> int:
+    if "--serve" in sys.argv[1:]:
+        serve()
+    else:
+        run_plan(json.load(sys.stdin), sys.stdout)
     return 0
 
 

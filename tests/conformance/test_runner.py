@@ -16,7 +16,7 @@ def fake_kernel(monkeypatch):
     script = {}
     launched = []
 
-    def launch(prep):
+    def launch(prep, server):
         launched.append(prep.case.id)
         return prep.case.id
 
