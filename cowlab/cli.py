@@ -387,9 +387,14 @@ def conformance(cases, swap, controls, thp, fmt):
     from . import conformance as conf
     for c in cases:
         catalog.get(c)
-    rel, dname, note, results, changed = conf.run(list(cases) or None, swap=swap, controls=controls, thp=thp)
+    interrupted = False
+    try:
+        rel, dname, note, results, changed = conf.run(list(cases) or None, swap=swap, controls=controls, thp=thp)
+    except conf.Interrupted as e:
+        rel, dname, note, results, changed = e.args
+        interrupted = True
     if fmt == "json":
-        click.echo(json.dumps({"kernel": rel, "design": dname, "note": note,
+        click.echo(json.dumps({"kernel": rel, "design": dname, "note": note, "interrupted": interrupted,
                                "cases": [r.as_json() for r in results], "changed": changed}, indent=2))
     else:
         out.print(f"{note}")
@@ -409,6 +414,9 @@ def conformance(cases, swap, controls, thp, fmt):
                   f"disagreed as they must")
         for line in changed:
             out.print(f"machine: {line}")
+    if interrupted:
+        raise UserError(f"interrupted after {len(results)} cases: the result is inconclusive "
+                        f"(the machine was put back: {len(changed)} changes listed)")
     bad = any(r.result == "disagree" and not r.control for r in results) or \
         any(r.control and r.result != "disagree" for r in results)
     if bad:

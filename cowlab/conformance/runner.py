@@ -47,6 +47,11 @@ def design_for_release(release: str) -> tuple[str, str]:
     return name, f"kernel {release}: nearest older design {name}"
 
 
+class Interrupted(Exception):
+    """Ctrl-C: the run stopped; ``args`` = (release, design, note, the
+    results so far, the machine changes made and restored)."""
+
+
 @dataclass
 class CaseResult:
     case: str
@@ -351,7 +356,7 @@ class Server:
         self.err = tempfile.TemporaryFile("w+")       # (a pipe nobody reads could fill up)
         self.p = subprocess.Popen([sys.executable, "-m", "cowlab.conformance.worker", "--serve"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                  bufsize=1)
+                                  bufsize=1, preexec_fn=die_with_parent)
         # a thread reads the lines: select() cannot see what a text stream has already buffered
         import queue
         import threading
@@ -439,7 +444,21 @@ def default_jobs() -> int:
     return int(os.environ.get("COWLAB_CONFORMANCE_JOBS") or len(os.sched_getaffinity(0)))
 
 
+def die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): a helper process of the run must not
+    outlive it (Ctrl-C, a kill)."""
+    import ctypes
+    import signal
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _pin_model_worker(cpu_set) -> None:
+    import signal
+    die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)      # Ctrl-C is the run's to handle
     if cpu_set:
         os.sched_setaffinity(0, cpu_set)
 
@@ -537,62 +556,67 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
     from .zram import temporary_ksm
     cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
     uses_ksm = any(op.name == "ksm_merge" for c in cases for t in c.threads for op in t.ops)
-    with temporary_swap(swap, changed) as have_swap, \
-            (temporary_ksm(changed) if uses_ksm and not ksm_reason() else contextlib.nullcontext()):
-        results = []
-        sized = []
-        base = []
-        for c in cases:
-            if _large(c) and kernel_thp_nr() and HPAGE_PMD_NR != kernel_thp_nr():
-                if thp:
-                    sized.append(c)
-                else:
-                    results.append(CaseResult(c.id, "skip", reason="THP variant: run with --thp (the model runs "
-                                                                      "at the kernel's THP size)"))
-                    if log:
-                        log(results[-1])
-                continue
-            base.append(c)
-        results += run_cases(base, design, have_swap or swap_active(), log=log)
-        if sized:
-            # the THP variants again, with the model's THP at the kernel's size (a separate interpreter)
-            env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(kernel_thp_nr()))
-            args = [sys.executable, "-m", "cowlab.conformance.sized"] + [c.id for c in sized]
-            if have_swap or swap_active():
-                args.append("--swap")
-            from .zram import temporary_sysctl
-            # a vmsplice() of a whole THP needs a pipe that holds it (F_SETPIPE_SZ up to pipe-max-size);
-            # the hugetlb variants need free huge pages (cow.c wants two per test)
-            with temporary_sysctl("/proc/sys/fs/pipe-max-size", kernel_thp_nr() * os.sysconf("SC_PAGE_SIZE"),
-                                  changed), \
-                    temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
-                # results stream back one JSON line per case, in order
-                p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                got = set()
-                try:
-                    for line in p.stdout:
-                        d = json.loads(line)
-                        r = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
-                        got.add(r.case)
+    results = []
+    try:
+        with temporary_swap(swap, changed) as have_swap, \
+                (temporary_ksm(changed) if uses_ksm and not ksm_reason() else contextlib.nullcontext()):
+            sized = []
+            base = []
+            for c in cases:
+                if _large(c) and kernel_thp_nr() and HPAGE_PMD_NR != kernel_thp_nr():
+                    if thp:
+                        sized.append(c)
+                    else:
+                        results.append(CaseResult(c.id, "skip", reason="THP variant: run with --thp (the model runs "
+                                                                          "at the kernel's THP size)"))
+                        if log:
+                            log(results[-1])
+                    continue
+                base.append(c)
+            results += run_cases(base, design, have_swap or swap_active(), log=log)
+            if sized:
+                # the THP variants again, with the model's THP at the kernel's size (a separate interpreter)
+                env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(kernel_thp_nr()))
+                args = [sys.executable, "-m", "cowlab.conformance.sized"] + [c.id for c in sized]
+                if have_swap or swap_active():
+                    args.append("--swap")
+                from .zram import temporary_sysctl
+                # a vmsplice() of a whole THP needs a pipe that holds it (F_SETPIPE_SZ up to pipe-max-size);
+                # the hugetlb variants need free huge pages (cow.c wants two per test)
+                with temporary_sysctl("/proc/sys/fs/pipe-max-size", kernel_thp_nr() * os.sysconf("SC_PAGE_SIZE"),
+                                      changed), \
+                        temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
+                    # results stream back one JSON line per case, in order
+                    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=die_with_parent)
+                    got = set()
+                    try:
+                        for line in p.stdout:
+                            d = json.loads(line)
+                            r = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
+                            got.add(r.case)
+                            results.append(r)
+                            if log:
+                                log(r)
+                        err = p.stderr.read()
+                    finally:
+                        if p.poll() is None:         # Ctrl-C or an error here: the sized run goes too
+                            p.kill()
+                        p.wait()
+                for c in sized:
+                    if c.id not in got:
+                        r = CaseResult(c.id, "skip", reason=f"the sized run failed: {err.strip()[-300:]}")
                         results.append(r)
                         if log:
                             log(r)
-                    err = p.stderr.read()
-                finally:
-                    if p.poll() is None:         # Ctrl-C or an error here: the sized run goes too
-                        p.kill()
-                    p.wait()
-            for c in sized:
-                if c.id not in got:
-                    r = CaseResult(c.id, "skip", reason=f"the sized run failed: {err.strip()[-300:]}")
-                    results.append(r)
+            if controls:
+                def named(r):
+                    r.case = f"{r.case} (MAP_SHARED control)"
                     if log:
                         log(r)
-        if controls:
-            def named(r):
-                r.case = f"{r.case} (MAP_SHARED control)"
-                if log:
-                    log(r)
-            results += run_cases([catalog.get(cid) for cid in NEGATIVE_CONTROLS], design, have_swap, shared=True,
-                                 log=named)
+                results += run_cases([catalog.get(cid) for cid in NEGATIVE_CONTROLS], design, have_swap, shared=True,
+                                     log=named)
+    except KeyboardInterrupt:
+        # the context managers above have put the machine back by now
+        raise Interrupted(release, dname, note, results, changed) from None
     return release, dname, note, results, changed
