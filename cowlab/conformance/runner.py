@@ -32,7 +32,7 @@ NOT_DRIVEN = {
     "free_swapcache": "try_to_free_swap() cannot be called on its own from user space",
 }
 DESIGN_VERSIONS = [((5, 7), "linux-5.7"), ((5, 8), "linux-5.8"), ((5, 9), "linux-5.9"), ((5, 11), "linux-5.11"),
-                   ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 18), "linux-6.18")]
+                   ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 15), "linux-6.18")]
 NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
 
 
@@ -44,7 +44,11 @@ def design_for_release(release: str) -> tuple[str, str]:
     if not older:
         return "linux-5.7", f"{release} is older than every design; using linux-5.7"
     name = older[-1]
-    return name, f"kernel {release}: nearest older design {name}"
+    note = f"kernel {release}: nearest older design {name}"
+    rng = re.findall(r"v(\d+)\.(\d+)", designs.load(name).kernel)
+    if rng and (int(rng[-1][0]), int(rng[-1][1])) < v:
+        note += f" (it models {designs.load(name).kernel}; this kernel is newer, so later changes are not in the model)"
+    return name, note
 
 
 class Interrupted(Exception):

@@ -23,6 +23,11 @@ def test_design_chosen_for_the_host(results):
     assert conformance.design_for_release("6.18.3")[0] == "linux-6.18"
     assert conformance.design_for_release("5.10.200")[0] == "linux-5.9"
     assert conformance.design_for_release("6.1.0")[0] == "linux-5.19"
+    # the designs' own ranges: linux-6.18 models v6.15 .. v6.18; a 6.10 gets 5.19 and is told it is newer
+    assert conformance.design_for_release("6.15.0")[0] == "linux-6.18"
+    name, note = conformance.design_for_release("6.10.2")
+    assert name == "linux-5.19" and "newer" in note
+    assert "newer" not in conformance.design_for_release("6.18.44")[1]
 
 
 def test_every_executed_case_agrees(results):
