@@ -45,6 +45,40 @@ def _check(ret, what):
     return ret
 
 
+def fs_type(path: str) -> str:
+    """The filesystem type of the mount holding ``path`` (/proc/self/mountinfo)."""
+    path = os.path.realpath(path)
+    best, kind = "", ""
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            mnt = left.split()[4].replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
+                best, kind = mnt, right.split()[0]
+    return kind
+
+
+#: filesystems that accept O_DIRECT but copy through the page cache instead of GUP-ing the user pages
+NO_GUP_FS = {"tmpfs", "ramfs", "shmem", "devtmpfs", "proc", "sysfs"}
+
+
+def odirect_dir() -> str:
+    """A writable directory on a filesystem whose O_DIRECT I/O GUPs the user's
+    pages (a block filesystem; not tmpfs): $COWLAB_ODIRECT_DIR, the
+    temporary directory, /var/tmp, or the current directory."""
+    import tempfile
+    seen = []
+    for d in (os.environ.get("COWLAB_ODIRECT_DIR"), tempfile.gettempdir(), "/var/tmp", os.getcwd()):
+        if not d or not os.path.isdir(d) or not os.access(d, os.W_OK):
+            continue
+        t = fs_type(d)
+        if t not in NO_GUP_FS:
+            return d
+        seen.append(f"{d} ({t})")
+    raise Unsupported("O_DIRECT: no writable directory on a block filesystem (tmpfs copies instead of GUP): "
+                      + ", ".join(seen))
+
+
 class Unsupported(Exception):
     """The host cannot run this operation (the case is skipped, with this reason)."""
 
@@ -114,7 +148,7 @@ class Memory:
     def _dio(self):
         if getattr(self, "dio_fd", None) is None:
             import tempfile
-            fd, path = tempfile.mkstemp(prefix="cowlab-odirect-", dir=os.environ.get("COWLAB_ODIRECT_DIR"))
+            fd, path = tempfile.mkstemp(prefix="cowlab-odirect-", dir=odirect_dir())
             try:
                 dfd = os.open(path, os.O_RDWR | os.O_DIRECT)
             except OSError as e:
