@@ -113,7 +113,7 @@ def model_steps(case, design):
             if op.name not in ("signal", "wait"):
                 stores = [e[5] for e in effects if e[0] == "store"]
                 loads = [e[7] for e in effects if e[0] == "load"]
-                out.append((case.threads[tr.tid].process, op, s, stores, loads))
+                out.append((case.threads[tr.tid].process, op, s, stores, loads, case.threads[tr.tid].name))
             effects = []
         else:
             current = tr.tid
@@ -159,7 +159,7 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
     """-> (steps compared, '' or the first difference)."""
     pages = m.case.pages
     names = list(m.case.processes)
-    for i, ((proc, op, s, stores, loads), real) in enumerate(zip(msteps, real_lines)):
+    for i, ((proc, op, s, stores, loads, thread), real) in enumerate(zip(msteps, real_lines)):
         where = f"step {i + 1} ({proc}: {op})"
         if not real.get("ok"):
             if real.get("skip"):
@@ -300,8 +300,9 @@ def unsupported(case, have_swap: bool) -> str:
         return f"THP variant: the model's THP has {HPAGE_PMD_NR} subpages, the kernel's {kernel_thp_nr()}"
     procs = list(case.processes)
     for t in case.threads:
-        if t.name != t.process:
-            return "several threads in one process: the probe drives one thread per process"
+        if t.name != t.process and (t.process != procs[0] or len(os.sched_getaffinity(0)) < 2):
+            return ("a second thread: the probe runs one only in the first process, on another CPU "
+                    "(this needs two CPUs)")
         for op in t.ops:
             if op.name not in SUPPORTED:
                 why = NOT_DRIVEN.get(op.name, "not driven by the probe")
@@ -338,11 +339,14 @@ def prepare(case, design, shared: bool = False, have_swap: bool = False):
         return CaseResult(case.id, "disagree", reason=f"the model failed: {type(e).__name__}: {e}", control=shared)
     plan = {"pages": case.pages, "shared": shared, "processes": list(case.processes),
             "align": HPAGE_PMD_NR if _large(case) else 1, "steps": []}
-    for proc, op, s, stores, loads in msteps:
+    for proc, op, s, stores, loads, thread in msteps:
         a = {k: v for k, v in op.args if k not in ("process", "child_mm", "mm_id")}
         if op.name in ("write", "io_uring_read_fixed", "odirect_read"):
             a["value"] = [_token_byte(t) for t in stores]
-        plan["steps"].append({"process": proc, "op": op.name, "args": a})
+        step = {"process": proc, "op": op.name, "args": a}
+        if thread != proc:
+            step["thread"] = thread
+        plan["steps"].append(step)
     return Prepared(case, shared, m, msteps, plan)
 
 
@@ -412,7 +416,12 @@ class Server:
 
 
 def _launch(prep: Prepared, server: Server) -> Server:
-    return server.submit(dict(prep.plan, cpu=cpus()[0]))
+    """The plan goes with its CPUs: the case's processes on one, each further
+    thread of the first process on the next one (a script's ``cpu()``)."""
+    allowed = sorted(os.sched_getaffinity(0))
+    threads = sorted({st["thread"] for st in prep.plan["steps"] if "thread" in st})
+    return server.submit(dict(prep.plan, cpu=allowed[0],
+                              thread_cpus={t: allowed[(i + 1) % len(allowed)] for i, t in enumerate(threads)}))
 
 
 def _judge(prep: Prepared, server: Server, design) -> CaseResult:

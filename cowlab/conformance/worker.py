@@ -68,6 +68,26 @@ def stable_snapshot(procs, base, pages, tries: int = 5):
     return prev
 
 
+def _on_cpu(cpu: int, fn):
+    """Run fn in a new thread of this process pinned to ``cpu``; its result
+    (or its exception) comes back here."""
+    import threading
+    box = {}
+
+    def body():
+        try:
+            os.sched_setaffinity(threading.get_native_id(), {cpu})
+            box["value"] = fn()
+        except BaseException as e:      # re-raised in the caller
+            box["error"] = e
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    if "error" in box:
+        raise box["error"]
+    return box.get("value")
+
+
 def run_plan(plan: dict, stdout) -> None:
     """Run one case's plan in this process, one JSON line per step on ``stdout``."""
     if plan.get("cpu") is not None:
@@ -89,6 +109,9 @@ def run_plan(plan: dict, stdout) -> None:
                     present, _, pfn, _ = pagemap(procs[name]["pid"], mem.base + page * PAGE_SIZE, 1)[0]
                     return pfn if present else None
                 ksm_run_until(lambda: pfn_of(proc, a) is not None and pfn_of(proc, a) == pfn_of(other, b))
+            elif "thread" in step:
+                # another thread of the first process, on its own CPU (its own lru_add batch)
+                out["value"] = _on_cpu(plan["thread_cpus"][step["thread"]], lambda: mem.op(op, args))
             elif proc == first:
                 if op == "fork":
                     cr, cw = os.pipe()
