@@ -32,7 +32,8 @@ NOT_DRIVEN = {
     "free_swapcache": "try_to_free_swap() cannot be called on its own from user space",
 }
 DESIGN_VERSIONS = [((5, 7), "linux-5.7"), ((5, 8), "linux-5.8"), ((5, 9), "linux-5.9"), ((5, 11), "linux-5.11"),
-                   ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 15), "linux-6.18")]
+                   ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 5), "linux-6.5"),
+                   ((6, 9), "linux-6.9"), ((6, 15), "linux-6.18")]
 NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
 
 

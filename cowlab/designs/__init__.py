@@ -19,6 +19,8 @@ BUILTIN = {
     "linux-5.11": "linux_5_11",
     "linux-5.18": "linux_5_18",
     "linux-5.19": "linux_5_19",
+    "linux-6.5": "linux_6_5",
+    "linux-6.9": "linux_6_9",
     "linux-6.18": "linux_6_18",
     "rfc-mapcount": "rfc_mapcount",
     "rfc-page-anon-shared": "rfc_page_anon_shared",

@@ -21,6 +21,7 @@ SWAPPED = {v for v in cow_c.VARIANTS if v.endswith("swap")}
 S_618 = ("cow.c on 6.x: 'pass:769 fail:0 xfail:8 skip:1' (20240502085259.103784-2-david@redhat.com): only the "
          "hugetlb vmsplice tests fail, flagged XFAIL (7dad331be781 lists them; Peter Xu saw the mprotect variant)")
 S_519 = "derived: PageAnonExclusive (5.19) is what 6.x has for these tests; the hugetlb vmsplice XFAILs predate it"
+SIX_X = ("linux-6.5", "linux-6.9", "linux-6.18")      # cow.c passes on 6.x; the hugetlb vmsplice tests are XFAIL
 S_57 = ("reference 7.5 (derived): <=5.7 the vmsplice tests fail in every anon variant, fork() with a pinned "
         "buffer fails, the R/O pin on a shared page fails")
 S_57_MREMAP = ("derived from 5.7 reuse_swap_page() -> page_trans_huge_map_swapcount(): the max mapcount over the "
@@ -43,9 +44,9 @@ def expect(test, variant, design):
         if design in ("linux-5.8", "rfc-mapcount", "rfc-page-anon-shared") and test != "vmsplice-before-fork":
             # the vmsplice GUP breaks COW (5.8) / unshares (RFC) on the shared huge page first
             return "pass", S_58 if design == "linux-5.8" else S_RFC
-        return "xfail", S_618 if design == "linux-6.18" else S_HUGETLB + "; 5.7's reuse ignores GUP references"
-    if design in ("linux-6.18", "linux-5.19"):
-        return "pass", S_618 if design == "linux-6.18" else S_519
+        return "xfail", S_618 if design in SIX_X else S_HUGETLB + "; 5.7's reuse ignores GUP references"
+    if design in SIX_X + ("linux-5.19",):
+        return "pass", S_618 if design in SIX_X else S_519
     pmd = variant in ("thp",)
     if design == "linux-5.7":
         if test in VMSPLICE:
@@ -105,8 +106,8 @@ S_RFC = "derived: the RFC unshares a R/O GUP of a page with mapcount > 1 and reu
 S_RFC_SWAP = ("the seed (Linus, 17 Dec 2021): mapcount does not see another process's swap entry, so the child's "
               "vmsplice of its swapped-in page does not unshare and the parent reuses it on its swapin")
 
-DESIGNS = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.18",
-           "rfc-mapcount", "rfc-page-anon-shared")
+DESIGNS = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
+           "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
 CASES = [(t[0], v) for v in cow_c.VARIANTS for t in cow_c.TESTS]
 
 

@@ -6,8 +6,8 @@ from cowlab.matrix import explore_result
 from cowlab.model import CowModel
 from cowlab.run import run_sequential
 
-ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.18",
-       "rfc-mapcount", "rfc-page-anon-shared")
+ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
+       "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
 
 S_THP = ("vmsplice-v5.11.c: THP leak 'reintroduced' with 09854ba94c6a (5.9), fixed by 3bff7e3f1f16 (5.18); "
          "5.7 leaks (CVE-2020-29374); 5.8 breaks COW in GUP (17839856fd58)")

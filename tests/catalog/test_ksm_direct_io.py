@@ -6,8 +6,8 @@ from cowlab import catalog, designs
 from cowlab.model import CowModel
 from cowlab.run import run_sequential
 
-ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.18",
-       "rfc-mapcount", "rfc-page-anon-shared")
+ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
+       "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
 
 S_KSM = ("mm/ksm.c write_protect_page() refuses a pinned page (mapcount + 1 + swapcache != page_count, since "
          "2.6.32); do_wp_page() copies a KSM page mapped elsewhere in every version; live-kernel probe on 6.18.44 "

@@ -9,7 +9,8 @@ import pytest
 
 D57, D58, D59, D511, D518, D519, D618, RM, RP = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18",
                                                  "linux-5.19", "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
-ALL = (D57, D58, D59, D511, D518, D519, D618, RM, RP)
+D65, D69 = "linux-6.5", "linux-6.9"      # 5.19's rules for base pages (they differ on large folios and O_DIRECT)
+ALL = (D57, D58, D59, D511, D518, D519, D65, D69, D618, RM, RP)
 PAGE_COUNT_ERA = (D59, D511, D518)
 
 S_COWC = "cow.c passes on 6.x (selftest, 20240502085259.103784-2-david@redhat.com: only hugetlb vmsplice XFAIL)"
