@@ -23,9 +23,12 @@ def test_design_chosen_for_the_host(results):
     assert conformance.design_for_release("6.18.3")[0] == "linux-6.18"
     assert conformance.design_for_release("5.10.200")[0] == "linux-5.9"
     assert conformance.design_for_release("6.1.0")[0] == "linux-5.19"
-    # the designs' own ranges: linux-6.18 models v6.15 .. v6.18; a 6.10 gets 5.19 and is told it is newer
+    # the designs' own ranges: linux-6.18 models v6.15 .. v6.18, linux-6.9 v6.9 .. v6.14, linux-6.5 v6.5 .. v6.8;
+    # a 6.3 gets linux-5.19 (v5.19 .. v6.1) and is told it is newer
     assert conformance.design_for_release("6.15.0")[0] == "linux-6.18"
-    name, note = conformance.design_for_release("6.10.2")
+    assert conformance.design_for_release("6.10.2")[0] == "linux-6.9"
+    assert conformance.design_for_release("6.8.0-45-generic")[0] == "linux-6.5"
+    name, note = conformance.design_for_release("6.3.1")
     assert name == "linux-5.19" and "newer" in note
     assert "newer" not in conformance.design_for_release("6.18.44")[1]
 
@@ -61,3 +64,22 @@ def test_machine_left_as_found(results):
     if os.path.exists("/sys/block/zram0/disksize"):
         with open("/sys/block/zram0/disksize") as f:
             assert f.read().strip() == "0"
+
+
+def test_an_older_design_disagrees_where_the_kernel_changed():
+    """A second kind of control: the probe must see version differences.  From
+    6.5 (a7e689dd1c06) an O_DIRECT write pins with FOLL_PIN and unshares a page
+    shared with a child; the linux-5.19 design (FOLL_GET) must disagree on
+    this kernel, while the host's design agrees."""
+    import platform
+    from cowlab import catalog, designs
+    dname, _ = conformance.design_for_release(platform.release())
+    if dname not in ("linux-6.5", "linux-6.9", "linux-6.18"):
+        pytest.skip(f"the host's design is {dname}: O_DIRECT pins with FOLL_PIN from 6.5")
+    case = catalog.get("odirect-write-after-fork")
+    host = conformance.run_case(case, designs.load(dname))
+    if host.result == "skip":
+        pytest.skip(host.reason)
+    assert host.result == "agree", host.as_json()
+    old = conformance.runner.run_cases([case], designs.load("linux-5.19"), attempts=1)[0]
+    assert old.result == "disagree" and "odirect_write" in old.reason, old.as_json()
