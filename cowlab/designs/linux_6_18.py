@@ -1,7 +1,8 @@
 """linux-6.18: 6.9 (itself 5.19 + mprotect writable, non-anon unshare,
-O_DIRECT FOLL_PIN, no refcount reuse of large folios) plus 6.15 (MM owner
-tracking): a PTE-mapped large folio is reused when all its references are
-mappings of this MM (__wp_can_reuse_large_anon_folio())."""
+O_DIRECT FOLL_PIN, no refcount reuse of large folios) plus 1da190f4d0a6
+(6.15, on 6af8cb80d3a9's MM owner tracking): a PTE-mapped large folio is
+reused when it has two or more mappings, none from another MM, and no
+reference beyond them (__wp_can_reuse_large_anon_folio())."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,8 +17,8 @@ class Linux618(Linux69):
     name: str = "linux-6.18"
     kernel: str = "v6.15 .. v6.18"
     summary: str = "5.19 + mprotect maps exclusive pages writable, unshare of non-anon, O_DIRECT FOLL_PIN, mTHP reuse"
-    sources: tuple = Linux69.sources + ("mm: MM owner tracking for large folios (!hugetlb) + "
-                                        "CONFIG_NO_PAGE_MAPCOUNT (6.15)",)
+    sources: tuple = Linux69.sources + ("1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
+                                        "6af8cb80d3a9 mm/rmap: basic MM owner tracking for large folios (!hugetlb)")
 
     def wp_large_anon_folio(self, k, vmf):
         return self.wp_can_reuse_large_anon_folio(k, vmf)

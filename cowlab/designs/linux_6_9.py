@@ -1,5 +1,5 @@
-"""linux-6.9: 6.5 plus Barry Song's "mm: prohibit the last subpage from
-reusing the entire large folio" (20240308092721.144735-1-21cnbao@gmail.com):
+"""linux-6.9: 6.5 plus cd197c3a2040 (6.9), Barry Song's "mm: prohibit the
+last subpage from reusing the entire large folio" (20240308092721.144735-1-21cnbao@gmail.com):
 wp_can_reuse_anon_folio() never reuses a large folio by its refcount, so a
 write fault on a PTE-mapped large folio that is not PageAnonExclusive
 always copies, until 6.15 (see linux-6.18)."""
@@ -16,8 +16,8 @@ class Linux69(Linux65):
     name: str = "linux-6.9"
     kernel: str = "v6.9 .. v6.14"
     summary: str = "6.5 + a large folio is never reused by refcount (copy unless exclusive)"
-    sources: tuple = Linux65.sources + ("20240308092721.144735-1-21cnbao@gmail.com mm: prohibit the last subpage "
-                                        "from reusing the entire large folio",)
+    sources: tuple = Linux65.sources + ("cd197c3a2040 mm: prohibit the last subpage from reusing the entire "
+                                        "large folio",)
 
     def wp_anon(self, k, vmf):
         if k.PageAnonExclusive(vmf.pfn, vmf.idx):
