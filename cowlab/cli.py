@@ -380,20 +380,25 @@ def plots(out_dir, walks, seed):
 @click.option("--controls/--no-controls", default=True, show_default=True, help="run the MAP_SHARED negative controls")
 @click.option("--thp", is_flag=True, help="also the THP variants, with the model's THP at the kernel's size (slow)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--design", "-d", "design_spec", default=None,
+              help="compare with this design (name or file) instead of this kernel's: an older design disagrees "
+                   "where the kernel changed")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 @_guard
-def conformance(cases, swap, controls, thp, fmt, quiet):
+def conformance(cases, swap, controls, thp, fmt, quiet, design_spec):
     """Run catalog cases as real programs on this machine's kernel and compare,
     step by step, with the model's design for this kernel version (root)."""
     from . import conformance as conf
     for c in cases:
         catalog.get(c)
+    if design_spec:
+        designs.load(design_spec)        # a bad name is a one-line error before anything is changed
     interrupted = False
     total = len(cases or catalog.ids()) + (len(conf.NEGATIVE_CONTROLS) if controls else 0)
     try:
         with _Progress(quiet, total, "conformance") as prog:
             rel, dname, note, results, changed = conf.run(list(cases) or None, swap=swap, controls=controls, thp=thp,
-                                                          log=lambda r: prog.advance())
+                                                          log=lambda r: prog.advance(), design_spec=design_spec)
     except conf.Interrupted as e:
         rel, dname, note, results, changed = e.args
         interrupted = True

@@ -85,3 +85,12 @@ def test_run_shows_the_trace():
     r = CliRunner().invoke(main, ["run", "cve-2020-29374", "-d", "linux-5.7"])
     assert r.exit_code == 0
     assert "vmsplice" in r.output and "missed" in r.output
+
+
+def test_conformance_bad_design_is_one_line_before_anything_changes():
+    r = subprocess.run([sys.executable, "-m", "cowlab.cli", "conformance", "--design", "linux-9.9", "basic-cow-fork"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert r.stderr.strip().splitlines() == ["cowlab: error: unknown design 'linux-9.9'; did you mean linux-6.9, "
+                                             "linux-5.9, linux-5.19?"]
+    assert "Traceback" not in r.stderr and r.stdout == ""

@@ -556,11 +556,19 @@ def run_case(case, design, shared: bool = False, have_swap: bool = False) -> Cas
     return run_cases([case], design, have_swap, shared)[0]
 
 
-def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp: bool = False):
-    """-> (release, design name, note, [CaseResult], changes made and restored)"""
+def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp: bool = False,
+        design_spec: str | None = None):
+    """-> (release, design name, note, [CaseResult], changes made and restored).
+    ``design_spec`` (a design name or file) replaces the host's design: where
+    an older design disagrees is where the kernel changed."""
     release = platform.release()
     dname, note = design_for_release(release)
-    design = designs.load(dname)
+    if design_spec:
+        design = designs.load(design_spec)
+        note = f"kernel {release}: design {design.name} as asked (this kernel's own would be {dname})"
+        dname = design.name
+    else:
+        design = designs.load(dname)
     changed = []
     if os.geteuid() != 0:
         cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
@@ -592,6 +600,8 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                 # the THP variants again, with the model's THP at the kernel's size (a separate interpreter)
                 env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(kernel_thp_nr()))
                 args = [sys.executable, "-m", "cowlab.conformance.sized"] + [c.id for c in sized]
+            if design_spec:
+                args += ["--design", design_spec]
                 if have_swap or swap_active():
                     args.append("--swap")
                 from .zram import temporary_sysctl

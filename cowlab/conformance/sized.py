@@ -1,5 +1,6 @@
 """Run conformance cases with the model's THP at the kernel's size
-(``COWLAB_HPAGE_PMD_NR`` set by the caller): ``python -m cowlab.conformance.sized CASE [CASE ...]``
+(``COWLAB_HPAGE_PMD_NR`` set by the caller):
+``python -m cowlab.conformance.sized CASE [CASE ...] [--swap] [--design NAME]``
 prints one JSON result per case."""
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from .runner import design_for_release, run_cases
 
 def main() -> int:
     import platform
-    design = designs.load(design_for_release(platform.release())[0])
-    swap = "--swap" in sys.argv
-    cases = [catalog.get(cid) for cid in sys.argv[1:] if not cid.startswith("--")]
+    argv = sys.argv[1:]
+    spec = argv[argv.index("--design") + 1] if "--design" in argv else design_for_release(platform.release())[0]
+    design = designs.load(spec)
+    swap = "--swap" in argv
+    cases = [catalog.get(cid) for i, cid in enumerate(argv)
+             if not cid.startswith("--") and (i == 0 or argv[i - 1] != "--design")]
     run_cases(cases, design, swap, log=lambda r: print(json.dumps(r.as_json()), flush=True))
     return 0
 
