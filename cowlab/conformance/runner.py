@@ -600,8 +600,8 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                 # the THP variants again, with the model's THP at the kernel's size (a separate interpreter)
                 env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(kernel_thp_nr()))
                 args = [sys.executable, "-m", "cowlab.conformance.sized"] + [c.id for c in sized]
-            if design_spec:
-                args += ["--design", design_spec]
+                if design_spec:
+                    args += ["--design", design_spec]
                 if have_swap or swap_active():
                     args.append("--swap")
                 from .zram import temporary_sysctl

@@ -43,6 +43,21 @@ def test_every_executed_case_agrees(results):
     assert all(r.steps_compared > 0 for r in ran)
 
 
+def test_every_case_is_reported(results):
+    from cowlab import catalog
+    _, _, res, _ = results
+    assert sorted(r.case for r in res if not r.control) == sorted(catalog.ids())
+
+
+def test_the_thp_variants_ran(results):
+    """--thp must run the THP variants (a sized run that silently did nothing would pass the test above)."""
+    _, _, res, _ = results
+    if not conformance.kernel_thp_nr():
+        pytest.skip("this kernel has no PMD THP")
+    thp = [r for r in res if r.case.endswith("-thp") and r.case.startswith("basic-cow-fork")]
+    assert thp and all(r.result == "agree" for r in thp), [r.as_json() for r in thp]
+
+
 def test_negative_controls_disagree(results):
     _, _, res, _ = results
     controls = [r for r in res if r.control]
