@@ -312,7 +312,10 @@ class Ring:
         p = _Params()
         fd = libc.syscall(_NR[0], 4, ctypes.byref(p))
         if fd < 0:
-            raise OSError(ctypes.get_errno(), "io_uring_setup")
+            e = ctypes.get_errno()
+            if e in (1, 13, 38):         # EPERM/EACCES (kernel.io_uring_disabled), ENOSYS (not built)
+                raise Unsupported(f"io_uring_setup: {os.strerror(e)} (io_uring disabled or not built here)")
+            raise OSError(e, "io_uring_setup")
         self.fd = fd
         so, co = list(p.sq_off), list(p.cq_off)
         sq_len = so[6] + p.sq_entries * 4
