@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import re
 import struct
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
@@ -45,6 +46,20 @@ def _check(ret, what):
     return ret
 
 
+def die_with_parent(parent: int | None = None) -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): a helper process of a conformance
+    run must not outlive its parent (Ctrl-C, a kill, a timeout).  With
+    ``parent`` (the pid it was started by), exit at once if that parent is
+    already gone (it died before the prctl)."""
+    import signal
+    try:
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)
+    except AttributeError:
+        pass
+    if parent is not None and os.getppid() != parent:
+        os._exit(1)
+
+
 def fs_type(path: str) -> str:
     """The filesystem type of the mount holding ``path`` (/proc/self/mountinfo)."""
     path = os.path.realpath(path)
@@ -52,14 +67,16 @@ def fs_type(path: str) -> str:
     with open("/proc/self/mountinfo") as f:
         for line in f:
             left, _, right = line.partition(" - ")
-            mnt = left.split()[4].replace("\\040", " ")
+            mnt = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), left.split()[4])
             if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best):
                 best, kind = mnt, right.split()[0]
     return kind
 
 
-#: filesystems that accept O_DIRECT but copy through the page cache instead of GUP-ing the user pages
-NO_GUP_FS = {"tmpfs", "ramfs", "shmem", "devtmpfs", "proc", "sysfs"}
+#: filesystems whose O_DIRECT I/O GUPs the user's pages (iomap or fs/direct-io.c -> bio_iov_iter_get_pages());
+#: tmpfs, overlays, FUSE, NFS and the like are left out: they copy, or pin differently
+GUP_FS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "bcachefs", "gfs2", "ocfs2", "nilfs2", "exfat",
+          "vfat"}
 
 
 def odirect_dir() -> str:
@@ -72,11 +89,11 @@ def odirect_dir() -> str:
         if not d or not os.path.isdir(d) or not os.access(d, os.W_OK):
             continue
         t = fs_type(d)
-        if t not in NO_GUP_FS:
+        if t in GUP_FS:
             return d
         seen.append(f"{d} ({t})")
-    raise Unsupported("O_DIRECT: no writable directory on a block filesystem (tmpfs copies instead of GUP): "
-                      + ", ".join(seen))
+    raise Unsupported("O_DIRECT: no writable directory on a block filesystem whose O_DIRECT GUPs the pages "
+                      "(set COWLAB_ODIRECT_DIR): " + ", ".join(seen))
 
 
 class Unsupported(Exception):

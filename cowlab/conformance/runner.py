@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from .. import catalog, designs
 from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
 from ..model import CowModel
+from .probe import die_with_parent
 
 SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice", "mremap",
              "pipe_read", "signal", "wait", "pageout", "io_uring_register", "io_uring_read_fixed",
@@ -292,7 +293,14 @@ def ksm_reason() -> str:
     return ""
 
 
-def unsupported(case, have_swap: bool) -> str:
+def host_facts() -> dict:
+    """What the host permits, read once before any real program runs (a
+    prepare() running beside a KSM case would see ksmd switched on)."""
+    return {"ksm": ksm_reason(), "cpus": len(os.sched_getaffinity(0))}
+
+
+def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
+    host = host or host_facts()
     if "race" in case.tags:
         return "a race: the kernel's interleaving cannot be chosen"
     if "hugetlb" in case.tags and free_hugepages() < 4:
@@ -301,15 +309,15 @@ def unsupported(case, have_swap: bool) -> str:
         return f"THP variant: the model's THP has {HPAGE_PMD_NR} subpages, the kernel's {kernel_thp_nr()}"
     procs = list(case.processes)
     for t in case.threads:
-        if t.name != t.process and (t.process != procs[0] or len(os.sched_getaffinity(0)) < 2):
+        if t.name != t.process and (t.process != procs[0] or host["cpus"] < 2):
             return ("a second thread: the probe runs one only in the first process, on another CPU "
                     "(this needs two CPUs)")
         for op in t.ops:
             if op.name not in SUPPORTED:
                 why = NOT_DRIVEN.get(op.name, "not driven by the probe")
                 return f"operation {op.name}: {gup_test_reason() if why == 'gup_test' else why}"
-            if op.name == "ksm_merge" and ksm_reason():
-                return ksm_reason()
+            if op.name == "ksm_merge" and host["ksm"]:
+                return host["ksm"]
             if op.name == "fork" and t.process != procs[0]:
                 return "a fork by a forked process: the probe forks from the first process only"
             if op.name == "pageout" and not have_swap:
@@ -329,9 +337,9 @@ class Prepared:
     plan: dict
 
 
-def prepare(case, design, shared: bool = False, have_swap: bool = False):
+def prepare(case, design, shared: bool = False, have_swap: bool = False, host: dict | None = None):
     """-> a Prepared case, or the CaseResult of a skip."""
-    why = unsupported(case, have_swap)
+    why = unsupported(case, have_swap, host)
     if why:
         return CaseResult(case.id, "skip", reason=why, control=shared)
     try:
@@ -365,7 +373,7 @@ class Server:
         self.err = tempfile.TemporaryFile("w+")       # (a pipe nobody reads could fill up)
         self.p = subprocess.Popen([sys.executable, "-m", "cowlab.conformance.worker", "--serve"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.err, text=True,
-                                  bufsize=1, preexec_fn=die_with_parent)
+                                  bufsize=1, env=dict(os.environ, COWLAB_PARENT_PID=str(os.getpid())))
         # a thread reads the lines: select() cannot see what a text stream has already buffered
         import queue
         import threading
@@ -400,7 +408,11 @@ class Server:
                 self.close(kill=True)
                 self.err.seek(0)
                 return lines, f"the real program failed: {self.err.read().strip()[-300:]}"
-            d = json.loads(line)
+            try:
+                d = json.loads(line)
+            except ValueError:
+                self.close(kill=True)
+                return lines, f"the real program wrote a broken line: {line[:120]!r}"
             if "done" in d:
                 return lines, ""
             lines.append(d)
@@ -458,17 +470,6 @@ def default_jobs() -> int:
     return int(os.environ.get("COWLAB_CONFORMANCE_JOBS") or len(os.sched_getaffinity(0)))
 
 
-def die_with_parent() -> None:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL): a helper process of the run must not
-    outlive it (Ctrl-C, a kill)."""
-    import ctypes
-    import signal
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):
-        pass
-
-
 def _pin_model_worker(cpu_set) -> None:
     import signal
     die_with_parent()
@@ -477,7 +478,7 @@ def _pin_model_worker(cpu_set) -> None:
         os.sched_setaffinity(0, cpu_set)
 
 
-def _preparations(cases, design, shared, have_swap, jobs):
+def _preparations(cases, design, shared, have_swap, jobs, host):
     """Yield prepare() of every case in order.  With ``jobs`` >= 1 the model
     runs go to a process pool (kept off the real programs' CPU when there
     are enough others), while the caller runs real programs and compares;
@@ -485,14 +486,14 @@ def _preparations(cases, design, shared, have_swap, jobs):
     while the previous real program runs."""
     if jobs < 1 or len(cases) < 3:
         for c in cases:
-            yield prepare(c, design, shared, have_swap)
+            yield prepare(c, design, shared, have_swap, host)
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
     with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("fork"),
                              initializer=_pin_model_worker,
                              initargs=(cpus()[1] if jobs <= len(cpus()[1]) else set(),)) as pool:
-        futures = [pool.submit(prepare, c, design, shared, have_swap) for c in cases]
+        futures = [pool.submit(prepare, c, design, shared, have_swap, host) for c in cases]
         try:
             for f in futures:
                 yield f.result()
@@ -502,44 +503,57 @@ def _preparations(cases, design, shared, have_swap, jobs):
 
 
 def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=None,
-              attempts: int = ATTEMPTS, jobs: int | None = None) -> list:
+              attempts: int = ATTEMPTS, jobs: int | None = None, into: list | None = None,
+              host: dict | None = None) -> list:
     """Run cases in order; the models are computed ahead (see
     ``_preparations``) while real programs run one at a time (they share the
     machine's swap, huge pages and ksmd).  A disagreeing case runs again,
     up to ``attempts`` times in all, since the kernel's background work
-    (khugepaged, deferred splits, ksmd) can change one run; an agreement after
-    a disagreement keeps the disagreement in its reason.  A control (shared)
-    is run once: it must disagree."""
+    (khugepaged, deferred splits, ksmd) can change one run: only an agreement
+    replaces the disagreement, and it keeps the disagreement in its reason.
+    A control (shared) is run once: it must disagree.  Results go to
+    ``into`` as they come (so an interrupted run keeps them); a case whose
+    run fails in an unexpected way is reported as a skip with the error."""
     if jobs is None:
         jobs = default_jobs()
-    results = []
+    host = host or host_facts()
+    results = [] if into is None else into
     pending = None
     server = Server()
 
-    def finish(prep, proc):
-        r = _judge(prep, proc, design)
-        tries = 1
-        first = r
-        while r.result == "disagree" and not prep.shared and tries < attempts:
-            tries += 1
-            r = _judge(prep, _launch(prep, server), design)
-        if tries > 1 and r.result != "disagree":
-            r.reason += f" (on attempt {tries} of {attempts}; attempt 1 disagreed: {first.reason})"
-        elif tries > 1:
-            r.reason += f" (disagreed on all {tries} attempts)"
+    def report(r):
         results.append(r)
         if log:
             log(r)
 
+    def attempt(prep, handle):
+        try:
+            return _judge(prep, handle, design)
+        except Exception as e:        # (a broken pipe, a server that died): this case only
+            server.close(kill=True)
+            return CaseResult(prep.case.id, "skip", reason=f"the real program failed: {type(e).__name__}: {e}",
+                              control=prep.shared)
+
+    def finish(prep, handle):
+        first = r = attempt(prep, handle)
+        tries = 1
+        while r.result != "agree" and first.result == "disagree" and not prep.shared and tries < attempts:
+            tries += 1
+            r = attempt(prep, _launch(prep, server))
+        if tries > 1 and r.result == "agree":
+            r.reason += f" (on attempt {tries} of {attempts}; attempt 1 disagreed: {first.reason})"
+        elif tries > 1:
+            r = first
+            r.reason += f" (no agreement in {tries} attempts)"
+        report(r)
+
     try:
-        for prep in _then_none(_preparations(list(cases), design, shared, have_swap, jobs)):
+        for prep in _then_none(_preparations(list(cases), design, shared, have_swap, jobs, host)):
             if pending is not None:
                 finish(*pending)
                 pending = None
             if isinstance(prep, CaseResult):
-                results.append(prep)
-                if log:
-                    log(prep)
+                report(prep)
             elif prep is not None:
                 pending = (prep, _launch(prep, server))
     finally:
@@ -578,10 +592,11 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
     from .zram import temporary_ksm
     cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
     uses_ksm = any(op.name == "ksm_merge" for c in cases for t in c.threads for op in t.ops)
+    host = host_facts()
     results = []
     try:
         with temporary_swap(swap, changed) as have_swap, \
-                (temporary_ksm(changed) if uses_ksm and not ksm_reason() else contextlib.nullcontext()):
+                (temporary_ksm(changed) if uses_ksm and not host["ksm"] else contextlib.nullcontext()):
             sized = []
             base = []
             for c in cases:
@@ -595,7 +610,7 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                             log(results[-1])
                     continue
                 base.append(c)
-            results += run_cases(base, design, have_swap or swap_active(), log=log)
+            run_cases(base, design, have_swap or swap_active(), log=log, into=results, host=host)
             if sized:
                 # the THP variants again, with the model's THP at the kernel's size (a separate interpreter)
                 env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(kernel_thp_nr()))
@@ -611,8 +626,10 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                                       changed), \
                         temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
                     # results stream back one JSON line per case, in order
-                    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     preexec_fn=die_with_parent)
+                    import tempfile
+                    errf = tempfile.TemporaryFile("w+")     # (a pipe read only at the end could fill up)
+                    p = subprocess.Popen(args, env=dict(env, COWLAB_PARENT_PID=str(os.getpid())),
+                                         stdout=subprocess.PIPE, stderr=errf, text=True)
                     got = set()
                     try:
                         for line in p.stdout:
@@ -622,11 +639,13 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                             results.append(r)
                             if log:
                                 log(r)
-                        err = p.stderr.read()
                     finally:
                         if p.poll() is None:         # Ctrl-C or an error here: the sized run goes too
                             p.kill()
                         p.wait()
+                        errf.seek(0)
+                        err = errf.read()
+                        errf.close()
                 for c in sized:
                     if c.id not in got:
                         r = CaseResult(c.id, "skip", reason=f"the sized run failed: {err.strip()[-300:]}")
@@ -638,7 +657,8 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                     r.case = f"{r.case} (MAP_SHARED control)"
                     if log:
                         log(r)
-                results += run_cases([catalog.get(cid) for cid in NEGATIVE_CONTROLS], design, have_swap, shared=True,
+                run_cases([catalog.get(cid) for cid in NEGATIVE_CONTROLS], design, have_swap, shared=True, into=results,
+                          host=host,
                                      log=named)
     except KeyboardInterrupt:
         # the context managers above have put the machine back by now

@@ -12,7 +12,11 @@ from .runner import design_for_release, run_cases
 
 
 def main() -> int:
+    import os
     import platform
+    from .probe import die_with_parent
+    if os.environ.get("COWLAB_PARENT_PID"):
+        die_with_parent(int(os.environ["COWLAB_PARENT_PID"]))
     argv = sys.argv[1:]
     spec = argv[argv.index("--design") + 1] if "--design" in argv else design_for_release(platform.release())[0]
     design = designs.load(spec)

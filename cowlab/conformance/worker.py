@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 
-from .probe import PAGE as PAGE_SIZE, Memory, Unsupported, kpages, ksm_run_until, pagemap
+from .probe import PAGE as PAGE_SIZE, Memory, Unsupported, die_with_parent, kpages, ksm_run_until, pagemap
 
 
 def _serve(mem: Memory, cmd_r: int, res_w: int) -> None:
@@ -116,11 +116,16 @@ def run_plan(plan: dict, stdout) -> None:
                 if op == "fork":
                     cr, cw = os.pipe()
                     rr, rw = os.pipe()
+                    parent = os.getpid()
                     pid = os.fork()
                     if pid == 0:
-                        os.close(cw)
-                        os.close(rr)
-                        _serve(mem, cr, rw)
+                        try:
+                            die_with_parent(parent)
+                            os.close(cw)
+                            os.close(rr)
+                            _serve(mem, cr, rw)
+                        finally:
+                            os._exit(1)      # a forked process never goes on as the first one
                     os.close(cr)
                     os.close(rw)
                     procs[args["child"]] = {"pid": pid, "cmd": os.fdopen(cw, "w"), "res": os.fdopen(rr, "r")}
@@ -161,8 +166,10 @@ def serve() -> None:
             continue
         plan = json.loads(line)
         r, w = os.pipe()
+        server = os.getpid()
         pid = os.fork()
         if pid == 0:
+            die_with_parent(server)
             os.close(r)
             os.dup2(os.open(os.devnull, os.O_RDONLY), 0)     # the command stream is the server's
             with os.fdopen(w, "w") as out:
@@ -173,16 +180,22 @@ def serve() -> None:
                     out.flush()
             os._exit(0)
         os.close(w)
+        last = "\n"
         with os.fdopen(r) as res:
             for out_line in res:
                 sys.stdout.write(out_line)
                 sys.stdout.flush()
+                last = out_line[-1:]
         _, status = os.waitpid(pid, 0)
+        if last != "\n":
+            sys.stdout.write("\n")          # a plan process killed mid-line: "done" stays a line of its own
         sys.stdout.write(json.dumps({"done": status}) + "\n")
         sys.stdout.flush()
 
 
 def main() -> int:
+    if os.environ.get("COWLAB_PARENT_PID"):
+        die_with_parent(int(os.environ["COWLAB_PARENT_PID"]))
     if "--serve" in sys.argv[1:]:
         serve()
     else:

@@ -20,6 +20,14 @@ def _read(path):
         return f.read().strip()
 
 
+def _zram_swap_on() -> bool:
+    try:
+        with open("/proc/swaps") as f:
+            return any(line.split()[0] == "/dev/zram0" for line in f.read().splitlines()[1:] if line.split())
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
 def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
     """Yields True when a temporary zram swap device is active.  ``changed``
@@ -37,21 +45,20 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
         yield False
         return
     old_int = signal.getsignal(signal.SIGINT)
-    active = False
     try:
         _write(f"{dev}/disksize", size)
         changed.append(f"zram0 disksize 0 -> {size}")
         subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
         subprocess.run(["swapon", "-p", "32767", "/dev/zram0"], check=True, capture_output=True)
-        active = True
         changed.append("swapon /dev/zram0")
         yield True
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the restoration must not be interrupted
         try:
-            if active:
-                subprocess.run(["swapoff", "/dev/zram0"], capture_output=True)
-                changed.append("swapoff /dev/zram0 (restored)")
+            if _zram_swap_on():          # (whatever the moment of a Ctrl-C: ask the kernel, not a flag)
+                off = subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, text=True)
+                changed.append("swapoff /dev/zram0 (restored)" if off.returncode == 0 else
+                               f"swapoff /dev/zram0 FAILED: {off.stderr.strip()}")
             if os.path.isdir(dev) and _read(f"{dev}/disksize") != "0":
                 _write(f"{dev}/reset", "1")
                 changed.append("zram0 reset, disksize back to 0 (restored)")

@@ -62,12 +62,15 @@ def _load_file(path: str) -> Design:
         raise DesignError(f"{path}: no such design file")
     spec = importlib.util.spec_from_file_location(f"cowlab_user_design_{p.stem}", p)
     mod = importlib.util.module_from_spec(spec)
+    import sys
+    sys.modules[spec.name] = mod          # so its design pickles (model runs in a process pool)
     try:
         spec.loader.exec_module(mod)
     except Exception as e:  # the user's file failed to import
         import traceback
         tb = traceback.extract_tb(e.__traceback__)
         line = next((f.lineno for f in reversed(tb) if f.filename == str(p)), "?")
+        sys.modules.pop(spec.name, None)
         raise DesignError(f"{path}:{line}: {type(e).__name__}: {e}") from None
     d = getattr(mod, "DESIGN", None)
     if isinstance(d, Design):

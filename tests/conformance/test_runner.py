@@ -53,7 +53,7 @@ def test_a_steady_disagreement_stays_one(fake_kernel):
     script["basic-cow-fork"] = ["disagree"] * 3
     d = designs.load("linux-6.18")
     r = runner.run_cases([catalog.get("basic-cow-fork")], d, jobs=0)[0]
-    assert r.result == "disagree" and "disagreed on all 3 attempts" in r.reason
+    assert r.result == "disagree" and "no agreement in 3 attempts" in r.reason
     assert len(launched) == 3
 
 
@@ -64,3 +64,35 @@ def test_a_control_runs_once(fake_kernel):
     r = runner.run_cases([catalog.get("basic-cow-fork")], d, shared=True, jobs=0)[0]
     assert r.result == "disagree" and r.control
     assert launched == ["basic-cow-fork"]
+
+
+def test_a_rerun_that_skips_does_not_hide_the_disagreement(fake_kernel):
+    script, launched = fake_kernel
+    script["basic-cow-fork"] = ["disagree", "skip", "skip"]
+    d = designs.load("linux-6.18")
+    r = runner.run_cases([catalog.get("basic-cow-fork")], d, jobs=0)[0]
+    assert r.result == "disagree" and r.reason.startswith("disagree by script")
+
+
+def test_results_reach_the_callers_list_as_they_come(fake_kernel, monkeypatch):
+    # an interrupted run keeps the cases already done
+    seen = []
+    d = designs.load("linux-6.18")
+
+    def stop_after_two(r):
+        if len(seen) == 2:
+            raise KeyboardInterrupt
+    out = []
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_cases([catalog.get(c) for c in CASES], d, jobs=0, into=out,
+                         log=lambda r: (seen.append(r), stop_after_two(r)))
+    assert [r.case for r in out] == CASES[:2]
+
+
+def test_a_user_design_file_goes_through_the_model_pool(fake_kernel, tmp_path):
+    f = tmp_path / "mine.py"
+    f.write_text("from cowlab.designs.linux_6_18 import Linux618\n\n"
+                 "class Mine(Linux618):\n    name: str = 'mine'\n\nDESIGN = Mine()\n")
+    d = designs.load(str(f))
+    res = runner.run_cases([catalog.get(c) for c in CASES], d, jobs=1)
+    assert [r.result for r in res] == ["agree", "agree", "agree", "skip"]
