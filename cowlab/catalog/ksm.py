@@ -75,5 +75,28 @@ def ksm_pinned_page():
     return s.build()
 
 
+def ksm_pinned_tree_page():
+    """The other way round: ksmd scans page 1 and finds its twin, page 0, in
+    the unstable tree -- but page 0 is pinned.  try_to_merge_two_pages() has
+    already made page 1 a KSM page when page 0 is refused, so break_cow()
+    faults page 1 back: a copy (5.9+), reuse_ksm_page() on 5.7/5.8."""
+    s = Script("ksm-pinned-tree-page", "ksmd merges page 1, then finds its twin pinned: break_cow()", pages=2,
+               source=f"{SRC_WP}; mm/ksm.c try_to_merge_two_pages() -> break_cow(); {SRC_COW}; "
+                      "live-kernel probe (cowlab conformance)", tags=("ksm",))
+    p = s.process("parent")
+    p.mmap(0, pages=2)
+    p.write(0, value="same")
+    p.write(1, value="same")
+    p.madvise(0, pages=2, advice="mergeable")
+    p.io_uring_register(0, buf="b")
+    p.ksm_merge(1, of="parent", other_addr=0)      # page 1 becomes KSM, page 0 is refused: break_cow(page 1)
+    p.read(1)
+    p.io_uring_write_fixed(buf="b")
+    p.write(1)
+    p.read(1)
+    p.io_uring_unregister(buf="b")
+    return s.build()
+
+
 def cases():
-    return [ksm_merge_write(), ksm_fork(), ksm_pinned_page()]
+    return [ksm_merge_write(), ksm_fork(), ksm_pinned_page(), ksm_pinned_tree_page()]

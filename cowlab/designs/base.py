@@ -73,6 +73,8 @@ class Design:
     thp_split_page_lock: bool = False
     #: FAULT_FLAG_UNSHARE on a non-anonymous page in a COW mapping (6.2, 84209e87c696)
     unshare_non_anon: bool = False
+    #: break_ksm() faults with FAULT_FLAG_UNSHARE (6cce3314b928, 6.1) instead of FAULT_FLAG_WRITE
+    break_ksm_unshare: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

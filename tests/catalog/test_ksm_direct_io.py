@@ -29,6 +29,9 @@ EXPECT = {
     "ksm-merge-write": row(("", S_KSM)),
     "ksm-fork": row(("", S_KSM)),
     "ksm-pinned-page": row(("", S_KSM)),
+    "ksm-pinned-tree-page": row(("", S_KSM + "; try_to_merge_two_pages() un-merges the first page with break_cow() "
+                                  "when the tree page is refused: a copy of a KSM page, which the oracle counts as "
+                                  "needed (a KSM page may be mapped anywhere)")),
     "odirect-read-after-fork": row(("", S_DIO), linux_5_9=("unnecessary", S_LRU), linux_5_11=("unnecessary", S_LRU)),
     "odirect-write-after-fork": row(("", S_DIO_W), linux_5_9=("unnecessary", S_LRU),
                                     linux_5_11=("unnecessary", S_LRU)),
@@ -70,3 +73,12 @@ def test_odirect_write_unshares_from_6_5_only():
     from cowlab.kernel.types import FOLL_PIN
     assert designs.load("linux-6.18").odirect_gup & FOLL_PIN
     assert not designs.load("linux-5.19").odirect_gup & FOLL_PIN
+
+
+def test_break_cow_takes_the_first_page_back():
+    # try_to_merge_two_pages(): page 1 was made a KSM page, page 0 (pinned) is refused, break_cow(page 1)
+    s = _final("ksm-pinned-tree-page", "linux-6.18")
+    from cowlab.kernel.types import PG_ksm
+    a, b = s.mms[0].ptes[0], s.mms[0].ptes[1]
+    assert a.pfn != b.pfn
+    assert not s.folios[b.pfn].flags & PG_ksm and s.folios[b.pfn].anon_exclusive == (True,)

@@ -12,43 +12,67 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..txn import Blocked
+from .memory import enter_fault
 from ..types import PG_ksm, VM_MERGEABLE
 from . import rmap
 
 
-def _write_protect_page(k, mm, addr) -> int | None:
-    """write_protect_page(): returns the pfn, write-protected, or None.
-    ksmd only scans VM_MERGEABLE vmas (scan_get_next_rmap_item()); a large
-    folio is not merged here (the kernel splits it first: not modelled)."""
+def _mergeable_page(k, mm, addr) -> int | None:
+    """The page ksmd's scan finds at addr (scan_get_next_rmap_item()): an
+    anonymous small page in a VM_MERGEABLE vma, or None.  A large folio is
+    not merged here (the kernel splits it first: not modelled)."""
     vma = k.find_vma(addr, mm)
     if vma is None or not vma.flags & VM_MERGEABLE:
         return None
     pte = k.pte(addr, mm)
-    if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn):
+    if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn) or k.folio_test_large(pte.pfn):
         return None
+    return pte.pfn
+
+
+def _write_protect_page(k, mm, addr) -> bool:
+    """write_protect_page() on the page _mergeable_page() found: False if
+    it has references beyond its mappings (a pin: the design's
+    ksm_may_merge()), else the pte is write-protected."""
+    pte = k.pte(addr, mm)
     pfn = pte.pfn
     if k.mms[mm].ptl != -1:
         raise Blocked("page-table lock held")
     swapped = 1 if k.PageSwapCache(pfn) else 0
     if not k.design.ksm_may_merge(k, pfn, pte.idx, swapped):
-        return None
+        return False
     if pte.write or pte.dirty:
         k.set_pte_at(addr, pte._replace(write=False, dirty=False), mm)
-    return pfn
+    return True
 
 
 @step("ksm.merge")
 def try_to_merge_two_pages(k, fr, op):
+    """try_to_merge_two_pages(): the scanned page (addr) is made a KSM page
+    first, then the unstable tree's page (other_addr) is merged into it; if
+    that fails, break_cow() un-merges the first again with a fault."""
     a_mm, a = k.mm, op["addr"]
     b_mm, b = op["mm_id"], op.get("other_addr", op["addr"])
-    p1 = _write_protect_page(k, a_mm, a)
-    if p1 is None or not k.trylock_page(p1):
+    p1, p2 = _mergeable_page(k, a_mm, a), _mergeable_page(k, b_mm, b)
+    if p1 is None or p2 is None or p1 == p2 or \
+            k.folio(p1).data[k.pte(a, a_mm).idx] != k.folio(p2).data[k.pte(b, b_mm).idx]:
+        return None           # nothing the unstable tree would pair up
+    if not k.trylock_page(p1):
         return None
-    p2 = _write_protect_page(k, b_mm, b)
-    i1 = k.pte(a, a_mm).idx
-    if p2 is None or p2 == p1 or k.folio(p1).data[i1] != k.folio(p2).data[k.pte(b, b_mm).idx]:
+    if not _write_protect_page(k, a_mm, a):
         k.unlock_page(p1)
         return None
+    i1 = k.pte(a, a_mm).idx
+    if not _write_protect_page(k, b_mm, b):
+        # the first page is a KSM page by now (set_page_stable_node()); break_cow() takes it back by a
+        # fault: FAULT_FLAG_WRITE, or FAULT_FLAG_UNSHARE from 6cce3314b928 (6.1)
+        k.set_flag(p1, PG_ksm)
+        if k.design.anon_exclusive:
+            k.ClearPageAnonExclusive(p1, i1)
+        k.unlock_page(p1)
+        k.effect("ksm_break_cow", a_mm, a, p1)
+        unshare = k.design.break_ksm_unshare
+        return enter_fault(fr, a, write=not unshare, unshare=unshare, ret="ksm.done", mm_locked=False)
     # p1 becomes the stable (KSM) page
     k.set_flag(p1, PG_ksm)
     if k.design.anon_exclusive:
@@ -63,6 +87,12 @@ def try_to_merge_two_pages(k, fr, op):
     k.put_page(p2)
     k.unlock_page(p1)
     k.effect("ksm_merge", a_mm, a, b_mm, b, p1)
+    return None
+
+
+@step("ksm.done")
+def ksm_done(k, fr, op):
+    """break_cow() returns: ksmd goes on scanning."""
     return None
 
 
