@@ -12,16 +12,21 @@ SRC_COW = ("mm/memory.c do_wp_page(): a KSM page is always copied from 5.9 (0985
            "reuse_ksm_page()); 5.7/5.8 reused it when page_count() == 1")
 
 
+def _twins(p):
+    """Pages 0 and 1 of ``p`` hold the same data in a MADV_MERGEABLE range."""
+    p.mmap(0, pages=2)
+    p.write(0, value="same")
+    p.write(1, value="same")
+    p.madvise(0, pages=2, advice="mergeable")
+
+
 def ksm_merge_write():
     """Two identical pages of one process merged into one KSM page; writing
     either copies it, the other keeps the KSM page."""
     s = Script("ksm-merge-write", "KSM merges two identical pages; each is then written", pages=2,
                source=f"{SRC_WP}; {SRC_COW}; live-kernel probe (cowlab conformance)", tags=("ksm",))
     p = s.process("parent")
-    p.mmap(0, pages=2)
-    p.write(0, value="same")
-    p.write(1, value="same")
-    p.madvise(0, pages=2, advice="mergeable")
+    _twins(p)
     p.ksm_merge(0, of="parent", other_addr=1)
     p.write(0)
     p.read(0)
@@ -37,10 +42,7 @@ def ksm_fork():
     s = Script("ksm-fork", "KSM page shared with a child over fork(); the child writes", pages=2,
                source=f"{SRC_COW}; live-kernel probe (cowlab conformance)", tags=("ksm",))
     p, c = s.process("parent"), s.process("child")
-    p.mmap(0, pages=2)
-    p.write(0, value="same")
-    p.write(1, value="same")
-    p.madvise(0, pages=2, advice="mergeable")
+    _twins(p)
     p.ksm_merge(0, of="parent", other_addr=1)
     p.fork(c)
     c.write(0)
@@ -60,10 +62,7 @@ def ksm_pinned_page():
     s = Script("ksm-pinned-page", "KSM leaves a page pinned by io_uring alone; merges it once unpinned", pages=2,
                source=f"{SRC_WP}; live-kernel probe (cowlab conformance)", tags=("ksm",))
     p = s.process("parent")
-    p.mmap(0, pages=2)
-    p.write(0, value="same")
-    p.write(1, value="same")
-    p.madvise(0, pages=2, advice="mergeable")
+    _twins(p)
     p.io_uring_register(0, buf="b")
     p.ksm_merge(0, of="parent", other_addr=1)      # refused: the pin holds page 0
     p.io_uring_write_fixed(buf="b")                # the pin still sees what page 0 holds
@@ -84,10 +83,7 @@ def ksm_pinned_tree_page():
                source=f"{SRC_WP}; mm/ksm.c try_to_merge_two_pages() -> break_cow(); {SRC_COW}; "
                       "live-kernel probe (cowlab conformance)", tags=("ksm",))
     p = s.process("parent")
-    p.mmap(0, pages=2)
-    p.write(0, value="same")
-    p.write(1, value="same")
-    p.madvise(0, pages=2, advice="mergeable")
+    _twins(p)
     p.io_uring_register(0, buf="b")
     p.ksm_merge(1, of="parent", other_addr=0)      # page 1 becomes KSM, page 0 is refused: break_cow(page 1)
     p.read(1)

@@ -1,6 +1,7 @@
 """The comparison and the run of ``cowlab conformance`` (see the package docstring)."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -47,9 +48,10 @@ def design_for_release(release: str) -> tuple[str, str]:
         return "linux-5.7", f"{release} is older than every design; using linux-5.7"
     name = older[-1]
     note = f"kernel {release}: nearest older design {name}"
-    rng = re.findall(r"v(\d+)\.(\d+)", designs.load(name).kernel)
+    modelled = designs.load(name).kernel
+    rng = re.findall(r"v(\d+)\.(\d+)", modelled)
     if rng and (int(rng[-1][0]), int(rng[-1][1])) < v:
-        note += f" (it models {designs.load(name).kernel}; this kernel is newer, so later changes are not in the model)"
+        note += f" (it models {modelled}; this kernel is newer, so later changes are not in the model)"
     return name, note
 
 
@@ -157,6 +159,11 @@ def _partition(keys: dict) -> set:
     return {frozenset(g) for g in groups.values()}
 
 
+#: operations whose result is data the model loaded, and how the report names what the kernel gave
+DATA_READ_BY = {"read": "the kernel read {}", "io_uring_write_fixed": "the file got {} from the fixed buffer",
+                "odirect_write": "the file got {} by O_DIRECT", "pipe_read": "the pipe held {}"}
+
+
 def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = True) -> tuple[int, str]:
     """-> (steps compared, '' or the first difference)."""
     pages = m.case.pages
@@ -170,22 +177,10 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
                 return i, f"SKIP: no free huge page for the mmap ({real.get('error')})"
             return i, f"{where}: the real program failed: {real.get('error')}"
         # data
-        if op.name == "read":
+        if op.name in DATA_READ_BY:
             want = [_token_byte(t) for t in loads]
             if real["value"] != want:
-                return i, f"{where}: data: the kernel read {real['value']}, the model {want}"
-        if op.name == "io_uring_write_fixed":
-            want = [_token_byte(t) for t in loads]
-            if real["value"] != want:
-                return i, f"{where}: data: the file got {real['value']} from the fixed buffer, the model {want}"
-        if op.name == "odirect_write":
-            want = [_token_byte(t) for t in loads]
-            if real["value"] != want:
-                return i, f"{where}: data: the file got {real['value']} by O_DIRECT, the model {want}"
-        if op.name == "pipe_read":
-            want = [_token_byte(t) for t in loads]
-            if real["value"] != want:
-                return i, f"{where}: data: the pipe held {real['value']}, the model {want}"
+                return i, f"{where}: data: {DATA_READ_BY[op.name].format(real['value'])}, the model {want}"
         mkeys, rkeys = {}, {}
         for pi, name in enumerate(names):
             alive = s.mms[pi].alive
@@ -244,8 +239,10 @@ THP_TAGS = ("thp", "thp-swap", "pte-thp", "pte-thp-swap", "single-pte-thp", "sin
             "partial-mremap-thp", "partial-shared-thp")
 
 
+@functools.lru_cache(maxsize=None)
 def kernel_thp_nr() -> int:
-    """Subpages of the kernel's PMD THP (0 when THP is unavailable)."""
+    """Subpages of the kernel's PMD THP (0 when THP is unavailable); fixed
+    while the kernel runs, so read once."""
     try:
         with open("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size") as f:
             return int(f.read()) // os.sysconf("SC_PAGE_SIZE")
@@ -296,7 +293,7 @@ def ksm_reason() -> str:
 def host_facts() -> dict:
     """What the host permits, read once before any real program runs (a
     prepare() running beside a KSM case would see ksmd switched on)."""
-    return {"ksm": ksm_reason(), "cpus": len(os.sched_getaffinity(0))}
+    return {"ksm": ksm_reason(), "cpus": len(os.sched_getaffinity(0)), "gup_test": gup_test_reason()}
 
 
 def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
@@ -315,7 +312,7 @@ def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
         for op in t.ops:
             if op.name not in SUPPORTED:
                 why = NOT_DRIVEN.get(op.name, "not driven by the probe")
-                return f"operation {op.name}: {gup_test_reason() if why == 'gup_test' else why}"
+                return f"operation {op.name}: {host['gup_test'] if why == 'gup_test' else why}"
             if op.name == "ksm_merge" and host["ksm"]:
                 return host["ksm"]
             if op.name == "fork" and t.process != procs[0]:
@@ -587,9 +584,8 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
     if os.geteuid() != 0:
         cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
         return release, dname, note, [CaseResult(c.id, "skip", reason="needs root (PFNs, kpageflags)") for c in cs], []
-    from .zram import temporary_swap
     import contextlib
-    from .zram import temporary_ksm
+    from .zram import temporary_ksm, temporary_swap
     cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
     uses_ksm = any(op.name == "ksm_merge" for c in cases for t in c.threads for op in t.ops)
     host = host_facts()

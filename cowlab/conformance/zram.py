@@ -20,7 +20,8 @@ def _read(path):
         return f.read().strip()
 
 
-def _zram_swap_on() -> bool:
+def zram_swap_on() -> bool:
+    """Is /dev/zram0 an active swap device (/proc/swaps)?"""
     try:
         with open("/proc/swaps") as f:
             return any(line.split()[0] == "/dev/zram0" for line in f.read().splitlines()[1:] if line.split())
@@ -55,7 +56,7 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the restoration must not be interrupted
         try:
-            if _zram_swap_on():          # (whatever the moment of a Ctrl-C: ask the kernel, not a flag)
+            if zram_swap_on():          # (whatever the moment of a Ctrl-C: ask the kernel, not a flag)
                 off = subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, text=True)
                 changed.append("swapoff /dev/zram0 (restored)" if off.returncode == 0 else
                                f"swapoff /dev/zram0 FAILED: {off.stderr.strip()}")

@@ -60,9 +60,9 @@ class Kernel:
             # either way, and later steps can tell "unchanged" by identity
             return old if new == old else new
         refs = tuple(self.refs)
-        refs = s.refs if refs == s.refs else tuple(sorted(refs))
+        refs = s.refs if refs == s.refs else same(tuple(sorted(refs)), s.refs)      # (sorted only when changed)
         return State(same(tuple(self.folios), s.folios), same(tuple(self.mms), s.mms), same(tuple(self.swap), s.swap),
-                     same(refs, s.refs), tuple(self.threads), self.signals, self.next_token, self.spec)
+                     refs, tuple(self.threads), self.signals, self.next_token, self.spec)
 
     # ------------------------------------------------------------------ folios
     def folio(self, pfn: int) -> Folio:
