@@ -22,7 +22,7 @@ from .kernel import registry  # noqa: F401
 from .kernel.checks import check_pin, check_state, check_thread_end
 from .kernel.paths import OPS, STEPS
 from .kernel.txn import Blocked, Kernel, ModelBug
-from .kernel.types import (Folio, Mm, State, Thread, HPAGE_PMD_NR, ZERO)
+from .kernel.types import (Folio, Mm, State, Thread, ZERO)
 from .oracle import Oracle, initial_spec, MISSED, WRONG, UNNECESSARY
 
 VERDICTS = (MISSED, UNNECESSARY, WRONG)
@@ -49,7 +49,7 @@ class CowModel:
         states (conformance) may turn both off."""
         self.case = case
         self.design = design
-        self.oracle = Oracle(list(case.processes), self._in_flight_maps) if oracle else None
+        self.oracle = Oracle(list(case.processes), self._in_flight_maps, case.hpage_pmd_nr) if oracle else None
         self.check_invariants = check_invariants
         self.ops = [t.ops for t in case.threads]
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
@@ -58,7 +58,8 @@ class CowModel:
 
     def init_state(self) -> State:
         n = self.case.pages
-        nh = max(1, (n + HPAGE_PMD_NR - 1) // HPAGE_PMD_NR)
+        nr = self.case.hpage_pmd_nr
+        nh = max(1, (n + nr - 1) // nr)
         forked = {dict(op.args).get("child") for t in self.case.threads for op in t.ops if op.name == "fork"}
         mms = tuple(Mm(p not in forked, 0, 0, -1, 0, (), (None,) * n, (None,) * nh)
                     for p in self.case.processes)
@@ -165,7 +166,7 @@ class CowModel:
         args = self.args[tid][t.pc]
         label = t.label or OPS[op.name][0]
         fn = STEPS[label]
-        k = Kernel(s, self.design, tid, mm)
+        k = Kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr)
         fr = dict(t.frame)
         try:
             nxt = fn(k, fr, args)
@@ -199,7 +200,7 @@ class CowModel:
             if t.label == "split.fill":
                 pfn, h = dict(t.frame)["split"][:2]
                 f = s.folios[pfn]
-                out += [(self.tmm[i], h * HPAGE_PMD_NR + j, pfn, j) for j in range(f.nr)]
+                out += [(self.tmm[i], h * self.case.hpage_pmd_nr + j, pfn, j) for j in range(f.nr)]
             elif t.label == "fork.wrprotect":
                 fr = dict(t.frame)
                 p = s.mms[self.tmm[i]].ptes[fr["fi"]]

@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
-                           PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN, HPAGE_PMD_NR)
+                           PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN)
 
 MISSED, WRONG, UNNECESSARY, CORRECT = "missed", "wrong", "unnecessary", "correct"
 
@@ -63,12 +63,13 @@ def _pname(names, mm):
 
 
 class Oracle:
-    def __init__(self, process_names=None, in_flight_maps=None):
+    def __init__(self, process_names=None, in_flight_maps=None, hpage_pmd_nr: int = 2):
         self.names = process_names or []
         #: state -> [(mm, addr, pfn, idx)]: mappings a path is installing or
         #: moving across two steps (the kernel holds that mm's PT lock); they
         #: are observers all the same
         self.in_flight_maps = in_flight_maps or (lambda s: ())
+        self.HPAGE_PMD_NR = hpage_pmd_nr
         self._coherent_memo: dict = {}
         self._last_disconnected = (None, set())
 
@@ -93,7 +94,7 @@ class Oracle:
                 elif p.kind == PTE_SWAP and f is not None and f.flags & PG_swapcache and f.swap[idx] == p.pfn:
                     out.append(("swap", mm, a, None))
             for h, pmd in enumerate(m.pmds):
-                a = h * HPAGE_PMD_NR + idx
+                a = h * self.HPAGE_PMD_NR + idx
                 if pmd is not None and pmd.pfn == pfn and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
                     out.append(("map", mm, a, None))
         for mm, a, p_, i in flight:
@@ -135,7 +136,7 @@ class Oracle:
                     bad.add((r.mm, r.addr, r.kind, r.owner))
                 continue
             m = s.mms[r.mm]
-            pmd = m.pmds[r.addr // HPAGE_PMD_NR]
+            pmd = m.pmds[r.addr // self.HPAGE_PMD_NR]
             if pmd is not None:
                 ok = pmd.pfn == r.pfn
             else:

@@ -63,6 +63,8 @@ class Case:
     threads: tuple          # ThreadSpec
     tags: tuple = ()
     settings: tuple = ()    # model settings (reserved)
+    #: the case's geometry: subpages of a PMD-mapped THP and of a hugetlb page
+    hpage_pmd_nr: int = HPAGE_PMD_NR
 
     def thread_mm(self, tid: int) -> int:
         return self.processes.index(self.threads[tid].process)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from .paths import step, op
 from .types import (PTE_SWAP, PTE_MIGRATION, VM_DONTCOPY, VM_SHARED, VM_MAYWRITE, VM_WRITE,
-                    VM_HUGETLB, ZERO_PFN, SWP_MIGRATION_READ, HPAGE_PMD_NR)
+                    VM_HUGETLB, ZERO_PFN, SWP_MIGRATION_READ)
 from ..designs.base import SHARE, COPY
 from .mm import rmap, swap as lru, swapfile
 
@@ -60,8 +60,8 @@ def copy_present_pte(k, fr, op):
     while addr < n:
         vma = k.find_vma(addr)
         if vma is not None and not vma.flags & VM_DONTCOPY:
-            if vma.flags & VM_HUGETLB or k.pmd(addr // HPAGE_PMD_NR) is not None:
-                if addr % HPAGE_PMD_NR == 0:
+            if vma.flags & VM_HUGETLB or k.pmd(addr // k.HPAGE_PMD_NR) is not None:
+                if addr % k.HPAGE_PMD_NR == 0:
                     from .mm import huge_memory
                     nxt = huge_memory.copy_huge(k, fr, vma, addr, child)
                     if nxt is not None:

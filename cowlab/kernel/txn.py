@@ -35,9 +35,9 @@ class ModelBug(Exception):
 
 class Kernel:
     __slots__ = ("s", "folios", "mms", "swap", "refs", "threads", "signals", "next_token", "effects",
-                 "tid", "mm", "design", "spec")
+                 "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret")
 
-    def __init__(self, state: State, design, tid: int, mm: int):
+    def __init__(self, state: State, design, tid: int, mm: int, hpage_pmd_nr: int = 2, ret=None):
         self.s = state
         self.folios = list(state.folios)
         self.mms = list(state.mms)
@@ -51,6 +51,10 @@ class Kernel:
         self.tid = tid
         self.mm = mm
         self.design = design
+        #: subpages of a PMD-mapped THP / hugetlb page in this case (its geometry)
+        self.HPAGE_PMD_NR = hpage_pmd_nr
+        #: what the path this thread last returned from gave back (a fault's VM_FAULT_*, GUP's error)
+        self.ret = ret
 
     def commit(self) -> State:
         s = self.s

@@ -22,7 +22,7 @@ Versions 5.7 .. 6.18; design questions: ``gup_force_write`` (5.8),
 from __future__ import annotations
 
 from ..paths import step
-from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, HPAGE_PMD_NR, ZERO_PFN
+from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, ZERO_PFN
 from .memory import enter_fault
 
 
@@ -72,7 +72,7 @@ def follow_page_pte(k, fr, op):
         k.mmap_read_unlock()
         return _gup_finish(k, fr)
     from ..types import VM_HUGETLB
-    if vma.flags & VM_HUGETLB or k.pmd(addr // HPAGE_PMD_NR) is not None:
+    if vma.flags & VM_HUGETLB or k.pmd(addr // k.HPAGE_PMD_NR) is not None:
         from . import huge_memory
         return huge_memory.follow_huge(k, fr, vma, addr, gf)
     k.pte_lock()
@@ -132,7 +132,7 @@ def gup_fast_read_pte(k, fr, op):
     gf = fr["gf"]
     need_write = gf & FOLL_WRITE or k.design.gup_fast_only_writable
     if (not k.is_present(pte) or pte.pfn == ZERO_PFN or (need_write and not pte.write)
-            or k.pmd(addr // HPAGE_PMD_NR) is not None):
+            or k.pmd(addr // k.HPAGE_PMD_NR) is not None):
         return _gup_fast_bail(k, fr)
     fr["g_pte"] = tuple(pte)
     return "gupf.grab"

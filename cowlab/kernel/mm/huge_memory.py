@@ -1,6 +1,6 @@
 """mm/huge_memory.c: anonymous THP mapped by a PMD, and its split to ptes.
 
-The model THP has ``HPAGE_PMD_NR`` subpages.  A PMD mapping counts in the
+The model THP has ``HPAGE_PMD_NR`` (the case's geometry, ``k.HPAGE_PMD_NR``) subpages.  A PMD mapping counts in the
 folio's entire_mapcount and holds one reference; PG_anon_exclusive of a
 PMD-mapped THP is kept equal on every subpage (the kernel keeps it on the
 head page and copies it to each subpage when the PMD is split).
@@ -17,7 +17,7 @@ head page and copies it to each subpage when the PMD is split).
 """
 from __future__ import annotations
 
-from ..types import HPAGE_PMD_NR, PG_hugetlb, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
+from ..types import PG_hugetlb, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
 from ...designs.base import Vmf, REUSE, SPLIT
 
 
@@ -30,12 +30,12 @@ def do_huge_pmd_anonymous_page(k, fr, vma) -> str:
     """do_huge_pmd_anonymous_page() -> __do_huge_pmd_anonymous_page()."""
     from .memory import fault_done
     addr = fr["fa"]
-    hidx = addr // HPAGE_PMD_NR
+    hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     if k.pmd(hidx) is not None:
         k.pte_unlock()
         return fault_done(k, fr)
-    pfn = k.alloc_folio(nr=HPAGE_PMD_NR)
+    pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR)
     f = k.folio(pfn)
     from ..types import PG_anon
     k.folios[pfn] = f._replace(entire_mapcount=1, flags=f.flags | PG_anon)
@@ -54,7 +54,7 @@ def huge_pmd_fault(k, fr, vma) -> str:
     """create_huge_pmd()/wp_huge_pmd(): a fault on a PMD-mapped THP."""
     from .memory import fault_done
     addr = fr["fa"]
-    hidx = addr // HPAGE_PMD_NR
+    hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     pmd = k.pmd(hidx)
     if pmd is None:
@@ -62,7 +62,7 @@ def huge_pmd_fault(k, fr, vma) -> str:
         return "fault.handle"
     if (fr["fw"] or fr["fu"]) and not pmd.write:
         unshare = fr["fu"] and not fr["fw"]
-        vmf = Vmf(k.mm, addr, pmd.pfn, addr % HPAGE_PMD_NR, write=not unshare, unshare=unshare)
+        vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
         d = k.design.huge_pmd_wp(k, vmf)
         if d == REUSE:
             k.effect("reuse", k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write")
@@ -94,7 +94,7 @@ def __split_huge_pmd_locked(k, mm, hidx) -> None:
                                refcount=f.refcount + f.nr - 1)
     k.set_pmd_at(hidx, None, mm)
     for i in range(f.nr):
-        k.set_pte_at(hidx * HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=pmd.write, dirty=pmd.dirty), mm)
+        k.set_pte_at(hidx * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=pmd.write, dirty=pmd.dirty), mm)
     k.effect("split_pmd", mm, hidx, pfn)
 
 
@@ -102,7 +102,7 @@ def split_for_reclaim(k, addr) -> None:
     """Reclaim of a PMD-mapped THP: the model splits the PMD mapping and
     reclaims the (now pte-mapped) large folio as one unit (THP_SWAP)."""
     k.pte_lock()
-    __split_huge_pmd_locked(k, k.mm, addr // HPAGE_PMD_NR)
+    __split_huge_pmd_locked(k, k.mm, addr // k.HPAGE_PMD_NR)
     k.pte_unlock()
 
 
@@ -113,7 +113,7 @@ def copy_huge(k, fr, vma, addr, child) -> str | None:
         from . import hugetlb
         hugetlb.copy_hugetlb(k, addr, child)
         return None
-    hidx = addr // HPAGE_PMD_NR
+    hidx = addr // k.HPAGE_PMD_NR
     pmd = k.pmd(hidx)
     if pmd is None:
         return None
@@ -134,7 +134,7 @@ def copy_huge(k, fr, vma, addr, child) -> str | None:
 def zap_huge(k, mm, addr) -> None:
     """zap_huge_pmd() / a partial zap: the model splits, then zaps the pte."""
     from .memory import zap_pte
-    hidx = addr // HPAGE_PMD_NR
+    hidx = addr // k.HPAGE_PMD_NR
     pmd = k.pmd(hidx, mm)
     if pmd is not None and k.test(pmd.pfn, PG_hugetlb):
         # __unmap_hugepage_range(): the whole huge page goes
@@ -142,7 +142,7 @@ def zap_huge(k, mm, addr) -> None:
         f = k.folio(pmd.pfn)
         k.folios[pmd.pfn] = f._replace(entire_mapcount=f.entire_mapcount - 1)
         k.put_page(pmd.pfn)
-        for a in range(hidx * HPAGE_PMD_NR, (hidx + 1) * HPAGE_PMD_NR):
+        for a in range(hidx * k.HPAGE_PMD_NR, (hidx + 1) * k.HPAGE_PMD_NR):
             k.effect("unmap", mm, a)
         return
     if pmd is not None:
@@ -154,10 +154,10 @@ def change_huge_pmd(k, addr, prot, start, end) -> None:
     """change_huge_pmd(): a range covering the whole PMD changes the PMD
     (write-protect; PMDs are not made writable directly before 6.2, and the
     model never does); a partial range splits it first."""
-    hidx = addr // HPAGE_PMD_NR
-    base = hidx * HPAGE_PMD_NR
+    hidx = addr // k.HPAGE_PMD_NR
+    base = hidx * k.HPAGE_PMD_NR
     pmd = k.pmd(hidx)
-    if start <= base and base + HPAGE_PMD_NR <= end or k.test(pmd.pfn, PG_hugetlb):
+    if start <= base and base + k.HPAGE_PMD_NR <= end or k.test(pmd.pfn, PG_hugetlb):
         if not prot & VM_WRITE and pmd.write:
             k.set_pmd_at(hidx, pmd._replace(write=False))
         return
@@ -171,14 +171,14 @@ def follow_huge(k, fr, vma, addr, gf) -> str:
     """follow_trans_huge_pmd() / follow_hugetlb_page() under the PT lock."""
     from .memory import enter_fault
     from .gup import try_grab_page, _gup_next
-    hidx = addr // HPAGE_PMD_NR
+    hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     pmd = k.pmd(hidx)
     write = bool(gf & FOLL_WRITE)
     if pmd is None:
         k.pte_unlock()
         return enter_fault(fr, addr, write=write, unshare=False, ret="gup.follow", mm_locked=True)
-    idx = addr % HPAGE_PMD_NR
+    idx = addr % k.HPAGE_PMD_NR
     if write and not pmd.write:
         k.pte_unlock()
         return enter_fault(fr, addr, write=True, unshare=False, ret="gup.follow", mm_locked=True)
@@ -200,7 +200,7 @@ def split_huge_pmd_lock(k, fr, op):
     process): from 5.8 (c444eb564fb1, CVE-2020-29368) the anon THP's page
     lock is taken first, so that reuse_swap_page() (which runs under it)
     never sees the mapcounts half-transferred."""
-    h = op["addr"] // HPAGE_PMD_NR
+    h = op["addr"] // k.HPAGE_PMD_NR
     pmd = k.pmd(h)
     if pmd is None or k.test(pmd.pfn, PG_hugetlb):
         return None
@@ -241,7 +241,7 @@ def split_huge_pmd_fill(k, fr, op):
     f = k.folio(pfn)
     k.folios[pfn] = f._replace(mapcount=tuple(m + 1 for m in f.mapcount), refcount=f.refcount + f.nr - 1)
     for i in range(f.nr):
-        k.set_pte_at(h * HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=write, dirty=dirty))
+        k.set_pte_at(h * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=write, dirty=dirty))
     k.effect("split_pmd", k.mm, h, pfn)
     k.pte_unlock()
     if locked:

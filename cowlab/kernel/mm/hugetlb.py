@@ -1,6 +1,6 @@
 """mm/hugetlb.c: private anonymous hugetlb pages.
 
-A hugetlb page covers ``HPAGE_PMD_NR`` addresses and is mapped by one huge
+A hugetlb page covers ``HPAGE_PMD_NR`` (the case's geometry, ``k.HPAGE_PMD_NR``) addresses and is mapped by one huge
 pte (kept in the mm's pmd table), counted in the folio's entire mapcount.
 COW reuse is mapcount-based in every version (hugetlb_cow()/hugetlb_wp():
 ``folio_mapcount == 1 && anon``; 5.19+ first PageAnonExclusive) -- there is
@@ -10,12 +10,12 @@ Fork shares R/O, or copies early for maybe-pinned pages (5.12+
 """
 from __future__ import annotations
 
-from ..types import HPAGE_PMD_NR, PG_hugetlb, PG_anon, Pmd, VM_WRITE
+from ..types import PG_hugetlb, PG_anon, Pmd, VM_WRITE
 from ...designs.base import Vmf, COPY
 
 
-def _hidx(addr):
-    return addr // HPAGE_PMD_NR
+def _hidx(k, addr):
+    return addr // k.HPAGE_PMD_NR
 
 
 def hugetlb_fault(k, fr, vma) -> str:
@@ -24,11 +24,11 @@ def hugetlb_fault(k, fr, vma) -> str:
     copy is made under it, as hugetlb_wp() does after its own unlock/relock)."""
     from .memory import fault_done
     addr = fr["fa"]
-    h = _hidx(addr)
+    h = _hidx(k, addr)
     k.pte_lock()
     pmd = k.pmd(h)
     if pmd is None:
-        pfn = k.alloc_folio(nr=HPAGE_PMD_NR, flags=PG_anon | PG_hugetlb)
+        pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR, flags=PG_anon | PG_hugetlb)
         f = k.folio(pfn)
         k.folios[pfn] = f._replace(entire_mapcount=1,
                                    anon_exclusive=(True,) * f.nr if k.design.anon_exclusive else f.anon_exclusive)
@@ -41,7 +41,7 @@ def hugetlb_fault(k, fr, vma) -> str:
         k.pte_unlock()
         return fault_done(k, fr)
     unshare = fr["fu"] and not fr["fw"]
-    vmf = Vmf(k.mm, addr, pmd.pfn, addr % HPAGE_PMD_NR, write=not unshare, unshare=unshare)
+    vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
     if k.design.hugetlb_wp_reuse(k, vmf):
         k.effect("reuse", k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write")
         if k.design.anon_exclusive:
@@ -58,8 +58,8 @@ def hugetlb_fault(k, fr, vma) -> str:
     f = k.folio(old)
     k.folios[old] = f._replace(entire_mapcount=f.entire_mapcount - 1)
     k.put_page(old)
-    k.effect("copy", "unshare" if unshare else "hugetlb_wp", k.mm, addr, old, addr % HPAGE_PMD_NR, new,
-             addr % HPAGE_PMD_NR)
+    k.effect("copy", "unshare" if unshare else "hugetlb_wp", k.mm, addr, old, addr % k.HPAGE_PMD_NR, new,
+             addr % k.HPAGE_PMD_NR)
     k.pte_unlock()
     return fault_done(k, fr)
 
@@ -76,7 +76,7 @@ def _copy_huge(k, old) -> int:
 
 def copy_hugetlb(k, addr, child) -> None:
     """copy_hugetlb_page_range() for one huge pte (parent's PT lock held)."""
-    h = _hidx(addr)
+    h = _hidx(k, addr)
     pmd = k.pmd(h)
     if pmd is None:
         return

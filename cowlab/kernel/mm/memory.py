@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..txn import Blocked, ModelBug
-from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, ZERO, ZERO_PFN, PG_dirty, HPAGE_PMD_NR)
+from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, ZERO, ZERO_PFN, PG_dirty)
 from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile
 
@@ -70,7 +70,7 @@ def handle_pte_fault(k, fr, op):
     if vma.flags & VM_HUGETLB:
         from . import hugetlb
         return hugetlb.hugetlb_fault(k, fr, vma)
-    hidx = addr // HPAGE_PMD_NR
+    hidx = addr // k.HPAGE_PMD_NR
     if k.pmd(hidx) is not None:
         from . import huge_memory
         return huge_memory.huge_pmd_fault(k, fr, vma)
@@ -100,9 +100,9 @@ def huge_memory_wants_thp(k, vma, addr, fr) -> bool:
     from ..types import VM_HUGEPAGE
     if not vma.flags & VM_HUGEPAGE:
         return False
-    base = addr - addr % HPAGE_PMD_NR
-    return vma.start <= base and base + HPAGE_PMD_NR <= vma.end and all(
-        k.pte(a) is None for a in range(base, base + HPAGE_PMD_NR))
+    base = addr - addr % k.HPAGE_PMD_NR
+    return vma.start <= base and base + k.HPAGE_PMD_NR <= vma.end and all(
+        k.pte(a) is None for a in range(base, base + k.HPAGE_PMD_NR))
 
 
 @step("fault.migration_wait")
@@ -405,9 +405,9 @@ def _next_page(fr, op, label):
 def lookup(k, addr, mm=None):
     """What the MMU sees at addr: the pte, or a pte-like view of the PMD
     (THP / hugetlb) leaf that maps it."""
-    pmd = k.pmd(addr // HPAGE_PMD_NR, mm)
+    pmd = k.pmd(addr // k.HPAGE_PMD_NR, mm)
     if pmd is not None:
-        return k.mk_pte(pmd.pfn, addr % HPAGE_PMD_NR, write=pmd.write, dirty=pmd.dirty)
+        return k.mk_pte(pmd.pfn, addr % k.HPAGE_PMD_NR, write=pmd.write, dirty=pmd.dirty)
     return k.pte(addr, mm)
 
 
@@ -432,9 +432,9 @@ def store(k, mm: int, addr: int, pte, token, via) -> None:
     data[pte.idx] = token
     k.folios[pte.pfn] = f._replace(data=tuple(data), flags=f.flags | PG_dirty)
     if via is None:
-        pmd = k.pmd(addr // HPAGE_PMD_NR, mm)
+        pmd = k.pmd(addr // k.HPAGE_PMD_NR, mm)
         if pmd is not None:
-            k.set_pmd_at(addr // HPAGE_PMD_NR, pmd._replace(dirty=True), mm)
+            k.set_pmd_at(addr // k.HPAGE_PMD_NR, pmd._replace(dirty=True), mm)
         else:
             k.set_pte_at(addr, pte._replace(dirty=True, soft_dirty=True), mm)
     k.effect("store", mm, addr, pte.pfn, pte.idx, token, via)

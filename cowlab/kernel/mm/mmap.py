@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
-                     VM_HUGETLB, VM_MERGEABLE, HPAGE_PMD_NR)
+                     VM_HUGETLB, VM_MERGEABLE)
 from .memory import zap_pte, vm_normal_page
 
 PROT = {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}
@@ -48,7 +48,7 @@ def vma_adjust_trans_huge(k) -> None:
     for h, pmd in enumerate(m.pmds):
         if pmd is None or k.test(pmd.pfn, PG_hugetlb):
             continue
-        lo, hi = h * HPAGE_PMD_NR, (h + 1) * HPAGE_PMD_NR
+        lo, hi = h * k.HPAGE_PMD_NR, (h + 1) * k.HPAGE_PMD_NR
         if not any(v.start <= lo and hi <= v.end for v in k.mmv().vmas):
             locked = k.mmv().ptl == k.tid
             if not locked:
@@ -80,7 +80,7 @@ def _zap_range(k, mm, start, end):
     k.pte_lock(mm)
     from . import huge_memory
     for a in range(start, end):
-        if k.pmd(a // HPAGE_PMD_NR, mm) is not None:
+        if k.pmd(a // k.HPAGE_PMD_NR, mm) is not None:
             huge_memory.zap_huge(k, mm, a)
         else:
             zap_pte(k, mm, a)
@@ -134,7 +134,7 @@ def do_mprotect(k, fr, op):
     k.pte_lock()
     from . import huge_memory
     for a in range(start, start + n):
-        if k.pmd(a // HPAGE_PMD_NR) is not None:
+        if k.pmd(a // k.HPAGE_PMD_NR) is not None:
             huge_memory.change_huge_pmd(k, a, prot, start, start + n)
             continue
         pte = k.pte(a)
@@ -221,17 +221,17 @@ def do_mremap(k, fr, op):
     k.pte_lock()
     from . import huge_memory
     for a in range(start, start + n):
-        h = a // HPAGE_PMD_NR
+        h = a // k.HPAGE_PMD_NR
         if k.pmd(h) is not None:
-            base = h * HPAGE_PMD_NR
-            if (start <= base and base + HPAGE_PMD_NR <= start + n and (dst - start) % HPAGE_PMD_NR == 0):
+            base = h * k.HPAGE_PMD_NR
+            if (start <= base and base + k.HPAGE_PMD_NR <= start + n and (dst - start) % k.HPAGE_PMD_NR == 0):
                 continue
             huge_memory.__split_huge_pmd_locked(k, k.mm, h)
     moved = []
     for a in range(start, start + n):
-        h = a // HPAGE_PMD_NR
-        if k.pmd(h) is not None and a % HPAGE_PMD_NR == 0:
-            k.set_pmd_at((a + dst - start) // HPAGE_PMD_NR, k.pmd(h))
+        h = a // k.HPAGE_PMD_NR
+        if k.pmd(h) is not None and a % k.HPAGE_PMD_NR == 0:
+            k.set_pmd_at((a + dst - start) // k.HPAGE_PMD_NR, k.pmd(h))
             k.set_pmd_at(h, None)
         elif k.pmd(h) is None:
             moved.append((a, k.pte(a)))

@@ -15,7 +15,7 @@ swap cache; any other reference keeps the page in the swap cache).
 from __future__ import annotations
 
 from ..paths import step, op
-from ..types import PG_lru, PG_dirty, HPAGE_PMD_NR
+from ..types import PG_lru, PG_dirty
 from . import rmap, swapfile, swap as lru
 
 
@@ -33,7 +33,7 @@ def madvise_pageout(k, fr, op):
     k.mmap_read_lock()
     lru.lru_add_drain(k)
     pte = k.pte(op["addr"])
-    if k.pmd(op["addr"] // HPAGE_PMD_NR) is not None:
+    if k.pmd(op["addr"] // k.HPAGE_PMD_NR) is not None:
         from . import huge_memory
         huge_memory.split_for_reclaim(k, op["addr"])
         pte = k.pte(op["addr"])
