@@ -20,7 +20,7 @@ from typing import NamedTuple
 from . import kernel  # noqa: F401  (registers every step)
 from .kernel import registry  # noqa: F401
 from .kernel.checks import check_pin, check_state, check_thread_end
-from .kernel.paths import OPS, STEPS
+from .kernel.paths import OPS, STEPS, Call, Goto, InFlight, NOTHING_IN_FLIGHT, Return, in_flight, rename_frame
 from .kernel.txn import Blocked, Kernel, ModelBug
 from .kernel.types import (Folio, Mm, State, Thread, ZERO)
 from .oracle import Oracle, initial_spec, MISSED, WRONG, UNNECESSARY
@@ -64,7 +64,7 @@ class CowModel:
         mms = tuple(Mm(p not in forked, 0, 0, -1, 0, (), (None,) * n, (None,) * nh)
                     for p in self.case.processes)
         zero = Folio(0, 1, (0,), 0, 0, (False,), (ZERO,), (-1,))
-        threads = tuple(Thread(0, None, ()) for _ in self.case.threads)
+        threads = tuple(Thread(0) for _ in self.case.threads)
         return State((zero,), mms, (), (), threads, frozenset(), 0,
                      initial_spec(len(mms), n))
 
@@ -161,75 +161,73 @@ class CowModel:
                 return None       # process not forked yet
             if op.name not in self.SYNC:
                 # the process exited: skip its remaining memory operations
-                return Transition(s._replace(threads=_set(s.threads, tid, Thread(t.pc + 1, None, ()))), tid,
+                return Transition(s._replace(threads=_set(s.threads, tid, Thread(t.pc + 1))), tid,
                                   self.optext[tid][t.pc], "exited", "do_exit", "the process has exited", (), (), ())
         args = self.args[tid][t.pc]
-        label = t.label or OPS[op.name][0]
+        if t.stack:
+            label, fr = t.stack[-1]
+        else:
+            label, fr = OPS[op.name][0], None
         fn = STEPS[label]
-        k = Kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr)
-        fr = dict(t.frame)
+        k = Kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
         try:
             nxt = fn(k, fr, args)
         except Blocked:
             return None
         except ModelBug as e:
             return Transition(s, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), (), (f"model bug in {label}: {e}",), ())
-        irqs = k.threads[tid].irqs_off
+        stack = t.stack[:-1]
+        ret = None
         if nxt is None:
-            k.threads[tid] = Thread(t.pc + 1, None, (), False)
+            pass
+        elif type(nxt) is Goto:
+            stack += ((nxt.label, nxt.frame),)
+        elif type(nxt) is Call:
+            stack += ((nxt.then, nxt.caller), (nxt.label, nxt.frame))
+        elif type(nxt) is Return:
+            ret = nxt.value
         else:
-            k.threads[tid] = Thread(t.pc, nxt, tuple(sorted(fr.items())), irqs)
+            return Transition(s, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), (),
+                              (f"model bug in {label}: the step returned {nxt!r}, not Goto/Call/Return",), ())
+        done = not stack
+        k.threads[tid] = Thread(t.pc + 1) if done else Thread(t.pc, stack, k.threads[tid].irqs_off, ret)
         new = k.commit()
         events = ()
         if self.oracle is not None:
             new, events = self.oracle.check(s, new, k.effects)
         bugs = []
         if self.check_invariants:
-            bugs = check_state(new, self.design, *self._in_flight(new))
+            fl = self._in_flight(new)
+            bugs = check_state(new, self.design, fl.shares, dict(fl.slots), dict(fl.refs))
             for e in k.effects:
                 if e[0] == "pin":
                     bugs += check_pin(new, self.design, e)
-            if nxt is None:
+            if done:
                 bugs += check_thread_end(new, tid)
         return Transition(new, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), tuple(events), tuple(bugs),
                           tuple(k.effects))
 
-    def _in_flight_maps(self, s: State):
-        out = []
+    def _in_flight(self, s: State) -> InFlight:
+        """What the threads' frames declare in flight (see kernel.paths.InFlight):
+        book updates a path spreads over two steps (the kernel does them under
+        a lock another path does not take)."""
+        maps, shares, slots, refs = [], [], {}, {}
+        nr = self.case.hpage_pmd_nr
         for i, t in enumerate(s.threads):
-            if t.label == "split.fill":
-                pfn, h = dict(t.frame)["split"][:2]
-                f = s.folios[pfn]
-                out += [(self.tmm[i], h * self.case.hpage_pmd_nr + j, pfn, j) for j in range(f.nr)]
-            elif t.label == "fork.wrprotect":
-                fr = dict(t.frame)
-                p = s.mms[self.tmm[i]].ptes[fr["fi"]]
-                out.append((dict(self.args[i][t.pc])["child_mm"], fr["fi"], p.pfn, p.idx))
-            elif t.label == "swap.set_pte":
-                fr = dict(t.frame)
-                pfn, idx = fr["sw"][:2]
-                out.append((self.tmm[i], fr["fa"], pfn, idx))
-        return out
+            for _, fr in t.stack:
+                f = in_flight(fr, s, self.tmm[i], self.args[i][t.pc], nr)
+                if f is NOTHING_IN_FLIGHT:
+                    continue
+                maps += f.maps
+                shares += f.shares
+                for sl, d in f.slots:
+                    slots[sl] = slots.get(sl, 0) + d
+                for pfn, d in f.refs:
+                    refs[pfn] = refs.get(pfn, 0) + d
+        return InFlight(tuple(maps), tuple(shares), tuple(slots.items()), tuple(refs.items()))
 
-    def _in_flight(self, s: State):
-        """Book updates a path spreads over two steps (the kernel does them
-        under a lock another path does not take): (fork shares whose pte is
-        not yet set, swap counts already dropped for a pte not yet replaced,
-        references standing for a mapping not yet installed)."""
-        fork, slots, refs = [], {}, {}
-        for i, t in enumerate(s.threads):
-            if t.label == "fork.wrprotect":
-                fr = dict(t.frame)
-                p = s.mms[self.tmm[i]].ptes[fr["fi"]]
-                fork.append((p.pfn, p.idx))
-            elif t.label == "swap.set_pte":
-                pfn, idx, slot, excl, freed = dict(t.frame)["sw"]
-                if freed:
-                    slots[slot] = slots.get(slot, 0) - 1
-            elif t.label == "split.fill":
-                pfn = dict(t.frame)["split"][0]
-                refs[pfn] = refs.get(pfn, 0) + 1
-        return fork, slots, refs
+    def _in_flight_maps(self, s: State):
+        return self._in_flight(s).maps
 
     def thread_name(self, tid: int) -> str:
         return self.case.threads[tid].name
@@ -249,7 +247,6 @@ def _doc(fn) -> str:
 
 
 # ----------------------------------------------------------------------------- symmetry
-_PFN_KEYS = ("old", "new", "rp", "mp")
 
 
 def canonical(s: State) -> State:
@@ -301,22 +298,6 @@ def canonical(s: State) -> State:
             return None
         return p._replace(pfn=S(p.pfn) if p.kind == PTE_SWAP else P(p.pfn))
 
-    def rframe(fr):
-        out = []
-        for k, v in fr:
-            if k in _PFN_KEYS and isinstance(v, int):
-                v = P(v)
-            elif k == "sw":
-                v = (P(v[0]), v[1], S(v[2])) + tuple(v[3:])
-            elif k == "split":
-                v = (P(v[0]),) + tuple(v[1:])
-            elif k == "g_pte":
-                v = (v[0], S(v[1]) if v[0] == PTE_SWAP else P(v[1])) + tuple(v[2:])
-            elif k == "orig":
-                v = (v[0], S(v[1]) if v[0] == PTE_SWAP else P(v[1])) + tuple(v[2:])
-            out.append((k, v))
-        return tuple(out)
-
     folios = [None] * len(pmap)
     for pfn, f in enumerate(s.folios):
         if f is not None:
@@ -329,5 +310,6 @@ def canonical(s: State) -> State:
                            pmds=tuple(None if p is None else p._replace(pfn=P(p.pfn)) for p in m.pmds))
                 for m in s.mms)
     refs = tuple(sorted(r._replace(pfn=P(r.pfn)) for r in s.refs))
-    threads = tuple(t._replace(frame=rframe(t.frame)) for t in s.threads)
+    threads = tuple(t._replace(stack=tuple((lb, rename_frame(fr, P, S)) for lb, fr in t.stack)) if t.stack else t
+                    for t in s.threads)
     return s._replace(folios=tuple(folios), swap=tuple(swap), mms=mms, refs=refs, threads=threads)

@@ -13,16 +13,37 @@ as in the kernel.  ``fork.end`` closes the sequence and starts the child.
 """
 from __future__ import annotations
 
-from .paths import step, op
-from .types import (PTE_SWAP, PTE_MIGRATION, VM_DONTCOPY, VM_SHARED, VM_MAYWRITE, VM_WRITE,
+from typing import NamedTuple, Optional
+
+from .paths import step, op, Goto, InFlight, NOTHING_IN_FLIGHT
+from .txn import ModelBug
+from .types import (Pte, PTE_SWAP, PTE_MIGRATION, VM_DONTCOPY, VM_SHARED, VM_MAYWRITE, VM_WRITE,
                     VM_HUGETLB, ZERO_PFN, SWP_MIGRATION_READ)
 from ..designs.base import SHARE, COPY
-from .mm import rmap, swap as lru, swapfile
+from .mm import rmap, swap as lru, swapfile, huge_memory
 
 
 def is_cow_mapping(flags: int) -> bool:
     """is_cow_mapping(): private and may be written."""
     return (flags & (VM_SHARED | VM_MAYWRITE)) == VM_MAYWRITE
+
+
+class ForkFrame(NamedTuple):
+    """copy_page_range()'s locals: the child mm, the next address to copy,
+    whether the parent's PT lock is held, and -- between the two halves of
+    copy_present_pte() -- the parent's pte being shared (``share``)."""
+    child: int
+    addr: int = 0
+    ptl: bool = False
+    share: Optional[Pte] = None
+
+    def in_flight(self, s, mm, args, hpage_pmd_nr) -> InFlight:
+        """A share between its two halves: the page's mapcount is dup'ed and
+        the child's pte is about to map it."""
+        p = self.share
+        if p is None:
+            return NOTHING_IN_FLIGHT
+        return InFlight(maps=((self.child, self.addr, p.pfn, p.idx),), shares=((p.pfn, p.idx),))
 
 
 @step("fork.lock")
@@ -38,8 +59,7 @@ def dup_mmap_begin(k, fr, op):
              mmap_lock=-1)
     if k.design.write_protect_seq:
         k.set_mm(k.mm, write_protect_seq=parent.write_protect_seq + 1)
-    fr["fi"] = 0
-    return "fork.pte"
+    return Goto("fork.pte", ForkFrame(child))
 
 
 def _copied(k, addr) -> bool:
@@ -51,18 +71,17 @@ def _copied(k, addr) -> bool:
 def copy_present_pte(k, fr, op):
     """copy_pte_range() -> copy_present_pte() / copy_nonpresent_pte() for
     the next populated pte (PT lock of the parent taken at the first one)."""
-    child = op["child_mm"]
-    if not fr.get("ptl"):
+    child = fr.child
+    if not fr.ptl:
         k.pte_lock()
-        fr["ptl"] = True
+        fr = fr._replace(ptl=True)
     n = len(k.mmv().ptes)
-    addr = fr["fi"]
+    addr = fr.addr
     while addr < n:
         vma = k.find_vma(addr)
         if vma is not None and not vma.flags & VM_DONTCOPY:
             if vma.flags & VM_HUGETLB or k.pmd(addr // k.HPAGE_PMD_NR) is not None:
                 if addr % k.HPAGE_PMD_NR == 0:
-                    from .mm import huge_memory
                     nxt = huge_memory.copy_huge(k, fr, vma, addr, child)
                     if nxt is not None:
                         return nxt
@@ -71,38 +90,33 @@ def copy_present_pte(k, fr, op):
             if k.pte(addr) is not None:
                 break
         addr += 1
-    fr["fi"] = addr
+    fr = fr._replace(addr=addr)
     if addr >= n:
-        return "fork.end"
+        return Goto("fork.end", fr)
     pte = k.pte(addr)
     if pte.kind == PTE_SWAP:
         swapfile.swap_duplicate(k, pte.pfn)
         if k.design.copy_swap_pte_clear_exclusive() and pte.excl:
             k.set_pte_at(addr, pte._replace(excl=0))
         k.set_pte_at(addr, pte._replace(excl=0), child)
-        fr["fi"] = addr + 1
-        return "fork.pte"
+        return Goto("fork.pte", fr._replace(addr=addr + 1))
     if pte.kind == PTE_MIGRATION:
         # writable / readable-exclusive migration entries become readable in both
         k.set_pte_at(addr, pte._replace(excl=SWP_MIGRATION_READ))
         k.set_pte_at(addr, pte._replace(excl=SWP_MIGRATION_READ), child)
-        fr["fi"] = addr + 1
-        return "fork.pte"
+        return Goto("fork.pte", fr._replace(addr=addr + 1))
     page = None if pte.pfn == ZERO_PFN else pte.pfn
     if page is None:
         k.set_pte_at(addr, pte, child)
-        fr["fi"] = addr + 1
-        return "fork.pte"
+        return Goto("fork.pte", fr._replace(addr=addr + 1))
     d = k.design.copy_present_anon(k, k.mm, addr, page, pte.idx)
     if d == COPY:
         copy_present_page(k, addr, pte, child)
-        fr["fi"] = addr + 1
-        return "fork.pte"
+        return Goto("fork.pte", fr._replace(addr=addr + 1))
     if d != SHARE:
-        from .txn import ModelBug
         raise ModelBug(f"design answered {d!r} in copy_present_pte")
     k.get_page(page)      # the child's mapping reference (the design dup'ed the rmap)
-    return "fork.wrprotect"
+    return Goto("fork.wrprotect", fr._replace(share=pte))
 
 
 def copy_present_page(k, addr, pte, child) -> None:
@@ -123,8 +137,8 @@ def copy_present_page(k, addr, pte, child) -> None:
 def copy_present_pte_wrprotect(k, fr, op):
     """copy_present_pte(), second half: ptep_set_wrprotect() of the parent's
     pte in a COW mapping, and set_pte_at() of the child's R/O, old pte."""
-    child = op["child_mm"]
-    addr = fr["fi"]
+    child = fr.child
+    addr = fr.addr
     pte = k.pte(addr)
     vma = k.find_vma(addr)
     if is_cow_mapping(vma.flags) and pte.write:
@@ -132,23 +146,21 @@ def copy_present_pte_wrprotect(k, fr, op):
         k.set_pte_at(addr, pte)
     k.ref_to_mapping(pte.pfn)
     k.set_pte_at(addr, pte, child)
-    fr["fi"] = addr + 1
-    return "fork.pte"
+    return Goto("fork.pte", fr._replace(addr=addr + 1, share=None))
 
 
 @step("fork.end")
 def dup_mmap_end(k, fr, op):
     """copy_page_range() end: drop the PT lock, raw_write_seqcount_end(),
     mmap_write_unlock(); the child runs."""
-    if fr.pop("ptl", False):
+    if fr.ptl:
         k.pte_unlock()
     if k.design.write_protect_seq:
         k.set_mm(k.mm, write_protect_seq=k.mmv().write_protect_seq + 1)
-    child = op["child_mm"]
+    child = fr.child
     k.set_mm(child, mmap_lock=0)
     k.mmap_write_unlock()
     k.effect("fork", k.mm, child)
-    fr.pop("fi", None)
     return None
 
 

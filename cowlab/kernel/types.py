@@ -200,13 +200,27 @@ TRANSIENT_REFS = frozenset({"lru_batch", "speculative", "isolate", "tmp", "gup_f
 
 class Thread(NamedTuple):
     """A thread running its operation list: ``pc`` is the index of the
-    current operation, ``label`` the next atomic step inside it (None at an
-    operation boundary), ``frame`` the path's locals as sorted (key, value)
-    pairs, ``irqs_off`` whether it runs with local IRQs disabled (gup-fast)."""
+    current operation; ``stack`` the kernel call stack of that operation,
+    innermost last, as ``(label, frame)`` pairs: the next atomic step of each
+    path and its typed locals (a caller's label is where it resumes when the
+    path it called returns); empty at an operation boundary.  ``irqs_off``:
+    the thread runs with local IRQs disabled (gup-fast); ``ret``: what the path
+    it last returned from gave back (a fault's VM_FAULT_*, GUP's error), read
+    by the caller's next step."""
     pc: int
-    label: Optional[str]
-    frame: tuple
+    stack: tuple = ()
     irqs_off: bool = False
+    ret: object = None
+
+    @property
+    def label(self) -> Optional[str]:
+        """The next atomic step (None at an operation boundary)."""
+        return self.stack[-1][0] if self.stack else None
+
+    @property
+    def frame(self):
+        """The innermost path's locals (None at an operation boundary)."""
+        return self.stack[-1][1] if self.stack else None
 
 
 class Spec(NamedTuple):

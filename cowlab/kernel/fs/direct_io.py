@@ -9,7 +9,7 @@ is in flight: ``odirect_read``/``odirect_write`` start it, the
 """
 from __future__ import annotations
 
-from ..paths import step, op
+from ..paths import step, op, Goto
 from ..types import FOLL_WRITE, FOLL_FAST
 from ..mm.gup import start_gup
 from ..mm.memory import store
@@ -29,10 +29,9 @@ def dio_read_start(k, fr, op):
 @step("dio.read_io")
 def dio_read_io(k, fr, op):
     """The device writes the file data into the referenced pages."""
-    fr.pop("g_err", None)
     for r in sorted(r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)):
         store(k, r.mm, r.addr, k.mk_pte(r.pfn, r.idx), op.get("value") or k.new_token(), via=r)
-    return "dio.complete"
+    return Goto("dio.complete")
 
 
 @step("dio.write")
@@ -45,10 +44,9 @@ def dio_write_start(k, fr, op):
 @step("dio.write_io")
 def dio_write_io(k, fr, op):
     """The device reads the referenced pages."""
-    fr.pop("g_err", None)
     for r in sorted(r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)):
         k.effect("load", "odirect", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx])
-    return "dio.complete"
+    return Goto("dio.complete")
 
 
 @step("dio.complete")

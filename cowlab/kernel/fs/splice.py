@@ -26,7 +26,7 @@ def vmsplice_to_pipe(k, fr, op):
 
 @step("vmsplice.done")
 def vmsplice_done(k, fr, op):
-    if fr.pop("g_err", 0):
+    if k.ret:
         k.effect("error", "vmsplice", k.mm, op["addr"])
     return None
 

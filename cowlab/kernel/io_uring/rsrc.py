@@ -31,7 +31,7 @@ def io_sqe_buffer_register(k, fr, op):
 
 @step("io_uring.registered")
 def io_sqe_buffer_registered(k, fr, op):
-    if fr.pop("g_err", 0):
+    if k.ret:
         k.effect("error", "io_uring_register", k.mm, op["addr"])
     return None
 

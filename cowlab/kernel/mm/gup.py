@@ -21,149 +21,124 @@ Versions 5.7 .. 6.18; design questions: ``gup_force_write`` (5.8),
 """
 from __future__ import annotations
 
-from ..paths import step
-from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, ZERO_PFN
-from .memory import enter_fault
+from ..paths import step, Call, Goto, Return
+from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, VM_HUGETLB, ZERO_PFN
+from . import huge_memory
+from .internal import EFAULT, VM_FAULT_SIGSEGV, GupFrame, enter_fault, gup_next, try_grab_page
+
+__all__ = ["start_gup", "try_grab_page", "unpin_refs"]
 
 
-def start_gup(fr: dict, addrs, gup_flags: int, kind: str, owner: str, ret: str | None) -> str:
-    """get_user_pages*/pin_user_pages*(): locals for a GUP of ``addrs``
-    recording references as (kind, owner); continue at ``ret`` after."""
-    fr.update(g_addrs=tuple(addrs), g_i=0, gf=gup_flags, g_kind=kind, g_owner=owner, g_ret=ret, g_err=0)
-    return "gupf.begin" if gup_flags & FOLL_FAST else "gup.lock"
-
-
-def _gup_finish(k, fr) -> str | None:
-    for key in ("g_addrs", "g_i", "gf", "g_kind", "g_owner", "g_seq", "g_pte"):
-        fr.pop(key, None)
-    return fr.pop("g_ret")
+def start_gup(caller, addrs, gup_flags: int, kind: str, owner: str, then: str) -> Call:
+    """get_user_pages*/pin_user_pages*(): call GUP on ``addrs``, recording
+    references as (kind, owner); the caller resumes at ``then`` with locals
+    ``caller``, and ``k.ret`` is 0 or -EFAULT."""
+    fr = GupFrame(tuple(addrs), 0, gup_flags, kind, owner)
+    return Call("gupf.begin" if gup_flags & FOLL_FAST else "gup.lock", fr, then, caller)
 
 
 @step("gup.lock")
-def gup_lock(k, fr, op):
+def gup_lock(k, fr: GupFrame, op):
     """__gup_longterm_locked() -> __get_user_pages_locked(): mmap_read_lock;
     FOLL_PIN sets MMF_HAS_PINNED (mm->has_pinned 5.9+); 5.8 forces FOLL_WRITE
     on COW mappings (should_force_cow_break())."""
     k.mmap_read_lock()
-    gf = fr["gf"] & ~FOLL_FAST
+    gf = fr.flags & ~FOLL_FAST
     if gf & FOLL_PIN:
         k.mm_set_has_pinned_flag()
-    vma = k.find_vma(fr["g_addrs"][fr["g_i"]])
+    vma = k.find_vma(fr.addrs[fr.i])
     if vma is not None and k.design.gup_force_write(k, vma, gf):
         gf |= FOLL_WRITE
-    fr["gf"] = gf
-    return "gup.follow"
+    return Goto("gup.follow", fr._replace(flags=gf))
 
 
 @step("gup.follow")
-def follow_page_pte(k, fr, op):
+def follow_page_pte(k, fr: GupFrame, op):
     """follow_page_mask() -> follow_page_pte() under the PT lock, or
     faultin_page() when the page must be faulted in / written / unshared."""
-    if fr.pop("segv", False):
-        fr["g_err"] = -14   # -EFAULT
+    if k.ret == VM_FAULT_SIGSEGV:
         k.mmap_read_unlock()
-        return _gup_finish(k, fr)
-    addr = fr["g_addrs"][fr["g_i"]]
-    gf = fr["gf"]
+        return Return(EFAULT)
+    addr = fr.addrs[fr.i]
+    gf = fr.flags
     write = bool(gf & FOLL_WRITE)
     vma = k.find_vma(addr)
     if vma is None:
-        fr["g_err"] = -14
         k.mmap_read_unlock()
-        return _gup_finish(k, fr)
-    from ..types import VM_HUGETLB
+        return Return(EFAULT)
     if vma.flags & VM_HUGETLB or k.pmd(addr // k.HPAGE_PMD_NR) is not None:
-        from . import huge_memory
         return huge_memory.follow_huge(k, fr, vma, addr, gf)
     k.pte_lock()
     pte = k.pte(addr)
     if not k.is_present(pte) or (write and not pte.write):
         k.pte_unlock()
-        return enter_fault(fr, addr, write=write, unshare=False, ret="gup.follow", mm_locked=True)
+        return enter_fault(fr, addr, write=write, unshare=False, then="gup.follow", mm_locked=True)
     pfn = pte.pfn
     if not pte.write and k.design.gup_must_unshare(k, gf, pfn, pte.idx):
         k.pte_unlock()
-        return enter_fault(fr, addr, write=False, unshare=True, ret="gup.follow", mm_locked=True)
+        return enter_fault(fr, addr, write=False, unshare=True, then="gup.follow", mm_locked=True)
     try_grab_page(k, fr, pfn, pte.idx, addr, gf)
     k.pte_unlock()
-    return _gup_next(k, fr)
-
-
-def try_grab_page(k, fr, pfn, idx, addr, gf, kind=None) -> None:
-    """try_grab_page()/try_grab_folio(): FOLL_GET +1, FOLL_PIN +bias or +1/_pincount."""
-    k.add_ref(kind or fr["g_kind"], pfn, idx, owner=fr["g_owner"], mm=k.mm, addr=addr, gup_flags=gf & ~FOLL_FAST)
-    if gf & FOLL_PIN and pfn != ZERO_PFN and k.PageAnon(pfn):
-        k.effect("pin", k.mm, addr, pfn, idx, gf)
-
-
-def _gup_next(k, fr) -> str | None:
-    fr["g_i"] += 1
-    if fr["g_i"] < len(fr["g_addrs"]):
-        return "gup.follow"
-    k.mmap_read_unlock()
-    return _gup_finish(k, fr)
+    return gup_next(k, fr)
 
 
 # --------------------------------------------------------------------------- gup-fast
 @step("gupf.begin")
-def gup_fast_begin(k, fr, op):
+def gup_fast_begin(k, fr: GupFrame, op):
     """lockless_pages_from_mm(): FOLL_PIN sets MMF_HAS_PINNED; with
     write_protect_seq (5.11+) read the sequence and fall back when a fork
     is in progress (odd); then local_irq_save()."""
-    gf = fr["gf"]
+    gf = fr.flags
     if gf & FOLL_PIN:
         k.mm_set_has_pinned_flag()
     if gf & FOLL_PIN and k.design.write_protect_seq:
         seq = k.mmv().write_protect_seq
         if seq & 1:
-            return _gup_fast_fallback(k, fr)
-        fr["g_seq"] = seq
+            return _gup_fast_fallback(fr)
+        fr = fr._replace(seq=seq)
     k.threads[k.tid] = k.threads[k.tid]._replace(irqs_off=True)
-    return "gupf.pte"
+    return Goto("gupf.pte", fr)
 
 
 @step("gupf.pte")
-def gup_fast_read_pte(k, fr, op):
+def gup_fast_read_pte(k, fr: GupFrame, op):
     """gup_pte_range() B1/B2: ptep_get_lockless(); bail on a non-present,
     special (zero page) or -- for FOLL_WRITE, or for everyone under 5.8 --
     a non-writable pte."""
-    addr = fr["g_addrs"][fr["g_i"]]
+    addr = fr.addrs[fr.i]
     pte = k.pte(addr)
-    gf = fr["gf"]
+    gf = fr.flags
     need_write = gf & FOLL_WRITE or k.design.gup_fast_only_writable
     if (not k.is_present(pte) or pte.pfn == ZERO_PFN or (need_write and not pte.write)
             or k.pmd(addr // k.HPAGE_PMD_NR) is not None):
         return _gup_fast_bail(k, fr)
-    fr["g_pte"] = tuple(pte)
-    return "gupf.grab"
+    return Goto("gupf.grab", fr._replace(pte=pte))
 
 
 @step("gupf.grab")
-def gup_fast_grab(k, fr, op):
+def gup_fast_grab(k, fr: GupFrame, op):
     """B3: try_grab_folio() (FOLL_PIN: then smp_mb__after_atomic())."""
-    pte = fr["g_pte"]
-    if k.folios[pte[1]] is None:
+    pte = fr.pte
+    if k.folios[pte.pfn] is None:
         return _gup_fast_bail(k, fr)
-    k.add_ref("gup_fast", pte[1], pte[2], owner=f"t{k.tid}", mm=k.mm, addr=fr["g_addrs"][fr["g_i"]],
-              gup_flags=fr["gf"] & ~FOLL_FAST)
-    return "gupf.recheck"
+    k.add_ref("gup_fast", pte.pfn, pte.idx, owner=f"t{k.tid}", mm=k.mm, addr=fr.addrs[fr.i],
+              gup_flags=fr.flags & ~FOLL_FAST)
+    return Goto("gupf.recheck", fr)
 
 
 @step("gupf.recheck")
-def gup_fast_recheck(k, fr, op):
+def gup_fast_recheck(k, fr: GupFrame, op):
     """B4/B5: drop the reference if the pte changed, or if it is R/O and
     gup_must_unshare() (no vma: anon pages only)."""
-    from ..types import Pte
-    addr = fr["g_addrs"][fr["g_i"]]
-    old = Pte(*fr["g_pte"])
+    addr = fr.addrs[fr.i]
+    old = fr.pte
     ref = _fast_ref(k, old.pfn)
-    if k.pte(addr) != old or (not old.write and k.design.gup_must_unshare(k, fr["gf"] & ~FOLL_FAST, old.pfn, old.idx)):
+    if k.pte(addr) != old or (not old.write and k.design.gup_must_unshare(k, fr.flags & ~FOLL_FAST, old.pfn, old.idx)):
         k.drop_ref(ref)
         return _gup_fast_bail(k, fr)
-    if fr["g_i"] + 1 < len(fr["g_addrs"]):
-        fr["g_i"] += 1
-        return "gupf.pte"
-    return "gupf.end"
+    if fr.i + 1 < len(fr.addrs):
+        return Goto("gupf.pte", fr._replace(i=fr.i + 1))
+    return Goto("gupf.end", fr)
 
 
 def _fast_ref(k, pfn):
@@ -174,46 +149,43 @@ def _fast_ref(k, pfn):
 
 
 @step("gupf.end")
-def gup_fast_end(k, fr, op):
+def gup_fast_end(k, fr: GupFrame, op):
     """local_irq_restore(); FOLL_PIN: read_seqcount_retry(write_protect_seq)
     -> unpin everything and fall back; else the references are the caller's."""
     if not _gup_fast_hand_over(k, fr):
-        return _gup_fast_fallback(k, fr)
-    return _gup_finish(k, fr)
+        return _gup_fast_fallback(fr._replace(i=0))
+    return Return(0)
 
 
-def _gup_fast_bail(k, fr) -> str:
-    """gup-fast could not take page g_i: keep what it has (gup_fast
+def _gup_fast_bail(k, fr: GupFrame):
+    """gup-fast could not take page fr.i: keep what it has (gup_fast
     refs of earlier pages are handed over at the end) and finish the rest
     on the slow path."""
-    _gup_fast_hand_over(k, fr)
-    return _gup_fast_fallback(k, fr)
+    if not _gup_fast_hand_over(k, fr):
+        fr = fr._replace(i=0)
+    return _gup_fast_fallback(fr)
 
 
-def _gup_fast_hand_over(k, fr) -> bool:
+def _gup_fast_hand_over(k, fr: GupFrame) -> bool:
     """local_irq_restore(), then the write_protect_seq check: on a retry drop
     every reference gup-fast took (the slow path starts over, False); else
     they become the caller's (True)."""
     k.threads[k.tid] = k.threads[k.tid]._replace(irqs_off=False)
     mine = [r for r in k.refs if r.kind == "gup_fast" and r.owner == f"t{k.tid}"]
-    if "g_seq" in fr and k.mmv().write_protect_seq != fr["g_seq"]:
+    if fr.seq is not None and k.mmv().write_protect_seq != fr.seq:
         for r in mine:
             k.drop_ref(r)
-        fr["g_i"] = 0
         return False
     for r in mine:
         k.refs.remove(r)
-        k.refs.append(r._replace(kind=fr["g_kind"], owner=fr["g_owner"]))
+        k.refs.append(r._replace(kind=fr.kind, owner=fr.owner))
         if r.gup_flags & FOLL_PIN and k.PageAnon(r.pfn):
             k.effect("pin", r.mm, r.addr, r.pfn, r.idx, r.gup_flags)
     return True
 
 
-def _gup_fast_fallback(k, fr) -> str:
-    fr.pop("g_seq", None)
-    fr.pop("g_pte", None)
-    fr["gf"] &= ~FOLL_FAST
-    return "gup.lock"
+def _gup_fast_fallback(fr: GupFrame):
+    return Goto("gup.lock", fr._replace(seq=None, pte=None, flags=fr.flags & ~FOLL_FAST))
 
 
 def unpin_refs(k, refs) -> None:

@@ -32,7 +32,7 @@ def pin_longterm_test_start(k, fr, op):
 
 @step("gup_test.started")
 def pin_longterm_test_started(k, fr, op):
-    if fr.pop("g_err", 0):
+    if k.ret:
         k.effect("error", "PIN_LONGTERM_TEST_START", k.mm, op["addr"])
     return None
 

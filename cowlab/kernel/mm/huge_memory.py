@@ -17,8 +17,14 @@ head page and copies it to each subpage when the PMD is split).
 """
 from __future__ import annotations
 
-from ..types import PG_hugetlb, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
+from typing import NamedTuple
+
+from ..paths import step, op as _op, Goto, InFlight, Pfn
+from ..txn import ModelBug
+from ..types import PG_anon, PG_hugetlb, PG_lru, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
 from ...designs.base import Vmf, REUSE, SPLIT
+from . import hugetlb
+from .internal import FaultFrame, GupFrame, enter_fault, fault_done, gup_next, try_grab_page
 
 
 def _set_excl_all(k, pfn, value: bool) -> None:
@@ -26,10 +32,9 @@ def _set_excl_all(k, pfn, value: bool) -> None:
     k.folios[pfn] = f._replace(anon_exclusive=(value,) * f.nr)
 
 
-def do_huge_pmd_anonymous_page(k, fr, vma) -> str:
+def do_huge_pmd_anonymous_page(k, fr: FaultFrame, vma):
     """do_huge_pmd_anonymous_page() -> __do_huge_pmd_anonymous_page()."""
-    from .memory import fault_done
-    addr = fr["fa"]
+    addr = fr.address
     hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     if k.pmd(hidx) is not None:
@@ -37,12 +42,10 @@ def do_huge_pmd_anonymous_page(k, fr, vma) -> str:
         return fault_done(k, fr)
     pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR)
     f = k.folio(pfn)
-    from ..types import PG_anon
     k.folios[pfn] = f._replace(entire_mapcount=1, flags=f.flags | PG_anon)
     if k.design.anon_exclusive:
         _set_excl_all(k, pfn, True)
     # lru_cache_add() drains at once for compound pages (__pagevec_lru_add for PageCompound)
-    from ..types import PG_lru
     k.set_flag(pfn, PG_lru)
     k.ref_to_mapping(pfn)
     k.set_pmd_at(hidx, Pmd(pfn, write=bool(vma.flags & VM_WRITE), dirty=True))
@@ -50,18 +53,17 @@ def do_huge_pmd_anonymous_page(k, fr, vma) -> str:
     return fault_done(k, fr)
 
 
-def huge_pmd_fault(k, fr, vma) -> str:
+def huge_pmd_fault(k, fr: FaultFrame, vma):
     """create_huge_pmd()/wp_huge_pmd(): a fault on a PMD-mapped THP."""
-    from .memory import fault_done
-    addr = fr["fa"]
+    addr = fr.address
     hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     pmd = k.pmd(hidx)
     if pmd is None:
         k.pte_unlock()
-        return "fault.handle"
-    if (fr["fw"] or fr["fu"]) and not pmd.write:
-        unshare = fr["fu"] and not fr["fw"]
+        return Goto("fault.handle", fr)
+    if (fr.write or fr.unshare) and not pmd.write:
+        unshare = fr.unshare and not fr.write
         vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
         d = k.design.huge_pmd_wp(k, vmf)
         if d == REUSE:
@@ -73,11 +75,10 @@ def huge_pmd_fault(k, fr, vma) -> str:
             k.pte_unlock()
             return fault_done(k, fr)
         if d != SPLIT:
-            from ..txn import ModelBug
             raise ModelBug(f"design answered {d!r} in do_huge_pmd_wp_page")
         __split_huge_pmd_locked(k, k.mm, hidx)
         k.pte_unlock()
-        return "fault.handle"
+        return Goto("fault.handle", fr)
     k.pte_unlock()
     return fault_done(k, fr)
 
@@ -106,11 +107,11 @@ def split_for_reclaim(k, addr) -> None:
     k.pte_unlock()
 
 
-def copy_huge(k, fr, vma, addr, child) -> str | None:
+def copy_huge(k, fr, vma, addr, child):
     """copy_huge_pmd() / copy_hugetlb_page_range() for the huge entry at addr
-    (parent's PT lock held)."""
+    (parent's PT lock held): None when done, or where dup_mmap() goes on
+    (``fork.pte`` at this address again, after a split)."""
     if vma.flags & VM_HUGETLB:
-        from . import hugetlb
         hugetlb.copy_hugetlb(k, addr, child)
         return None
     hidx = addr // k.HPAGE_PMD_NR
@@ -121,8 +122,7 @@ def copy_huge(k, fr, vma, addr, child) -> str | None:
     if d == SPLIT:
         # -EAGAIN: split the parent's PMD and copy each pte (early COW per subpage)
         __split_huge_pmd_locked(k, k.mm, hidx)
-        fr["fi"] = addr
-        return "fork.pte"
+        return Goto("fork.pte", fr._replace(addr=addr))
     f = k.folio(pmd.pfn)
     k.folios[pmd.pfn] = f._replace(entire_mapcount=f.entire_mapcount + 1, refcount=f.refcount + 1)
     npmd = pmd._replace(write=False)
@@ -131,9 +131,10 @@ def copy_huge(k, fr, vma, addr, child) -> str | None:
     return None
 
 
-def zap_huge(k, mm, addr) -> None:
-    """zap_huge_pmd() / a partial zap: the model splits, then zaps the pte."""
-    from .memory import zap_pte
+def zap_huge(k, mm, addr) -> bool:
+    """zap_huge_pmd() / a partial zap: a hugetlb page goes whole
+    (__unmap_hugepage_range(), False); a THP's PMD is split and the caller
+    zaps the pte (True)."""
     hidx = addr // k.HPAGE_PMD_NR
     pmd = k.pmd(hidx, mm)
     if pmd is not None and k.test(pmd.pfn, PG_hugetlb):
@@ -144,10 +145,10 @@ def zap_huge(k, mm, addr) -> None:
         k.put_page(pmd.pfn)
         for a in range(hidx * k.HPAGE_PMD_NR, (hidx + 1) * k.HPAGE_PMD_NR):
             k.effect("unmap", mm, a)
-        return
+        return False
     if pmd is not None:
         __split_huge_pmd_locked(k, mm, hidx)
-    zap_pte(k, mm, addr)
+    return True
 
 
 def change_huge_pmd(k, addr, prot, start, end) -> None:
@@ -167,31 +168,47 @@ def change_huge_pmd(k, addr, prot, start, end) -> None:
         k.set_pte_at(addr, pte._replace(write=False))
 
 
-def follow_huge(k, fr, vma, addr, gf) -> str:
+def follow_huge(k, fr: GupFrame, vma, addr, gf):
     """follow_trans_huge_pmd() / follow_hugetlb_page() under the PT lock."""
-    from .memory import enter_fault
-    from .gup import try_grab_page, _gup_next
     hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     pmd = k.pmd(hidx)
     write = bool(gf & FOLL_WRITE)
     if pmd is None:
         k.pte_unlock()
-        return enter_fault(fr, addr, write=write, unshare=False, ret="gup.follow", mm_locked=True)
+        return enter_fault(fr, addr, write=write, unshare=False, then="gup.follow", mm_locked=True)
     idx = addr % k.HPAGE_PMD_NR
     if write and not pmd.write:
         k.pte_unlock()
-        return enter_fault(fr, addr, write=True, unshare=False, ret="gup.follow", mm_locked=True)
+        return enter_fault(fr, addr, write=True, unshare=False, then="gup.follow", mm_locked=True)
     if not pmd.write and k.design.gup_must_unshare(k, gf, pmd.pfn, idx):
         k.pte_unlock()
-        return enter_fault(fr, addr, write=False, unshare=True, ret="gup.follow", mm_locked=True)
+        return enter_fault(fr, addr, write=False, unshare=True, then="gup.follow", mm_locked=True)
     try_grab_page(k, fr, pmd.pfn, idx, addr, gf)
     k.pte_unlock()
-    return _gup_next(k, fr)
+    return gup_next(k, fr)
 
 
 # ------------------------------------------------------------------ split from another path
-from ..paths import step, op as _op  # noqa: E402
+class SplitFrame(NamedTuple):
+    """__split_huge_pmd()'s locals: the THP (``page``) and PMD index, whether
+    it holds the page lock, and -- once the PMD is cleared -- the old PMD's
+    write and dirty bits (``cleared``)."""
+    page: Pfn
+    hidx: int
+    locked: bool
+    cleared: bool = False
+    write: bool = False
+    dirty: bool = False
+
+    def in_flight(self, s, mm, args, hpage_pmd_nr) -> InFlight:
+        """Between the halves of __split_huge_pmd_locked() the ptes of every
+        subpage are being installed (the PMD's reference stands for them)."""
+        if not self.cleared:
+            return InFlight()
+        nr = s.folios[self.page].nr
+        return InFlight(maps=tuple((mm, self.hidx * hpage_pmd_nr + j, self.page, j) for j in range(nr)),
+                        refs=((self.page, 1),))
 
 
 @step("split.lock")
@@ -204,47 +221,44 @@ def split_huge_pmd_lock(k, fr, op):
     pmd = k.pmd(h)
     if pmd is None or k.test(pmd.pfn, PG_hugetlb):
         return None
-    fr["split"] = (pmd.pfn, h, False)
     if k.design.thp_split_page_lock:
         k.lock_page(pmd.pfn)
-        fr["split"] = (pmd.pfn, h, True)
-    return "split.clear"
+        return Goto("split.clear", SplitFrame(pmd.pfn, h, True))
+    return Goto("split.clear", SplitFrame(pmd.pfn, h, False))
 
 
 @step("split.clear")
-def split_huge_pmd_clear(k, fr, op):
+def split_huge_pmd_clear(k, fr: SplitFrame, op):
     """__split_huge_pmd_locked(), first half under the PT lock: the PMD is
     cleared and the entire mapcount dropped ..."""
-    pfn, h, locked = fr["split"]
+    pfn, h = fr.page, fr.hidx
     k.pte_lock()
     pmd = k.pmd(h)
     if pmd is None or pmd.pfn != pfn:
-        if locked:
+        if fr.locked:
             k.unlock_page(pfn)
         k.pte_unlock()
-        fr.pop("split")
         return None
-    fr["split"] = (pfn, h, locked, pmd.write, pmd.dirty)
     k.set_pmd_at(h, None)
     f = k.folio(pfn)
     k.folios[pfn] = f._replace(entire_mapcount=f.entire_mapcount - 1)
-    return "split.fill"
+    return Goto("split.fill", fr._replace(cleared=True, write=pmd.write, dirty=pmd.dirty))
 
 
 @step("split.fill")
-def split_huge_pmd_fill(k, fr, op):
+def split_huge_pmd_fill(k, fr: SplitFrame, op):
     """... second half: the ptes of every subpage are installed and the
     subpage mapcounts raised (one reference each); PT lock and page lock
     released.  Between the halves a lockless reader of the mapcounts (5.7's
     reuse_swap_page() on another mm's PMD) sees them too low."""
-    pfn, h, locked, write, dirty = fr.pop("split")
+    pfn, h = fr.page, fr.hidx
     f = k.folio(pfn)
     k.folios[pfn] = f._replace(mapcount=tuple(m + 1 for m in f.mapcount), refcount=f.refcount + f.nr - 1)
     for i in range(f.nr):
-        k.set_pte_at(h * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=write, dirty=dirty))
+        k.set_pte_at(h * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=fr.write, dirty=fr.dirty))
     k.effect("split_pmd", k.mm, h, pfn)
     k.pte_unlock()
-    if locked:
+    if fr.locked:
         k.unlock_page(pfn)
     return None
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 from ..types import PG_hugetlb, PG_anon, Pmd, VM_WRITE
 from ...designs.base import Vmf, COPY
+from .internal import FaultFrame, fault_done
 
 
 def _hidx(k, addr):
     return addr // k.HPAGE_PMD_NR
 
 
-def hugetlb_fault(k, fr, vma) -> str:
+def hugetlb_fault(k, fr: FaultFrame, vma):
     """hugetlb_fault(): hugetlb_no_page() for a missing page, hugetlb_wp()
     for a write/unshare on a R/O huge pte (PT lock held throughout; the
     copy is made under it, as hugetlb_wp() does after its own unlock/relock)."""
-    from .memory import fault_done
-    addr = fr["fa"]
+    addr = fr.address
     h = _hidx(k, addr)
     k.pte_lock()
     pmd = k.pmd(h)
@@ -33,14 +33,14 @@ def hugetlb_fault(k, fr, vma) -> str:
         k.folios[pfn] = f._replace(entire_mapcount=1,
                                    anon_exclusive=(True,) * f.nr if k.design.anon_exclusive else f.anon_exclusive)
         k.ref_to_mapping(pfn)
-        w = fr["fw"] and bool(vma.flags & VM_WRITE)
+        w = fr.write and bool(vma.flags & VM_WRITE)
         k.set_pmd_at(h, Pmd(pfn, write=w, dirty=w))
         k.pte_unlock()
         return fault_done(k, fr)
-    if not (fr["fw"] or fr["fu"]) or pmd.write:
+    if not (fr.write or fr.unshare) or pmd.write:
         k.pte_unlock()
         return fault_done(k, fr)
-    unshare = fr["fu"] and not fr["fw"]
+    unshare = fr.unshare and not fr.write
     vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
     if k.design.hugetlb_wp_reuse(k, vmf):
         k.effect("reuse", k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..txn import Blocked
-from .memory import enter_fault
+from .internal import enter_fault
 from ..types import PG_ksm, VM_MERGEABLE
 from . import rmap
 
@@ -72,7 +72,7 @@ def try_to_merge_two_pages(k, fr, op):
         k.unlock_page(p1)
         k.effect("ksm_break_cow", a_mm, a, p1)
         unshare = k.design.break_ksm_unshare
-        return enter_fault(fr, a, write=not unshare, unshare=unshare, ret="ksm.done", mm_locked=False)
+        return enter_fault(fr, a, write=not unshare, unshare=unshare, then="ksm.done", mm_locked=False)
     # p1 becomes the stable (KSM) page
     k.set_flag(p1, PG_ksm)
     if k.design.anon_exclusive:

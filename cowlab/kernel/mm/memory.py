@@ -13,91 +13,74 @@ Paths (each a sequence of atomic steps at the kernel's lock boundaries):
   the design's exclusivity decision;
 * ``zap_pte_range`` for munmap / MADV_DONTNEED / exit.
 
-A fault is entered with ``enter_fault`` and returns to ``fr['ret']``.
+A fault is entered with ``enter_fault`` (a call: its locals are a
+``FaultFrame``, mm/internal.h's ``struct vm_fault``) and returns 0 or
+VM_FAULT_SIGSEGV to its caller.
 Versions: 5.7 .. 6.18; what differs between them is asked of the design.
 """
 from __future__ import annotations
 
-from ..paths import step, op
+from typing import NamedTuple
+
+from ..paths import step, op, Goto, Return
 from ..txn import Blocked, ModelBug
-from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, ZERO, ZERO_PFN, PG_dirty)
+from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO, ZERO_PFN,
+                     PG_dirty)
 from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
-from . import rmap, swap as lru, swapfile
+from . import rmap, swap as lru, swapfile, huge_memory, hugetlb
+from .internal import (FaultFrame, SwapMapped, VM_FAULT_SIGSEGV, enter_fault, fault_done, vm_normal_page,
+                       lookup)
 
-
-# --------------------------------------------------------------------------- entry
-def enter_fault(fr: dict, addr: int, write: bool, unshare: bool, ret: str, mm_locked: bool) -> str:
-    """Set up the locals of a fault on ``addr`` returning to ``ret``.
-    ``mm_locked``: the caller (GUP) already holds mmap_lock for read."""
-    fr.update(fa=addr, fw=write, fu=unshare, ret=ret, own_mm=not mm_locked)
-    return "fault.handle" if mm_locked else "fault.lock_mm"
-
-
-def fault_done(k, fr) -> str:
-    if fr.pop("own_mm"):
-        k.mmap_read_unlock()
-    for key in ("fa", "fw", "fu", "old", "new", "slot", "orig", "fresh"):
-        fr.pop(key, None)
-    return fr.pop("ret")
-
-
-def vm_normal_page(pte) -> int | None:
-    """vm_normal_page(): None for the shared zero page."""
-    return None if pte.pfn == ZERO_PFN else pte.pfn
+__all__ = ["enter_fault", "fault_done", "vm_normal_page", "lookup", "zap_pte", "store"]
 
 
 @step("fault.lock_mm")
-def lock_mm_and_find_vma(k, fr, op):
+def lock_mm_and_find_vma(k, fr: FaultFrame, op):
     """do_user_addr_fault(): mmap_read_lock, find_vma and access_error()."""
     k.mmap_read_lock()
-    vma = k.find_vma(fr["fa"])
-    if vma is None or (fr["fw"] and not vma.flags & VM_WRITE):
-        k.effect("segv", k.mm, fr["fa"])
-        fr["segv"] = True
-        return fault_done(k, fr)
-    return "fault.handle"
+    vma = k.find_vma(fr.address)
+    if vma is None or (fr.write and not vma.flags & VM_WRITE):
+        k.effect("segv", k.mm, fr.address)
+        return fault_done(k, fr, VM_FAULT_SIGSEGV)
+    return Goto("fault.handle", fr)
 
 
 @step("fault.handle")
-def handle_pte_fault(k, fr, op):
+def handle_pte_fault(k, fr: FaultFrame, op):
     """handle_mm_fault() -> handle_pte_fault() with the PT lock taken."""
-    addr = fr["fa"]
+    addr = fr.address
     vma = k.find_vma(addr)
     if vma is None:
         k.effect("segv", k.mm, addr)
-        fr["segv"] = True
-        return fault_done(k, fr)
+        return fault_done(k, fr, VM_FAULT_SIGSEGV)
     if vma.flags & VM_HUGETLB:
-        from . import hugetlb
         return hugetlb.hugetlb_fault(k, fr, vma)
     hidx = addr // k.HPAGE_PMD_NR
     if k.pmd(hidx) is not None:
-        from . import huge_memory
         return huge_memory.huge_pmd_fault(k, fr, vma)
     k.pte_lock()
     pte = k.pte(addr)
     if pte is None:
-        if fr["fw"] and huge_memory_wants_thp(k, vma, addr, fr):
+        if fr.write and huge_memory_wants_thp(k, vma, addr):
             k.pte_unlock()
-            from . import huge_memory
             return huge_memory.do_huge_pmd_anonymous_page(k, fr, vma)
         return do_anonymous_page(k, fr, vma)
     if pte.kind == PTE_SWAP:
         k.pte_unlock()
-        fr["orig"] = tuple(pte)
-        return "swap.lookup"
+        return Goto("swap.lookup", fr._replace(orig_pte=pte))
     if pte.kind == PTE_MIGRATION:
         k.pte_unlock()
-        return "fault.migration_wait"
-    if (fr["fw"] or fr["fu"]) and not pte.write:
+        return Goto("fault.migration_wait", fr)
+    if (fr.write or fr.unshare) and not pte.write:
         return do_wp_page(k, fr, vma)
     # spurious fault (already writable / readable): nothing to do
     k.pte_unlock()
     return fault_done(k, fr)
 
 
-def huge_memory_wants_thp(k, vma, addr, fr) -> bool:
-    from ..types import VM_HUGEPAGE
+def huge_memory_wants_thp(k, vma, addr) -> bool:
+    """thp_vma_allowable_order() / transhuge_vma_suitable(): VM_HUGEPAGE and
+    an aligned, empty PMD range inside the vma."""
     if not vma.flags & VM_HUGEPAGE:
         return False
     base = addr - addr % k.HPAGE_PMD_NR
@@ -106,20 +89,20 @@ def huge_memory_wants_thp(k, vma, addr, fr) -> bool:
 
 
 @step("fault.migration_wait")
-def migration_entry_wait(k, fr, op):
+def migration_entry_wait(k, fr: FaultFrame, op):
     """migration_entry_wait(): sleep until the migration entry is replaced."""
-    pte = k.pte(fr["fa"])
+    pte = k.pte(fr.address)
     if k.is_migration(pte):
         raise Blocked("migration entry")
-    return "fault.handle"
+    return Goto("fault.handle", fr)
 
 
-def do_anonymous_page(k, fr, vma) -> str:
+def do_anonymous_page(k, fr: FaultFrame, vma):
     """do_anonymous_page() (PT lock held; the model allocates under it): read
     faults map the shared zero page R/O; write faults map a fresh zeroed anon
     page writable, exclusive (5.19+), queued in the local lru_add batch."""
-    addr = fr["fa"]
-    if not fr["fw"]:
+    addr = fr.address
+    if not fr.write:
         k.set_pte_at(addr, k.mk_pte(ZERO_PFN, 0, write=False))
         k.pte_unlock()
         return fault_done(k, fr)
@@ -133,49 +116,43 @@ def do_anonymous_page(k, fr, vma) -> str:
 
 
 # --------------------------------------------------------------------------- do_wp_page
-def do_wp_page(k, fr, vma) -> str:
+def do_wp_page(k, fr: FaultFrame, vma):
     """do_wp_page() (PT lock held): write fault or FAULT_FLAG_UNSHARE on a
     present pte that is not writable."""
-    addr = fr["fa"]
+    addr = fr.address
     pte = k.pte(addr)
-    unshare = fr["fu"] and not fr["fw"]
+    unshare = fr.unshare and not fr.write
     page = vm_normal_page(pte)
     if page is None:
         # the shared zero page: a write always copies; an unshare only from 6.2
         if unshare and not k.design.unshare_non_anon:
             k.pte_unlock()
             return fault_done(k, fr)
-        fr["old"] = ZERO_PFN
         k.get_page(ZERO_PFN)
         k.pte_unlock()
-        return "wp.copy"
+        return Goto("wp.copy", fr._replace(page=ZERO_PFN))
     if not k.PageAnon(page):
         raise ModelBug("non-anonymous page in a private anonymous mapping")
-    vmf = Vmf(k.mm, addr, page, pte.idx, write=not unshare, unshare=unshare, locked=fr.get("wplocked", False),
-              snap=fr.pop("wpsnap", None))
+    vmf = Vmf(k.mm, addr, page, pte.idx, write=not unshare, unshare=unshare, locked=fr.locked, snap=fr.snap)
     d = k.design.wp_anon(k, vmf)
     if isinstance(d, tuple) and d[0] == READ_MORE:
         # the design read part of what it needs; it reads the rest in the next atomic step
-        fr["wpsnap"] = d[1]
-        return "wp.decide"
-    fr.pop("wplocked", None)
-    return _wp_decided(k, fr, d, page, pte)
+        return Goto("wp.decide", fr._replace(snap=d[1]))
+    return _wp_decided(k, fr._replace(locked=False, snap=None), d, page, pte)
 
 
 @step("wp.decide")
-def do_wp_page_continue(k, fr, op):
+def do_wp_page_continue(k, fr: FaultFrame, op):
     """do_wp_page(), PT lock still held: the design's decision continues
     with its next read (separate loads of separate counters are separate
     atomic steps for any other CPU)."""
-    vma = k.find_vma(fr["fa"])
+    vma = k.find_vma(fr.address)
     return do_wp_page(k, fr, vma)
 
 
-def _wp_decided(k, fr, d, page, pte) -> str:
-    addr = fr["fa"]
-    unshare = fr["fu"] and not fr["fw"]
-    if k.PageLocked(page) and d != LOCK_PAGE and fr.get("holds_lock") == page:
-        raise ModelBug("design returned with the page lock still held")
+def _wp_decided(k, fr: FaultFrame, d, page, pte):
+    addr = fr.address
+    unshare = fr.unshare and not fr.write
     if d == REUSE:
         k.effect("reuse", k.mm, addr, page, pte.idx, "unshare" if unshare else "write")
         if not unshare:
@@ -185,13 +162,11 @@ def _wp_decided(k, fr, d, page, pte) -> str:
     if d == LOCK_PAGE:
         k.get_page(page)
         k.pte_unlock()
-        fr["old"] = page
-        return "wp.lock_page"
+        return Goto("wp.lock_page", fr._replace(page=page))
     if d == COPY:
-        fr["old"] = page
         k.get_page(page)
         k.pte_unlock()
-        return "wp.copy"
+        return Goto("wp.copy", fr._replace(page=page))
     raise ModelBug(f"design answered {d!r} in do_wp_page")
 
 
@@ -201,55 +176,54 @@ def wp_page_reuse(k, addr, pte) -> None:
 
 
 @step("wp.lock_page")
-def wp_lock_page(k, fr, op):
+def wp_lock_page(k, fr: FaultFrame, op):
     """do_wp_page() before 5.9: trylock_page() failed -> get_page(),
     pte_unmap_unlock(), lock_page() (sleeps)."""
-    k.lock_page(fr["old"])
-    return "wp.relock"
+    k.lock_page(fr.page)
+    return Goto("wp.relock", fr)
 
 
 @step("wp.relock")
-def wp_relock(k, fr, op):
+def wp_relock(k, fr: FaultFrame, op):
     """... then re-take the PT lock; if the pte changed, unlock, put, retry;
     else put_page() and decide again with the page locked."""
-    page = fr.pop("old")
+    page = fr.page
+    fr = fr._replace(page=None)
     k.pte_lock()
-    pte = k.pte(fr["fa"])
+    pte = k.pte(fr.address)
     k.drop_ref(k.my_tmp_ref(page))
     if not (k.is_present(pte) and pte.pfn == page and not pte.write):
         if k.folios[page] is not None:
             k.unlock_page(page)
         k.pte_unlock()
         return fault_done(k, fr)
-    fr["wplocked"] = True
-    vma = k.find_vma(fr["fa"])
-    return do_wp_page(k, fr, vma)
+    vma = k.find_vma(fr.address)
+    return do_wp_page(k, fr._replace(locked=True), vma)
 
 
 @step("wp.copy")
-def wp_page_copy_alloc(k, fr, op):
+def wp_page_copy_alloc(k, fr: FaultFrame, op):
     """wp_page_copy(), first half, no PT lock: allocate the new page and copy
     the old one's data into it (cow_user_page())."""
-    old = fr["old"]
-    pte = k.pte(fr["fa"])
+    old = fr.page
+    pte = k.pte(fr.address)
     idx = pte.idx if k.is_present(pte) and pte.pfn == old else 0
     data = ZERO if old == ZERO_PFN else k.folio(old).data[idx]
-    fr["new"] = k.alloc_folio(data=(data,))
-    fr["oidx"] = idx
-    return "wp.copy_commit"
+    return Goto("wp.copy_commit", fr._replace(cow_page=k.alloc_folio(data=(data,)), idx=idx))
 
 
 @step("wp.copy_commit")
-def wp_page_copy_commit(k, fr, op):
+def wp_page_copy_commit(k, fr: FaultFrame, op):
     """wp_page_copy(), second half: take the PT lock; if the pte still maps
     the old page, replace it with the copy (writable+dirty on a write fault,
     R/O on FAULT_FLAG_UNSHARE), remove the old page's rmap and drop its
     references; otherwise free the copy and retry."""
-    old, new, idx = fr.pop("old"), fr.pop("new"), fr.pop("oidx")
-    addr = fr["fa"]
+    old, new, idx = fr.page, fr.cow_page, fr.idx
+    fr = fr._replace(page=None, cow_page=None, idx=0)
+    addr = fr.address
     k.pte_lock()
     pte = k.pte(addr)
-    unshare = fr["fu"] and not fr["fw"]
+    unshare = fr.unshare and not fr.write
     k.drop_ref(k.my_tmp_ref(old))
     if not (k.is_present(pte) and pte.pfn == old and pte.idx == idx and not pte.write):
         k.drop_ref(k.my_tmp_ref(new))   # free the unused copy
@@ -273,15 +247,15 @@ def wp_page_copy_commit(k, fr, op):
 
 # --------------------------------------------------------------------------- do_swap_page
 @step("swap.lookup")
-def do_swap_page_lookup(k, fr, op):
+def do_swap_page_lookup(k, fr: FaultFrame, op):
     """do_swap_page(), no PT lock: swap_cache_get_folio() or
     swapin_readahead() -> __read_swap_cache_async(): a new page is added to
     the swap cache, read from the device and queued for the LRU."""
-    orig = fr["orig"]
-    slot = orig[1]
+    orig = fr.orig_pte
+    slot = orig.pfn
     s = k.swap[slot] if slot < len(k.swap) else None
-    if s is None or k.pte(fr["fa"]) != tuple_pte(orig):
-        return fault_done(k, fr)          # raced: the pte changed, retry the fault
+    if s is None or k.pte(fr.address) != orig:
+        return fault_done(k, fr._replace(orig_pte=None))     # raced: the pte changed, retry the fault
     pfn = s.cache
     if pfn >= 0:
         k.get_page(pfn)
@@ -289,30 +263,24 @@ def do_swap_page_lookup(k, fr, op):
         pfn = k.alloc_folio(data=(s.data,))
         swapfile.add_to_swap_cache(k, pfn, slot)
         lru.lru_cache_add(k, pfn)
-    fr["old"] = pfn
-    return "swap.lock"
-
-
-def tuple_pte(t):
-    from ..types import Pte
-    return Pte(*t)
+    return Goto("swap.lock", fr._replace(page=pfn))
 
 
 @step("swap.lock")
-def do_swap_page_lock(k, fr, op):
+def do_swap_page_lock(k, fr: FaultFrame, op):
     """lock_page_or_retry() / folio_lock_or_retry(): may sleep."""
-    k.lock_page(fr["old"])
-    return "swap.map"
+    k.lock_page(fr.page)
+    return Goto("swap.map", fr)
 
 
 @step("swap.map")
-def do_swap_page_map(k, fr, op):
+def do_swap_page_map(k, fr: FaultFrame, op):
     """do_swap_page() with page lock and PT lock: pte_same() re-check, the
     design's exclusivity decision (which frees the swap entry), map the
     page, then do_wp_page() if the write fault was not satisfied."""
-    pfn = fr.pop("old")
-    orig = tuple_pte(fr.pop("orig"))
-    addr = fr["fa"]
+    pfn, orig = fr.page, fr.orig_pte
+    fr = fr._replace(page=None, orig_pte=None)
+    addr = fr.address
     k.pte_lock()
     slot = orig.pfn
     if k.pte(addr) != orig or not k.PageSwapCache(pfn) or slot not in k.folio(pfn).swap:
@@ -321,26 +289,26 @@ def do_swap_page_map(k, fr, op):
         k.pte_unlock()
         return fault_done(k, fr)
     idx = k.folio(pfn).swap.index(slot)
-    vmf = Vmf(k.mm, addr, pfn, idx, write=fr["fw"], unshare=fr["fu"], locked=True)
+    vmf = Vmf(k.mm, addr, pfn, idx, write=fr.write, unshare=fr.unshare, locked=True)
     count = k.swap[slot].count
     exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), False)
     freed = k.swap[slot] is None or k.swap[slot].count != count
-    fr["sw"] = (pfn, idx, slot, bool(exclusive), freed)
-    return "swap.set_pte"
+    return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed)))
 
 
 @step("swap.set_pte")
-def do_swap_page_set_pte(k, fr, op):
+def do_swap_page_set_pte(k, fr: FaultFrame, op):
     """do_swap_page(), still under the PT lock and page lock: set_pte_at() +
     page_add_anon_rmap() (RMAP_EXCLUSIVE), then -- in the kernels that free the
     entry after mapping (before 5.18) -- swap_free(); unlock_page(); and
     do_wp_page() if a write fault was not satisfied.  A separate step from the
     decision, so that lockless readers of the counts (another mm's fault
     under its own PT lock) can run in between, as in the kernel."""
-    pfn, idx, slot, exclusive, freed = fr.pop("sw")
-    addr = fr["fa"]
+    pfn, idx, slot, exclusive, freed = fr.swapin
+    fr = fr._replace(swapin=None)
+    addr = fr.address
     vma = k.find_vma(addr)
-    write = fr["fw"] and exclusive and bool(vma.flags & VM_WRITE)
+    write = fr.write and exclusive and bool(vma.flags & VM_WRITE)
     k.ref_to_mapping(pfn)
     rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
     k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write, soft_dirty=True))
@@ -349,7 +317,7 @@ def do_swap_page_set_pte(k, fr, op):
         swapfile.swap_free(k, slot)
     if k.folios[pfn] is not None and k.PageLocked(pfn):
         k.unlock_page(pfn)
-    if fr["fw"] and not write:
+    if fr.write and not write:
         return do_wp_page(k, fr, vma)
     k.pte_unlock()
     return fault_done(k, fr)
@@ -375,54 +343,49 @@ def zap_pte(k, mm: int, addr: int) -> None:
 
 
 # --------------------------------------------------------------------------- user accesses
+class AccessFrame(NamedTuple):
+    """A CPU access over a range: ``i``, the page of the range it is at."""
+    i: int = 0
+
+
 @step("access.write")
-def user_write(k, fr, op):
+def user_write(k, fr: AccessFrame | None, op):
     """A CPU store through the pte (after handle_mm_fault() returned): the
     store lands in the mapped page if the pte is present and writable,
     otherwise the CPU faults (FAULT_FLAG_WRITE) and retries.  With ``pages``
     (a memset() over a range) each page's store is its own step."""
-    if fr.pop("segv", False):
+    if k.ret == VM_FAULT_SIGSEGV:
         return None
-    i = fr.get("ai", 0)
-    addr = op["addr"] + i
+    fr = fr or AccessFrame()
+    addr = op["addr"] + fr.i
     pte = lookup(k, addr)
     if k.is_present(pte) and pte.write:
         token = op.get("value") or k.new_token()
         store(k, k.mm, addr, pte, token, via=None)
         return _next_page(fr, op, "access.write")
-    return enter_fault(fr, addr, write=True, unshare=False, ret="access.write", mm_locked=False)
+    return enter_fault(fr, addr, write=True, unshare=False, then="access.write", mm_locked=False)
 
 
-def _next_page(fr, op, label):
-    i = fr.get("ai", 0) + 1
+def _next_page(fr: AccessFrame, op, label):
+    i = fr.i + 1
     if i < op.get("pages", 1):
-        fr["ai"] = i
-        return label
-    fr.pop("ai", None)
+        return Goto(label, AccessFrame(i))
     return None
 
 
-def lookup(k, addr, mm=None):
-    """What the MMU sees at addr: the pte, or a pte-like view of the PMD
-    (THP / hugetlb) leaf that maps it."""
-    pmd = k.pmd(addr // k.HPAGE_PMD_NR, mm)
-    if pmd is not None:
-        return k.mk_pte(pmd.pfn, addr % k.HPAGE_PMD_NR, write=pmd.write, dirty=pmd.dirty)
-    return k.pte(addr, mm)
-
-
 @step("access.read")
-def user_read(k, fr, op):
+def user_read(k, fr: AccessFrame | None, op):
     """A CPU load: present pte -> read the page; otherwise a read fault."""
-    if fr.pop("segv", False):
+    if k.ret == VM_FAULT_SIGSEGV:
         return None
-    addr = op["addr"] + fr.get("ai", 0)
+    fr = fr or AccessFrame()
+    addr = op["addr"] + fr.i
     pte = lookup(k, addr)
     if k.is_present(pte):
         data = ZERO if pte.pfn == ZERO_PFN else k.folio(pte.pfn).data[pte.idx]
         k.effect("load", "cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data)
         return _next_page(fr, op, "access.read")
-    return enter_fault(fr, addr, write=False, unshare=False, ret="access.read", mm_locked=False)
+    return enter_fault(fr, addr, write=False, unshare=False, then="access.read", mm_locked=False)
 
 
 def store(k, mm: int, addr: int, pte, token, via) -> None:

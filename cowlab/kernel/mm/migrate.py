@@ -10,10 +10,17 @@ remove_migration_ptes() maps it).
 """
 from __future__ import annotations
 
-from ..paths import step, op
+from typing import NamedTuple
+
+from ..paths import step, op, Goto, Pfn
 from ..txn import Blocked
-from ..types import PG_lru, PG_swapcache, PTE_MIGRATION, SWP_MIGRATION_WRITE
+from ..types import PG_locked, PG_lru, PG_swapcache, PTE_MIGRATION, SWP_MIGRATION_WRITE
 from . import rmap, swap as lru
+
+
+class MigrateFrame(NamedTuple):
+    """migrate_pages()'s locals: the isolated source folio."""
+    page: Pfn
 
 
 @step("migrate.isolate")
@@ -24,14 +31,13 @@ def migrate_isolate(k, fr, op):
         return None
     k.clear_flag(pte.pfn, PG_lru)
     k.add_ref("isolate", pte.pfn, owner=f"t{k.tid}")
-    fr["mp"] = pte.pfn
-    return "migrate.lock"
+    return Goto("migrate.lock", MigrateFrame(pte.pfn))
 
 
 @step("migrate.lock")
 def migrate_lock(k, fr, op):
-    k.lock_page(fr["mp"])
-    return "migrate.unmap"
+    k.lock_page(fr.page)
+    return Goto("migrate.unmap", fr)
 
 
 def _iso(k, pfn):
@@ -52,7 +58,7 @@ def _restore(k, src, dst) -> None:
 
 @step("migrate.unmap")
 def try_to_migrate(k, fr, op):
-    pfn = fr["mp"]
+    pfn = fr.page
     maps = [(mm, a, p) for mm, m in enumerate(k.mms) if m.alive
             for a, p in enumerate(m.ptes) if k.is_present(p) and p.pfn == pfn]
     if any(k.mms[mm].ptl != -1 for mm, _, _ in maps):
@@ -64,12 +70,12 @@ def try_to_migrate(k, fr, op):
         k.set_pte_at(a, k.migration_pte(pfn, p.idx, typ), mm)
         rmap.page_remove_rmap(k, pfn, p.idx)
         k.put_page(pfn)
-    return "migrate.move"
+    return Goto("migrate.move", fr)
 
 
 @step("migrate.move")
 def migrate_move(k, fr, op):
-    pfn = fr.pop("mp")
+    pfn = fr.page
     f = k.folio(pfn)
     expected = 1 + (f.nr if f.flags & PG_swapcache else 0)
     if k.total_mapcount(pfn) or f.refcount != expected:
@@ -79,7 +85,6 @@ def migrate_move(k, fr, op):
         k.drop_ref(_iso(k, pfn))
         k.effect("migrate_failed", pfn)
         return None
-    from ..types import PG_locked
     new = k.alloc_folio(nr=f.nr, flags=f.flags & ~(PG_lru | PG_locked), data=f.data)
     k.set_folio(new, swap=f.swap, flags=(f.flags & ~(PG_lru | PG_locked | PG_swapcache)) | PG_lru
                 | (f.flags & PG_swapcache))

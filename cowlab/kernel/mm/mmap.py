@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
-                     VM_HUGETLB, VM_MERGEABLE)
+                     VM_HUGETLB, VM_MERGEABLE, PG_hugetlb)
+from . import huge_memory
 from .memory import zap_pte, vm_normal_page
 
 PROT = {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}
@@ -42,8 +43,6 @@ def _vma_edit(vmas, start, end, fn):
 def vma_adjust_trans_huge(k) -> None:
     """vma_adjust_trans_huge(): a PMD mapping that no longer lies inside one
     vma (after a split_vma()) is split into ptes."""
-    from . import huge_memory
-    from ..types import PG_hugetlb
     m = k.mmv()
     for h, pmd in enumerate(m.pmds):
         if pmd is None or k.test(pmd.pfn, PG_hugetlb):
@@ -78,11 +77,8 @@ def do_mmap(k, fr, op):
 
 def _zap_range(k, mm, start, end):
     k.pte_lock(mm)
-    from . import huge_memory
     for a in range(start, end):
-        if k.pmd(a // k.HPAGE_PMD_NR, mm) is not None:
-            huge_memory.zap_huge(k, mm, a)
-        else:
+        if k.pmd(a // k.HPAGE_PMD_NR, mm) is None or huge_memory.zap_huge(k, mm, a):
             zap_pte(k, mm, a)
     k.pte_unlock(mm)
 
@@ -132,7 +128,6 @@ def do_mprotect(k, fr, op):
     start, n = op["addr"], op.get("pages", 1)
     prot = PROT[op["prot"]]
     k.pte_lock()
-    from . import huge_memory
     for a in range(start, start + n):
         if k.pmd(a // k.HPAGE_PMD_NR) is not None:
             huge_memory.change_huge_pmd(k, a, prot, start, start + n)
@@ -219,7 +214,6 @@ def do_mremap(k, fr, op):
         k.mmap_write_unlock()
         return None
     k.pte_lock()
-    from . import huge_memory
     for a in range(start, start + n):
         h = a // k.HPAGE_PMD_NR
         if k.pmd(h) is not None:

@@ -14,15 +14,17 @@ swap cache; any other reference keeps the page in the swap cache).
 """
 from __future__ import annotations
 
-from ..paths import step, op
+from typing import NamedTuple
+
+from ..paths import step, op, Goto, Pfn
 from ..types import PG_lru, PG_dirty
-from . import rmap, swapfile, swap as lru
+from ..txn import Blocked
+from . import rmap, swapfile, swap as lru, huge_memory
 
 
-def _target(k, op):
-    mm = k.mm
-    pte = k.pte(op["addr"], mm)
-    return pte
+class ReclaimFrame(NamedTuple):
+    """shrink_folio_list()'s locals: the isolated folio."""
+    page: Pfn
 
 
 @step("reclaim.isolate")
@@ -34,7 +36,6 @@ def madvise_pageout(k, fr, op):
     lru.lru_add_drain(k)
     pte = k.pte(op["addr"])
     if k.pmd(op["addr"] // k.HPAGE_PMD_NR) is not None:
-        from . import huge_memory
         huge_memory.split_for_reclaim(k, op["addr"])
         pte = k.pte(op["addr"])
     if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn):
@@ -46,13 +47,12 @@ def madvise_pageout(k, fr, op):
         return None
     k.clear_flag(pfn, PG_lru)
     k.add_ref("isolate", pfn, owner=f"t{k.tid}")
-    fr["rp"] = pfn
-    return "reclaim.lock"
+    return Goto("reclaim.lock", ReclaimFrame(pfn))
 
 
 def _putback(k, fr, locked=True) -> None:
     """putback_lru_page(): back on the LRU, drop the isolation reference."""
-    pfn = fr.pop("rp")
+    pfn = fr.page
     if locked:
         k.unlock_page(pfn)
     k.set_flag(pfn, PG_lru)
@@ -62,17 +62,17 @@ def _putback(k, fr, locked=True) -> None:
 
 @step("reclaim.lock")
 def reclaim_trylock(k, fr, op):
-    if not k.trylock_page(fr["rp"]):
+    if not k.trylock_page(fr.page):
         _putback(k, fr, locked=False)
         return None
-    return "reclaim.add_to_swap"
+    return Goto("reclaim.add_to_swap", fr)
 
 
 @step("reclaim.add_to_swap")
 def reclaim_add_to_swap(k, fr, op):
     """add_to_swap(): allocate a slot and add the page to the swap cache
     (the design decides whether a maybe-pinned page may go there)."""
-    pfn = fr["rp"]
+    pfn = fr.page
     if not k.PageSwapCache(pfn):
         if not k.design.may_add_to_swap(k, pfn):
             _putback(k, fr)
@@ -82,7 +82,7 @@ def reclaim_add_to_swap(k, fr, op):
             slot = k.swap_alloc(f.data[i])
             swapfile.add_to_swap_cache(k, pfn, slot, i)
         k.set_flag(pfn, PG_dirty)
-    return "reclaim.unmap"
+    return Goto("reclaim.unmap", fr)
 
 
 @step("reclaim.unmap")
@@ -92,12 +92,11 @@ def try_to_unmap(k, fr, op):
     (5.19+: page_try_share_anon_rmap() fails for pinned pages -> restore the
     pte and give up), install the swap pte (exclusive bit 5.19+),
     swap_duplicate(), page_remove_rmap(), put_page()."""
-    pfn = fr["rp"]
+    pfn = fr.page
     maps = [(mm, a, p) for mm, m in enumerate(k.mms) if m.alive
             for a, p in enumerate(m.ptes) if k.is_present(p) and p.pfn == pfn]
     for mm in {mm for mm, _, _ in maps}:
         if k.mms[mm].ptl != -1:
-            from ..txn import Blocked
             raise Blocked("page-table lock held")
     for mm, a, p in maps:
         ok, excl = k.design.try_to_unmap_anon(k, pfn, p.idx)
@@ -113,19 +112,19 @@ def try_to_unmap(k, fr, op):
     if k.total_mapcount(pfn) > 0:
         _putback(k, fr)
         return None
-    return "reclaim.pageout"
+    return Goto("reclaim.pageout", fr)
 
 
 @step("reclaim.pageout")
 def reclaim_pageout(k, fr, op):
     """pageout() -> swap_writepage(): the device now holds the data
     (writeback modelled as completing at once)."""
-    pfn = fr["rp"]
+    pfn = fr.page
     f = k.folio(pfn)
     for i, slot in enumerate(f.swap):
         k.set_slot(slot, data=f.data[i])
     k.clear_flag(pfn, PG_dirty)
-    return "reclaim.free"
+    return Goto("reclaim.free", fr)
 
 
 @step("reclaim.free")
@@ -135,10 +134,9 @@ def remove_mapping(k, fr, op):
     not dirtied again since it was written (e.g. by DMA through a GUP
     reference); then the page leaves the swap cache and is freed.  Otherwise
     it stays (unmapped) in the swap cache and goes back to the LRU."""
-    pfn = fr["rp"]
+    pfn = fr.page
     f = k.folio(pfn)
     if f.refcount == 1 + f.nr and k.total_mapcount(pfn) == 0 and not f.flags & PG_dirty:
-        fr.pop("rp")
         k.unlock_page(pfn)
         iso = next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn)
         swapfile.delete_from_swap_cache(k, pfn)
