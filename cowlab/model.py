@@ -22,7 +22,7 @@ from .kernel import registry  # noqa: F401
 from .kernel.checks import check_pin, check_state, check_thread_end
 from .kernel.paths import OPS, STEPS, Call, Goto, InFlight, NOTHING_IN_FLIGHT, Return, in_flight, rename_frame
 from .kernel.txn import Blocked, Kernel, ModelBug
-from .kernel.types import (Folio, Mm, State, Thread, ZERO)
+from .kernel.types import (Folio, Mm, PTE_SWAP, State, Thread, ZERO)
 from .oracle import Oracle, initial_spec, MISSED, WRONG, UNNECESSARY
 
 VERDICTS = (MISSED, UNNECESSARY, WRONG)
@@ -256,7 +256,6 @@ def canonical(s: State) -> State:
     slots are interchangeable identities -- allocation takes any free one and no
     verdict depends on the number -- so states equal up to such a renaming
     behave alike (symmetry reduction over pages)."""
-    from .kernel.types import PTE_SWAP
     pmap = {0: 0}
     smap = {}
 

@@ -27,6 +27,8 @@ import functools
 import typing
 from typing import NamedTuple, NewType
 
+from .types import PTE_SWAP, Pte
+
 #: a page frame number (an index into State.folios)
 Pfn = NewType("Pfn", int)
 #: a swap slot (an index into State.swap)
@@ -95,7 +97,6 @@ def frame_roles(cls) -> tuple:
     """((field index, role), ...) of a frame class: role 'pfn', 'slot',
     'pte' (a Pte: its pfn names a frame or a slot by its kind) or a nested
     frame class; from the fields' declared types."""
-    from .types import Pte
     hints = typing.get_type_hints(cls)
     roles = []
     for i, name in enumerate(cls._fields):
@@ -123,7 +124,6 @@ def rename_frame(fr, P, S):
     roles = frame_roles(type(fr))
     if not roles:
         return fr
-    from .types import PTE_SWAP
     vals = list(fr)
     for i, role in roles:
         v = vals[i]

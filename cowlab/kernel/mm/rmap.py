@@ -5,6 +5,7 @@ Versions: 5.7 .. 6.18 (the folio_*_rmap_pte() names of 6.8+ do the same
 book-keeping; the model keeps the page_* names of 5.x)."""
 from __future__ import annotations
 
+from ..txn import ModelBug
 from ..types import PG_anon
 
 
@@ -49,7 +50,6 @@ def page_remove_rmap(k, pfn: int, idx: int = 0) -> None:
     mc = list(f.mapcount)
     mc[idx] -= 1
     if mc[idx] < 0:
-        from ..txn import ModelBug
         raise ModelBug(f"mapcount of pfn {pfn}/{idx} went negative")
     k.folios[pfn] = f._replace(mapcount=tuple(mc))
 
