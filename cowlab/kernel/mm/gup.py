@@ -22,7 +22,7 @@ Versions 5.7 .. 6.18; design questions: ``gup_force_write`` (5.8),
 from __future__ import annotations
 
 from ..paths import step, Call, Goto, Return
-from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, VM_HUGETLB, ZERO_PFN
+from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, VM_HUGETLB, VM_READ, VM_WRITE, ZERO_PFN
 from . import huge_memory
 from .internal import EFAULT, VM_FAULT_SIGSEGV, GupFrame, enter_fault, gup_next, try_grab_page
 
@@ -63,7 +63,7 @@ def follow_page_pte(k, fr: GupFrame, op):
     gf = fr.flags
     write = bool(gf & FOLL_WRITE)
     vma = k.find_vma(addr)
-    if vma is None:
+    if vma is None or not check_vma_flags(vma, gf):
         k.mmap_read_unlock()
         return Return(EFAULT)
     if vma.flags & VM_HUGETLB or k.pmd(addr // k.HPAGE_PMD_NR) is not None:
@@ -80,6 +80,14 @@ def follow_page_pte(k, fr: GupFrame, op):
     try_grab_page(k, fr, pfn, pte.idx, addr, gf)
     k.pte_unlock()
     return gup_next(k, fr)
+
+
+def check_vma_flags(vma, gup_flags: int) -> bool:
+    """check_vma_flags() (all versions; no FOLL_FORCE in the model): FOLL_WRITE
+    needs VM_WRITE, a read needs VM_READ; otherwise GUP fails with -EFAULT."""
+    if gup_flags & FOLL_WRITE:
+        return bool(vma.flags & VM_WRITE)
+    return bool(vma.flags & VM_READ)
 
 
 # --------------------------------------------------------------------------- gup-fast
@@ -109,7 +117,9 @@ def gup_fast_read_pte(k, fr: GupFrame, op):
     pte = k.pte(addr)
     gf = fr.flags
     need_write = gf & FOLL_WRITE or k.design.gup_fast_only_writable
+    vma = k.find_vma(addr)       # (a PROT_NONE pte fails pte_access_permitted(): the model asks the vma)
     if (not k.is_present(pte) or pte.pfn == ZERO_PFN or (need_write and not pte.write)
+            or vma is None or not vma.flags & (VM_READ | VM_WRITE)
             or k.pmd(addr // k.HPAGE_PMD_NR) is not None):
         return _gup_fast_bail(k, fr)
     return Goto("gupf.grab", fr._replace(pte=pte))

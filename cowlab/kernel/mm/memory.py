@@ -24,8 +24,8 @@ from typing import NamedTuple
 
 from ..paths import step, op, Goto, Return
 from ..txn import Blocked, ModelBug
-from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO, ZERO_PFN,
-                     PG_dirty)
+from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_READ, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO,
+                     ZERO_PFN, PG_dirty)
 from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile, huge_memory, hugetlb
 from .internal import (FaultFrame, SwapMapped, VM_FAULT_SIGSEGV, enter_fault, fault_done, vm_normal_page,
@@ -36,10 +36,11 @@ __all__ = ["enter_fault", "fault_done", "vm_normal_page", "lookup", "zap_pte", "
 
 @step("fault.lock_mm")
 def lock_mm_and_find_vma(k, fr: FaultFrame, op):
-    """do_user_addr_fault(): mmap_read_lock, find_vma and access_error()."""
+    """do_user_addr_fault(): mmap_read_lock, find_vma and access_error()
+    (a write needs VM_WRITE; a read an accessible vma, vma_is_accessible())."""
     k.mmap_read_lock()
     vma = k.find_vma(fr.address)
-    if vma is None or (fr.write and not vma.flags & VM_WRITE):
+    if vma is None or (fr.write and not vma.flags & VM_WRITE) or not vma.flags & (VM_READ | VM_WRITE):
         k.effect("segv", k.mm, fr.address)
         return fault_done(k, fr, VM_FAULT_SIGSEGV)
     return Goto("fault.handle", fr)
@@ -348,14 +349,29 @@ class AccessFrame(NamedTuple):
     i: int = 0
 
 
+def accessible(k, addr) -> bool:
+    """The MMU lets a user access through a present pte only where the vma is
+    accessible: mprotect(PROT_NONE) makes the ptes PROT_NONE (pte_protnone()),
+    which the model keeps as present ptes of a vma without VM_READ|VM_WRITE."""
+    vma = k.find_vma(addr)
+    return vma is not None and bool(vma.flags & (VM_READ | VM_WRITE))
+
+
+def sigsegv(k):
+    """arch fault handler -> force_sig_fault(SIGSEGV): the default action kills
+    the process (do_exit(), the ``exit`` path), so it runs no further operations."""
+    return Goto("exit")
+
+
 @step("access.write")
 def user_write(k, fr: AccessFrame | None, op):
     """A CPU store through the pte (after handle_mm_fault() returned): the
     store lands in the mapped page if the pte is present and writable,
     otherwise the CPU faults (FAULT_FLAG_WRITE) and retries.  With ``pages``
-    (a memset() over a range) each page's store is its own step."""
+    (a memset() over a range) each page's store is its own step.  A fault
+    that fails (VM_FAULT_SIGSEGV) kills the process."""
     if k.ret == VM_FAULT_SIGSEGV:
-        return None
+        return sigsegv(k)
     fr = fr or AccessFrame()
     addr = op["addr"] + fr.i
     pte = lookup(k, addr)
@@ -375,13 +391,14 @@ def _next_page(fr: AccessFrame, op, label):
 
 @step("access.read")
 def user_read(k, fr: AccessFrame | None, op):
-    """A CPU load: present pte -> read the page; otherwise a read fault."""
+    """A CPU load: present, accessible pte -> read the page; otherwise a read
+    fault (which kills the process with SIGSEGV where access_error() says so)."""
     if k.ret == VM_FAULT_SIGSEGV:
-        return None
+        return sigsegv(k)
     fr = fr or AccessFrame()
     addr = op["addr"] + fr.i
     pte = lookup(k, addr)
-    if k.is_present(pte):
+    if k.is_present(pte) and accessible(k, addr):
         data = ZERO if pte.pfn == ZERO_PFN else k.folio(pte.pfn).data[pte.idx]
         k.effect("load", "cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data)
         return _next_page(fr, op, "access.read")

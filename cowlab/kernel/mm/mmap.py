@@ -10,7 +10,7 @@ from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
                      VM_HUGETLB, VM_MERGEABLE, PG_hugetlb)
 from . import huge_memory
-from .memory import zap_pte, vm_normal_page
+from .memory import zap_pte, vm_normal_page, lookup
 
 PROT = {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}
 
@@ -214,6 +214,7 @@ def do_mremap(k, fr, op):
         k.mmap_write_unlock()
         return None
     k.pte_lock()
+    _move_refs(k, start, n, dst)
     for a in range(start, start + n):
         h = a // k.HPAGE_PMD_NR
         if k.pmd(h) is not None:
@@ -239,6 +240,19 @@ def do_mremap(k, fr, op):
         k.effect("move", k.mm, a, a + dst - start)
     k.mmap_write_unlock()
     return None
+
+
+def _move_refs(k, start, n, dst) -> None:
+    """The references taken for an address in the moved range and still on
+    the page mapped there now belong to the new address: move_ptes() moves
+    the entries, and a pin or pipe buffer holds the page, not the address
+    (the model's Ref.addr names the mapping a reference must stay coherent
+    with)."""
+    for j, r in enumerate(k.refs):
+        if r.mm == k.mm and start <= r.addr < start + n:
+            cur = lookup(k, r.addr)
+            if k.is_present(cur) and cur.pfn == r.pfn and cur.idx == r.idx:
+                k.refs[j] = r._replace(addr=r.addr + dst - start)
 
 
 op("mremap", "mremap", "mremap(MREMAP_MAYMOVE|MREMAP_FIXED)", ("addr", "pages", "new_addr"),

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..paths import step, op, Goto, Pfn
-from ..types import PG_lru, PG_dirty
+from ..types import PG_lru, PG_dirty, VM_HUGETLB
 from ..txn import Blocked
 from . import rmap, swapfile, swap as lru, huge_memory
 
@@ -33,6 +33,12 @@ def madvise_pageout(k, fr, op):
     local lru_add batch, skip pages mapped by more than this process
     (page_mapcount() != 1), isolate_lru_page()."""
     k.mmap_read_lock()
+    vma = k.find_vma(op["addr"])
+    if vma is not None and vma.flags & VM_HUGETLB:
+        # madvise_behavior_valid()/can_madv_lru_vma(): MADV_PAGEOUT on a hugetlb vma is -EINVAL
+        k.effect("error", "madvise(MADV_PAGEOUT)", k.mm, op["addr"])
+        k.mmap_read_unlock()
+        return None
     lru.lru_add_drain(k)
     pte = k.pte(op["addr"])
     if k.pmd(op["addr"] // k.HPAGE_PMD_NR) is not None:
