@@ -20,6 +20,7 @@ from typing import NamedTuple
 from . import kernel  # noqa: F401  (registers every step)
 from .kernel import registry  # noqa: F401
 from .kernel.checks import check_pin, check_state, check_thread_end
+from .kernel.effects import Pin
 from .kernel.paths import OPS, STEPS
 from .kernel.txn import Blocked, Kernel, ModelBug
 from .kernel.types import (Folio, Mm, State, Thread, ZERO)
@@ -187,7 +188,7 @@ class CowModel:
         if self.check_invariants:
             bugs = check_state(new, self.design, *self._in_flight(new))
             for e in k.effects:
-                if e[0] == "pin":
+                if type(e) is Pin:
                     bugs += check_pin(new, self.design, e)
             if nxt is None:
                 bugs += check_thread_end(new, tid)

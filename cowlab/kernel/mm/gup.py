@@ -21,6 +21,7 @@ Versions 5.7 .. 6.18; design questions: ``gup_force_write`` (5.8),
 """
 from __future__ import annotations
 
+from ..effects import Pin
 from ..paths import step
 from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, ZERO_PFN
 from .memory import enter_fault
@@ -93,7 +94,7 @@ def try_grab_page(k, fr, pfn, idx, addr, gf, kind=None) -> None:
     """try_grab_page()/try_grab_folio(): FOLL_GET +1, FOLL_PIN +bias or +1/_pincount."""
     k.add_ref(kind or fr["g_kind"], pfn, idx, owner=fr["g_owner"], mm=k.mm, addr=addr, gup_flags=gf & ~FOLL_FAST)
     if gf & FOLL_PIN and pfn != ZERO_PFN and k.PageAnon(pfn):
-        k.effect("pin", k.mm, addr, pfn, idx, gf)
+        k.effect(Pin(k.mm, addr, pfn, idx, gf))
 
 
 def _gup_next(k, fr) -> str | None:
@@ -205,7 +206,7 @@ def _gup_fast_hand_over(k, fr) -> bool:
         k.refs.remove(r)
         k.refs.append(r._replace(kind=fr["g_kind"], owner=fr["g_owner"]))
         if r.gup_flags & FOLL_PIN and k.PageAnon(r.pfn):
-            k.effect("pin", r.mm, r.addr, r.pfn, r.idx, r.gup_flags)
+            k.effect(Pin(r.mm, r.addr, r.pfn, r.idx, r.gup_flags))
     return True
 
 

@@ -17,6 +17,7 @@ head page and copies it to each subpage when the PMD is split).
 """
 from __future__ import annotations
 
+from ..effects import Reuse, SplitPmd, Unmap
 from ..types import PG_hugetlb, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
 from ...designs.base import Vmf, REUSE, SPLIT
 
@@ -65,7 +66,7 @@ def huge_pmd_fault(k, fr, vma) -> str:
         vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
         d = k.design.huge_pmd_wp(k, vmf)
         if d == REUSE:
-            k.effect("reuse", k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write")
+            k.effect(Reuse(k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write"))
             if k.design.anon_exclusive:
                 _set_excl_all(k, pmd.pfn, True)
             if not unshare:
@@ -95,7 +96,7 @@ def __split_huge_pmd_locked(k, mm, hidx) -> None:
     k.set_pmd_at(hidx, None, mm)
     for i in range(f.nr):
         k.set_pte_at(hidx * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=pmd.write, dirty=pmd.dirty), mm)
-    k.effect("split_pmd", mm, hidx, pfn)
+    k.effect(SplitPmd(mm, hidx, pfn))
 
 
 def split_for_reclaim(k, addr) -> None:
@@ -143,7 +144,7 @@ def zap_huge(k, mm, addr) -> None:
         k.folios[pmd.pfn] = f._replace(entire_mapcount=f.entire_mapcount - 1)
         k.put_page(pmd.pfn)
         for a in range(hidx * k.HPAGE_PMD_NR, (hidx + 1) * k.HPAGE_PMD_NR):
-            k.effect("unmap", mm, a)
+            k.effect(Unmap(mm, a))
         return
     if pmd is not None:
         __split_huge_pmd_locked(k, mm, hidx)
@@ -242,7 +243,7 @@ def split_huge_pmd_fill(k, fr, op):
     k.folios[pfn] = f._replace(mapcount=tuple(m + 1 for m in f.mapcount), refcount=f.refcount + f.nr - 1)
     for i in range(f.nr):
         k.set_pte_at(h * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=write, dirty=dirty))
-    k.effect("split_pmd", k.mm, h, pfn)
+    k.effect(SplitPmd(k.mm, h, pfn))
     k.pte_unlock()
     if locked:
         k.unlock_page(pfn)

@@ -18,6 +18,7 @@ Versions: 5.7 .. 6.18; what differs between them is asked of the design.
 """
 from __future__ import annotations
 
+from ..effects import Copy, Load, Reuse, Segv, Store, Swapin, Unmap
 from ..paths import step, op
 from ..txn import Blocked, ModelBug
 from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, ZERO, ZERO_PFN, PG_dirty)
@@ -52,7 +53,7 @@ def lock_mm_and_find_vma(k, fr, op):
     k.mmap_read_lock()
     vma = k.find_vma(fr["fa"])
     if vma is None or (fr["fw"] and not vma.flags & VM_WRITE):
-        k.effect("segv", k.mm, fr["fa"])
+        k.effect(Segv(k.mm, fr["fa"]))
         fr["segv"] = True
         return fault_done(k, fr)
     return "fault.handle"
@@ -64,7 +65,7 @@ def handle_pte_fault(k, fr, op):
     addr = fr["fa"]
     vma = k.find_vma(addr)
     if vma is None:
-        k.effect("segv", k.mm, addr)
+        k.effect(Segv(k.mm, addr))
         fr["segv"] = True
         return fault_done(k, fr)
     if vma.flags & VM_HUGETLB:
@@ -177,7 +178,7 @@ def _wp_decided(k, fr, d, page, pte) -> str:
     if k.PageLocked(page) and d != LOCK_PAGE and fr.get("holds_lock") == page:
         raise ModelBug("design returned with the page lock still held")
     if d == REUSE:
-        k.effect("reuse", k.mm, addr, page, pte.idx, "unshare" if unshare else "write")
+        k.effect(Reuse(k.mm, addr, page, pte.idx, "unshare" if unshare else "write"))
         if not unshare:
             wp_page_reuse(k, addr, pte)
         k.pte_unlock()
@@ -261,7 +262,7 @@ def wp_page_copy_commit(k, fr, op):
     vma = k.find_vma(addr)
     write = not unshare
     k.set_pte_at(addr, k.mk_pte(new, 0, write=write and bool(vma.flags & VM_WRITE), dirty=write))
-    k.effect("copy", "unshare" if unshare else "wp_page_copy", k.mm, addr, old, idx, new, 0)
+    k.effect(Copy("unshare" if unshare else "wp_page_copy", k.mm, addr, old, idx, new, 0))
     if old != ZERO_PFN:
         rmap.page_remove_rmap(k, old, idx)
         k.put_page(old)                       # the old pte's reference
@@ -344,7 +345,7 @@ def do_swap_page_set_pte(k, fr, op):
     k.ref_to_mapping(pfn)
     rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
     k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write, soft_dirty=True))
-    k.effect("swapin", k.mm, addr, pfn, idx, exclusive)
+    k.effect(Swapin(k.mm, addr, pfn, idx, exclusive))
     if not freed:
         swapfile.swap_free(k, slot)
     if k.folios[pfn] is not None and k.PageLocked(pfn):
@@ -364,7 +365,7 @@ def zap_pte(k, mm: int, addr: int) -> None:
     if pte is None:
         return
     k.set_pte_at(addr, None, mm)
-    k.effect("unmap", mm, addr)
+    k.effect(Unmap(mm, addr))
     if pte.kind == PTE_PRESENT:
         page = vm_normal_page(pte)
         if page is not None:
@@ -420,7 +421,7 @@ def user_read(k, fr, op):
     pte = lookup(k, addr)
     if k.is_present(pte):
         data = ZERO if pte.pfn == ZERO_PFN else k.folio(pte.pfn).data[pte.idx]
-        k.effect("load", "cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data)
+        k.effect(Load("cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data))
         return _next_page(fr, op, "access.read")
     return enter_fault(fr, addr, write=False, unshare=False, ret="access.read", mm_locked=False)
 
@@ -437,7 +438,7 @@ def store(k, mm: int, addr: int, pte, token, via) -> None:
             k.set_pmd_at(addr // k.HPAGE_PMD_NR, pmd._replace(dirty=True), mm)
         else:
             k.set_pte_at(addr, pte._replace(dirty=True, soft_dirty=True), mm)
-    k.effect("store", mm, addr, pte.pfn, pte.idx, token, via)
+    k.effect(Store(mm, addr, pte.pfn, pte.idx, token, via))
 
 
 op("write", "access.write", "memset() / a CPU store", ("addr", "pages", "value"),

@@ -10,6 +10,7 @@ remove_migration_ptes() maps it).
 """
 from __future__ import annotations
 
+from ..effects import Migrate, MigrateFailed
 from ..paths import step, op
 from ..txn import Blocked
 from ..types import PG_lru, PG_swapcache, PTE_MIGRATION, SWP_MIGRATION_WRITE
@@ -77,7 +78,7 @@ def migrate_move(k, fr, op):
         k.unlock_page(pfn)
         k.set_flag(pfn, PG_lru)
         k.drop_ref(_iso(k, pfn))
-        k.effect("migrate_failed", pfn)
+        k.effect(MigrateFailed(pfn))
         return None
     from ..types import PG_locked
     new = k.alloc_folio(nr=f.nr, flags=f.flags & ~(PG_lru | PG_locked), data=f.data)
@@ -93,7 +94,7 @@ def migrate_move(k, fr, op):
     k.drop_ref(k.my_tmp_ref(new))
     k.unlock_page(pfn)
     k.drop_ref(_iso(k, pfn))   # frees the old page
-    k.effect("migrate", pfn, new)
+    k.effect(Migrate(pfn, new))
     return None
 
 
