@@ -30,7 +30,7 @@ Every copy is also classified (``correct`` / ``unnecessary`` / ``wrong``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 from .kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
                              Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
@@ -63,7 +63,7 @@ def ref_key(r) -> tuple:
 class _Step:
     """What judging one step's effects accumulates: the spec's values and
     histories (per process, per address), the detached references, the events."""
-    __slots__ = ("before", "after", "value", "hist", "detached", "events")
+    __slots__ = ("after", "before", "detached", "events", "hist", "value")
 
     def __init__(self, before: State, after: State, value: list, hist: list, detached: set):
         self.before, self.after, self.value, self.hist, self.detached = before, after, value, hist, detached
@@ -276,10 +276,10 @@ class Oracle:
         st.events.append(self.classify_copy(st.before, e))
 
     #: effect type -> the method judging it, in the order the effects of a step are met
-    JUDGES = {Fork: judge_fork, Unmap: judge_unmap, Move: judge_move, Exit: judge_exit, Store: judge_store,
-              Load: judge_load, Copy: judge_copy}
+    JUDGES: ClassVar[dict] = {Fork: judge_fork, Unmap: judge_unmap, Move: judge_move, Exit: judge_exit,
+                              Store: judge_store, Load: judge_load, Copy: judge_copy}
     #: effect types the oracle does not judge, and why
-    NOT_JUDGED = {
+    NOT_JUDGED: ClassVar[dict] = {
         Reuse: "a reuse is judged by what follows it: a store into a page another still uses is a missed COW",
         Pin: "a pin's coherence is checked after every step (disconnected()); its exclusivity by checks.check_pin",
         Swapin: "the mapping it installs is seen by observers() and disconnected() in the state",

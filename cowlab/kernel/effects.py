@@ -12,7 +12,7 @@ Each consumer handles every type by its own handler:
 * conformance (``cowlab.conformance.runner``) reads ``Store.data`` and
   ``Load.data`` by name.
 
-A test (tests/test_effects.py) fails when a type here lacks a renderer or is
+A test (tests/kernel/test_effects.py) fails when a type here lacks a renderer or is
 neither judged nor listed as not judged, so a new effect cannot be silently
 ignored.  Adding an effect: a class here (and in ``EFFECT_TYPES``), a renderer
 in report/trace.py, and a judge or a NOT_JUDGED reason in oracle.py.
@@ -23,7 +23,7 @@ subpage in it, ``data`` the token a page holds.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple
 
 from .types import Ref
 
@@ -39,7 +39,7 @@ class Store(NamedTuple):
     pfn: int
     idx: int
     data: Any
-    via: Optional[Ref]
+    via: Ref | None
 
 
 class Load(NamedTuple):

@@ -5,7 +5,7 @@ import inspect
 import re
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Optional, get_type_hints
+from typing import Any, get_type_hints
 
 import pytest
 
@@ -53,7 +53,7 @@ def test_every_effect_docstring_names_a_kernel_function(t):
     assert t.__doc__ and re.search(r"\w+\(\)", t.__doc__), t.__name__
 
 
-_SAMPLE = {int: 1, str: "x", bool: True, Any: 7, Optional[Ref]: None}
+_SAMPLE = {int: 1, str: "x", bool: True, Any: 7, Ref | None: None}
 
 
 @pytest.mark.parametrize("t", EFFECT_TYPES, ids=lambda t: t.__name__)
