@@ -20,6 +20,7 @@ from typing import NamedTuple
 from . import kernel  # noqa: F401  (registers every step)
 from .kernel import registry  # noqa: F401
 from .kernel.checks import check_pin, check_state, check_thread_end
+from .kernel.effects import Pin
 from .kernel.paths import OPS, STEPS, Call, Goto, InFlight, NOTHING_IN_FLIGHT, Return, in_flight, rename_frame
 from .kernel.txn import Blocked, Kernel, ModelBug
 from .kernel.types import (Folio, Mm, PTE_SWAP, State, Thread, ZERO)
@@ -200,7 +201,7 @@ class CowModel:
             fl = self._in_flight(new)
             bugs = check_state(new, self.design, fl.shares, dict(fl.slots), dict(fl.refs))
             for e in k.effects:
-                if e[0] == "pin":
+                if type(e) is Pin:
                     bugs += check_pin(new, self.design, e)
             if done:
                 bugs += check_thread_end(new, tid)

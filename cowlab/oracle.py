@@ -30,8 +30,10 @@ Every copy is also classified (``correct`` / ``unnecessary`` / ``wrong``).
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
+from .kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
+                             Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
 from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
                            PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN)
 
@@ -56,6 +58,16 @@ def coherent(gup_flags: int) -> bool:
 
 def ref_key(r) -> tuple:
     return (r.kind, r.owner, r.mm, r.addr)
+
+
+class _Step:
+    """What judging one step's effects accumulates: the spec's values and
+    histories (per process, per address), the detached references, the events."""
+    __slots__ = ("after", "before", "detached", "events", "hist", "value")
+
+    def __init__(self, before: State, after: State, value: list, hist: list, detached: set):
+        self.before, self.after, self.value, self.hist, self.detached = before, after, value, hist, detached
+        self.events: list[Event] = []
 
 
 def _pname(names, mm):
@@ -155,77 +167,20 @@ class Oracle:
     # ----------------------------------------------------------------- the step
     def check(self, before: State, after: State, effects: list) -> tuple[State, list]:
         spec = after.spec
-        value = [list(v) for v in spec.value]
-        hist = [list(h) for h in spec.history]
-        detached = set(spec.detached)
-        events: list[Event] = []
+        st = _Step(before, after, [list(v) for v in spec.value], [list(h) for h in spec.history],
+                   set(spec.detached))
+        judges = self.JUDGES
+        for e in effects:
+            judge = judges.get(type(e))
+            if judge is not None:
+                judge(self, st, e)
+            elif type(e) not in self.NOT_JUDGED:
+                raise TypeError(f"the oracle neither judges nor lists as not judged the effect {e!r}")
+        events = st.events
         n = self.names
 
-        for e in effects:
-            kind = e[0]
-            if kind == "fork":
-                parent, child = e[1], e[2]
-                cm = after.mms[child]
-                for a in range(len(value[child])):
-                    inherited = any(v.start <= a < v.end for v in cm.vmas)
-                    value[child][a] = value[parent][a] if inherited else ZERO
-                    hist[child][a] = hist[parent][a] if inherited else frozenset({ZERO})
-            elif kind == "unmap":
-                mm, a = e[1], e[2]
-                value[mm][a] = ZERO
-                hist[mm][a] = hist[mm][a] | {ZERO}
-                for r in after.refs:
-                    if r.mm == mm and r.addr == a:
-                        detached.add(ref_key(r))
-                for r in before.refs:
-                    if r.mm == mm and r.addr == a:
-                        detached.add(ref_key(r))
-            elif kind == "move":
-                mm, a, b = e[1], e[2], e[3]
-                value[mm][b], hist[mm][b] = value[mm][a], hist[mm][a]
-                value[mm][a], hist[mm][a] = ZERO, frozenset({ZERO})
-            elif kind == "exit":
-                mm = e[1]
-                value[mm] = [ZERO] * len(value[mm])
-            elif kind == "store":
-                _, mm, a, pfn, idx, token, via = e
-                if via is not None and ref_key(via) in detached:
-                    continue      # DMA into memory the process no longer has there
-                for okind, omm, oa, r in self.observers(after, pfn, idx, mm, a if via is None else None):
-                    if okind == "ref" and token in hist[omm][oa]:
-                        continue
-                    if okind != "ref" and omm == mm:
-                        continue
-                    who = (f"{_pname(n, omm)}'s {r.kind} reference ({r.owner})" if r is not None else
-                           f"{_pname(n, omm)}'s {'mapping' if okind == 'map' else 'swap entry'} of page {oa}")
-                    events.append(Event(MISSED, "store", ("missed", omm, oa, r.owner if r else "cpu"),
-                                        f"{_pname(n, mm)} wrote page {a} into a page {who} still uses"))
-                value[mm][a] = token
-                hist[mm][a] = hist[mm][a] | {token}
-            elif kind == "load":
-                _, okind, owner, mm, a, pfn, idx, token = e[:8]
-                if mm < 0:
-                    continue
-                expected = value[mm][a]
-                if okind == "cpu":
-                    must_equal = True
-                else:
-                    r = next((r for r in before.refs if r.owner == owner and r.mm == mm and r.addr == a), None)
-                    must_equal = r is not None and coherent(r.gup_flags) and ref_key(r) not in detached
-                if token == expected or (not must_equal and token in hist[mm][a]):
-                    continue
-                who = f"{_pname(n, mm)}" if okind == "cpu" else f"{_pname(n, mm)}'s {okind} ({owner})"
-                if token not in hist[mm][a]:
-                    events.append(Event(MISSED, "load", ("missed", mm, a, "cpu" if okind == "cpu" else owner),
-                                        f"{who} read page {a} and saw data {_pname(n, mm)} never had there"))
-                else:
-                    events.append(Event(WRONG, "load", ("wrong", mm, a),
-                                        f"{who} read stale data at page {a}: the pinned page and the "
-                                        f"mapped page have diverged"))
-            elif kind == "copy":
-                events.append(self.classify_copy(before, e))
-
-        new_spec = Spec(tuple(tuple(v) for v in value), tuple(tuple(h) for h in hist), frozenset(detached))
+        new_spec = Spec(tuple(tuple(v) for v in st.value), tuple(tuple(h) for h in st.hist),
+                        frozenset(st.detached))
         after = after._replace(spec=new_spec)
         now = self.disconnected(after)
         last_state, last = self._last_disconnected
@@ -240,8 +195,105 @@ class Oracle:
                                 f"page {_pname(n, mm)} maps there"))
         return after, events
 
-    def classify_copy(self, s: State, e) -> Event:
-        _, path, mm, a, old, oidx, new, nidx = e
+    # ------------------------------------------------- one judge per effect type
+    def judge_fork(self, st: _Step, e: Fork) -> None:
+        """The child starts with the parent's data where it inherited a VMA."""
+        value, hist = st.value, st.hist
+        parent, child = e.parent, e.child
+        cm = st.after.mms[child]
+        for a in range(len(value[child])):
+            inherited = any(v.start <= a < v.end for v in cm.vmas)
+            value[child][a] = value[parent][a] if inherited else ZERO
+            hist[child][a] = hist[parent][a] if inherited else frozenset({ZERO})
+
+    def judge_unmap(self, st: _Step, e: Unmap) -> None:
+        """The address reads zero again; references taken for it are detached."""
+        mm, a = e.mm, e.addr
+        st.value[mm][a] = ZERO
+        st.hist[mm][a] = st.hist[mm][a] | {ZERO}
+        for r in st.after.refs:
+            if r.mm == mm and r.addr == a:
+                st.detached.add(ref_key(r))
+        for r in st.before.refs:
+            if r.mm == mm and r.addr == a:
+                st.detached.add(ref_key(r))
+
+    def judge_move(self, st: _Step, e: Move) -> None:
+        """mremap carries the data (and its history) to the new address."""
+        mm, a, b = e.mm, e.old_addr, e.new_addr
+        value, hist = st.value, st.hist
+        value[mm][b], hist[mm][b] = value[mm][a], hist[mm][a]
+        value[mm][a], hist[mm][a] = ZERO, frozenset({ZERO})
+
+    def judge_exit(self, st: _Step, e: Exit) -> None:
+        """Every address of the process reads zero."""
+        st.value[e.mm] = [ZERO] * len(st.value[e.mm])
+
+    def judge_store(self, st: _Step, e: Store) -> None:
+        """Missed COW: the page written is one another process maps or references."""
+        mm, a, pfn, idx, token, via = e.mm, e.addr, e.pfn, e.idx, e.data, e.via
+        n = self.names
+        if via is not None and ref_key(via) in st.detached:
+            return        # DMA into memory the process no longer has there
+        hist = st.hist
+        for okind, omm, oa, r in self.observers(st.after, pfn, idx, mm, a if via is None else None):
+            if okind == "ref" and token in hist[omm][oa]:
+                continue
+            if okind != "ref" and omm == mm:
+                continue
+            who = (f"{_pname(n, omm)}'s {r.kind} reference ({r.owner})" if r is not None else
+                   f"{_pname(n, omm)}'s {'mapping' if okind == 'map' else 'swap entry'} of page {oa}")
+            st.events.append(Event(MISSED, "store", ("missed", omm, oa, r.owner if r else "cpu"),
+                                   f"{_pname(n, mm)} wrote page {a} into a page {who} still uses"))
+        st.value[mm][a] = token
+        hist[mm][a] = hist[mm][a] | {token}
+
+    def judge_load(self, st: _Step, e: Load) -> None:
+        """Missed COW: data the process never had; wrong COW: a coherent reader's stale data."""
+        okind, owner, mm, a, token = e.reader, e.owner, e.mm, e.addr, e.data
+        if mm < 0:
+            return
+        n = self.names
+        hist = st.hist
+        expected = st.value[mm][a]
+        if okind == "cpu":
+            must_equal = True
+        else:
+            r = next((r for r in st.before.refs if r.owner == owner and r.mm == mm and r.addr == a), None)
+            must_equal = r is not None and coherent(r.gup_flags) and ref_key(r) not in st.detached
+        if token == expected or (not must_equal and token in hist[mm][a]):
+            return
+        who = f"{_pname(n, mm)}" if okind == "cpu" else f"{_pname(n, mm)}'s {okind} ({owner})"
+        if token not in hist[mm][a]:
+            st.events.append(Event(MISSED, "load", ("missed", mm, a, "cpu" if okind == "cpu" else owner),
+                                   f"{who} read page {a} and saw data {_pname(n, mm)} never had there"))
+        else:
+            st.events.append(Event(WRONG, "load", ("wrong", mm, a),
+                                   f"{who} read stale data at page {a}: the pinned page and the "
+                                   f"mapped page have diverged"))
+
+    def judge_copy(self, st: _Step, e: Copy) -> None:
+        st.events.append(self.classify_copy(st.before, e))
+
+    #: effect type -> the method judging it, in the order the effects of a step are met
+    JUDGES: ClassVar[dict] = {Fork: judge_fork, Unmap: judge_unmap, Move: judge_move, Exit: judge_exit,
+                              Store: judge_store, Load: judge_load, Copy: judge_copy}
+    #: effect types the oracle does not judge, and why
+    NOT_JUDGED: ClassVar[dict] = {
+        Reuse: "a reuse is judged by what follows it: a store into a page another still uses is a missed COW",
+        Pin: "a pin's coherence is checked after every step (disconnected()); its exclusivity by checks.check_pin",
+        Swapin: "the mapping it installs is seen by observers() and disconnected() in the state",
+        SplitPmd: "the ptes it installs map the same subpages; the state shows them",
+        Segv: "no memory changes hands",
+        Error: "a failed call changes no process's data",
+        KsmMerge: "the merged page is seen in the state (PG_ksm); a store into it without a copy is a missed COW",
+        KsmBreakCow: "the fault it starts records its own Copy or Reuse",
+        Migrate: "the data moves with the page; references and mappings follow it in the state",
+        MigrateFailed: "nothing moved",
+    }
+
+    def classify_copy(self, s: State, e: Copy) -> Event:
+        path, mm, a, old, oidx = e.path, e.mm, e.addr, e.old_pfn, e.old_idx
         n = self.names
         key = None      # every copy is its own incident
         if path == "fork":

@@ -12,6 +12,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from .. import catalog, designs
+from ..kernel.effects import Load, Store
 from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
 from ..model import CowModel
 from .probe import die_with_parent
@@ -115,8 +116,8 @@ def model_steps(case, design):
             op = m.ops[tr.tid][pc]
             current = None
             if op.name not in ("signal", "wait"):
-                stores = [e[5] for e in effects if e[0] == "store"]
-                loads = [e[7] for e in effects if e[0] == "load"]
+                stores = [e.data for e in effects if type(e) is Store]
+                loads = [e.data for e in effects if type(e) is Load]
                 out.append((case.threads[tr.tid].process, op, s, stores, loads, case.threads[tr.tid].name))
             effects = []
         else:

@@ -17,6 +17,7 @@ reported apart from the oracle's verdicts.
 """
 from __future__ import annotations
 
+from .effects import Pin
 from .types import (FOLL_PIN, PG_hugetlb, PG_ksm, PG_large, PG_swapcache, PTE_PRESENT, PTE_SWAP, PTE_MIGRATION,
                     ZERO_PFN, State)
 
@@ -115,9 +116,9 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
     return bugs
 
 
-def check_pin(s: State, design, e) -> list[str]:
+def check_pin(s: State, design, e: Pin) -> list[str]:
     """I2 (mm/gup: sanity-check ... that anonymous pages are exclusive when (un)pinning)."""
-    _, mm, addr, pfn, idx, gf = e
+    mm, addr, pfn, idx = e.mm, e.addr, e.pfn, e.idx
     f = s.folios[pfn]
     if design.anon_exclusive and f is not None and not f.anon_exclusive[idx]:
         return [f"I2: FOLL_PIN taken on pfn {pfn}/{idx} (mm{mm} page {addr}) which is not PageAnonExclusive"]

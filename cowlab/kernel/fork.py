@@ -13,6 +13,7 @@ as in the kernel.  ``fork.end`` closes the sequence and starts the child.
 """
 from __future__ import annotations
 
+from .effects import Copy, Fork
 from typing import NamedTuple, Optional
 
 from .paths import step, op, Goto, InFlight, NOTHING_IN_FLIGHT
@@ -130,7 +131,7 @@ def copy_present_page(k, addr, pte, child) -> None:
     k.ref_to_mapping(new)
     w = bool(vma.flags & VM_WRITE)
     k.set_pte_at(addr, k.mk_pte(new, 0, write=w, dirty=w, soft_dirty=pte.soft_dirty), child)
-    k.effect("copy", "fork", child, addr, pte.pfn, pte.idx, new, 0)
+    k.effect(Copy("fork", child, addr, pte.pfn, pte.idx, new, 0))
 
 
 @step("fork.wrprotect")
@@ -160,7 +161,7 @@ def dup_mmap_end(k, fr, op):
     child = fr.child
     k.set_mm(child, mmap_lock=0)
     k.mmap_write_unlock()
-    k.effect("fork", k.mm, child)
+    k.effect(Fork(k.mm, child))
     return None
 
 

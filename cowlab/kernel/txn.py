@@ -378,7 +378,8 @@ class Kernel:
         self.next_token += 1
         return self.next_token
 
-    def effect(self, *e) -> None:
+    def effect(self, e) -> None:
+        """Record ``e``, one of the types of kernel/effects.py, for the oracle and the trace."""
         self.effects.append(e)
 
     # present-pte helpers

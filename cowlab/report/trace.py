@@ -21,6 +21,8 @@ explorer witness into a versioned, JSON-serialisable document:
 """
 from __future__ import annotations
 
+from ..kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
+                              Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
 from ..kernel.types import (FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS, HPAGE_PMD_NR,
                             gup_flag_names)
 
@@ -67,32 +69,88 @@ def snapshot(model, s) -> dict:
     return {"processes": procs, "pages": pages, "swap": swap, "refs": refs}
 
 
-def render_effect(model, e) -> str | None:
+def _render_reuse(n, e: Reuse) -> str:
+    return f"{n(e.mm)} reuses page {e.addr} (pfn {e.pfn}) on a {e.fault} fault"
+
+
+def _render_copy(n, e: Copy) -> str:
+    return f"{e.path}: {n(e.mm)} gets a copy of pfn {e.old_pfn} as pfn {e.new_pfn} at page {e.addr}"
+
+
+def _render_store(n, e: Store) -> str:
+    via = f" through {e.via.kind} {e.via.owner}" if e.via is not None else ""
+    return f"{n(e.mm)} page {e.addr} := {_data(e.data)}{via} (pfn {e.pfn})"
+
+
+def _render_load(n, e: Load) -> str:
+    return f"{e.reader} {e.owner} reads page {e.addr} of {n(e.mm)}: {_data(e.data)} (pfn {e.pfn})"
+
+
+def _render_swapin(n, e: Swapin) -> str:
+    return f"{n(e.mm)} swaps in page {e.addr} as pfn {e.pfn}{' exclusive' if e.exclusive else ''}"
+
+
+def _render_pin(n, e: Pin) -> str:
+    return f"{n(e.mm)} page {e.addr} pinned ({gup_flag_names(e.gup_flags)}) on pfn {e.pfn}"
+
+
+def _render_fork(n, e: Fork) -> str:
+    return f"{n(e.parent)} forked {n(e.child)}"
+
+
+def _render_unmap(n, e: Unmap) -> str:
+    return f"{n(e.mm)} unmaps page {e.addr}"
+
+
+def _render_split_pmd(n, e: SplitPmd) -> str:
+    return f"{n(e.mm)} splits the PMD of pfn {e.pfn}"
+
+
+def _render_ksm_break_cow(n, e: KsmBreakCow) -> str:
+    return f"ksmd breaks COW of {n(e.mm)}'s page {e.addr} (pfn {e.pfn}, made a KSM page): its twin was refused"
+
+
+# the kinds below keep their terse form: the kind and its fields in order
+def _render_migrate(n, e: Migrate) -> str:
+    return f"migrate {e.src} {e.dst}"
+
+
+def _render_migrate_failed(n, e: MigrateFailed) -> str:
+    return f"migrate_failed {e.pfn}"
+
+
+def _render_ksm_merge(n, e: KsmMerge) -> str:
+    return f"ksm_merge {e.mm} {e.addr} {e.tree_mm} {e.tree_addr} {e.pfn}"
+
+
+def _render_segv(n, e: Segv) -> str:
+    return f"segv {e.mm} {e.addr}"
+
+
+def _render_exit(n, e: Exit) -> str:
+    return f"exit {e.mm}"
+
+
+def _render_error(n, e: Error) -> str:
+    return f"error {e.call} {e.mm} {e.addr}"
+
+
+def _render_move(n, e: Move) -> str:
+    return f"move {e.mm} {e.old_addr} {e.new_addr}"
+
+
+#: effect type -> its renderer (n, effect) -> text, n naming a process by its mm
+RENDERERS = {Reuse: _render_reuse, Copy: _render_copy, Store: _render_store, Load: _render_load,
+             Swapin: _render_swapin, Pin: _render_pin, Fork: _render_fork, Unmap: _render_unmap,
+             SplitPmd: _render_split_pmd, KsmBreakCow: _render_ksm_break_cow, Migrate: _render_migrate,
+             MigrateFailed: _render_migrate_failed, KsmMerge: _render_ksm_merge, Segv: _render_segv,
+             Exit: _render_exit, Error: _render_error, Move: _render_move}
+
+
+def render_effect(model, e) -> str:
+    """One line for the effect ``e`` (a type of kernel/effects.py), by its renderer."""
     names = list(model.case.processes)
-    n = lambda mm: names[mm] if 0 <= mm < len(names) else f"mm{mm}"
-    k = e[0]
-    if k == "reuse":
-        return f"{n(e[1])} reuses page {e[2]} (pfn {e[3]}) on a {e[5]} fault"
-    if k == "copy":
-        return f"{e[1]}: {n(e[2])} gets a copy of pfn {e[4]} as pfn {e[6]} at page {e[3]}"
-    if k == "store":
-        via = f" through {e[6].kind} {e[6].owner}" if e[6] is not None else ""
-        return f"{n(e[1])} page {e[2]} := {_data(e[5])}{via} (pfn {e[3]})"
-    if k == "load":
-        return f"{e[1]} {e[2]} reads page {e[4]} of {n(e[3])}: {_data(e[7])} (pfn {e[5]})"
-    if k == "swapin":
-        return f"{n(e[1])} swaps in page {e[2]} as pfn {e[3]}{' exclusive' if e[5] else ''}"
-    if k == "pin":
-        return f"{n(e[1])} page {e[2]} pinned ({gup_flag_names(e[5])}) on pfn {e[3]}"
-    if k == "fork":
-        return f"{n(e[1])} forked {n(e[2])}"
-    if k == "unmap":
-        return f"{n(e[1])} unmaps page {e[2]}"
-    if k == "split_pmd":
-        return f"{n(e[1])} splits the PMD of pfn {e[3]}"
-    if k in ("migrate", "migrate_failed", "ksm_merge", "segv", "exit", "error", "move"):
-        return f"{k} {' '.join(str(x) for x in e[1:])}"
-    return None
+    return RENDERERS[type(e)](lambda mm: names[mm] if 0 <= mm < len(names) else f"mm{mm}", e)
 
 
 def build(model, transitions, meta: dict | None = None) -> dict:

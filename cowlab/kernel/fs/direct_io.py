@@ -9,6 +9,7 @@ is in flight: ``odirect_read``/``odirect_write`` start it, the
 """
 from __future__ import annotations
 
+from ..effects import Load
 from ..paths import step, op, Goto
 from ..types import FOLL_WRITE, FOLL_FAST
 from ..mm.gup import start_gup
@@ -45,7 +46,7 @@ def dio_write_start(k, fr, op):
 def dio_write_io(k, fr, op):
     """The device reads the referenced pages."""
     for r in sorted(r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)):
-        k.effect("load", "odirect", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx])
+        k.effect(Load("odirect", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
     return Goto("dio.complete")
 
 

@@ -8,6 +8,7 @@ the page's current content (what the reader observes) and drops the reference.
 """
 from __future__ import annotations
 
+from ..effects import Error, Load
 from ..paths import step, op
 from ..types import FOLL_GET, FOLL_FAST
 from ..mm.gup import start_gup
@@ -27,7 +28,7 @@ def vmsplice_to_pipe(k, fr, op):
 @step("vmsplice.done")
 def vmsplice_done(k, fr, op):
     if k.ret:
-        k.effect("error", "vmsplice", k.mm, op["addr"])
+        k.effect(Error("vmsplice", k.mm, op["addr"]))
     return None
 
 
@@ -37,7 +38,7 @@ def pipe_read(k, fr, op):
     anon_pipe_buf_release() -> put_page()."""
     owner = pipe_owner(op)
     for r in sorted(r for r in k.refs if r.kind == "pipe" and r.owner == owner):
-        k.effect("load", "pipe", owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx])
+        k.effect(Load("pipe", owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
         k.drop_ref(r)
     return None
 

@@ -11,6 +11,7 @@ mmap_lock in 5.x, pin_user_pages_fast() later: the ``fast`` argument).
 """
 from __future__ import annotations
 
+from ..effects import Error, Load
 from ..paths import step, op
 from ..types import FOLL_PIN, FOLL_WRITE, FOLL_LONGTERM, FOLL_FAST
 from ..mm.gup import start_gup
@@ -32,7 +33,7 @@ def io_sqe_buffer_register(k, fr, op):
 @step("io_uring.registered")
 def io_sqe_buffer_registered(k, fr, op):
     if k.ret:
-        k.effect("error", "io_uring_register", k.mm, op["addr"])
+        k.effect(Error("io_uring_register", k.mm, op["addr"]))
     return None
 
 
@@ -53,7 +54,7 @@ def io_read_fixed(k, fr, op):
 def io_write_fixed(k, fr, op):
     """IORING_OP_WRITE_FIXED: the pinned pages' data goes to the file."""
     for r in _bufs(k, op):
-        k.effect("load", "io_uring", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx])
+        k.effect(Load("io_uring", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
     return None
 
 

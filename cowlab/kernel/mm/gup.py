@@ -21,6 +21,7 @@ Versions 5.7 .. 6.18; design questions: ``gup_force_write`` (5.8),
 """
 from __future__ import annotations
 
+from ..effects import Pin
 from ..paths import step, Call, Goto, Return
 from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, VM_HUGETLB, VM_READ, VM_WRITE, ZERO_PFN
 from . import huge_memory
@@ -190,7 +191,7 @@ def _gup_fast_hand_over(k, fr: GupFrame) -> bool:
         k.refs.remove(r)
         k.refs.append(r._replace(kind=fr.kind, owner=fr.owner))
         if r.gup_flags & FOLL_PIN and k.PageAnon(r.pfn):
-            k.effect("pin", r.mm, r.addr, r.pfn, r.idx, r.gup_flags)
+            k.effect(Pin(r.mm, r.addr, r.pfn, r.idx, r.gup_flags))
     return True
 
 

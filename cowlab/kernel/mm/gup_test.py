@@ -8,6 +8,7 @@ STOP unpins.  The model offers the same on every version (the kernels before
 """
 from __future__ import annotations
 
+from ..effects import Error, Load
 from ..paths import step, op
 from ..types import FOLL_PIN, FOLL_LONGTERM, FOLL_WRITE, FOLL_FAST, FOLL_GET
 from .gup import start_gup
@@ -33,14 +34,14 @@ def pin_longterm_test_start(k, fr, op):
 @step("gup_test.started")
 def pin_longterm_test_started(k, fr, op):
     if k.ret:
-        k.effect("error", "PIN_LONGTERM_TEST_START", k.mm, op["addr"])
+        k.effect(Error("PIN_LONGTERM_TEST_START", k.mm, op["addr"]))
     return None
 
 
 @step("gup_test.read")
 def pin_longterm_test_read(k, fr, op):
     for r in sorted(r for r in k.refs if r.kind == "gup_test" and r.owner == _owner(op)):
-        k.effect("load", "gup_test", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx])
+        k.effect(Load("gup_test", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
     return None
 
 

@@ -17,6 +17,7 @@ head page and copies it to each subpage when the PMD is split).
 """
 from __future__ import annotations
 
+from ..effects import Reuse, SplitPmd, Unmap
 from typing import NamedTuple
 
 from ..paths import step, op as _op, Goto, InFlight, Pfn
@@ -67,7 +68,7 @@ def huge_pmd_fault(k, fr: FaultFrame, vma):
         vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
         d = k.design.huge_pmd_wp(k, vmf)
         if d == REUSE:
-            k.effect("reuse", k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write")
+            k.effect(Reuse(k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write"))
             if k.design.anon_exclusive:
                 _set_excl_all(k, pmd.pfn, True)
             if not unshare:
@@ -96,7 +97,7 @@ def __split_huge_pmd_locked(k, mm, hidx) -> None:
     k.set_pmd_at(hidx, None, mm)
     for i in range(f.nr):
         k.set_pte_at(hidx * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=pmd.write, dirty=pmd.dirty), mm)
-    k.effect("split_pmd", mm, hidx, pfn)
+    k.effect(SplitPmd(mm, hidx, pfn))
 
 
 def split_for_reclaim(k, addr) -> None:
@@ -144,7 +145,7 @@ def zap_huge(k, mm, addr) -> bool:
         k.folios[pmd.pfn] = f._replace(entire_mapcount=f.entire_mapcount - 1)
         k.put_page(pmd.pfn)
         for a in range(hidx * k.HPAGE_PMD_NR, (hidx + 1) * k.HPAGE_PMD_NR):
-            k.effect("unmap", mm, a)
+            k.effect(Unmap(mm, a))
         return False
     if pmd is not None:
         __split_huge_pmd_locked(k, mm, hidx)
@@ -256,7 +257,7 @@ def split_huge_pmd_fill(k, fr: SplitFrame, op):
     k.folios[pfn] = f._replace(mapcount=tuple(m + 1 for m in f.mapcount), refcount=f.refcount + f.nr - 1)
     for i in range(f.nr):
         k.set_pte_at(h * k.HPAGE_PMD_NR + i, k.mk_pte(pfn, i, write=fr.write, dirty=fr.dirty))
-    k.effect("split_pmd", k.mm, h, pfn)
+    k.effect(SplitPmd(k.mm, h, pfn))
     k.pte_unlock()
     if fr.locked:
         k.unlock_page(pfn)

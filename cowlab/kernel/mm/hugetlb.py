@@ -10,6 +10,7 @@ Fork shares R/O, or copies early for maybe-pinned pages (5.12+
 """
 from __future__ import annotations
 
+from ..effects import Copy, Reuse
 from ..types import PG_hugetlb, PG_anon, Pmd, VM_WRITE
 from ...designs.base import Vmf, COPY
 from .internal import FaultFrame, fault_done
@@ -43,7 +44,7 @@ def hugetlb_fault(k, fr: FaultFrame, vma):
     unshare = fr.unshare and not fr.write
     vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
     if k.design.hugetlb_wp_reuse(k, vmf):
-        k.effect("reuse", k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write")
+        k.effect(Reuse(k.mm, addr, pmd.pfn, vmf.idx, "unshare" if unshare else "write"))
         if k.design.anon_exclusive:
             f = k.folio(pmd.pfn)
             k.folios[pmd.pfn] = f._replace(anon_exclusive=(True,) * f.nr)
@@ -58,8 +59,8 @@ def hugetlb_fault(k, fr: FaultFrame, vma):
     f = k.folio(old)
     k.folios[old] = f._replace(entire_mapcount=f.entire_mapcount - 1)
     k.put_page(old)
-    k.effect("copy", "unshare" if unshare else "hugetlb_wp", k.mm, addr, old, addr % k.HPAGE_PMD_NR, new,
-             addr % k.HPAGE_PMD_NR)
+    k.effect(Copy("unshare" if unshare else "hugetlb_wp", k.mm, addr, old, addr % k.HPAGE_PMD_NR, new,
+                  addr % k.HPAGE_PMD_NR))
     k.pte_unlock()
     return fault_done(k, fr)
 
@@ -87,7 +88,7 @@ def copy_hugetlb(k, addr, child) -> None:
         vma = k.find_vma(addr, child)
         w = bool(vma.flags & VM_WRITE)
         k.set_pmd_at(h, Pmd(new, write=w, dirty=w), child)
-        k.effect("copy", "fork", child, addr, pmd.pfn, 0, new, 0)
+        k.effect(Copy("fork", child, addr, pmd.pfn, 0, new, 0))
         return
     f = k.folio(pmd.pfn)
     k.folios[pmd.pfn] = f._replace(entire_mapcount=f.entire_mapcount + 1, refcount=f.refcount + 1)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+from ..effects import Pin
 from ..paths import Call, Goto, InFlight, NOTHING_IN_FLIGHT, Pfn, Return, Slot
 from ..types import FOLL_FAST, FOLL_PIN, Pte, ZERO_PFN
 
@@ -114,7 +115,7 @@ def try_grab_page(k, fr: GupFrame, pfn, idx, addr, gf, kind=None) -> None:
     """try_grab_page()/try_grab_folio(): FOLL_GET +1, FOLL_PIN +bias or +1/_pincount."""
     k.add_ref(kind or fr.kind, pfn, idx, owner=fr.owner, mm=k.mm, addr=addr, gup_flags=gf & ~FOLL_FAST)
     if gf & FOLL_PIN and pfn != ZERO_PFN and k.PageAnon(pfn):
-        k.effect("pin", k.mm, addr, pfn, idx, gf)
+        k.effect(Pin(k.mm, addr, pfn, idx, gf))
 
 
 def gup_next(k, fr: GupFrame):

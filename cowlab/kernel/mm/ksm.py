@@ -10,6 +10,7 @@ do_wp_page (reuse_ksm_page() is 5.7/5.8 only).
 """
 from __future__ import annotations
 
+from ..effects import KsmBreakCow, KsmMerge
 from ..paths import step, op
 from ..txn import Blocked
 from .internal import enter_fault
@@ -70,7 +71,7 @@ def try_to_merge_two_pages(k, fr, op):
         if k.design.anon_exclusive:
             k.ClearPageAnonExclusive(p1, i1)
         k.unlock_page(p1)
-        k.effect("ksm_break_cow", a_mm, a, p1)
+        k.effect(KsmBreakCow(a_mm, a, p1))
         unshare = k.design.break_ksm_unshare
         return enter_fault(fr, a, write=not unshare, unshare=unshare, then="ksm.done", mm_locked=False)
     # p1 becomes the stable (KSM) page
@@ -86,7 +87,7 @@ def try_to_merge_two_pages(k, fr, op):
     rmap.page_remove_rmap(k, p2, old.idx)
     k.put_page(p2)
     k.unlock_page(p1)
-    k.effect("ksm_merge", a_mm, a, b_mm, b, p1)
+    k.effect(KsmMerge(a_mm, a, b_mm, b, p1))
     return None
 
 

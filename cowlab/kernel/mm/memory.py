@@ -20,9 +20,10 @@ Versions: 5.7 .. 6.18; what differs between them is asked of the design.
 """
 from __future__ import annotations
 
+from ..effects import Copy, Load, Reuse, Segv, Store, Swapin, Unmap
 from typing import NamedTuple
 
-from ..paths import step, op, Goto, Return
+from ..paths import step, op, Goto
 from ..txn import Blocked, ModelBug
 from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_READ, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO,
                      ZERO_PFN, PG_dirty)
@@ -41,7 +42,7 @@ def lock_mm_and_find_vma(k, fr: FaultFrame, op):
     k.mmap_read_lock()
     vma = k.find_vma(fr.address)
     if vma is None or (fr.write and not vma.flags & VM_WRITE) or not vma.flags & (VM_READ | VM_WRITE):
-        k.effect("segv", k.mm, fr.address)
+        k.effect(Segv(k.mm, fr.address))
         return fault_done(k, fr, VM_FAULT_SIGSEGV)
     return Goto("fault.handle", fr)
 
@@ -52,7 +53,7 @@ def handle_pte_fault(k, fr: FaultFrame, op):
     addr = fr.address
     vma = k.find_vma(addr)
     if vma is None:
-        k.effect("segv", k.mm, addr)
+        k.effect(Segv(k.mm, addr))
         return fault_done(k, fr, VM_FAULT_SIGSEGV)
     if vma.flags & VM_HUGETLB:
         return hugetlb.hugetlb_fault(k, fr, vma)
@@ -155,7 +156,7 @@ def _wp_decided(k, fr: FaultFrame, d, page, pte):
     addr = fr.address
     unshare = fr.unshare and not fr.write
     if d == REUSE:
-        k.effect("reuse", k.mm, addr, page, pte.idx, "unshare" if unshare else "write")
+        k.effect(Reuse(k.mm, addr, page, pte.idx, "unshare" if unshare else "write"))
         if not unshare:
             wp_page_reuse(k, addr, pte)
         k.pte_unlock()
@@ -236,7 +237,7 @@ def wp_page_copy_commit(k, fr: FaultFrame, op):
     vma = k.find_vma(addr)
     write = not unshare
     k.set_pte_at(addr, k.mk_pte(new, 0, write=write and bool(vma.flags & VM_WRITE), dirty=write))
-    k.effect("copy", "unshare" if unshare else "wp_page_copy", k.mm, addr, old, idx, new, 0)
+    k.effect(Copy("unshare" if unshare else "wp_page_copy", k.mm, addr, old, idx, new, 0))
     if old != ZERO_PFN:
         rmap.page_remove_rmap(k, old, idx)
         k.put_page(old)                       # the old pte's reference
@@ -313,7 +314,7 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
     k.ref_to_mapping(pfn)
     rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
     k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write, soft_dirty=True))
-    k.effect("swapin", k.mm, addr, pfn, idx, exclusive)
+    k.effect(Swapin(k.mm, addr, pfn, idx, exclusive))
     if not freed:
         swapfile.swap_free(k, slot)
     if k.folios[pfn] is not None and k.PageLocked(pfn):
@@ -333,7 +334,7 @@ def zap_pte(k, mm: int, addr: int) -> None:
     if pte is None:
         return
     k.set_pte_at(addr, None, mm)
-    k.effect("unmap", mm, addr)
+    k.effect(Unmap(mm, addr))
     if pte.kind == PTE_PRESENT:
         page = vm_normal_page(pte)
         if page is not None:
@@ -400,7 +401,7 @@ def user_read(k, fr: AccessFrame | None, op):
     pte = lookup(k, addr)
     if k.is_present(pte) and accessible(k, addr):
         data = ZERO if pte.pfn == ZERO_PFN else k.folio(pte.pfn).data[pte.idx]
-        k.effect("load", "cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data)
+        k.effect(Load("cpu", f"mm{k.mm}", k.mm, addr, pte.pfn, pte.idx, data))
         return _next_page(fr, op, "access.read")
     return enter_fault(fr, addr, write=False, unshare=False, then="access.read", mm_locked=False)
 
@@ -417,7 +418,7 @@ def store(k, mm: int, addr: int, pte, token, via) -> None:
             k.set_pmd_at(addr // k.HPAGE_PMD_NR, pmd._replace(dirty=True), mm)
         else:
             k.set_pte_at(addr, pte._replace(dirty=True, soft_dirty=True), mm)
-    k.effect("store", mm, addr, pte.pfn, pte.idx, token, via)
+    k.effect(Store(mm, addr, pte.pfn, pte.idx, token, via))
 
 
 op("write", "access.write", "memset() / a CPU store", ("addr", "pages", "value"),

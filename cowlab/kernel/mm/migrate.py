@@ -10,6 +10,7 @@ remove_migration_ptes() maps it).
 """
 from __future__ import annotations
 
+from ..effects import Migrate, MigrateFailed
 from typing import NamedTuple
 
 from ..paths import step, op, Goto, Pfn
@@ -83,7 +84,7 @@ def migrate_move(k, fr, op):
         k.unlock_page(pfn)
         k.set_flag(pfn, PG_lru)
         k.drop_ref(_iso(k, pfn))
-        k.effect("migrate_failed", pfn)
+        k.effect(MigrateFailed(pfn))
         return None
     new = k.alloc_folio(nr=f.nr, flags=f.flags & ~(PG_lru | PG_locked), data=f.data)
     k.set_folio(new, swap=f.swap, flags=(f.flags & ~(PG_lru | PG_locked | PG_swapcache)) | PG_lru
@@ -98,7 +99,7 @@ def migrate_move(k, fr, op):
     k.drop_ref(k.my_tmp_ref(new))
     k.unlock_page(pfn)
     k.drop_ref(_iso(k, pfn))   # frees the old page
-    k.effect("migrate", pfn, new)
+    k.effect(Migrate(pfn, new))
     return None
 
 

@@ -6,6 +6,7 @@ Versions: 5.7 .. 6.18; what changed (mprotect making exclusive ptes writable
 in 6.0, clear_refs leaving pinned pages alone in 5.11) is asked of the design."""
 from __future__ import annotations
 
+from ..effects import Error, Exit, Move
 from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
                      VM_HUGETLB, VM_MERGEABLE, PG_hugetlb)
@@ -185,7 +186,7 @@ def do_exit(k, fr, op):
     m = k.mmv()
     _zap_range(k, k.mm, 0, len(m.ptes))
     k.set_mm(k.mm, alive=False, vmas=(), mmap_lock=0)
-    k.effect("exit", k.mm)
+    k.effect(Exit(k.mm))
     return None
 
 
@@ -210,7 +211,7 @@ def do_mremap(k, fr, op):
     m = k.mmv()
     vma = k.find_vma(start)
     if vma is None or any(k.find_vma(a) is not None for a in range(dst, dst + n)):
-        k.effect("error", "mremap", k.mm, start)
+        k.effect(Error("mremap", k.mm, start))
         k.mmap_write_unlock()
         return None
     k.pte_lock()
@@ -237,7 +238,7 @@ def do_mremap(k, fr, op):
     vmas = _vma_edit(m.vmas, start, start + n, lambda f: None)
     k.set_mm(k.mm, vmas=tuple(sorted(vmas + (Vma(dst, dst + n, vma.flags),))))
     for a in range(start, start + n):
-        k.effect("move", k.mm, a, a + dst - start)
+        k.effect(Move(k.mm, a, a + dst - start))
     k.mmap_write_unlock()
     return None
 

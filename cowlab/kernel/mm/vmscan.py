@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from ..paths import step, op, Goto, Pfn
 from ..types import PG_lru, PG_dirty, VM_HUGETLB
+from ..effects import Error
 from ..txn import Blocked
 from . import rmap, swapfile, swap as lru, huge_memory
 
@@ -36,7 +37,7 @@ def madvise_pageout(k, fr, op):
     vma = k.find_vma(op["addr"])
     if vma is not None and vma.flags & VM_HUGETLB:
         # madvise_behavior_valid()/can_madv_lru_vma(): MADV_PAGEOUT on a hugetlb vma is -EINVAL
-        k.effect("error", "madvise(MADV_PAGEOUT)", k.mm, op["addr"])
+        k.effect(Error("madvise(MADV_PAGEOUT)", k.mm, op["addr"]))
         k.mmap_read_unlock()
         return None
     lru.lru_add_drain(k)
