@@ -19,10 +19,10 @@ from cowlab.run import run_sequential
 from cowlab.scenario import ScenarioError, Script
 from cowlab.selftest import judge
 from cowlab.toml_format import parse_case
-
 from tests.catalog.test_cow_c_variants import DESIGNS, expect
 from tests.catalog.test_history import EXPECT as HISTORY
-from tests.explore.test_races import EXPECT as RACES, _design
+from tests.explore.test_races import EXPECT as RACES
+from tests.explore.test_races import _design
 
 ROOT = Path(__file__).parent.parent
 HUGE_VARIANTS = [v for v in cow_c.VARIANTS if cow_c.VARIANTS[v][1]]
