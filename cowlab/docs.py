@@ -11,8 +11,8 @@ from .selftest import judge
 NOT_EXPRESSIBLE = [
     "cow.c `anon_thp_test_cases[]` (4 'Basic COW after fork() when collapsing ...' tests): MADV_COLLAPSE / "
     "khugepaged collapsing PTE-mapped pages into a THP in place, merging PageAnonExclusive (6.1+).",
-    "cow.c mTHP sizes (`hugepages-*kB`): large folios of several orders; the model has one THP order "
-    "(HPAGE_PMD_NR = 2 subpages).",
+    "cow.c mTHP sizes (`hugepages-*kB`): large folios of several orders; a case has one THP order "
+    "(its `hpage_pmd_nr`: 2 subpages by default, the kernel's 512 in conformance).",
     "cow.c `non_anon_test_cases[]` and gup_longterm.c: private and shared *file* mappings (memfd, tmpfile, "
     "page cache, the huge zero page) and their R/O long-term pins.",
     "Dirty COW (CVE-2016-5195), huge Dirty COW (CVE-2017-1000405) and CVE-2022-2590: FOLL_FORCE writes through "

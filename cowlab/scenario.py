@@ -17,6 +17,11 @@ do with their sync pipes)::
 Threads that run concurrently are added with ``s.thread(process, [ops])``
 (ops as ``("write", {"addr": 0})``); they get no ordering.  The TOML format
 is in ``cowlab.toml_format``.
+
+The geometry travels with the case: ``Script(..., hpage_pmd_nr=8)`` gives
+its THPs and hugetlb pages 8 subpages (default ``kernel.types.HPAGE_PMD_NR``,
+2), and every user (the model, the oracle, traces, conformance) reads
+``Case.hpage_pmd_nr``; cases of several sizes run side by side in one process.
 """
 from __future__ import annotations
 
@@ -64,6 +69,7 @@ class Case:
     tags: tuple = ()
     settings: tuple = ()    # model settings (reserved)
     #: the case's geometry: subpages of a PMD-mapped THP and of a hugetlb page
+    #: (a power of two >= 2; the kernel's is 512 on x86-64)
     hpage_pmd_nr: int = HPAGE_PMD_NR
 
     def thread_mm(self, tid: int) -> int:
@@ -94,8 +100,10 @@ class _Proc:
 
 
 class Script:
-    def __init__(self, id: str, title: str = "", pages: int = 1, source: str = "", tags=()):
+    def __init__(self, id: str, title: str = "", pages: int = 1, source: str = "", tags=(),
+                 hpage_pmd_nr: int = HPAGE_PMD_NR):
         self.id, self.title, self.pages, self.source, self.tags = id, title, pages, source, tuple(tags)
+        self.hpage_pmd_nr = hpage_pmd_nr
         self._procs: list[str] = []
         self._threads: dict[str, str] = {}
         self._script: list[tuple] = []
@@ -140,13 +148,21 @@ class Script:
 
     def build(self) -> Case:
         return compile_case(self.id, self.title, self.source, self.pages, self._procs, self._threads,
-                            self._script, self._free, self.tags)
+                            self._script, self._free, self.tags, hpage_pmd_nr=self.hpage_pmd_nr)
 
 
-def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), tags=()) -> Case:
+def check_hpage_pmd_nr(nr) -> None:
+    """A THP/hugetlb size the model can run: a power of two >= 2."""
+    if isinstance(nr, bool) or not isinstance(nr, int) or nr < 2 or nr & (nr - 1):
+        raise ScenarioError(f"hpage_pmd_nr must be a power of two >= 2, not {nr!r}")
+
+
+def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), tags=(),
+                 hpage_pmd_nr: int = HPAGE_PMD_NR) -> Case:
     """Per-thread operation lists from a sequential script: between two
     consecutive operations of different threads, the first signals an event
-    the second waits for."""
+    the second waits for.  ``hpage_pmd_nr`` is the case's THP/hugetlb size."""
+    check_hpage_pmd_nr(hpage_pmd_nr)
     procs = list(procs)
     thread_proc = dict(thread_proc)
     for thread, opname, args, line in script:
@@ -169,9 +185,9 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
             thread_proc.setdefault(args.get("child"), args.get("child"))
     for p in procs:
         thread_proc.setdefault(p, p)
-    if pages % HPAGE_PMD_NR and any(t != "__parallel__" and (a.get("thp") or a.get("hugetlb"))
+    if pages % hpage_pmd_nr and any(t != "__parallel__" and (a.get("thp") or a.get("hugetlb"))
                                     for t, _, a, _ in script):
-        raise ScenarioError(f"{id}: pages must be a multiple of {HPAGE_PMD_NR} for THP/hugetlb")
+        raise ScenarioError(f"{id}: pages must be a multiple of {hpage_pmd_nr} for THP/hugetlb")
     order = list(procs) + [t for t in thread_proc if t not in procs]
     tops: dict[str, list] = {t: [] for t in order}
     last = None
@@ -206,7 +222,7 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
     threads = [ThreadSpec(t, thread_proc[t], tuple(tops[t])) for t in order]
     for name, proc, ops in free:
         threads.append(ThreadSpec(name, proc, tuple(_mk(o, a, proc, procs, None) for o, a in ops)))
-    return Case(id, title, source, pages, tuple(procs), tuple(threads), tuple(tags))
+    return Case(id, title, source, pages, tuple(procs), tuple(threads), tuple(tags), hpage_pmd_nr=hpage_pmd_nr)
 
 
 def _mk(opname, args, proc, procs, line) -> Op:
@@ -228,7 +244,11 @@ def combine(id: str, title: str, *cases: Case) -> Case:
     """Run several cases side by side as one scenario: their processes,
     threads and events are kept apart (prefixed), so they share nothing but
     the machine (page frames, swap slots).  Used to measure partial-order
-    reduction on scenarios with several independent process families."""
+    reduction on scenarios with several independent process families.  The
+    cases must have one geometry (``hpage_pmd_nr``)."""
+    sizes = {c.hpage_pmd_nr for c in cases}
+    if len(sizes) > 1:
+        raise ScenarioError(f"{id}: the cases have different THP sizes {sorted(sizes)}")
     procs, threads = [], []
     for n, c in enumerate(cases):
         pre = f"{chr(ord('a') + n)}."
@@ -250,4 +270,5 @@ def combine(id: str, title: str, *cases: Case) -> Case:
             threads.append(ThreadSpec(pre + t.name, pre + t.process, tuple(ops)))
     pages = max(c.pages for c in cases)
     tags = tuple(sorted({t for c in cases for t in c.tags} | {"combined"}))
-    return Case(id, title, " + ".join(c.source for c in cases), pages, tuple(procs), tuple(threads), tags)
+    return Case(id, title, " + ".join(c.source for c in cases), pages, tuple(procs), tuple(threads), tags,
+                hpage_pmd_nr=sizes.pop() if sizes else HPAGE_PMD_NR)

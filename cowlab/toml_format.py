@@ -6,6 +6,9 @@
     title = "vmsplice() + unmap in child"
     source = "where the expected behaviour comes from"
     pages = 1                        # size of each process's address space, in pages
+    hpage_pmd_nr = 2                 # optional geometry: subpages of a THP / hugetlb page
+                                     # (a power of two >= 2; default 2; pages a multiple of it
+                                     # when the case maps a THP or hugetlb page)
 
     [[step]]                         # a sequential script: steps run in this order
     thread = "parent"                # a thread; by default its own process
@@ -44,6 +47,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .kernel import registry  # noqa: F401
 from .kernel.paths import OPS
+from .kernel.types import HPAGE_PMD_NR
 from .scenario import ScenarioError, compile_case
 
 ARG_TYPES = {
@@ -81,6 +85,7 @@ class CaseModel(BaseModel):
     title: str = ""
     source: str = ""
     pages: int = Field(1, ge=1, le=64)
+    hpage_pmd_nr: int = Field(HPAGE_PMD_NR, ge=2, le=512, strict=True)
     tags: list[str] = []
     step: list[StepModel] = []
     thread: list[ThreadModel] = []
@@ -90,6 +95,13 @@ class CaseModel(BaseModel):
     def kebab(cls, v):
         if not KEBAB.match(v):
             raise ValueError("must be kebab-case (lowercase letters, digits and dashes)")
+        return v
+
+    @field_validator("hpage_pmd_nr")
+    @classmethod
+    def power_of_two(cls, v):
+        if v & (v - 1):
+            raise ValueError("must be a power of two (2, 4, 8, ... 512)")
         return v
 
 
@@ -216,7 +228,8 @@ def parse_case(data: dict, text: str, path: str):
             if k in args and not 0 <= args[k] + args.get("pages", 1) - 1 < cm.pages:
                 raise _err(path, lines.key(h, k), k, f"{args[k]} is outside the {cm.pages}-page address space")
     try:
-        return compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags)
+        return compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags,
+                            hpage_pmd_nr=cm.hpage_pmd_nr)
     except ScenarioError as e:
         raise _err(path, None, "case", str(e)) from None
 

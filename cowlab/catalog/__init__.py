@@ -1,42 +1,86 @@
-"""The built-in case catalog."""
+"""The built-in case catalog.
+
+Every case is built by a function of the THP/hugetlb size (the case's
+``hpage_pmd_nr``): ``get(id)`` and ``all_cases()`` give the model's default
+(``kernel.types.HPAGE_PMD_NR``, 2), ``get(id, hpage_pmd_nr=512)`` the same
+case at the kernel's size, and ``sized(case, nr)`` rebuilds a case at another
+size.  The ids and verdicts do not depend on the size."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from functools import lru_cache
 
-from ..scenario import Case
+from ..kernel.types import HPAGE_PMD_NR
+from ..scenario import Case, check_hpage_pmd_nr
 
 
 class CatalogError(Exception):
     pass
 
 
+def uses_huge(case: Case) -> bool:
+    """Does the case map a THP or a hugetlb page (so its addresses depend on
+    its size)?"""
+    def huge(op):
+        a = dict(op.args)
+        return (op.name == "mmap" and (a.get("thp") or a.get("hugetlb"))) or \
+            (op.name == "madvise" and a.get("advice") == "hugepage")
+    return any(huge(op) for t in case.threads for op in t.ops)
+
+
 @lru_cache(maxsize=None)
-def _all() -> dict:
+def _all(nr: int = HPAGE_PMD_NR) -> dict:
     from . import cow_c, seed, races, history, ksm, direct_io, trust
+    check_hpage_pmd_nr(nr)
     out = {}
-    for c in cow_c.cases() + seed.cases() + history.cases() + ksm.cases() + direct_io.cases() + trust.cases() + races.cases():
+    for c in (cow_c.cases(nr=nr) + seed.cases() + history.cases(nr) + ksm.cases() + direct_io.cases() +
+              trust.cases(nr) + races.cases(nr)):
         if c.id in out:
             raise RuntimeError(f"duplicate case id {c.id}")
+        if c.hpage_pmd_nr != nr:
+            # a case without THP/hugetlb is the same at every size; one with them must be built at nr
+            if uses_huge(c):
+                raise RuntimeError(f"catalog case {c.id} was built with THP size {c.hpage_pmd_nr}, not {nr}")
+            c = dataclasses.replace(c, hpage_pmd_nr=nr)
         out[c.id] = c
     return out
 
 
-def all_cases() -> list[Case]:
-    return list(_all().values())
+def all_cases(hpage_pmd_nr: int = HPAGE_PMD_NR) -> list[Case]:
+    return list(_all(hpage_pmd_nr).values())
 
 
 def ids() -> list[str]:
     return list(_all())
 
 
-def get(case_id: str) -> Case:
-    cases = _all()
+def get(case_id: str, hpage_pmd_nr: int | None = None) -> Case:
+    """A catalog case (at ``hpage_pmd_nr`` subpages per THP/hugetlb page, by
+    default 2) or a ``.toml`` scenario file (at the size the file gives)."""
+    cases = _all(HPAGE_PMD_NR if hpage_pmd_nr is None else hpage_pmd_nr)
     if case_id in cases:
         return cases[case_id]
     if case_id.endswith(".toml"):
         from ..toml_format import load_case
-        return load_case(case_id)
+        c = load_case(case_id)
+        return c if hpage_pmd_nr is None else sized(c, hpage_pmd_nr)
     close = difflib.get_close_matches(case_id, cases, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise CatalogError(f"unknown case {case_id!r}{hint}")
+
+
+def sized(case: Case, nr: int) -> Case:
+    """``case`` with THPs and hugetlb pages of ``nr`` subpages: a catalog
+    case is built again at that size; a case without THP/hugetlb only
+    changes its geometry field; any other case (a scenario file, a combined
+    case) has addresses fixed for its own size and cannot be resized."""
+    if case.hpage_pmd_nr == nr:
+        return case
+    check_hpage_pmd_nr(nr)
+    if not uses_huge(case):
+        return dataclasses.replace(case, hpage_pmd_nr=nr)
+    if _all(case.hpage_pmd_nr).get(case.id) != case:
+        raise CatalogError(f"{case.id}: not a catalog case, so it cannot be rebuilt with THP size {nr} "
+                           f"(its addresses are for {case.hpage_pmd_nr} subpages; set hpage_pmd_nr in the file)")
+    return _all(nr)[case.id]

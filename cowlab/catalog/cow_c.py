@@ -5,8 +5,10 @@ selftest's ("<test> with <variant>"; the base-page case keeps the bare
 title).  The sequence of each test follows the C code; its sync pipes become
 the script order.
 
-The model's THP has HPAGE_PMD_NR (2) subpages and a hugetlb page covers two
-addresses, so "the upper half" of a THP is its second page.
+The cases are built at a THP/hugetlb size ``nr`` (``cases(nr)``; by default
+the model's HPAGE_PMD_NR, 2 subpages, so "the upper half" of a THP is its
+second page); conformance builds them again at the kernel's 512.  The
+variants' verdicts do not depend on the size.
 """
 from __future__ import annotations
 
@@ -14,30 +16,37 @@ from ..kernel.types import HPAGE_PMD_NR
 from ..scenario import Script
 
 SRC = "tools/testing/selftests/mm/cow.c anon_test_cases[] (109364fce504)"
-N = HPAGE_PMD_NR
 
-#: variant id -> (title suffix, address-space pages)
+#: variant id -> (title suffix, the address space in THPs/hugetlb pages; 0: one base page)
 VARIANTS = {
-    "base": ("with base page", 1),
-    "swap": ("with swapped out base page", 1),
-    "thp": ("with THP", N),
-    "thp-swap": ("with swapped-out THP", N),
-    "pte-thp": ("with PTE-mapped THP", N),
-    "pte-thp-swap": ("with swapped-out, PTE-mapped THP", N),
-    "single-pte-thp": ("with single PTE of THP", N),
-    "single-pte-thp-swap": ("with single PTE of swapped-out THP", N),
-    "partial-mremap-thp": ("with partially mremap()'ed THP", 2 * N),
-    "partial-shared-thp": ("with partially shared THP", N),
-    "hugetlb": ("with hugetlb", N),
+    "base": ("with base page", 0),
+    "swap": ("with swapped out base page", 0),
+    "thp": ("with THP", 1),
+    "thp-swap": ("with swapped-out THP", 1),
+    "pte-thp": ("with PTE-mapped THP", 1),
+    "pte-thp-swap": ("with swapped-out, PTE-mapped THP", 1),
+    "single-pte-thp": ("with single PTE of THP", 1),
+    "single-pte-thp-swap": ("with single PTE of swapped-out THP", 1),
+    "partial-mremap-thp": ("with partially mremap()'ed THP", 2),
+    "partial-shared-thp": ("with partially shared THP", 1),
+    "hugetlb": ("with hugetlb", 1),
 }
 
 
-def _setup(id, title, variant):
-    """do_run_with_base_page() / do_run_with_thp() / run_with_hugetlb():
-    returns (script, parent, size in pages of the range under test)."""
-    suffix, pages = VARIANTS[variant]
+def variant_pages(variant: str, nr: int = HPAGE_PMD_NR) -> int:
+    """The address-space pages of a variant at THP size ``nr``."""
+    huge = VARIANTS[variant][1]
+    return huge * nr if huge else 1
+
+
+def _setup(id, title, variant, N):
+    """do_run_with_base_page() / do_run_with_thp() / run_with_hugetlb() with
+    THPs and hugetlb pages of N subpages: returns (script, parent, size in
+    pages of the range under test)."""
+    suffix = VARIANTS[variant][0]
     full_title = title if variant == "base" else f"{title} {suffix}"
-    s = Script(id, full_title, pages=pages, source=SRC, tags=("cow.c", variant))
+    s = Script(id, full_title, pages=variant_pages(variant, N), source=SRC, tags=("cow.c", variant),
+               hpage_pmd_nr=N)
     p = s.process("parent")
     size = 1
     if variant in ("base", "swap"):
@@ -74,9 +83,9 @@ def _setup(id, title, variant):
     return s, p, size
 
 
-def cow_in_parent(id, title, variant, mprotect=False, vmsplice=False):
+def cow_in_parent(id, title, variant, N, mprotect=False, vmsplice=False):
     """do_test_cow_in_parent(): child_memcmp_fn / child_vmsplice_memcmp_fn."""
-    s, p, n = _setup(id, title, variant)
+    s, p, n = _setup(id, title, variant, N)
     c = s.process("child")
     p.fork(c)
     c.read(0, pages=n)                          # child: memcpy(old, mem)
@@ -95,9 +104,9 @@ def cow_in_parent(id, title, variant, mprotect=False, vmsplice=False):
     return s.build()
 
 
-def vmsplice_in_parent(id, title, variant, before_fork):
+def vmsplice_in_parent(id, title, variant, N, before_fork):
     """do_test_vmsplice_in_parent()."""
-    s, p, n = _setup(id, title, variant)
+    s, p, n = _setup(id, title, variant, N)
     c = s.process("child")
     p.read(0, pages=n)                          # memcpy(old, mem)
     if before_fork:
@@ -112,11 +121,11 @@ def vmsplice_in_parent(id, title, variant, before_fork):
     return s.build()
 
 
-def iouring(id, title, variant, use_fork):
+def iouring(id, title, variant, N, use_fork):
     """do_test_iouring(): register (long-term R/W pin), then fork or
     mprotect(R)+clear_softdirty()+mprotect(RW), memset 0xff, write_fixed to a
     file and compare it with memory."""
-    s, p, n = _setup(id, title, variant)
+    s, p, n = _setup(id, title, variant, N)
     p.io_uring_register(0, pages=n, buf="b")
     if use_fork:
         c = s.process("child")
@@ -133,10 +142,10 @@ def iouring(id, title, variant, use_fork):
     return s.build()
 
 
-def ro_pin(id, title, variant, test, fast):
+def ro_pin(id, title, variant, N, test, fast):
     """do_test_ro_pin(): PIN_LONGTERM_TEST_START (R/O, fast or not),
     memset 0xff, PIN_LONGTERM_TEST_READ must see it."""
-    s, p, n = _setup(id, title, variant)
+    s, p, n = _setup(id, title, variant, N)
     if test in ("shared", "previously-shared"):
         c = s.process("child")
         p.fork(c)
@@ -185,9 +194,11 @@ def case_id(test_id: str, variant: str) -> str:
     return test_id if variant == "base" else f"{test_id}-{variant}"
 
 
-def cases(variants=None):
+def cases(variants=None, nr: int = HPAGE_PMD_NR):
+    """The cases of ``variants`` (all by default) with THPs and hugetlb pages
+    of ``nr`` subpages."""
     out = []
     for variant in variants or VARIANTS:
         for tid, title, fn, kw in TESTS:
-            out.append(fn(case_id(tid, variant), title, variant, **kw))
+            out.append(fn(case_id(tid, variant), title, variant, nr, **kw))
     return out

@@ -1,12 +1,14 @@
 """CVE and bug reproducers from the history of COW vs GUP (reference §4)."""
 from __future__ import annotations
 
-from ..kernel.types import HPAGE_PMD_NR as N
+from ..kernel.types import HPAGE_PMD_NR
 from ..scenario import Script
 
 
-def _cve_variant(id, title, source, memory):
-    s = Script(id, title, pages=N if memory in ("thp", "hugetlb") else 1, source=source, tags=("cve", memory))
+def _cve_variant(id, title, source, memory, N=HPAGE_PMD_NR):
+    """With THPs/hugetlb pages of N subpages."""
+    s = Script(id, title, pages=N if memory in ("thp", "hugetlb") else 1, source=source, tags=("cve", memory),
+               hpage_pmd_nr=N)
     p, c = s.process("parent"), s.process("child")
     n = N if memory in ("thp", "hugetlb") else 1
     p.mmap(0, pages=n, thp=memory == "thp", hugetlb=memory == "hugetlb")
@@ -64,17 +66,18 @@ def linus_counterexample():
     return s.build()
 
 
-def cases():
+def cases(nr: int = HPAGE_PMD_NR):
+    """The cases with THPs and hugetlb pages of ``nr`` subpages."""
     return [
         _cve_variant("cve-2020-29374-thp", "CVE-2020-29374 with a PMD-mapped THP (vmsplice-v5.11.c)",
                      "aagit/kernel-testcases-for-v5.11 vmsplice-v5.11.c: 'reintroduced ... affects v5.11-rc2'; "
-                     "fixed by 3bff7e3f1f16 (5.18)", "thp"),
+                     "fixed by 3bff7e3f1f16 (5.18)", "thp", nr),
         _cve_variant("cve-2020-29374-swap", "CVE-2020-29374 with the parent's page swapped out",
                      "David Hildenbrand's summary 3ae33b08-d9ef-f846-56fb-645e3b9b4c66@redhat.com: do_swap_page "
-                     "reuse_swap_page() until c145e0b47c77 (5.18)", "swap"),
+                     "reuse_swap_page() until c145e0b47c77 (5.18)", "swap", nr),
         _cve_variant("cve-2020-29374-hugetlb", "CVE-2020-29374 with hugetlb (vmsplice-hugetlb-v5.11.c)",
                      "aagit/kernel-testcases-for-v5.11 vmsplice-hugetlb-v5.11.c; cow.c hugetlb XFAIL (still "
-                     "leaks for FOLL_GET)", "hugetlb"),
+                     "leaks for FOLL_GET)", "hugetlb", nr),
         page_count_do_wp_page(False),
         page_count_do_wp_page(True),
         linus_counterexample(),

@@ -2,6 +2,7 @@
 every interleaving the explorer tries (``cowlab explore``)."""
 from __future__ import annotations
 
+from ..kernel.types import HPAGE_PMD_NR
 from ..scenario import Script
 
 
@@ -78,15 +79,15 @@ def race_reclaim_pin():
     return s.build()
 
 
-def race_thp_split():
+def race_thp_split(N: int = HPAGE_PMD_NR):
     """CVE-2020-29368 (Jann Horn; c444eb564fb1, "before 5.7.5"): a write
     fault on a PMD-mapped THP computes the mapcount with reuse_swap_page()
     while the other process splits its PMD mapping, sees it transiently at 1
-    and reuses a page the other process still maps."""
-    from ..kernel.types import HPAGE_PMD_NR as N
+    and reuses a page the other process still maps.  With a THP of N
+    subpages."""
     s = Script("race-thp-split", "THP write fault racing with another process splitting its PMD", pages=N,
                source="CVE-2020-29368; c444eb564fb1 mm: thp: make the THP mapcount atomic against "
-                      "__split_huge_pmd_locked()", tags=("race", "thp"))
+                      "__split_huge_pmd_locked()", tags=("race", "thp"), hpage_pmd_nr=N)
     p, c = s.process("parent"), s.process("child")
     p.mmap(0, pages=N, thp=True)
     p.write(0)
@@ -114,8 +115,9 @@ def race_gup_fast_exclusive():
     return s.build()
 
 
-def cases():
-    return [race_fork_gup_fast(), race_swapin_mapcount(), race_reclaim_pin(), race_thp_split(),
+def cases(nr: int = HPAGE_PMD_NR):
+    """The cases with THPs of ``nr`` subpages."""
+    return [race_fork_gup_fast(), race_swapin_mapcount(), race_reclaim_pin(), race_thp_split(nr),
             race_gup_fast_exclusive()]
 
 

@@ -5,6 +5,7 @@ expected verdicts per design, with their sources, are in
 tests/catalog/test_trust.py."""
 from __future__ import annotations
 
+from ..kernel.types import HPAGE_PMD_NR
 from ..scenario import Script
 
 SRC_MREMAP = ("mm/mremap.c move_ptes(): the ptes move as they are (no reference or mapcount change); "
@@ -79,19 +80,19 @@ def dma_after_unmap_shared():
     return s.build()
 
 
-def pageout_hugetlb():
+def pageout_hugetlb(nr: int):
     """MADV_PAGEOUT of a hugetlb mapping fails; the huge page stays mapped
     whole, and fork shares it as before."""
-    s = Script("pageout-hugetlb", "MADV_PAGEOUT on a hugetlb mapping, then fork and write", pages=2,
-               source=SRC_PAGEOUT, tags=("trust", "hugetlb"))
+    s = Script("pageout-hugetlb", "MADV_PAGEOUT on a hugetlb mapping, then fork and write", pages=nr,
+               source=SRC_PAGEOUT, tags=("trust", "hugetlb"), hpage_pmd_nr=nr)
     p, c = s.process("parent"), s.process("child")
-    p.mmap(0, pages=2, hugetlb=True)
-    p.write(0, pages=2)
-    p.pageout(0, pages=2)
+    p.mmap(0, pages=nr, hugetlb=True)
+    p.write(0, pages=nr)
+    p.pageout(0, pages=nr)
     p.fork(c)
     c.write(0)
-    p.read(0, pages=2)
-    c.read(0, pages=2)
+    p.read(0, pages=nr)
+    c.read(0, pages=nr)
     p.write(1)
     c.read(1)
     c.exit()
@@ -131,6 +132,6 @@ def read_prot_none():
     return s.build()
 
 
-def cases():
+def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
-            pageout_hugetlb(), write_gup_prot_read(), read_prot_none()]
+            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none()]

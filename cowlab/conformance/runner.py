@@ -12,8 +12,9 @@ import zlib
 from dataclasses import dataclass, field
 
 from .. import catalog, designs
+from ..catalog import CatalogError
 from ..kernel.effects import Load, Store
-from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
+from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from ..model import CowModel
 from .probe import die_with_parent
 
@@ -93,7 +94,7 @@ def model_steps(case, design):
     changes a state).  With the kernel's THP size (512 subpages) the model's
     own invariant checks are off too, for speed: they run on the same paths
     at the model's size in the test suite."""
-    m = CowModel(case, design, check_invariants=HPAGE_PMD_NR <= 64, oracle=False)
+    m = CowModel(case, design, check_invariants=case.hpage_pmd_nr <= 64, oracle=False)
     s = m.init_state()
     out = []
     effects = []
@@ -128,13 +129,14 @@ def model_steps(case, design):
 def _model_view(m, s, proc_index, pages):
     """Per page of one process: (kind, identity key, exclusive, mapcount)."""
     mm = s.mms[proc_index]
+    nr = m.case.hpage_pmd_nr
     view = []
     for a in range(pages):
-        pmd = mm.pmds[a // HPAGE_PMD_NR]
+        pmd = mm.pmds[a // nr]
         if pmd is not None:
             f = s.folios[pmd.pfn]
-            view.append(("present", (pmd.pfn, a % HPAGE_PMD_NR), f.anon_exclusive[a % HPAGE_PMD_NR],
-                         f.mapcount[a % HPAGE_PMD_NR] + f.entire_mapcount, False, f.anon_exclusive[0]))
+            view.append(("present", (pmd.pfn, a % nr), f.anon_exclusive[a % nr],
+                         f.mapcount[a % nr] + f.entire_mapcount, False, f.anon_exclusive[0]))
             continue
         p = mm.ptes[a]
         if p is None:
@@ -167,7 +169,7 @@ DATA_READ_BY = {"read": "the kernel read {}", "io_uring_write_fixed": "the file 
 
 def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = True) -> tuple[int, str]:
     """-> (steps compared, '' or the first difference)."""
-    pages = m.case.pages
+    pages, nr = m.case.pages, m.case.hpage_pmd_nr
     names = list(m.case.processes)
     for i, ((proc, op, s, stores, loads, thread), real) in enumerate(zip(msteps, real_lines)):
         where = f"step {i + 1} ({proc}: {op})"
@@ -194,9 +196,9 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
             for h, pmd in enumerate(s.mms[pi].pmds):
                 if pmd is None:
                     continue
-                lo = h * HPAGE_PMD_NR
-                pf = [rv[a].get("pfn") for a in range(lo, lo + HPAGE_PMD_NR)]
-                if None in pf or pf[0] % HPAGE_PMD_NR or any(pf[j] != pf[0] + j for j in range(len(pf))):
+                lo = h * nr
+                pf = [rv[a].get("pfn") for a in range(lo, lo + nr)]
+                if None in pf or pf[0] % nr or any(pf[j] != pf[0] + j for j in range(len(pf))):
                     # as cow.c: "Did not get a THP populated" is a SKIP, not a failure
                     return i, f"SKIP: the kernel did not populate a huge page where the model has one ({where})"
             for a in range(pages):
@@ -303,8 +305,8 @@ def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
         return "a race: the kernel's interleaving cannot be chosen"
     if "hugetlb" in case.tags and free_hugepages() < 4:
         return "hugetlb variant: fewer than 4 free 2 MiB huge pages (run with --thp, which raises nr_hugepages)"
-    if _large(case) and HPAGE_PMD_NR != kernel_thp_nr():
-        return f"THP variant: the model's THP has {HPAGE_PMD_NR} subpages, the kernel's {kernel_thp_nr()}"
+    if _large(case) and case.hpage_pmd_nr != kernel_thp_nr():
+        return f"THP variant: the case's THP has {case.hpage_pmd_nr} subpages, the kernel's {kernel_thp_nr()}"
     procs = list(case.processes)
     for t in case.threads:
         if t.name != t.process and (t.process != procs[0] or host["cpus"] < 2):
@@ -345,7 +347,7 @@ def prepare(case, design, shared: bool = False, have_swap: bool = False, host: d
     except Exception as e:      # the model cannot predict the case: that is a failure, not a skip
         return CaseResult(case.id, "disagree", reason=f"the model failed: {type(e).__name__}: {e}", control=shared)
     plan = {"pages": case.pages, "shared": shared, "processes": list(case.processes),
-            "align": HPAGE_PMD_NR if _large(case) else 1, "steps": []}
+            "align": case.hpage_pmd_nr if _large(case) else 1, "steps": []}
     for proc, op, s, stores, loads, thread in msteps:
         a = {k: v for k, v in op.args if k not in ("process", "child_mm", "mm_id")}
         if op.name in ("write", "io_uring_read_fixed", "odirect_read"):
@@ -597,58 +599,28 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
             sized = []
             base = []
             for c in cases:
-                if _large(c) and kernel_thp_nr() and HPAGE_PMD_NR != kernel_thp_nr():
+                if _large(c) and kernel_thp_nr() and c.hpage_pmd_nr != kernel_thp_nr():
+                    why = "THP variant: run with --thp (the model runs at the kernel's THP size)"
                     if thp:
-                        sized.append(c)
-                    else:
-                        results.append(CaseResult(c.id, "skip", reason="THP variant: run with --thp (the model runs "
-                                                                          "at the kernel's THP size)"))
-                        if log:
-                            log(results[-1])
+                        try:    # the same case built at the kernel's size, in this process
+                            sized.append(catalog.sized(c, kernel_thp_nr()))
+                            continue
+                        except CatalogError as e:
+                            why = f"THP variant: {e}"
+                    results.append(CaseResult(c.id, "skip", reason=why))
+                    if log:
+                        log(results[-1])
                     continue
                 base.append(c)
             run_cases(base, design, have_swap or swap_active(), log=log, into=results, host=host)
             if sized:
-                # the THP variants again, with the model's THP at the kernel's size (a separate interpreter)
-                env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(kernel_thp_nr()))
-                args = [sys.executable, "-m", "cowlab.conformance.sized"] + [c.id for c in sized]
-                if design_spec:
-                    args += ["--design", design_spec]
-                if have_swap or swap_active():
-                    args.append("--swap")
                 from .zram import temporary_sysctl
                 # a vmsplice() of a whole THP needs a pipe that holds it (F_SETPIPE_SZ up to pipe-max-size);
                 # the hugetlb variants need free huge pages (cow.c wants two per test)
                 with temporary_sysctl("/proc/sys/fs/pipe-max-size", kernel_thp_nr() * os.sysconf("SC_PAGE_SIZE"),
                                       changed), \
                         temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
-                    # results stream back one JSON line per case, in order
-                    import tempfile
-                    errf = tempfile.TemporaryFile("w+")     # (a pipe read only at the end could fill up)
-                    p = subprocess.Popen(args, env=dict(env, COWLAB_PARENT_PID=str(os.getpid())),
-                                         stdout=subprocess.PIPE, stderr=errf, text=True)
-                    got = set()
-                    try:
-                        for line in p.stdout:
-                            d = json.loads(line)
-                            r = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
-                            got.add(r.case)
-                            results.append(r)
-                            if log:
-                                log(r)
-                    finally:
-                        if p.poll() is None:         # Ctrl-C or an error here: the sized run goes too
-                            p.kill()
-                        p.wait()
-                        errf.seek(0)
-                        err = errf.read()
-                        errf.close()
-                for c in sized:
-                    if c.id not in got:
-                        r = CaseResult(c.id, "skip", reason=f"the sized run failed: {err.strip()[-300:]}")
-                        results.append(r)
-                        if log:
-                            log(r)
+                    run_cases(sized, design, have_swap or swap_active(), log=log, into=results, host=host)
             if controls:
                 def named(r):
                     r.case = f"{r.case} (MAP_SHARED control)"

@@ -21,13 +21,13 @@ from typing import NamedTuple, Optional
 #: (3faa52c03f44 "mm/gup: track FOLL_PIN pages", 5.7).
 GUP_PIN_COUNTING_BIAS = 1024
 
-#: Subpages of a model THP (the kernel's PMD THP has 512 on x86-64; the model
-#: keeps the structure with fewer subpages so that state spaces stay small).
-#: COWLAB_HPAGE_PMD_NR sets it at import time (conformance runs the THP
-#: variants with the kernel's size).
-HPAGE_PMD_NR = int(__import__("os").environ.get("COWLAB_HPAGE_PMD_NR", "2"))
-if HPAGE_PMD_NR < 2 or HPAGE_PMD_NR & (HPAGE_PMD_NR - 1):
-    raise SystemExit("COWLAB_HPAGE_PMD_NR must be a power of two >= 2")
+#: The default subpages of a model THP and of a hugetlb page (the kernel's PMD
+#: THP has 512 on x86-64; the model keeps the structure with fewer subpages so
+#: that state spaces stay small).  Only a default: the size a run uses is its
+#: case's (``Case.hpage_pmd_nr``, read by kernel code as ``k.HPAGE_PMD_NR``),
+#: so cases of several sizes run in one process (conformance builds the THP
+#: variants at the kernel's size with ``catalog.get(id, hpage_pmd_nr=512)``).
+HPAGE_PMD_NR = 2
 
 #: pfn of the shared zero page (vm_normal_page() returns NULL for it).
 ZERO_PFN = 0

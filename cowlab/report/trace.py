@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
                               Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
-from ..kernel.types import (FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS, HPAGE_PMD_NR,
+from ..kernel.types import (FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS,
                             gup_flag_names)
 
 SCHEMA = "cowlab-trace/1"
@@ -49,7 +49,7 @@ def snapshot(model, s) -> dict:
                 ptes.append({"addr": a, "kind": "swap", "slot": p.pfn, "excl": bool(p.excl)})
             elif p.kind == PTE_MIGRATION:
                 ptes.append({"addr": a, "kind": "migration", "pfn": p.pfn, "idx": p.idx, "excl": p.excl})
-        pmds = [{"addr": h * HPAGE_PMD_NR, "pfn": p.pfn, "write": p.write} for h, p in enumerate(m.pmds)
+        pmds = [{"addr": h * model.case.hpage_pmd_nr, "pfn": p.pfn, "write": p.write} for h, p in enumerate(m.pmds)
                 if p is not None]
         procs.append({"name": names[i], "alive": m.alive, "ptes": ptes, "pmds": pmds})
     pages = []
