@@ -228,7 +228,8 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
             save_trace, fmt, quiet):
     """Try every interleaving of the case's threads; report the shortest trace to each violation."""
     from .explore import Limits, explore as run_explore, random_walks
-    from .model import CowModel, VERDICTS
+    from .model import CowModel
+    from .verdict import VERDICTS
     c = catalog.get(case)
     d = designs.load(design_spec, _settings(sets) or None)
     m = CowModel(c, d)

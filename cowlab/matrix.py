@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 from . import catalog, designs
 from .model import CowModel
-from .oracle import MISSED, UNNECESSARY, WRONG
 from .run import Result, run_sequential
+from .verdict import VERDICTS
 
-KINDS = (MISSED, UNNECESSARY, WRONG)
+KINDS = VERDICTS        # missed, unnecessary, wrong: the table's columns
 
 
 @dataclass
@@ -53,7 +53,6 @@ def _witness_len(r: Result, kind: str) -> int:
 def explore_result(case, design, limits=None) -> Result:
     """A race case is explored (every interleaving) rather than run once."""
     from .explore import Limits, explore
-    from .model import VERDICTS
     model = CowModel(case, design)
     rep = explore(model, limits or Limits(max_seconds=120), por=True)
     events = sorted((w.depth - 1, k, w.text) for k, w in rep.found.items())

@@ -23,9 +23,8 @@ from .kernel.checks import check_pin, check_state, check_thread_end
 from .kernel.paths import OPS, STEPS
 from .kernel.txn import Blocked, Kernel, ModelBug
 from .kernel.types import (Folio, Mm, State, Thread, HPAGE_PMD_NR, ZERO)
-from .oracle import Oracle, initial_spec, MISSED, WRONG, UNNECESSARY
-
-VERDICTS = (MISSED, UNNECESSARY, WRONG)
+from .oracle import Oracle, initial_spec
+from .verdict import VERDICTS
 from .scenario import Case
 
 

@@ -35,7 +35,10 @@ from typing import NamedTuple
 from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
                            PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN, HPAGE_PMD_NR)
 
-MISSED, WRONG, UNNECESSARY, CORRECT = "missed", "wrong", "unnecessary", "correct"
+from .verdict import MISSED, UNNECESSARY, WRONG
+
+#: a copy the oracle finds needed (a copy kind, not a verdict)
+CORRECT = "correct"
 
 
 class Event(NamedTuple):

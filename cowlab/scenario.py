@@ -63,6 +63,9 @@ class Case:
     threads: tuple          # ThreadSpec
     tags: tuple = ()
     settings: tuple = ()    # model settings (reserved)
+    #: a thread waiting for ever (stuck: nobody signals what it waits for) is the expected end; otherwise a
+    #: run or search that ends stuck is "inconclusive" (TOML: ``expect_stuck = true``)
+    expect_stuck: bool = False
 
     def thread_mm(self, tid: int) -> int:
         return self.processes.index(self.threads[tid].process)

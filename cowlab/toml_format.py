@@ -6,6 +6,7 @@
     title = "vmsplice() + unmap in child"
     source = "where the expected behaviour comes from"
     pages = 1                        # size of each process's address space, in pages
+    expect_stuck = false             # true: a thread left waiting for ever is the expected end (else inconclusive)
 
     [[step]]                         # a sequential script: steps run in this order
     thread = "parent"                # a thread; by default its own process
@@ -34,6 +35,7 @@ file, line and field, and suggest close names.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import tomllib
@@ -82,6 +84,7 @@ class CaseModel(BaseModel):
     source: str = ""
     pages: int = Field(1, ge=1, le=64)
     tags: list[str] = []
+    expect_stuck: bool = False
     step: list[StepModel] = []
     thread: list[ThreadModel] = []
 
@@ -216,9 +219,10 @@ def parse_case(data: dict, text: str, path: str):
             if k in args and not 0 <= args[k] + args.get("pages", 1) - 1 < cm.pages:
                 raise _err(path, lines.key(h, k), k, f"{args[k]} is outside the {cm.pages}-page address space")
     try:
-        return compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags)
+        case = compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags)
     except ScenarioError as e:
         raise _err(path, None, "case", str(e)) from None
+    return dataclasses.replace(case, expect_stuck=True) if cm.expect_stuck else case
 
 
 def _check_op(path, lines, h, where, name, args, keyline):

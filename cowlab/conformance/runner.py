@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from .. import catalog, designs
 from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
 from ..model import CowModel
+from ..schedule import in_operation, sequential
 from .probe import die_with_parent
 
 SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice", "mremap",
@@ -93,34 +94,24 @@ def model_steps(case, design):
     own invariant checks are off too, for speed: they run on the same paths
     at the model's size in the test suite."""
     m = CowModel(case, design, check_invariants=HPAGE_PMD_NR <= 64, oracle=False)
-    s = m.init_state()
     out = []
     effects = []
-    current = None
-    for _ in range(20000):
-        if m.is_done(s):
-            break
-        order = [current] if current is not None else range(m.nthreads)
-        tr = next((t for tid in order if (t := m.step(s, tid)) is not None), None)
-        if tr is None:
-            tr = next((t for tid in range(m.nthreads) if (t := m.step(s, tid)) is not None), None)
-        if tr is None:
-            raise RuntimeError("the model deadlocked")
+    run = sequential(m, 20000)
+    for tr in run:
         if tr.bugs:
             raise RuntimeError(f"model bug: {tr.bugs[0]}")
         effects += list(tr.effects)
-        pc = s.threads[tr.tid].pc
+        pc = run.before.threads[tr.tid].pc
         s = tr.state
-        if s.threads[tr.tid].label is None:
+        if not in_operation(s, tr.tid):
             op = m.ops[tr.tid][pc]
-            current = None
             if op.name not in ("signal", "wait"):
                 stores = [e[5] for e in effects if e[0] == "store"]
                 loads = [e[7] for e in effects if e[0] == "load"]
                 out.append((case.threads[tr.tid].process, op, s, stores, loads, case.threads[tr.tid].name))
             effects = []
-        else:
-            current = tr.tid
+    if run.end == "stuck":
+        raise RuntimeError("the model deadlocked")
     return m, out
 
 
