@@ -5,13 +5,13 @@ import functools
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import zlib
 from dataclasses import dataclass, field
 
 from .. import catalog, designs
+from ..designs import design_for_release
 from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN, HPAGE_PMD_NR
 from ..model import CowModel
 from ..schedule import in_operation, sequential
@@ -34,26 +34,7 @@ NOT_DRIVEN = {
     "split_pmd": "the real kernel splits a PMD only inside mprotect()/munmap(), not on its own",
     "free_swapcache": "try_to_free_swap() cannot be called on its own from user space",
 }
-DESIGN_VERSIONS = [((5, 7), "linux-5.7"), ((5, 8), "linux-5.8"), ((5, 9), "linux-5.9"), ((5, 11), "linux-5.11"),
-                   ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 5), "linux-6.5"),
-                   ((6, 9), "linux-6.9"), ((6, 15), "linux-6.18")]
 NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
-
-
-def design_for_release(release: str) -> tuple[str, str]:
-    """The nearest older design for a kernel release (``uname -r``)."""
-    m = re.match(r"(\d+)\.(\d+)", release)
-    v = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-    older = [name for ver, name in DESIGN_VERSIONS if ver <= v]
-    if not older:
-        return "linux-5.7", f"{release} is older than every design; using linux-5.7"
-    name = older[-1]
-    note = f"kernel {release}: nearest older design {name}"
-    modelled = designs.load(name).kernel
-    rng = re.findall(r"v(\d+)\.(\d+)", modelled)
-    if rng and (int(rng[-1][0]), int(rng[-1][1])) < v:
-        note += f" (it models {modelled}; this kernel is newer, so later changes are not in the model)"
-    return name, note
 
 
 class Interrupted(Exception):
