@@ -135,7 +135,7 @@ def transitions_for(case, design, mode: str = "auto"):
     from ..run import run_sequential
     m = CowModel(case, design)
     if mode == "explore" or (mode == "auto" and "race" in case.tags):
-        rep = explore(m, por=True)
+        rep = explore(m, por=True, expect_stuck=case.expect_stuck)
         if rep.found:
             severity = {MISSED: 0, WRONG: 1, UNNECESSARY: 2}
             w = min(rep.found.values(), key=lambda w: (severity.get(w.kind, 3), w.depth))
