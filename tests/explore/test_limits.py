@@ -52,7 +52,7 @@ class Counter:
 
 
 # no depth or state limit would end these searches soon: only the clock can
-WIDE_OPEN = dict(max_states=10**9, max_depth=10**9, max_memory_mb=10**6)
+WIDE_OPEN = {"max_states": 10**9, "max_depth": 10**9, "max_memory_mb": 10**6}
 
 
 @pytest.mark.parametrize("model", [Counter(width=2), Counter(width=3, delay=0.002)], ids=["odd-counts", "slow-steps"])
