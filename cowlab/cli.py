@@ -102,18 +102,24 @@ def matrix(design_specs, case_ids, sets, fmt, jobs, quiet):
     """The seed's table (missed / unnecessary / wrong COW per design, with the
     shortest witness case), then every case under every design."""
     import os
-    from .matrix import compute, KINDS
+    from .matrix import compute
     n_units = len(case_ids or catalog.ids()) * len(design_specs or designs.names())
     with _Progress(quiet, n_units, "matrix") as prog:
         m = compute(design_specs or None, case_ids or None, _settings(sets) or None, jobs=jobs or os.cpu_count() or 1,
                     progress=prog.advance)
     if fmt == "json":
         click.echo(json.dumps(m.as_json(), indent=2))
-        return
-    if fmt == "junit":
+    elif fmt == "junit":
         from .report.junit import from_results
         click.echo(from_results("cowlab matrix", m.results))
-        return
+    else:
+        _matrix_text(m)
+    if m.interrupted:
+        raise UserError("interrupted (Ctrl-C): the result is inconclusive")
+
+
+def _matrix_text(m):
+    from .matrix import KINDS
     t = Table(title="COW outcomes per design (computed over the catalog; witness = shortest case)")
     t.add_column("design")
     t.add_column("kernel")
@@ -125,13 +131,13 @@ def matrix(design_specs, case_ids, sets, fmt, jobs, quiet):
             c = row[kind]
             if c["occurs"]:
                 cells.append(f"[bold red]yes[/] {c['witness']} ({c['cases']} case{'s' if c['cases'] > 1 else ''})")
-            elif c["occurs"] is None:
-                cells.append("[yellow]inconclusive[/]")
+            elif c["occurs"] is None:            # not every case complete: no "no" on incomplete results
+                cells.append("[yellow]unknown[/]")
             else:
                 cells.append("[green]no[/]")
         t.add_row(row["design"], row["kernel"], *cells)
     out.print(t)
-    g = Table(title="case x design (M missed, U unnecessary, W wrong, . none, ? inconclusive)")
+    g = Table(title="case x design (M missed, U unnecessary, W wrong, . none, ? inconclusive or not computed)")
     g.add_column("case")
     for d in m.designs:
         g.add_column(d.name.replace("linux-", ""), justify="center")
@@ -228,7 +234,8 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
             save_trace, fmt, quiet):
     """Try every interleaving of the case's threads; report the shortest trace to each violation."""
     from .explore import Limits, explore as run_explore, random_walks
-    from .model import CowModel, VERDICTS
+    from .model import CowModel
+    from .verdict import VERDICTS
     c = catalog.get(case)
     d = designs.load(design_spec, _settings(sets) or None)
     m = CowModel(c, d)
@@ -238,7 +245,7 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
     else:
         with _Progress(quiet, None, f"exploring {c.id} under {d.name}") as prog:
             rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry,
-                              progress=prog.explore)
+                              progress=prog.explore, expect_stuck=c.expect_stuck)
     res = _explore_json(c, d, rep, m, VERDICTS)
     if save_trace and "trace" in res:
         with open(save_trace, "w") as f:

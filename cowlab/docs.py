@@ -6,6 +6,7 @@ from __future__ import annotations
 from . import catalog
 from .matrix import compute
 from .selftest import judge
+from .verdict import MISSED, UNNECESSARY, WRONG
 
 
 NOT_EXPRESSIBLE = [
@@ -45,8 +46,8 @@ def markdown() -> str:
             if r.status != "complete":
                 cells.append("?")
                 continue
-            s = "M" * bool(r.outcomes["missed"]) + "U" * bool(r.outcomes["unnecessary"]) + \
-                "W" * bool(r.outcomes["wrong"]) or "."
+            s = "M" * bool(r.outcomes[MISSED]) + "U" * bool(r.outcomes[UNNECESSARY]) + \
+                "W" * bool(r.outcomes[WRONG]) or "."
             if "cow.c" in c.tags:
                 s += " " + {"pass": "ok", "fail": "FAIL", "xfail": "XFAIL", "skip": "SKIP"}[judge(c, r)]
             cells.append(s)

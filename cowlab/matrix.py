@@ -1,16 +1,21 @@
 """The seed's table, computed: for every design, whether missed /
 unnecessary / wrong COW occurs in the catalog and the shortest case that
-shows it; and the case x design grid underneath."""
+shows it; and the case x design grid underneath.
+
+A "no" in the table is a claim about every case: it is made only when every
+case under that design was computed and complete.  An outcome no computed
+run shows, under a design with a run inconclusive or never computed (a limit,
+stuck threads, Ctrl-C), is unknown (``occurs`` null), never "no"."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from . import catalog, designs
 from .model import CowModel
-from .oracle import MISSED, UNNECESSARY, WRONG
 from .run import Result, run_sequential
+from .verdict import VERDICTS
 
-KINDS = (MISSED, UNNECESSARY, WRONG)
+KINDS = VERDICTS        # missed, unnecessary, wrong: the table's columns
 
 
 @dataclass
@@ -20,20 +25,22 @@ class Matrix:
     results: list          # Result
     complete: bool = True
     note: str = ""
+    interrupted: bool = False      # Ctrl-C: the runs after the ones in ``results`` were never computed
 
     def table(self) -> list[dict]:
         rows = []
         for d in self.designs:
             row = {"design": d.name, "kernel": d.kernel}
+            mine = [r for r in self.results if r.design == d.name]
+            settled = {c.id for c in self.cases} <= {r.case for r in mine if r.status == "complete"}
             for kind in KINDS:
-                hits = [r for r in self.results if r.design == d.name and r.outcomes[kind] > 0]
+                hits = [r for r in mine if r.outcomes[kind] > 0]
                 if hits:
                     w = min(hits, key=lambda r: (_witness_len(r, kind), r.case))
                     row[kind] = {"occurs": True, "witness": w.case, "steps": _witness_len(w, kind),
                                  "cases": len(hits)}
                 else:
-                    incon = any(r.design == d.name and r.status != "complete" for r in self.results)
-                    row[kind] = {"occurs": None if incon else False, "witness": None}
+                    row[kind] = {"occurs": False if settled else None, "witness": None}
             rows.append(row)
         return rows
 
@@ -42,7 +49,8 @@ class Matrix:
                 "designs": [{"name": d.name, "kernel": d.kernel, "summary": d.summary, "sources": list(d.sources),
                              "settings": d.settings} for d in self.designs],
                 "cases": [{"id": c.id, "title": c.title, "source": c.source} for c in self.cases],
-                "status": "complete" if self.complete else "inconclusive", "note": self.note}
+                "status": "complete" if self.complete else "inconclusive", "note": self.note,
+                "interrupted": self.interrupted}
 
 
 def _witness_len(r: Result, kind: str) -> int:
@@ -53,14 +61,19 @@ def _witness_len(r: Result, kind: str) -> int:
 def explore_result(case, design, limits=None) -> Result:
     """A race case is explored (every interleaving) rather than run once."""
     from .explore import Limits, explore
-    from .model import VERDICTS
     model = CowModel(case, design)
-    rep = explore(model, limits or Limits(max_seconds=120), por=True)
+    rep = explore(model, limits or Limits(max_seconds=120), por=True, expect_stuck=case.expect_stuck)
     events = sorted((w.depth - 1, k, w.text) for k, w in rep.found.items())
     r = Result(case.id, design.name, rep.outcomes(VERDICTS), rep.status, rep.reason, rep.depth, {}, events,
                [b for b, _ in rep.bugs])
     r.explored = {"states": rep.states, "transitions": rep.transitions, "seconds": round(rep.seconds, 3)}
+    if rep.reason.startswith("interrupted"):      # the explorer took the Ctrl-C: the whole sweep stops
+        raise Interrupted(r)
     return r
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C inside one unit; ``args[0]`` is that unit's (inconclusive) result."""
 
 
 def run_unit(case_spec: str, design_spec: str, settings: tuple) -> Result:
@@ -77,6 +90,8 @@ def compute(design_specs=None, case_ids=None, settings=None, progress=None, jobs
     cspecs = list(case_ids) if case_ids else [c.id for c in cs]
     m = Matrix(ds, cs, [])
     units = [(cspec, dspec, tuple(sorted((settings or {}).items()))) for cspec in cspecs for dspec in dspecs]
+    # Ctrl-C reaches the worker processes too: ``Interrupted`` from a worker or here carries that unit's
+    # partial result; a plain KeyboardInterrupt (between units, or in the pool's plumbing) carries none
     try:
         if jobs > 1 and len(units) > 50:
             from concurrent.futures import ProcessPoolExecutor
@@ -90,9 +105,14 @@ def compute(design_specs=None, case_ids=None, settings=None, progress=None, jobs
                 m.results.append(run_unit(*u))
                 if progress:
                     progress()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted) and e.args and isinstance(e.args[0], Result):
+            m.results.append(e.args[0])
         m.complete = False
-        m.note = f"interrupted after {len(m.results)} of {len(cs) * len(ds)} runs"
+        m.interrupted = True
+        done = sum(1 for r in m.results if r.status == "complete")
+        m.note = (f"interrupted after {len(m.results)} of {len(units)} runs ({done} complete); the outcomes "
+                  f"of the rest are unknown")
     if any(r.status != "complete" for r in m.results):
         m.complete = False
     return m

@@ -24,9 +24,8 @@ from .kernel.effects import Pin
 from .kernel.paths import OPS, STEPS, Call, Goto, InFlight, NOTHING_IN_FLIGHT, Return, in_flight, rename_frame
 from .kernel.txn import Blocked, Kernel, ModelBug
 from .kernel.types import (Folio, Mm, PTE_SWAP, State, Thread, ZERO)
-from .oracle import Oracle, initial_spec, MISSED, WRONG, UNNECESSARY
-
-VERDICTS = (MISSED, UNNECESSARY, WRONG)
+from .oracle import Oracle, initial_spec
+from .verdict import VERDICTS
 from .scenario import Case
 
 

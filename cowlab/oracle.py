@@ -37,7 +37,10 @@ from .kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Loa
 from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
                            PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN)
 
-MISSED, WRONG, UNNECESSARY, CORRECT = "missed", "wrong", "unnecessary", "correct"
+from .verdict import MISSED, UNNECESSARY, WRONG
+
+#: a copy the oracle finds needed (a copy kind, not a verdict)
+CORRECT = "correct"
 
 
 class Event(NamedTuple):

@@ -18,6 +18,8 @@ from . import catalog, designs
 from .explore import explore
 from .model import CowModel
 from .scenario import Script
+from .schedule import random_walk
+from .verdict import UNNECESSARY
 
 PLOT_DESIGNS = ("linux-5.7", "linux-5.9", "linux-5.18", "linux-5.19", "linux-6.18", "rfc-mapcount")
 
@@ -42,16 +44,8 @@ def workload(load: int):
 
 
 def walk_unnecessary(model, rng: random.Random, max_steps: int = 3000) -> int:
-    s = model.init_state()
-    n = 0
-    for _ in range(max_steps):
-        trs = [tr for tid in range(model.nthreads) if (tr := model.step(s, tid)) is not None]
-        if not trs:
-            break
-        tr = trs[rng.randrange(len(trs))]
-        n += sum(1 for e in tr.events if e.kind == "unnecessary")
-        s = tr.state
-    return n
+    """Unnecessary COWs on one seeded random schedule."""
+    return sum(1 for tr in random_walk(model, rng, max_steps) for e in tr.events if e.kind == UNNECESSARY)
 
 
 def unnecessary_vs_load(loads=(0, 1, 2, 3, 4), walks: int = 40, seed: int = 1) -> dict:

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .model import CowModel
-from .oracle import MISSED, WRONG, UNNECESSARY
+from .schedule import sequential
+from .verdict import MISSED, UNNECESSARY, WRONG
 
 
 @dataclass(frozen=True)
@@ -53,35 +54,13 @@ class Result:
 
 
 def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
-    s = model.init_state()
     counts = {MISSED: 0, UNNECESSARY: 0, WRONG: 0}
     copies = {"correct": 0, "unnecessary": 0, "wrong": 0}
     seen = set()
     events, bugs, trace = [], [], []
-    current = None
-    n = len(s.threads)
     status, reason = "complete", ""
-    for i in range(max_steps):
-        if model.is_done(s):
-            break
-        order = [current] if current is not None else list(range(n))
-        tr = None
-        for tid in order:
-            tr = model.step(s, tid)
-            if tr is not None:
-                break
-        if tr is None and current is not None:
-            # the running operation is blocked: let another thread run (it may hold what we wait for)
-            for tid in range(n):
-                if tid != current:
-                    tr = model.step(s, tid)
-                    if tr is not None:
-                        break
-        if tr is None:
-            status, reason = "inconclusive", "deadlock: no thread can run (" + ", ".join(
-                f"{model.thread_name(t)} at {model.ops[t][s.threads[t].pc] if s.threads[t].pc < len(model.ops[t]) else 'end'}"
-                for t in range(n) if not model.thread_done(s, t)) + ")"
-            break
+    run = sequential(model, max_steps)
+    for i, tr in enumerate(run):
         trace.append({"step": i, "thread": model.thread_name(tr.tid), "op": tr.op, "label": tr.label,
                       "function": tr.func, "doc": tr.doc, "events": [e.kind + ": " + e.text for e in tr.events], "bugs": list(tr.bugs)})
         for e in tr.events:
@@ -93,13 +72,19 @@ def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
                 counts[e.kind] += 1
                 events.append((i, e.kind, e.text))
         bugs.extend(f"step {i}: {b}" for b in tr.bugs)
-        if tr.bugs and tr.state is s:
+        if tr.bugs and tr.state is run.before:
             status, reason = "inconclusive", "model bug"
             break
-        s = tr.state
-        t = s.threads[tr.tid]
-        current = tr.tid if t.label is not None else None
-    else:
+    if run.end == "stuck":
+        s = run.state
+        waiting = ", ".join(f"{model.thread_name(t)} at "
+                            f"{model.ops[t][s.threads[t].pc] if s.threads[t].pc < len(model.ops[t]) else 'end'}"
+                            for t in run.unfinished())
+        if model.case.expect_stuck:
+            reason = f"stuck as the case expects: no thread can run ({waiting})"
+        else:
+            status, reason = "inconclusive", f"deadlock: no thread can run ({waiting})"
+    elif run.end == "limit":
         status, reason = "inconclusive", f"step limit {max_steps} reached"
     return Result(model.case.id, model.design.name, counts, status, reason, len(trace), copies, events, bugs, trace)
 

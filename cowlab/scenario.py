@@ -71,6 +71,9 @@ class Case:
     #: the case's geometry: subpages of a PMD-mapped THP and of a hugetlb page
     #: (a power of two >= 2; the kernel's is 512 on x86-64)
     hpage_pmd_nr: int = HPAGE_PMD_NR
+    #: a thread waiting for ever (stuck: nobody signals what it waits for) is the expected end; otherwise a
+    #: run or search that ends stuck is "inconclusive" (TOML: ``expect_stuck = true``)
+    expect_stuck: bool = False
 
     def thread_mm(self, tid: int) -> int:
         return self.processes.index(self.threads[tid].process)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .catalog import cow_c
 from .model import CowModel
 from .run import run_sequential
+from .verdict import MISSED, WRONG
 
 LEAK_TESTS = {t[0] for t in cow_c.TESTS[:6]}
 VMSPLICE_TESTS = {t[0] for t in cow_c.TESTS[2:6]}
@@ -32,7 +33,7 @@ def judge(case, result) -> str:
     tid, variant = test_of(case)
     if result.status != "complete" or result.bugs:
         return "fail"
-    failed = result.outcomes["missed"] > 0 if tid in LEAK_TESTS else result.outcomes["wrong"] > 0
+    failed = result.outcomes[MISSED] > 0 if tid in LEAK_TESTS else result.outcomes[WRONG] > 0
     if failed and variant == "hugetlb" and tid in VMSPLICE_TESTS:
         return "xfail"
     return "fail" if failed else "pass"

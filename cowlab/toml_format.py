@@ -9,6 +9,7 @@
     hpage_pmd_nr = 2                 # optional geometry: subpages of a THP / hugetlb page
                                      # (a power of two >= 2; default 2; pages a multiple of it
                                      # when the case maps a THP or hugetlb page)
+    expect_stuck = false             # true: a thread left waiting for ever is the expected end (else inconclusive)
 
     [[step]]                         # a sequential script: steps run in this order
     thread = "parent"                # a thread; by default its own process
@@ -37,6 +38,7 @@ file, line and field, and suggest close names.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 import tomllib
@@ -87,6 +89,7 @@ class CaseModel(BaseModel):
     pages: int = Field(1, ge=1, le=64)
     hpage_pmd_nr: int = Field(HPAGE_PMD_NR, ge=2, le=512, strict=True)
     tags: list[str] = []
+    expect_stuck: bool = False
     step: list[StepModel] = []
     thread: list[ThreadModel] = []
 
@@ -228,10 +231,11 @@ def parse_case(data: dict, text: str, path: str):
             if k in args and not 0 <= args[k] + args.get("pages", 1) - 1 < cm.pages:
                 raise _err(path, lines.key(h, k), k, f"{args[k]} is outside the {cm.pages}-page address space")
     try:
-        return compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags,
+        case = compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags,
                             hpage_pmd_nr=cm.hpage_pmd_nr)
     except ScenarioError as e:
         raise _err(path, None, "case", str(e)) from None
+    return dataclasses.replace(case, expect_stuck=True) if cm.expect_stuck else case
 
 
 def _check_op(path, lines, h, where, name, args, keyline):

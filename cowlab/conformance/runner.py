@@ -5,7 +5,6 @@ import functools
 import json
 import os
 import platform
-import re
 import subprocess
 import sys
 import zlib
@@ -14,8 +13,10 @@ from dataclasses import dataclass, field
 from .. import catalog, designs
 from ..catalog import CatalogError
 from ..kernel.effects import Load, Store
+from ..designs import design_for_release
 from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from ..model import CowModel
+from ..schedule import in_operation, sequential
 from .probe import die_with_parent
 
 SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice", "mremap",
@@ -35,26 +36,7 @@ NOT_DRIVEN = {
     "split_pmd": "the real kernel splits a PMD only inside mprotect()/munmap(), not on its own",
     "free_swapcache": "try_to_free_swap() cannot be called on its own from user space",
 }
-DESIGN_VERSIONS = [((5, 7), "linux-5.7"), ((5, 8), "linux-5.8"), ((5, 9), "linux-5.9"), ((5, 11), "linux-5.11"),
-                   ((5, 18), "linux-5.18"), ((5, 19), "linux-5.19"), ((6, 5), "linux-6.5"),
-                   ((6, 9), "linux-6.9"), ((6, 15), "linux-6.18")]
 NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
-
-
-def design_for_release(release: str) -> tuple[str, str]:
-    """The nearest older design for a kernel release (``uname -r``)."""
-    m = re.match(r"(\d+)\.(\d+)", release)
-    v = (int(m.group(1)), int(m.group(2))) if m else (0, 0)
-    older = [name for ver, name in DESIGN_VERSIONS if ver <= v]
-    if not older:
-        return "linux-5.7", f"{release} is older than every design; using linux-5.7"
-    name = older[-1]
-    note = f"kernel {release}: nearest older design {name}"
-    modelled = designs.load(name).kernel
-    rng = re.findall(r"v(\d+)\.(\d+)", modelled)
-    if rng and (int(rng[-1][0]), int(rng[-1][1])) < v:
-        note += f" (it models {modelled}; this kernel is newer, so later changes are not in the model)"
-    return name, note
 
 
 class Interrupted(Exception):
@@ -95,34 +77,24 @@ def model_steps(case, design):
     own invariant checks are off too, for speed: they run on the same paths
     at the model's size in the test suite."""
     m = CowModel(case, design, check_invariants=case.hpage_pmd_nr <= 64, oracle=False)
-    s = m.init_state()
     out = []
     effects = []
-    current = None
-    for _ in range(20000):
-        if m.is_done(s):
-            break
-        order = [current] if current is not None else range(m.nthreads)
-        tr = next((t for tid in order if (t := m.step(s, tid)) is not None), None)
-        if tr is None:
-            tr = next((t for tid in range(m.nthreads) if (t := m.step(s, tid)) is not None), None)
-        if tr is None:
-            raise RuntimeError("the model deadlocked")
+    run = sequential(m, 20000)
+    for tr in run:
         if tr.bugs:
             raise RuntimeError(f"model bug: {tr.bugs[0]}")
         effects += list(tr.effects)
-        pc = s.threads[tr.tid].pc
+        pc = run.before.threads[tr.tid].pc
         s = tr.state
-        if s.threads[tr.tid].label is None:
+        if not in_operation(s, tr.tid):
             op = m.ops[tr.tid][pc]
-            current = None
             if op.name not in ("signal", "wait"):
                 stores = [e.data for e in effects if type(e) is Store]
                 loads = [e.data for e in effects if type(e) is Load]
                 out.append((case.threads[tr.tid].process, op, s, stores, loads, case.threads[tr.tid].name))
             effects = []
-        else:
-            current = tr.tid
+    if run.end == "stuck":
+        raise RuntimeError("the model deadlocked")
     return m, out
 
 

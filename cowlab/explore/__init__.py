@@ -26,8 +26,14 @@ depth no greater than the state's own), so no step is postponed forever.
 Breadth-first search (the default) returns a shortest trace to each kind of
 violation; depth-first is an option; ``random_walks`` is a seeded swarm-style
 sampler for spaces too large to finish.  Limits on states, depth, seconds and
-memory, and Ctrl-C, end the search with status "inconclusive" and what it
-covered -- never a false "safe".  Identical input gives identical output.
+memory, running out of memory (MemoryError, e.g. under ``ulimit -v``) and
+Ctrl-C end the search with status "inconclusive" and what it covered --
+never a false "safe".  The time limit is checked by the clock before every
+state is expanded, the memory limit every ``POLL_SECONDS``.  A search that
+reaches stuck states (some thread has not finished and none can move: it
+waits for something nobody will do) is "inconclusive" too, unless the caller
+says they are expected (``expect_stuck``).  Identical input gives identical
+output.
 """
 from __future__ import annotations
 
@@ -36,6 +42,11 @@ import resource
 import time
 from collections import deque
 from dataclasses import dataclass, field
+
+from ..schedule import random_walk
+
+#: how often (seconds) the search reads its memory use and reports progress
+POLL_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -64,7 +75,8 @@ class Report:
     depth: int = 0
     found: dict = field(default_factory=dict)      # kind -> Witness (the shortest found first)
     incidents: dict = field(default_factory=dict)  # kind -> set of incident keys
-    deadlocks: list = field(default_factory=list)  # traces to stuck states
+    deadlocks: list = field(default_factory=list)  # traces to stuck states (the first 5)
+    stuck: int = 0                                 # how many stuck states were reached
     bugs: list = field(default_factory=list)       # (text, trace)
 
     def outcomes(self, kinds) -> dict:
@@ -87,15 +99,19 @@ def _trace(parents, s, last=None):
 
 
 def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
-            progress=None, por: bool = False, symmetry: bool = False) -> Report:
+            progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False) -> Report:
     """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs";
-    ``por``: partial-order reduction by persistent sets (see the module doc)."""
+    ``por``: partial-order reduction by persistent sets (see the module doc);
+    ``expect_stuck``: stuck states are the expected end (the search may then
+    be "complete")."""
     rep = Report()
     canon = model.canonical if symmetry and hasattr(model, "canonical") else (lambda x: x)
     groups = model.independent_groups() if por and hasattr(model, "independent_groups") else None
     if groups is not None and len(groups) < 2:
         groups = None
     t0 = time.monotonic()
+    deadline = t0 + limits.max_seconds
+    next_poll = t0
     s0 = canon(model.init_state())
     parents = {s0: None}
     depth_of = {s0: 0}
@@ -107,16 +123,17 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
             if len(parents) > limits.max_states:
                 rep.status, rep.reason = "inconclusive", f"state limit {limits.max_states} reached"
                 break
-            if rep.transitions % 2048 == 0:
-                el = time.monotonic() - t0
-                if el > limits.max_seconds:
-                    rep.status, rep.reason = "inconclusive", f"time limit {limits.max_seconds:g}s reached"
-                    break
+            now = time.monotonic()
+            if now > deadline:
+                rep.status, rep.reason = "inconclusive", f"time limit {limits.max_seconds:g}s reached"
+                break
+            if now >= next_poll:
+                next_poll = now + POLL_SECONDS
                 if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 > limits.max_memory_mb:
                     rep.status, rep.reason = "inconclusive", f"memory limit {limits.max_memory_mb} MB reached"
                     break
                 if progress:
-                    progress(len(parents), rep.transitions, len(frontier), rep.depth, el)
+                    progress(len(parents), rep.transitions, len(frontier), rep.depth, now - t0)
             s = pop()
             d = depth_of[s]
             if d >= limits.max_depth:
@@ -157,15 +174,27 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                     if d + 1 > rep.depth:
                         rep.depth = d + 1
                     frontier.append(ns)
-            if not moved and not model.is_done(s) and len(rep.deadlocks) < 5:
-                rep.deadlocks.append(_trace(parents, s))
+            if not moved and not model.is_done(s):
+                rep.stuck += 1
+                if len(rep.deadlocks) < 5:
+                    rep.deadlocks.append(_trace(parents, s))
             if stop_on_first and rep.found:
                 rep.status, rep.reason = "inconclusive", "stopped at the first violation"
                 break
     except KeyboardInterrupt:
         rep.status, rep.reason = "inconclusive", "interrupted"
-    if rep.status == "complete" and rep.deadlocks:
-        rep.reason = f"{len(rep.deadlocks)} stuck state(s) (no thread can move)"
+    except MemoryError:
+        frontier.clear()         # room to report in
+        depth_of.clear()
+        rep.status, rep.reason = "inconclusive", "out of memory (MemoryError)"
+    if rep.stuck:
+        stuck = f"{rep.stuck} stuck state(s) (no thread can move)"
+        if rep.status != "complete":
+            rep.reason += f"; {stuck}"
+        elif expect_stuck:
+            rep.reason = f"{stuck}, as the case expects"
+        else:
+            rep.status, rep.reason = "inconclusive", f"{stuck}: a thread waits for something nobody does"
     rep.states = len(parents)
     rep.seconds = time.monotonic() - t0
     return rep
@@ -178,21 +207,17 @@ def random_walks(model, walks: int, seed: int, max_depth: int = 2000, limits: Li
     rep = Report(status="inconclusive", reason=f"random walks ({walks}, seed {seed}) cannot prove absence")
     rng = random.Random(seed)
     t0 = time.monotonic()
+    deadline = t0 + limits.max_seconds
     seen = set()
-    n = model.nthreads
     try:
         for w in range(walks):
-            if time.monotonic() - t0 > limits.max_seconds:
+            if time.monotonic() > deadline:
                 rep.reason += f"; time limit after {w} walks"
                 break
-            s = model.init_state()
+            walk = random_walk(model, rng, max_depth)
             trace = []
-            for d in range(max_depth):
-                seen.add(s)
-                trs = [tr for tid in range(n) if (tr := model.step(s, tid)) is not None]
-                if not trs:
-                    break
-                tr = trs[rng.randrange(len(trs))]
+            for tr in walk:
+                seen.add(walk.before)
                 rep.transitions += 1
                 trace.append((tr.tid, tr.label))
                 for kind, key, text in model.violations(tr):
@@ -202,10 +227,18 @@ def random_walks(model, walks: int, seed: int, max_depth: int = 2000, limits: Li
                 for b in model.model_bugs(tr):
                     if len(rep.bugs) < 20:
                         rep.bugs.append((b, list(trace)))
-                s = tr.state
-                rep.depth = max(rep.depth, d + 1)
+                rep.depth = max(rep.depth, walk.steps)
+                if time.monotonic() > deadline:
+                    break
+            if walk.end in ("done", "stuck"):
+                seen.add(walk.state)
+            elif walk.end is None:           # the clock stopped the walk
+                rep.reason += f"; time limit after {w} walks"
+                break
     except KeyboardInterrupt:
         rep.reason += "; interrupted"
+    except MemoryError:
+        rep.reason += "; out of memory (MemoryError)"
     rep.states = len(seen)
     rep.seconds = time.monotonic() - t0
     return rep

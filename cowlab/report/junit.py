@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
+from ..verdict import MISSED, WRONG
+
 
 def suite(name: str, cases: list[dict]) -> str:
     """cases: [{"classname", "name", "time", "failure": text|None, "skipped": text|None, "out": text}]"""
@@ -21,7 +23,7 @@ def suite(name: str, cases: list[dict]) -> str:
     return ET.tostring(ET.ElementTree(ts).getroot(), encoding="unicode", xml_declaration=True)
 
 
-def from_results(name: str, results, bad=("missed", "wrong")) -> str:
+def from_results(name: str, results, bad=(MISSED, WRONG)) -> str:
     """matrix / explore results: a case x design fails when it shows a missed
     or wrong COW (unnecessary COWs are reported in system-out)."""
     cases = []

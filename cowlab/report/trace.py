@@ -25,9 +25,10 @@ from ..kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Lo
                               Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
 from ..kernel.types import (FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS,
                             gup_flag_names)
+from ..verdict import MISSED, UNNECESSARY, WRONG
 
 SCHEMA = "cowlab-trace/1"
-VERDICT_KINDS = ("missed", "wrong", "unnecessary")
+VERDICT_KINDS = (MISSED, WRONG, UNNECESSARY)      # the order of "verdicts" in the trace JSON
 
 
 def _data(v):
@@ -192,9 +193,9 @@ def transitions_for(case, design, mode: str = "auto"):
     from ..run import run_sequential
     m = CowModel(case, design)
     if mode == "explore" or (mode == "auto" and "race" in case.tags):
-        rep = explore(m, por=True)
+        rep = explore(m, por=True, expect_stuck=case.expect_stuck)
         if rep.found:
-            severity = {"missed": 0, "wrong": 1, "unnecessary": 2}
+            severity = {MISSED: 0, WRONG: 1, UNNECESSARY: 2}
             w = min(rep.found.values(), key=lambda w: (severity.get(w.kind, 3), w.depth))
             return m, list(replay(m, w.trace)), {"mode": "explore", "states": rep.states, "status": rep.status}
     r = run_sequential(m)

@@ -5,6 +5,7 @@ import pytest
 from cowlab import catalog, designs
 from cowlab.model import CowModel
 from cowlab.run import run_sequential
+from cowlab.schedule import sequential
 
 ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
        "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
@@ -53,11 +54,11 @@ def test_every_case_has_expectations():
 
 
 def _final(case, design):
-    m = CowModel(catalog.get(case), designs.load(design))
-    s = m.init_state()
-    while not m.is_done(s):
-        s = next(t for i in range(m.nthreads) if (t := m.step(s, i)) is not None).state
-    return s
+    run = sequential(CowModel(catalog.get(case), designs.load(design)))
+    for _ in run:
+        pass
+    assert run.end == "done", run.end
+    return run.state
 
 
 def test_the_pinned_page_is_merged_only_after_unpin():

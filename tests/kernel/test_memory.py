@@ -3,25 +3,16 @@ Expected numbers come from the kernel code (comments name the function)."""
 from cowlab import designs
 from cowlab.kernel.types import GUP_PIN_COUNTING_BIAS, PG_lru, MMF_HAS_PINNED, PTE_SWAP
 from cowlab.model import CowModel
+from cowlab.schedule import sequential
 from cowlab.scenario import Script
 
 
 def final_state(script, design):
-    m = CowModel(script.build(), designs.load(design))
-    s = m.init_state()
-    steps = 0
-    while not m.is_done(s):
-        for tid in range(len(s.threads)):
-            tr = m.step(s, tid)
-            if tr is not None:
-                assert not tr.bugs, tr.bugs
-                s = tr.state
-                break
-        else:
-            raise AssertionError("deadlock")
-        steps += 1
-        assert steps < 5000
-    return s
+    run = sequential(CowModel(script.build(), designs.load(design)), max_steps=5000)
+    for tr in run:
+        assert not tr.bugs, tr.bugs
+    assert run.end == "done", run.end     # not "stuck" (a deadlock) nor "limit" (5000 steps)
+    return run.state
 
 
 def test_fresh_page_sits_in_the_lru_batch():
