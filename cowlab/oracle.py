@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple
 
-from .kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
+from .kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
                              Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
 from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
                            PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN)
@@ -66,10 +66,11 @@ def ref_key(r) -> tuple:
 class _Step:
     """What judging one step's effects accumulates: the spec's values and
     histories (per process, per address), the detached references, the events."""
-    __slots__ = ("after", "before", "detached", "events", "hist", "value")
+    __slots__ = ("after", "before", "detached", "dma", "events", "hist", "value")
 
-    def __init__(self, before: State, after: State, value: list, hist: list, detached: set):
+    def __init__(self, before: State, after: State, value: list, hist: list, detached: set, dma: set):
         self.before, self.after, self.value, self.hist, self.detached = before, after, value, hist, detached
+        self.dma = dma
         self.events: list[Event] = []
 
 
@@ -171,7 +172,7 @@ class Oracle:
     def check(self, before: State, after: State, effects: list) -> tuple[State, list]:
         spec = after.spec
         st = _Step(before, after, [list(v) for v in spec.value], [list(h) for h in spec.history],
-                   set(spec.detached))
+                   set(spec.detached), set(spec.dma))
         judges = self.JUDGES
         for e in effects:
             judge = judges.get(type(e))
@@ -183,7 +184,7 @@ class Oracle:
         n = self.names
 
         new_spec = Spec(tuple(tuple(v) for v in st.value), tuple(tuple(h) for h in st.hist),
-                        frozenset(st.detached))
+                        frozenset(st.detached), frozenset(st.dma) if st.dma else spec.dma)
         after = after._replace(spec=new_spec)
         now = self.disconnected(after)
         last_state, last = self._last_disconnected
@@ -199,8 +200,9 @@ class Oracle:
         return after, events
 
     # ------------------------------------------------- one judge per effect type
-    def judge_fork(self, st: _Step, e: Fork) -> None:
-        """The child starts with the parent's data where it inherited a VMA."""
+    def judge_dup_mmap(self, st: _Step, e: DupMmap) -> None:
+        """The child starts with the parent's data where it inherited a VMA
+        (each entry is then taken again when fork copies it: judge_copy_pte)."""
         value, hist = st.value, st.hist
         parent, child = e.parent, e.child
         cm = st.after.mms[child]
@@ -208,6 +210,16 @@ class Oracle:
             inherited = any(v.start <= a < v.end for v in cm.vmas)
             value[child][a] = value[parent][a] if inherited else ZERO
             hist[child][a] = hist[parent][a] if inherited else frozenset({ZERO})
+
+    def judge_copy_pte(self, st: _Step, e: CopyPte) -> None:
+        """fork reached these entries: the child has what the parent has there
+        now.  A store that lands in the parent's page after fork copied it for
+        the child is the parent's alone; one that lands before fork reaches the
+        page is the child's too (the kernel copies each page when fork gets to it)."""
+        value, hist = st.value, st.hist
+        for a in range(e.addr, min(e.addr + e.nr, len(value[e.child]))):
+            value[e.child][a] = value[e.parent][a]
+            hist[e.child][a] = hist[e.parent][a]
 
     def judge_unmap(self, st: _Step, e: Unmap) -> None:
         """The address reads zero again; references taken for it are detached."""
@@ -236,10 +248,15 @@ class Oracle:
         """Missed COW: the page written is one another process maps or references."""
         mm, a, pfn, idx, token, via = e.mm, e.addr, e.pfn, e.idx, e.data, e.via
         n = self.names
-        if via is not None and ref_key(via) in st.detached:
-            return        # DMA into memory the process no longer has there
         hist = st.hist
+        detached = via is not None and ref_key(via) in st.detached
+        if detached:
+            # DMA into memory the process no longer has there: its own data no more, but still a
+            # leak if another process maps or references the page; what it stored the reference may return
+            st.dma.add((mm, token))
         for okind, omm, oa, r in self.observers(st.after, pfn, idx, mm, a if via is None else None):
+            if detached and omm == mm:
+                continue
             if okind == "ref" and token in hist[omm][oa]:
                 continue
             if okind != "ref" and omm == mm:
@@ -248,6 +265,8 @@ class Oracle:
                    f"{_pname(n, omm)}'s {'mapping' if okind == 'map' else 'swap entry'} of page {oa}")
             st.events.append(Event(MISSED, "store", ("missed", omm, oa, r.owner if r else "cpu"),
                                    f"{_pname(n, mm)} wrote page {a} into a page {who} still uses"))
+        if detached:
+            return
         st.value[mm][a] = token
         hist[mm][a] = hist[mm][a] | {token}
 
@@ -264,7 +283,7 @@ class Oracle:
         else:
             r = next((r for r in st.before.refs if r.owner == owner and r.mm == mm and r.addr == a), None)
             must_equal = r is not None and coherent(r.gup_flags) and ref_key(r) not in st.detached
-        if token == expected or (not must_equal and token in hist[mm][a]):
+        if token == expected or (not must_equal and (token in hist[mm][a] or (mm, token) in st.dma)):
             return
         who = f"{_pname(n, mm)}" if okind == "cpu" else f"{_pname(n, mm)}'s {okind} ({owner})"
         if token not in hist[mm][a]:
@@ -279,10 +298,11 @@ class Oracle:
         st.events.append(self.classify_copy(st.before, e))
 
     #: effect type -> the method judging it, in the order the effects of a step are met
-    JUDGES: ClassVar[dict] = {Fork: judge_fork, Unmap: judge_unmap, Move: judge_move, Exit: judge_exit,
+    JUDGES: ClassVar[dict] = {DupMmap: judge_dup_mmap, CopyPte: judge_copy_pte, Unmap: judge_unmap, Move: judge_move, Exit: judge_exit,
                               Store: judge_store, Load: judge_load, Copy: judge_copy}
     #: effect types the oracle does not judge, and why
     NOT_JUDGED: ClassVar[dict] = {
+        Fork: "the child's data was taken entry by entry as fork copied it (DupMmap, CopyPte)",
         Reuse: "a reuse is judged by what follows it: a store into a page another still uses is a missed COW",
         Pin: "a pin's coherence is checked after every step (disconnected()); its exclusivity by checks.check_pin",
         Swapin: "the mapping it installs is seen by observers() and disconnected() in the state",

@@ -132,6 +132,29 @@ def read_prot_none():
     return s.build()
 
 
+SRC_FORK_DMA = ("kernel/fork.c dup_mmap() -> copy_pte_range(): each page is copied or shared when fork reaches "
+                "it, under the parent's PT lock; a7e689dd1c06 (6.5) O_DIRECT takes FOLL_PIN, so fork copies the "
+                "pinned page for the child (70e806e4e645) and the DMA stays the parent's")
+
+
+def race_fork_dma():
+    """An O_DIRECT read on another CPU of the parent DMAs into the page while
+    fork runs: where fork copied the page before the DMA landed, the child
+    keeps the old data (the kernel copies each page when fork reaches it)."""
+    s = Script("race-fork-odirect", "O_DIRECT read DMA landing while fork() copies the address space", pages=1,
+               source=SRC_FORK_DMA, tags=("race", "trust"))
+    p, c = s.process("parent"), s.process("child")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0)
+    p.write(0)
+    p.lru_add_drain()
+    s.parallel({"parent": [("fork", {"child": "child"})],
+                "parent.cpu1": [("odirect_read", {"addr": 0})]})
+    c.read(0)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
-            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none()]
+            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma()]

@@ -110,6 +110,25 @@ class Fork(NamedTuple):
     child: int
 
 
+class DupMmap(NamedTuple):
+    """``dup_mmap()`` began (``fork.dup_mmap_begin()``): ``child`` has
+    ``parent``'s vmas, and no page-table entry yet."""
+    parent: int
+    child: int
+
+
+class CopyPte(NamedTuple):
+    """``copy_pte_range()`` / ``copy_huge_pmd()`` / ``copy_hugetlb_page_range()``
+    set the child's entries for ``[addr, addr + nr)`` (``fork.copy_present_pte()``,
+    ``fork.copy_present_pte_wrprotect()``, ``huge_memory.copy_huge()``,
+    ``hugetlb.copy_hugetlb()``): from now on the child has what the parent had
+    there at this moment (fork copies each page when it reaches it)."""
+    parent: int
+    child: int
+    addr: int
+    nr: int = 1
+
+
 class Unmap(NamedTuple):
     """The mapping of ``addr`` in ``mm`` is gone: ``zap_pte_range()``
     (``memory.zap_pte()``) or ``zap_huge_pmd()`` (``huge_memory.zap_huge()``)."""
@@ -208,5 +227,5 @@ class MigrateFailed(NamedTuple):
 
 
 #: every effect type, in the order of this file
-EFFECT_TYPES: tuple[type, ...] = (Store, Load, Copy, Reuse, Pin, Fork, Unmap, Move, Exit, Swapin, SplitPmd, Segv,
+EFFECT_TYPES: tuple[type, ...] = (Store, Load, Copy, Reuse, Pin, Fork, DupMmap, CopyPte, Unmap, Move, Exit, Swapin, SplitPmd, Segv,
                                   Error, KsmMerge, KsmBreakCow, Migrate, MigrateFailed)

@@ -13,7 +13,7 @@ as in the kernel.  ``fork.end`` closes the sequence and starts the child.
 """
 from __future__ import annotations
 
-from .effects import Copy, Fork
+from .effects import Copy, CopyPte, DupMmap, Fork
 from typing import NamedTuple, Optional
 
 from .paths import step, op, Goto, InFlight, NOTHING_IN_FLIGHT
@@ -60,6 +60,7 @@ def dup_mmap_begin(k, fr, op):
              mmap_lock=-1)
     if k.design.write_protect_seq:
         k.set_mm(k.mm, write_protect_seq=parent.write_protect_seq + 1)
+    k.effect(DupMmap(k.mm, child))
     return Goto("fork.pte", ForkFrame(child))
 
 
@@ -100,15 +101,18 @@ def copy_present_pte(k, fr, op):
         if k.design.copy_swap_pte_clear_exclusive() and pte.excl:
             k.set_pte_at(addr, pte._replace(excl=0))
         k.set_pte_at(addr, pte._replace(excl=0), child)
+        k.effect(CopyPte(k.mm, child, addr))
         return Goto("fork.pte", fr._replace(addr=addr + 1))
     if pte.kind == PTE_MIGRATION:
         # writable / readable-exclusive migration entries become readable in both
         k.set_pte_at(addr, pte._replace(excl=SWP_MIGRATION_READ))
         k.set_pte_at(addr, pte._replace(excl=SWP_MIGRATION_READ), child)
+        k.effect(CopyPte(k.mm, child, addr))
         return Goto("fork.pte", fr._replace(addr=addr + 1))
     page = None if pte.pfn == ZERO_PFN else pte.pfn
     if page is None:
         k.set_pte_at(addr, pte, child)
+        k.effect(CopyPte(k.mm, child, addr))
         return Goto("fork.pte", fr._replace(addr=addr + 1))
     d = k.design.copy_present_anon(k, k.mm, addr, page, pte.idx)
     if d == COPY:
@@ -131,6 +135,7 @@ def copy_present_page(k, addr, pte, child) -> None:
     k.ref_to_mapping(new)
     w = bool(vma.flags & VM_WRITE)
     k.set_pte_at(addr, k.mk_pte(new, 0, write=w, dirty=w, soft_dirty=pte.soft_dirty), child)
+    k.effect(CopyPte(k.mm, child, addr))
     k.effect(Copy("fork", child, addr, pte.pfn, pte.idx, new, 0))
 
 
@@ -147,6 +152,7 @@ def copy_present_pte_wrprotect(k, fr, op):
         k.set_pte_at(addr, pte)
     k.ref_to_mapping(pte.pfn)
     k.set_pte_at(addr, pte, child)
+    k.effect(CopyPte(k.mm, child, addr))
     return Goto("fork.pte", fr._replace(addr=addr + 1, share=None))
 
 

@@ -233,6 +233,8 @@ class Spec(NamedTuple):
     value: tuple
     history: tuple
     detached: frozenset
+    #: (mm, token): data DMA'd through a reference of mm after its address was unmapped (the reference may return it)
+    dma: frozenset = frozenset()
 
 
 class State(NamedTuple):

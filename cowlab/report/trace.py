@@ -21,7 +21,7 @@ explorer witness into a versioned, JSON-serialisable document:
 """
 from __future__ import annotations
 
-from ..kernel.effects import (Copy, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
+from ..kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
                               Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
 from ..kernel.types import (FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS,
                             gup_flag_names)
@@ -99,6 +99,15 @@ def _render_fork(n, e: Fork) -> str:
     return f"{n(e.parent)} forked {n(e.child)}"
 
 
+def _render_dup_mmap(n, e: DupMmap) -> str:
+    return f"{n(e.parent)} starts copying its address space for {n(e.child)}"
+
+
+def _render_copy_pte(n, e: CopyPte) -> str:
+    pages = f"pages {e.addr}..{e.addr + e.nr - 1}" if e.nr > 1 else f"page {e.addr}"
+    return f"{n(e.child)} gets {n(e.parent)}'s {pages} as they are now"
+
+
 def _render_unmap(n, e: Unmap) -> str:
     return f"{n(e.mm)} unmaps page {e.addr}"
 
@@ -142,7 +151,8 @@ def _render_move(n, e: Move) -> str:
 
 #: effect type -> its renderer (n, effect) -> text, n naming a process by its mm
 RENDERERS = {Reuse: _render_reuse, Copy: _render_copy, Store: _render_store, Load: _render_load,
-             Swapin: _render_swapin, Pin: _render_pin, Fork: _render_fork, Unmap: _render_unmap,
+             Swapin: _render_swapin, Pin: _render_pin, Fork: _render_fork, DupMmap: _render_dup_mmap,
+             CopyPte: _render_copy_pte, Unmap: _render_unmap,
              SplitPmd: _render_split_pmd, KsmBreakCow: _render_ksm_break_cow, Migrate: _render_migrate,
              MigrateFailed: _render_migrate_failed, KsmMerge: _render_ksm_merge, Segv: _render_segv,
              Exit: _render_exit, Error: _render_error, Move: _render_move}

@@ -17,7 +17,7 @@ head page and copies it to each subpage when the PMD is split).
 """
 from __future__ import annotations
 
-from ..effects import Reuse, SplitPmd, Unmap
+from ..effects import CopyPte, Reuse, SplitPmd, Unmap
 from typing import NamedTuple
 
 from ..paths import step, op as _op, Goto, InFlight, Pfn
@@ -129,6 +129,7 @@ def copy_huge(k, fr, vma, addr, child):
     npmd = pmd._replace(write=False)
     k.set_pmd_at(hidx, npmd)
     k.set_pmd_at(hidx, npmd, child)
+    k.effect(CopyPte(k.mm, child, hidx * k.HPAGE_PMD_NR, k.HPAGE_PMD_NR))
     return None
 
 

@@ -10,7 +10,7 @@ Fork shares R/O, or copies early for maybe-pinned pages (5.12+
 """
 from __future__ import annotations
 
-from ..effects import Copy, Reuse
+from ..effects import Copy, CopyPte, Reuse
 from ..types import PG_hugetlb, PG_anon, Pmd, VM_WRITE
 from ...designs.base import Vmf, COPY
 from .internal import FaultFrame, fault_done
@@ -88,6 +88,7 @@ def copy_hugetlb(k, addr, child) -> None:
         vma = k.find_vma(addr, child)
         w = bool(vma.flags & VM_WRITE)
         k.set_pmd_at(h, Pmd(new, write=w, dirty=w), child)
+        k.effect(CopyPte(k.mm, child, h * k.HPAGE_PMD_NR, k.HPAGE_PMD_NR))
         k.effect(Copy("fork", child, addr, pmd.pfn, 0, new, 0))
         return
     f = k.folio(pmd.pfn)
@@ -95,3 +96,4 @@ def copy_hugetlb(k, addr, child) -> None:
     npmd = pmd._replace(write=False)
     k.set_pmd_at(h, npmd)
     k.set_pmd_at(h, npmd, child)
+    k.effect(CopyPte(k.mm, child, h * k.HPAGE_PMD_NR, k.HPAGE_PMD_NR))
