@@ -16,7 +16,7 @@ from __future__ import annotations
 from .paths import step, op
 from .types import (PTE_SWAP, PTE_MIGRATION, VM_DONTCOPY, VM_SHARED, VM_MAYWRITE, VM_WRITE,
                     VM_HUGETLB, ZERO_PFN, SWP_MIGRATION_READ, HPAGE_PMD_NR)
-from ..designs.base import SHARE, COPY
+from .decisions import SHARE, COPY
 from .mm import rmap, swap as lru, swapfile
 
 

@@ -18,7 +18,7 @@ head page and copies it to each subpage when the PMD is split).
 from __future__ import annotations
 
 from ..types import HPAGE_PMD_NR, PG_hugetlb, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
-from ...designs.base import Vmf, REUSE, SPLIT
+from ..decisions import Vmf, REUSE, SPLIT
 
 
 def _set_excl_all(k, pfn, value: bool) -> None:

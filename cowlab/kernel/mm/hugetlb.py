@@ -11,7 +11,7 @@ Fork shares R/O, or copies early for maybe-pinned pages (5.12+
 from __future__ import annotations
 
 from ..types import HPAGE_PMD_NR, PG_hugetlb, PG_anon, Pmd, VM_WRITE
-from ...designs.base import Vmf, COPY
+from ..decisions import Vmf, COPY
 
 
 def _hidx(addr):

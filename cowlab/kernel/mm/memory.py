@@ -21,7 +21,7 @@ from __future__ import annotations
 from ..paths import step, op
 from ..txn import Blocked, ModelBug
 from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_WRITE, VM_HUGETLB, ZERO, ZERO_PFN, PG_dirty, HPAGE_PMD_NR)
-from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
+from ..decisions import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile
 
 
