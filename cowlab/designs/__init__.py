@@ -10,8 +10,22 @@ import sys
 import traceback
 from pathlib import Path
 
-from .base import (Design, REQUIRED_HOOKS, Decision, REUSE, COPY, LOCK_PAGE, SHARE, SPLIT, READ_MORE, ReadMore,
-                   read_more, UnmapResult, MigrateUnmapResult, Vmf)
+from .base import (
+    COPY,
+    LOCK_PAGE,
+    READ_MORE,
+    REQUIRED_HOOKS,
+    REUSE,
+    SHARE,
+    SPLIT,
+    Decision,
+    Design,
+    MigrateUnmapResult,
+    ReadMore,
+    UnmapResult,
+    Vmf,
+    read_more,
+)
 from .contract import DesignError, check_class, check_facts, checked
 
 __all__ = ["Design", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
@@ -102,6 +116,8 @@ def _load_file(path: str):
     try:
         code = compile(source, str(p), "exec", dont_inherit=True)
     except SyntaxError as e:
+        if e.lineno is None:        # e.g. null bytes: not Python at all
+            raise DesignError(f"{path}: not a design file (SyntaxError: {e.msg})") from None
         raise DesignError(f"{path}:{e.lineno}: SyntaxError: {e.msg}") from None
     except ValueError as e:         # e.g. source code string cannot contain null bytes
         raise DesignError(f"{path}: not a design file ({e})") from None

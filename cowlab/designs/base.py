@@ -24,8 +24,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..kernel.decisions import (
-    COPY, LOCK_PAGE, READ_MORE, REUSE, SHARE, SPLIT, CopyHugeHugetlbResult, CopyHugeThpResult, CopyPresentResult,
-    Decision, HugePmdWpResult, MigrateUnmapResult, ReadMore, UnmapResult, Vmf, WpAnonResult, read_more,
+    COPY,
+    LOCK_PAGE,
+    READ_MORE,
+    REUSE,
+    SHARE,
+    SPLIT,
+    CopyHugeHugetlbResult,
+    CopyHugeThpResult,
+    CopyPresentResult,
+    Decision,
+    HugePmdWpResult,
+    MigrateUnmapResult,
+    ReadMore,
+    UnmapResult,
+    Vmf,
+    WpAnonResult,
+    read_more,
 )
 from ..kernel.types import FOLL_GET, SWP_MIGRATION_READ, SWP_MIGRATION_WRITE
 

@@ -26,8 +26,18 @@ from pathlib import Path
 
 from ..kernel import decisions
 from ..kernel.decisions import (
-    FACTS, HOOKS, IDENTITY, COPY, LOCK_PAGE, REUSE, CopyHugeHugetlbResult, CopyHugeThpResult, Decision,
-    DesignInterface, ReadMore,
+    COPY,
+    FACTS,
+    HOOKS,
+    IDENTITY,
+    LOCK_PAGE,
+    REUSE,
+    SHARE,
+    CopyHugeHugetlbResult,
+    CopyHugeThpResult,
+    Decision,
+    DesignInterface,
+    ReadMore,
 )
 from ..kernel.txn import Blocked, ModelBug
 from ..kernel.types import PG_locked
@@ -243,14 +253,19 @@ def _where_raised(e: BaseException, path: str) -> str:
 
 def _checked_hook(name: str, where: str, holder: list):
     expected = RESULT[name]
-    takes_k = "k" in SIGNATURE[name].parameters
+    sig = SIGNATURE[name]
+    takes_k = "k" in sig.parameters
     wp = name == "wp_anon"
+    fork = name == "copy_present_anon"
 
     def hook(self, *args, **kw):
         cls = holder[0]
         label = f"{cls.__name__}.{name}()"
-        k = args[0] if takes_k and args else kw.get("k")
+        a = sig.bind(self, *args, **kw).arguments      # the kernel's call, by the declared parameter names
+        k = a.get("k") if takes_k else None
         before = _locks(k) if k is not None else None
+        if fork:
+            mapcount = k.folio(a["pfn"]).mapcount[a["idx"]]
         try:
             d = getattr(super(cls, self), name)(*args, **kw)
         except (Blocked, ModelBug, DesignError):
@@ -259,14 +274,13 @@ def _checked_hook(name: str, where: str, holder: list):
             raise DesignError(f"{_where_raised(e, where)}: {label} raised {type(e).__name__}: {e}") from None
         tp = expected
         if name == "copy_huge_anon":
-            hugetlb = kw.get("hugetlb", args[3] if len(args) > 3 else False)
-            tp = CopyHugeHugetlbResult if hugetlb else CopyHugeThpResult
+            tp = CopyHugeHugetlbResult if a.get("hugetlb") else CopyHugeThpResult
         if not conforms(d, tp):
             hint = " (did the hook forget to return?)" if d is None else ""
             raise DesignError(f"{where}: {label} returned {_show(d)}{hint}; expected {describe(tp)}")
         if before is not None:
             pages, ptls = before
-            vmf = (args[1] if len(args) > 1 else kw.get("vmf")) if wp else None
+            vmf = a["vmf"] if wp else None
             if wp and vmf.locked and d == LOCK_PAGE:
                 raise DesignError(f"{where}: {label} returned LOCK_PAGE with the page lock already held (vmf.locked)")
             if wp and vmf.locked and d in (REUSE, COPY):
@@ -282,6 +296,15 @@ def _checked_hook(name: str, where: str, holder: list):
                 dropped = sorted(pages - after_pages)
                 raise DesignError(f"{where}: {label} unlocked pfn {', '.join(map(str, dropped))}, a page lock "
                                   f"it did not take")
+        if fork:
+            dup = k.folio(a["pfn"]).mapcount[a["idx"]] - mapcount
+            if d == SHARE and dup != 1:
+                raise DesignError(f"{where}: {label} returned SHARE without dup'ing the rmap once (call "
+                                  f"rmap.page_dup_rmap(k, pfn, idx) or rmap.page_try_dup_anon_rmap(k, pfn, idx, "
+                                  f"src_mm) before sharing)")
+            if d == COPY and dup:
+                raise DesignError(f"{where}: {label} returned COPY after changing the page's mapcount "
+                                  f"(the child gets a copy: the parent's page keeps its rmap)")
         return d
     hook.__name__ = name
     hook.__qualname__ = name

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol, Union
+from typing import TYPE_CHECKING, Literal, NamedTuple, Protocol
 
 from .types import FOLL_GET, FOLL_PIN, SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE, SWP_MIGRATION_WRITE
 
@@ -94,7 +94,7 @@ class Vmf:
 
 
 # the answers each hook may give
-WpAnonResult = Union[Literal[Decision.REUSE, Decision.COPY, Decision.LOCK_PAGE], ReadMore]
+WpAnonResult = Literal[Decision.REUSE, Decision.COPY, Decision.LOCK_PAGE] | ReadMore
 HugePmdWpResult = Literal[Decision.REUSE, Decision.SPLIT]
 CopyPresentResult = Literal[Decision.SHARE, Decision.COPY]
 CopyHugeThpResult = Literal[Decision.SHARE, Decision.SPLIT]         # copy_huge_anon(..., hugetlb=False)

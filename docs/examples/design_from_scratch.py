@@ -13,8 +13,14 @@ from cowlab.designs import COPY, REUSE, SHARE, SPLIT, Design, MigrateUnmapResult
 from cowlab.kernel.mm import rmap
 from cowlab.kernel.mm.swap import lru_add_drain
 from cowlab.kernel.mm.swapfile import swap_free, try_to_free_swap
-from cowlab.kernel.types import FOLL_PIN, FOLL_WRITE, SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE, \
-    SWP_MIGRATION_WRITE, ZERO_PFN
+from cowlab.kernel.types import (
+    FOLL_PIN,
+    FOLL_WRITE,
+    SWP_MIGRATION_READ,
+    SWP_MIGRATION_READ_EXCLUSIVE,
+    SWP_MIGRATION_WRITE,
+    ZERO_PFN,
+)
 
 
 @dataclass
