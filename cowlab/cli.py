@@ -32,7 +32,9 @@ def _guard(fn):
         try:
             return fn(*a, **kw)
         except (CatalogError, DesignError, ScenarioError) as e:
-            raise UserError(str(e)) from None
+            u = UserError(str(e))
+            u.exit_code = getattr(e, "exit_code", u.exit_code)     # a bad design (file) is a usage error: 2
+            raise u from None
         except KeyboardInterrupt:
             raise UserError("interrupted: the result is inconclusive") from None
     return wrapper

@@ -1,19 +1,38 @@
 """COW/GUP designs, one module each, selectable by name or loaded from a file."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import importlib
 import importlib.util
 import inspect
 import re
+import sys
+import traceback
 from pathlib import Path
 from typing import NamedTuple
 
-from .base import Design, REUSE, COPY, LOCK_PAGE, SHARE, SPLIT, READ_MORE, Vmf, read_more
+from .base import (
+    COPY,
+    LOCK_PAGE,
+    READ_MORE,
+    REQUIRED_HOOKS,
+    REUSE,
+    SHARE,
+    SPLIT,
+    Decision,
+    Design,
+    MigrateUnmapResult,
+    ReadMore,
+    UnmapResult,
+    Vmf,
+    read_more,
+)
+from .contract import DesignError, check_class, check_facts, checked
 
-__all__ = ["Design", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE", "Vmf", "read_more", "load",
-           "names", "DesignError", "BUILTIN", "REGISTRY", "Registered", "releases", "release_text",
-           "design_for_release"]
+__all__ = ["Design", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
+           "ReadMore", "read_more", "UnmapResult", "MigrateUnmapResult", "Vmf", "load", "names", "DesignError",
+           "BUILTIN", "REGISTRY", "Registered", "releases", "release_text", "design_for_release"]
 
 
 class Registered(NamedTuple):
@@ -41,10 +60,6 @@ REGISTRY = (
 )
 #: name -> module
 BUILTIN = {r.name: r.module for r in REGISTRY}
-
-
-class DesignError(Exception):
-    pass
 
 
 def names() -> list[str]:
@@ -87,12 +102,15 @@ def _padded(v: tuple) -> tuple:
 
 def load(spec: str, settings: dict | None = None) -> Design:
     """A design by built-in name, or from a Python file (``./mine.py``)
-    defining ``DESIGN`` or one ``Design`` subclass."""
+    defining ``DESIGN`` or one ``Design`` subclass.  A design file is checked
+    against the declared interface and its hooks' answers are checked as it
+    runs (``contract``); every problem is one ``DesignError`` line."""
+    module = None
     if spec in BUILTIN:
         mod = importlib.import_module(f"{__name__}.{BUILTIN[spec]}")
         d = mod.DESIGN
     elif spec.endswith(".py") or "/" in spec:
-        d = _load_file(spec)
+        d, module = _load_file(spec)
     else:
         close = difflib.get_close_matches(spec, BUILTIN, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(BUILTIN)}"
@@ -102,31 +120,81 @@ def load(spec: str, settings: dict | None = None) -> Design:
         if unknown:
             raise DesignError(f"design {d.name} has no setting {', '.join(sorted(unknown))} "
                               f"(settings: {', '.join(d.settings) or 'none'})")
-        d = type(d)(settings={**d.settings, **settings})
+        if module is None:
+            d = type(d)(settings={**d.settings, **settings})
+        else:
+            d = _construct(spec, lambda: dataclasses.replace(d, settings={**d.settings, **settings})
+                           if dataclasses.is_dataclass(d) else type(d)(settings={**d.settings, **settings}))
+    if module is not None:
+        check_facts(d, spec)
+        d = checked(d, spec, module)
     return d
 
 
-def _load_file(path: str) -> Design:
+def _construct(path: str, make):
+    try:
+        return make()
+    except DesignError:
+        raise
+    except Exception as e:
+        raise DesignError(f"{_line(e, path)}: {type(e).__name__}: {e}") from None
+
+
+def _line(e: BaseException, path: str) -> str:
+    p = str(Path(path).resolve())
+    tb = traceback.extract_tb(e.__traceback__)
+    line = next((f.lineno for f in reversed(tb) if str(Path(f.filename).resolve()) == p), None)
+    return f"{path}:{line}" if line is not None else path
+
+
+def _load_file(path: str):
+    """-> (design, its module)."""
     p = Path(path)
     if not p.is_file():
         raise DesignError(f"{path}: no such design file")
-    spec = importlib.util.spec_from_file_location(f"cowlab_user_design_{p.stem}", p)
-    mod = importlib.util.module_from_spec(spec)
-    import sys
-    sys.modules[spec.name] = mod          # so its design pickles (model runs in a process pool)
+    if p.suffix != ".py":
+        raise DesignError(f"{path}: not a design file (a design is a Python file, name.py, defining a Design "
+                          f"subclass)")
     try:
-        spec.loader.exec_module(mod)
+        source = p.read_bytes()
+    except OSError as e:
+        raise DesignError(f"{path}: cannot read the design file: {e.strerror}") from None
+    name = f"cowlab_user_design_{p.stem}"
+    spec = importlib.util.spec_from_file_location(name, p)
+    mod = importlib.util.module_from_spec(spec)
+    try:
+        code = compile(source, str(p), "exec", dont_inherit=True)
+    except SyntaxError as e:
+        if e.lineno is None:        # e.g. null bytes: not Python at all
+            raise DesignError(f"{path}: not a design file (SyntaxError: {e.msg})") from None
+        raise DesignError(f"{path}:{e.lineno}: SyntaxError: {e.msg}") from None
+    except ValueError as e:         # e.g. source code string cannot contain null bytes
+        raise DesignError(f"{path}: not a design file ({e})") from None
+    sys.modules[name] = mod          # so its design pickles (model runs in a process pool)
+    try:
+        exec(code, mod.__dict__)
+    except DesignError as e:
+        sys.modules.pop(name, None)
+        raise DesignError(f"{path}: {e}") from None
     except Exception as e:  # the user's file failed to import
-        import traceback
-        tb = traceback.extract_tb(e.__traceback__)
-        line = next((f.lineno for f in reversed(tb) if f.filename == str(p)), "?")
-        sys.modules.pop(spec.name, None)
-        raise DesignError(f"{path}:{line}: {type(e).__name__}: {e}") from None
-    d = getattr(mod, "DESIGN", None)
-    if isinstance(d, Design):
-        return d
-    classes = [c for _, c in inspect.getmembers(mod, inspect.isclass)
-               if issubclass(c, Design) and c.__module__ == mod.__name__]
-    if len(classes) == 1:
-        return classes[0]()
-    raise DesignError(f"{path}: defines no DESIGN and not exactly one Design subclass")
+        sys.modules.pop(name, None)
+        raise DesignError(f"{_line(e, path)}: {type(e).__name__}: {e}") from None
+    d = mod.__dict__.get("DESIGN")
+    if d is not None:
+        if isinstance(d, type) and issubclass(d, Design):
+            raise DesignError(f"{path}: DESIGN is the class {d.__name__}; write DESIGN = {d.__name__}()")
+        if not isinstance(d, Design):
+            raise DesignError(f"{path}: DESIGN is a {type(d).__name__}, not a Design (subclass "
+                              f"cowlab.designs.Design or a built-in design)")
+        check_class(type(d), path)
+        return d, mod
+    classes = [c for c in vars(mod).values()
+               if inspect.isclass(c) and issubclass(c, Design) and c.__module__ == mod.__name__]
+    leaves = [c for c in classes if not any(o is not c and issubclass(o, c) for o in classes)]
+    if not classes:
+        raise DesignError(f"{path}: defines no design (a subclass of cowlab.designs.Design, or DESIGN = an instance)")
+    if len(leaves) > 1:
+        raise DesignError(f"{path}: defines {len(leaves)} designs ({', '.join(c.__name__ for c in leaves)}); "
+                          f"say which with DESIGN = {leaves[0].__name__}()")
+    check_class(leaves[0], path)
+    return _construct(path, leaves[0]), mod

@@ -1,49 +1,57 @@
-"""The decision points a COW/GUP design answers.
+"""The base of every COW/GUP design: ``cowlab.kernel.decisions.DesignInterface``
+implemented with documented defaults.
 
 The model (cowlab.kernel) runs the kernel's paths; wherever the kernel's
 behaviour depended on which COW design it implemented, the path asks the
-running ``Design``.  A design answers only those questions, so adding one
-never touches the model.  Each hook gets ``k`` (the atomic step's kernel
-view: ``k.page_count(pfn)``, ``k.PageAnonExclusive(pfn, idx)``,
+running design one of the questions ``DesignInterface`` declares (a static
+fact or a hook).  A design answers only those questions, so adding one never
+touches the model.  Each hook gets ``k`` (the atomic step's kernel view:
+``k.page_count(pfn)``, ``k.PageAnonExclusive(pfn, idx)``,
 ``k.trylock_page(pfn)`` ...) and may call kernel helpers that the kernel
 version it models calls at that point (``reuse_swap_page``,
 ``lru_add_drain``, ``try_to_free_swap``, ``page_try_dup_anon_rmap`` ...).
 
+Four hooks have no default (``REQUIRED_HOOKS``): ``wp_anon``,
+``huge_pmd_wp``, ``do_swap_page_map`` and ``copy_present_anon``; every other
+hook and fact defaults to the 5.7 behaviour documented on it.
+
 A user design is a Python file defining ``DESIGN`` (an instance) or one
-subclass of ``Design``; pass it with ``--design ./mine.py``.
+subclass of ``Design`` (or of a built-in design); pass it with
+``--design ./mine.py``.  docs/designs.md describes every hook.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..kernel.types import FOLL_GET
+from ..kernel.decisions import (
+    COPY,
+    LOCK_PAGE,
+    READ_MORE,
+    REUSE,
+    SHARE,
+    SPLIT,
+    CopyHugeHugetlbResult,
+    CopyHugeThpResult,
+    CopyPresentResult,
+    Decision,
+    HugePmdWpResult,
+    MigrateUnmapResult,
+    ReadMore,
+    UnmapResult,
+    Vmf,
+    WpAnonResult,
+    read_more,
+)
+from ..kernel.types import FOLL_GET, SWP_MIGRATION_READ, SWP_MIGRATION_WRITE
 
-REUSE = "reuse"          # wp: map the existing page writable (or, for unshare, keep it)
-COPY = "copy"            # wp / fork: copy the page
-LOCK_PAGE = "lock_page"  # wp: drop the PT lock, sleep in lock_page(), retry the decision with it held
-SHARE = "share"          # fork: share the page read-only with the child
-SPLIT = "split"          # THP wp: split the PMD and fall back to the pte level
-READ_MORE = "read_more"  # wp: (READ_MORE, snapshot): continue the decision in the next atomic step
+__all__ = ["Design", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
+           "ReadMore", "read_more", "UnmapResult", "MigrateUnmapResult", "Vmf"]
 
 
-def read_more(snapshot):
-    """Return this from ``wp_anon`` to split a decision into two atomic
-    steps (two separate loads of two counters): ``wp_anon`` is called again,
-    in the next step, with ``vmf.snap`` = snapshot."""
-    return (READ_MORE, snapshot)
-
-
-@dataclass
-class Vmf:
-    """struct vm_fault, reduced to what the decisions read."""
-    mm: int
-    addr: int
-    pfn: int
-    idx: int
-    write: bool            # FAULT_FLAG_WRITE
-    unshare: bool          # FAULT_FLAG_UNSHARE (5.19+)
-    locked: bool = False   # the page lock is held by this path (after LOCK_PAGE)
-    snap: object = None    # what an earlier step of this decision read (see read_more)
+def required(fn):
+    """Marks a hook every design must implement (``Design`` has no default for it)."""
+    fn.__required_hook__ = True
+    return fn
 
 
 @dataclass
@@ -97,14 +105,17 @@ class Design:
         return False
 
     # ---- write faults ----------------------------------------------------------------
-    def wp_anon(self, k, vmf: Vmf) -> str:
-        """do_wp_page() on an anonymous small page mapped R/O: REUSE, COPY or LOCK_PAGE.
-        Called with the PT lock held (and the page lock when vmf.locked)."""
-        raise NotImplementedError
+    @required
+    def wp_anon(self, k, vmf: Vmf) -> WpAnonResult:
+        """do_wp_page() on an anonymous small page mapped R/O: REUSE, COPY or
+        LOCK_PAGE (or read_more(snapshot)).  Called with the PT lock held (and
+        the page lock when vmf.locked, which a REUSE or COPY answer unlocks)."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement wp_anon")
 
-    def huge_pmd_wp(self, k, vmf: Vmf) -> str:
+    @required
+    def huge_pmd_wp(self, k, vmf: Vmf) -> HugePmdWpResult:
         """do_huge_pmd_wp_page(): REUSE the PMD-mapped THP or SPLIT and COW at pte level."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement huge_pmd_wp")
 
     def hugetlb_wp_reuse(self, k, vmf: Vmf) -> bool:
         """hugetlb_cow()/hugetlb_wp(): reuse the huge page? All versions:
@@ -112,24 +123,31 @@ class Design:
         f = k.folio(vmf.pfn)
         return k.PageAnon(vmf.pfn) and f.entire_mapcount == 1
 
-    def do_swap_page_exclusive(self, k, vmf: Vmf, swp_excl: bool, fresh: bool) -> bool:
+    @required
+    def do_swap_page_map(self, k, vmf: Vmf, slot: int, swp_excl: bool, fresh: bool) -> bool:
         """do_swap_page(), PT lock and page lock held, page not yet mapped:
-        may the page be mapped exclusively (writable on a write fault)?"""
-        raise NotImplementedError
+        may the page be mapped exclusively (writable on a write fault)?
+        ``slot`` is the swap slot of the pte, ``swp_excl`` its exclusive bit;
+        the hook may ``swap_free(k, slot)`` (5.18+), else the kernel frees the
+        entry after mapping."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement do_swap_page_map")
 
     # ---- fork ------------------------------------------------------------------------
-    def copy_present_anon(self, k, src_mm: int, addr: int, pfn: int, idx: int) -> str:
+    @required
+    def copy_present_anon(self, k, src_mm: int, addr: int, pfn: int, idx: int) -> CopyPresentResult:
         """copy_present_pte() on an anon page: SHARE (and dup the rmap the
         way the version does) or COPY for the child.  Must call
         ``rmap.page_dup_rmap`` (or ``page_try_dup_anon_rmap``) when sharing."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not implement copy_present_anon")
 
+    #: (read by the default copy_huge_anon only, not by the kernel)
     #: fork copies maybe-pinned pages for the child early (5.9+, 70e806e4e645; THP split d042035eaf5f)
     fork_cow_pinned: bool = False
     #: ... and hugetlb pages (5.12+, 4eae4efa2c29)
     fork_cow_pinned_hugetlb: bool = False
 
-    def copy_huge_anon(self, k, src_mm: int, pfn: int, hugetlb: bool = False) -> str:
+    def copy_huge_anon(self, k, src_mm: int, pfn: int,
+                       hugetlb: bool = False) -> CopyHugeThpResult | CopyHugeHugetlbResult:
         """copy_huge_pmd() / copy_hugetlb_page_range(): SHARE the large folio,
         or SPLIT (THP: split the PMD, then copy per pte) / COPY (hugetlb) a
         maybe-pinned one.  With PG_anon_exclusive this is
@@ -144,25 +162,27 @@ class Design:
         return SHARE
 
     def copy_swap_pte_clear_exclusive(self) -> bool:
-        """copy_nonpresent_pte(): clear the swp pte exclusive bit in the parent (5.19+)."""
+        """copy_nonpresent_pte(): clear the swp pte exclusive bit in the parent (5.19+).
+        Default: when the design has PG_anon_exclusive."""
         return self.anon_exclusive
 
     # ---- reclaim, KSM, migration, mprotect, soft-dirty --------------------------------
     def may_add_to_swap(self, k, pfn: int) -> bool:
-        """shrink_page_list(): may this anon page be added to the swap cache?"""
+        """shrink_page_list(): may this anon page be added to the swap cache?  Default: yes."""
         return True
 
-    def try_to_unmap_anon(self, k, pfn: int, idx: int) -> tuple:
-        """try_to_unmap_one() after clearing the pte: (ok, swp pte exclusive bit)."""
-        return True, False
+    def try_to_unmap_anon(self, k, pfn: int, idx: int) -> UnmapResult:
+        """try_to_unmap_one() after clearing the pte: (ok, swp pte exclusive bit).
+        Default: always, without the exclusive bit."""
+        return UnmapResult(True, False)
 
     def clear_refs_skip(self, k, mm: int, pfn: int) -> bool:
-        """clear_refs soft-dirty: leave this page's pte writable?"""
+        """clear_refs soft-dirty: leave this page's pte writable?  Default: no."""
         return False
 
     def mprotect_make_writable(self, k, vma, pte, pfn: int, idx: int) -> bool:
         """change_pte_range(): map a R/O anon pte writable directly when the
-        vma becomes writable (6.0+, 64fe24a3e05e can_change_pte_writable())."""
+        vma becomes writable (6.0+, 64fe24a3e05e can_change_pte_writable()).  Default: no."""
         return False
 
     def ksm_may_merge(self, k, pfn: int, idx: int, swapped: int) -> bool:
@@ -170,11 +190,20 @@ class Design:
         # 5.7..5.18: refuse pages with references beyond mappings + swap cache
         return k.page_mapcount(pfn, idx) + 1 + swapped == k.page_count(pfn)
 
-    def migrate_try_unmap(self, k, pfn: int, idx: int, pte) -> tuple:
-        """try_to_migrate_one(): (ok, migration entry type)."""
-        from ..kernel.types import SWP_MIGRATION_READ, SWP_MIGRATION_WRITE
-        return True, SWP_MIGRATION_WRITE if pte.write else SWP_MIGRATION_READ
+    def migrate_try_unmap(self, k, pfn: int, idx: int, pte) -> MigrateUnmapResult:
+        """try_to_migrate_one(): (ok, migration entry type).  Default: always; a
+        writable pte gets a writable entry, any other a readable one."""
+        return MigrateUnmapResult(True, SWP_MIGRATION_WRITE if pte.write else SWP_MIGRATION_READ)
 
     def migration_restore_exclusive(self, typ: int) -> bool:
-        """remove_migration_pte(): map RMAP_EXCLUSIVE?"""
+        """remove_migration_pte(): map RMAP_EXCLUSIVE?  Default: never."""
         return False
+
+    @classmethod
+    def missing_hooks(cls) -> list[str]:
+        """The required hooks this class does not implement."""
+        return [n for n in REQUIRED_HOOKS if getattr(getattr(cls, n, None), "__required_hook__", False)]
+
+
+#: the hooks without a default
+REQUIRED_HOOKS = tuple(n for n, v in vars(Design).items() if getattr(v, "__required_hook__", False))

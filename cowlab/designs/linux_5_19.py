@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import REUSE, COPY, SHARE
+from .base import REUSE, COPY, SHARE, MigrateUnmapResult, UnmapResult
 from .linux_5_18 import Linux518
 from ..kernel.mm import rmap
 from ..kernel.mm.swapfile import try_to_free_swap, swap_free
@@ -81,8 +81,8 @@ class Linux519(Linux518):
     def try_to_unmap_anon(self, k, pfn, idx):
         excl = k.PageAnonExclusive(pfn, idx)
         if excl and rmap.page_try_share_anon_rmap(k, pfn, idx):
-            return False, False
-        return True, excl
+            return UnmapResult(False, False)
+        return UnmapResult(True, excl)
 
     def ksm_may_merge(self, k, pfn, idx, swapped):
         if not super().ksm_may_merge(k, pfn, idx, swapped):
@@ -92,10 +92,10 @@ class Linux519(Linux518):
     def migrate_try_unmap(self, k, pfn, idx, pte):
         excl = k.PageAnonExclusive(pfn, idx)
         if excl and rmap.page_try_share_anon_rmap(k, pfn, idx):
-            return False, SWP_MIGRATION_READ
+            return MigrateUnmapResult(False, SWP_MIGRATION_READ)
         if pte.write:
-            return True, SWP_MIGRATION_WRITE
-        return True, SWP_MIGRATION_READ_EXCLUSIVE if excl else SWP_MIGRATION_READ
+            return MigrateUnmapResult(True, SWP_MIGRATION_WRITE)
+        return MigrateUnmapResult(True, SWP_MIGRATION_READ_EXCLUSIVE if excl else SWP_MIGRATION_READ)
 
     def migration_restore_exclusive(self, typ):
         return typ in (SWP_MIGRATION_WRITE, SWP_MIGRATION_READ_EXCLUSIVE)

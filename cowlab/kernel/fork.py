@@ -20,7 +20,7 @@ from .paths import step, op, Goto, InFlight, NOTHING_IN_FLIGHT
 from .txn import ModelBug
 from .types import (Pte, PTE_SWAP, PTE_MIGRATION, VM_DONTCOPY, VM_SHARED, VM_MAYWRITE, VM_WRITE,
                     VM_HUGETLB, ZERO_PFN, SWP_MIGRATION_READ)
-from ..designs.base import SHARE, COPY
+from .decisions import SHARE, COPY
 from .mm import rmap, swap as lru, swapfile, huge_memory
 
 

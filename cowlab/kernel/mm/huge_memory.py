@@ -23,7 +23,7 @@ from typing import NamedTuple
 from ..paths import step, op as _op, Goto, InFlight, Pfn
 from ..txn import ModelBug
 from ..types import PG_anon, PG_hugetlb, PG_lru, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
-from ...designs.base import Vmf, REUSE, SPLIT
+from ..decisions import Vmf, REUSE, SPLIT
 from . import hugetlb
 from .internal import FaultFrame, GupFrame, enter_fault, fault_done, gup_next, try_grab_page
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..effects import Copy, CopyPte, Reuse
 from ..types import PG_hugetlb, PG_anon, Pmd, VM_WRITE
-from ...designs.base import Vmf, COPY
+from ..decisions import Vmf, COPY
 from .internal import FaultFrame, fault_done
 
 

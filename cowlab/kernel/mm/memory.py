@@ -27,7 +27,7 @@ from ..paths import step, op, Goto
 from ..txn import Blocked, ModelBug
 from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_READ, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO,
                      ZERO_PFN, PG_dirty)
-from ...designs.base import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
+from ..decisions import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile, huge_memory, hugetlb
 from .internal import (FaultFrame, SwapMapped, VM_FAULT_SIGSEGV, enter_fault, fault_done, vm_normal_page,
                        lookup)
