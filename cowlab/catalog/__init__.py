@@ -13,9 +13,10 @@ class CatalogError(Exception):
 
 @lru_cache(maxsize=None)
 def _all() -> dict:
-    from . import cow_c, seed, races, history, ksm, direct_io
+    from . import cow_c, seed, races, history, ksm, direct_io, mutation
     out = {}
-    for c in cow_c.cases() + seed.cases() + history.cases() + ksm.cases() + direct_io.cases() + races.cases():
+    for c in (cow_c.cases() + seed.cases() + history.cases() + ksm.cases() + direct_io.cases() + mutation.cases()
+              + races.cases()):
         if c.id in out:
             raise RuntimeError(f"duplicate case id {c.id}")
         out[c.id] = c
