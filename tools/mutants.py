@@ -27,7 +27,7 @@ from cowlab.designs.rfc_mapcount import RfcMapcount
 from cowlab.designs.rfc_page_anon_shared import RfcPageAnonShared
 from cowlab.kernel.mm import rmap
 from cowlab.kernel.mm.swapfile import swap_free, try_to_free_swap, delete_from_swap_cache
-from cowlab.kernel.types import FOLL_GET, PG_dirty, PG_ksm, PG_swapcache, PG_writeback, \
+from cowlab.kernel.types import FOLL_GET, PG_dirty, PG_swapcache, PG_writeback, \
     SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE, SWP_MIGRATION_WRITE
 
 #: name -> mutant class (declaration order)
@@ -314,7 +314,10 @@ class SwapinOffByOne518(Linux518):
     exclusively when page_count() <= 2 -- the swap cache's reference
     discounted once too often: with the page still in the swap cache
     (another process holds the swap entry), it is the swap cache plus this
-    fault's reference."""
+    fault's reference.  Only a third sharer shows it: with two, the other
+    process either maps the page (its reference) or the swap-in is fresh and
+    sits in the lru_add batch (another); it takes a process that swapped the
+    page in and went away, its batch drained (swapin-write-third-sharer)."""
     def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
         swap_free(k, slot)
         if self.should_try_to_free_swap(k, vmf):

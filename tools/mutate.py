@@ -34,13 +34,13 @@ for _p in (str(_ROOT), str(_ROOT / "tools")):
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
-from cowlab import catalog, designs  # noqa: E402
-from cowlab.matrix import explore_result  # noqa: E402
-from cowlab.model import CowModel  # noqa: E402
-from cowlab.run import run_sequential  # noqa: E402
-from cowlab.selftest import judge  # noqa: E402
+from cowlab import catalog, designs
+from cowlab.matrix import explore_result
+from cowlab.model import CowModel
+from cowlab.run import run_sequential
+from cowlab.selftest import judge
 
-import mutants as _mutants  # noqa: E402
+import mutants as _mutants
 
 KINDS = ("missed", "unnecessary", "wrong")
 
@@ -195,6 +195,8 @@ def _text(rep: dict) -> str:
         lines.append(f"{m['name']:<{w}}  {what}")
     s = rep["summary"]
     lines.append("")
+    if s["status"] != "complete":
+        lines.append("INCONCLUSIVE: not every run was done; mutants with missing runs are 'unknown'")
     lines.append(f"mutation score (killed / non-equivalent): {s['score']} = {s['killed_by_verdict']} by a verdict"
                  f" + {s['caught_only_by_checks']} caught only by the model's own checks; "
                  f"equivalent: {s['equivalent']}; survived: {', '.join(s['survived']) or 'none'}")
