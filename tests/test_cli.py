@@ -30,7 +30,11 @@ def test_matrix_json_shape_and_key_verdicts():
     assert witnesses
     table = {row["design"]: row for row in d["table"]}
     assert table["linux-5.7"]["missed"]["occurs"] and table["linux-5.7"]["missed"]["witness"]
-    assert table["linux-5.19"]["wrong"]["occurs"] is False
+    # PageAnonExclusive (5.19) breaks no pin of an anonymous page; a R/O long-term pin of the shared zeropage stays
+    # unreliable until 84209e87c696 (6.2), which cow.c's non-anon tests show (catalog/mutation.py)
+    assert {c for (c, dn), x in res.items() if dn == "linux-5.19" and x["outcomes"]["wrong"]} == \
+        {"ro-pin-zeropage", "ro-fast-pin-zeropage"}
+    assert table["linux-6.18"]["wrong"]["occurs"] is False
 
 
 def test_matrix_text():
