@@ -18,7 +18,7 @@ from .base import REUSE, COPY, SHARE, MigrateUnmapResult, UnmapResult
 from .linux_5_18 import Linux518
 from ..kernel.mm import rmap
 from ..kernel.mm.swapfile import try_to_free_swap, swap_free
-from ..kernel.types import FOLL_PIN, FOLL_WRITE, SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE, SWP_MIGRATION_WRITE
+from ..kernel.types import ZERO_PFN, FOLL_PIN, FOLL_WRITE, SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE, SWP_MIGRATION_WRITE
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Linux519(Linux518):
         exclusive (KSM pages never are)."""
         if (gup_flags & (FOLL_WRITE | FOLL_PIN)) != FOLL_PIN:
             return False
-        if pfn == 0 or not k.PageAnon(pfn):
+        if pfn == ZERO_PFN or not k.PageAnon(pfn):
             return self.gup_must_unshare_non_anon(k, gup_flags, pfn)
         return not k.PageAnonExclusive(pfn, idx)
 

@@ -39,10 +39,7 @@ class Linux57(Design):
             return REUSE if reused else COPY
         reuse = reuse_swap_page(k, pfn)
         k.unlock_page(pfn)
-        if reuse:
-            rmap.page_move_anon_rmap(k, pfn)
-            return REUSE
-        return COPY
+        return REUSE if reuse else COPY
 
     def huge_pmd_wp(self, k, vmf):
         """do_huge_pmd_wp_page(): reuse_swap_page() under the page lock, else

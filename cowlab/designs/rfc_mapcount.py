@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from .base import REUSE, COPY, LOCK_PAGE, SPLIT
 from .linux_5_11 import Linux511
-from ..kernel.types import FOLL_WRITE, FOLL_GET, FOLL_PIN
+from ..kernel.types import ZERO_PFN, FOLL_WRITE, FOLL_GET, FOLL_PIN
 
 
 @dataclass
@@ -63,7 +63,7 @@ class RfcMapcount(Linux511):
     def gup_must_unshare(self, k, gup_flags, pfn, idx):
         if gup_flags & FOLL_WRITE or not gup_flags & (FOLL_GET | FOLL_PIN):
             return False
-        if pfn == 0 or not k.PageAnon(pfn) or k.PageKsm(pfn):
+        if pfn == ZERO_PFN or not k.PageAnon(pfn) or k.PageKsm(pfn):
             return False
         return self.shared(k, pfn, idx)
 

@@ -28,10 +28,10 @@ class RfcPageAnonShared(RfcMapcount):
         return k.PageKsm(pfn) or k.page_mapcount(pfn, idx) + k.page_swapcount(pfn, idx) > 1
 
     def gup_must_unshare(self, k, gup_flags, pfn, idx):
-        from ..kernel.types import FOLL_WRITE, FOLL_GET, FOLL_PIN
+        from ..kernel.types import ZERO_PFN, FOLL_WRITE, FOLL_GET, FOLL_PIN
         if gup_flags & FOLL_WRITE or not gup_flags & (FOLL_GET | FOLL_PIN):
             return False
-        if pfn == 0 or not k.PageAnon(pfn):
+        if pfn == ZERO_PFN or not k.PageAnon(pfn):
             return False
         return self.shared(k, pfn, idx)
 

@@ -122,7 +122,7 @@ class Kernel:
 
     def total_mapcount(self, pfn: int) -> int:
         f = self.folio(pfn)
-        return sum(f.mapcount) + f.entire_mapcount * (1 if f.flags & PG_hugetlb else 1)
+        return sum(f.mapcount) + f.entire_mapcount
 
     def folio_maybe_mapped_shared(self, pfn: int) -> bool:
         """folio_maybe_mapped_shared() (6.15): mapped by more than one mm.
@@ -253,10 +253,6 @@ class Kernel:
                 raise ModelBug(f"pfn {pfn} freed while still mapped")
             self.folios[pfn] = None    # __free_pages()
 
-    def refs_of(self, pfn: int, kind: str | None = None, owner: str | None = None):
-        return [r for r in self.refs if r.pfn == pfn and (kind is None or r.kind == kind)
-                and (owner is None or r.owner == owner)]
-
     def my_tmp_ref(self, pfn: int) -> Ref:
         for r in reversed(self.refs):      # a path's own references are the newest
             if r.pfn == pfn and r.kind == "tmp" and r.owner == f"t{self.tid}":
@@ -339,11 +335,6 @@ class Kernel:
         mm = self.mm if mm is None else mm
         self.mms[mm] = self.mms[mm]._replace(ptl=-1)
 
-    def irqs_disabled_elsewhere(self) -> bool:
-        """Another CPU runs with IRQs off (gup-fast): an IPI (TLB flush,
-        THP split serialisation) would wait for it."""
-        return any(t.irqs_off for i, t in enumerate(self.threads) if i != self.tid)
-
     # ------------------------------------------------------------------ swap
     def swap_alloc(self, data: int) -> int:
         """get_swap_page(): a free slot."""
@@ -357,9 +348,6 @@ class Kernel:
 
     def set_slot(self, slot: int, **kw) -> None:
         self.swap[slot] = self.swap[slot]._replace(**kw)
-
-    def swap_count(self, slot: int) -> int:
-        return self.swap[slot].count
 
     def page_swapcount(self, pfn: int, idx: int = 0) -> int:
         """page_swapcount(): swap ptes referencing this page's swap slot."""
@@ -398,10 +386,6 @@ class Kernel:
     @staticmethod
     def is_present(pte) -> bool:
         return pte is not None and pte.kind == PTE_PRESENT
-
-    @staticmethod
-    def is_swap(pte) -> bool:
-        return pte is not None and pte.kind == PTE_SWAP
 
     @staticmethod
     def is_migration(pte) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from ..kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
                               Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
-from ..kernel.types import (FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS,
+from ..kernel.types import (ZERO_PFN, FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS,
                             gup_flag_names)
 from ..verdict import MISSED, UNNECESSARY, WRONG
 
@@ -57,7 +57,7 @@ def snapshot(model, s) -> dict:
     for pfn, f in enumerate(s.folios):
         if f is None:
             continue
-        pages.append({"pfn": pfn, "zero": pfn == 0, "refcount": f.refcount, "mapcount": list(f.mapcount),
+        pages.append({"pfn": pfn, "zero": pfn == ZERO_PFN, "refcount": f.refcount, "mapcount": list(f.mapcount),
                       "entire_mapcount": f.entire_mapcount, "pincount": f.pincount,
                       "flags": [n for b, n in FLAG_NAMES.items() if f.flags & b],
                       "exclusive": list(f.anon_exclusive), "data": [_data(d) for d in f.data],

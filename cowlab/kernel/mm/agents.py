@@ -7,6 +7,8 @@ refcount without any right to the data and drop it again.
 Versions: all (5.7 .. 6.18)."""
 from __future__ import annotations
 
+from ..types import ZERO_PFN
+
 from ..paths import step, op
 from . import swap as lru
 
@@ -26,7 +28,7 @@ def speculative_get(k, fr, op):
     pfn walker, not through that process)."""
     mm = op.get("mm_id", k.mm)
     pte = k.pte(op["addr"], mm)
-    if k.is_present(pte) and pte.pfn != 0 and k.folios[pte.pfn] is not None:
+    if k.is_present(pte) and pte.pfn != ZERO_PFN and k.folios[pte.pfn] is not None:
         k.add_ref("speculative", pte.pfn, pte.idx, owner=op.get("who", f"t{k.tid}"))
     return None
 

@@ -27,7 +27,7 @@ from ..types import FOLL_FAST, FOLL_PIN, FOLL_WRITE, VM_HUGETLB, VM_READ, VM_WRI
 from . import huge_memory
 from .internal import EFAULT, VM_FAULT_SIGSEGV, GupFrame, enter_fault, gup_next, try_grab_page
 
-__all__ = ["start_gup", "try_grab_page", "unpin_refs"]
+__all__ = ["start_gup", "try_grab_page"]
 
 
 def start_gup(caller, addrs, gup_flags: int, kind: str, owner: str, then: str) -> Call:
@@ -198,8 +198,3 @@ def _gup_fast_hand_over(k, fr: GupFrame) -> bool:
 def _gup_fast_fallback(fr: GupFrame):
     return Goto("gup.lock", fr._replace(seq=None, pte=None, flags=fr.flags & ~FOLL_FAST))
 
-
-def unpin_refs(k, refs) -> None:
-    """unpin_user_pages() / put_page() of GUP references."""
-    for r in refs:
-        k.drop_ref(r)

@@ -14,7 +14,7 @@ from ..effects import KsmBreakCow, KsmMerge
 from ..paths import step, op
 from ..txn import Blocked
 from .internal import enter_fault
-from ..types import PG_ksm, VM_MERGEABLE
+from ..types import ZERO_PFN, PG_ksm, VM_MERGEABLE
 from . import rmap
 
 
@@ -26,7 +26,7 @@ def _mergeable_page(k, mm, addr) -> int | None:
     if vma is None or not vma.flags & VM_MERGEABLE:
         return None
     pte = k.pte(addr, mm)
-    if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn) or k.folio_test_large(pte.pfn):
+    if not k.is_present(pte) or pte.pfn == ZERO_PFN or not k.PageAnon(pte.pfn) or k.folio_test_large(pte.pfn):
         return None
     return pte.pfn
 

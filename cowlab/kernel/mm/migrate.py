@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from ..paths import step, op, Goto, Pfn
 from ..txn import Blocked
-from ..types import PG_locked, PG_lru, PG_swapcache, PTE_MIGRATION, SWP_MIGRATION_WRITE
+from ..types import ZERO_PFN, PG_locked, PG_lru, PG_swapcache, PTE_MIGRATION, SWP_MIGRATION_WRITE
 from . import rmap, swap as lru
 
 
@@ -28,7 +28,7 @@ class MigrateFrame(NamedTuple):
 def migrate_isolate(k, fr, op):
     lru.lru_add_drain_all(k)
     pte = k.pte(op["addr"])
-    if not k.is_present(pte) or pte.pfn == 0 or not k.PageLRU(pte.pfn) or k.PageKsm(pte.pfn):
+    if not k.is_present(pte) or pte.pfn == ZERO_PFN or not k.PageLRU(pte.pfn) or k.PageKsm(pte.pfn):
         return None
     k.clear_flag(pte.pfn, PG_lru)
     k.add_ref("isolate", pte.pfn, owner=f"t{k.tid}")

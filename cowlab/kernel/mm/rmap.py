@@ -54,12 +54,6 @@ def page_remove_rmap(k, pfn: int, idx: int = 0) -> None:
     k.folios[pfn] = f._replace(mapcount=tuple(mc))
 
 
-def page_move_anon_rmap(k, pfn: int) -> None:
-    """page_move_anon_rmap() (folio_move_anon_rmap()): the page now belongs
-    to the faulting vma's anon_vma only.  The model has one anon_vma per mm
-    and does not track it, so this is a no-op kept for the reader."""
-
-
 def page_try_dup_anon_rmap(k, pfn: int, idx: int, src_mm: int) -> int:
     """page_try_dup_anon_rmap() (5.19, 6c287605fd56; folio_try_dup_anon_rmap_pte() 6.8+):
     at fork, share an anon page with the child.  Fails with -EBUSY when the

@@ -31,12 +31,6 @@ def delete_from_swap_cache(k, pfn: int) -> None:
     k.ref_put_units(pfn, n)
 
 
-def lookup_swap_cache(k, slot: int) -> int:
-    """lookup_swap_cache()/swap_cache_get_folio(): the cached folio's pfn or -1."""
-    s = k.swap[slot]
-    return s.cache if s is not None else -1
-
-
 def swap_duplicate(k, slot: int) -> None:
     """swap_duplicate() (fork copying a swap pte): swap_map count++."""
     k.set_slot(slot, count=k.swap[slot].count + 1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..paths import step, op, Goto, Pfn
-from ..types import PG_lru, PG_dirty, VM_HUGETLB
+from ..types import ZERO_PFN, PG_lru, PG_dirty, VM_HUGETLB
 from ..effects import Error
 from ..txn import Blocked
 from . import rmap, swapfile, swap as lru, huge_memory
@@ -45,7 +45,7 @@ def madvise_pageout(k, fr, op):
     if k.pmd(op["addr"] // k.HPAGE_PMD_NR) is not None:
         huge_memory.split_for_reclaim(k, op["addr"])
         pte = k.pte(op["addr"])
-    if not k.is_present(pte) or pte.pfn == 0 or not k.PageAnon(pte.pfn):
+    if not k.is_present(pte) or pte.pfn == ZERO_PFN or not k.PageAnon(pte.pfn):
         k.mmap_read_unlock()
         return None
     pfn = pte.pfn
