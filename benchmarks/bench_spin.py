@@ -9,7 +9,6 @@ start-up included), under linux-5.9 (broken) and linux-5.11 (safe)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -35,7 +34,7 @@ def spin_run(wpseq: int):
         subprocess.run(["gcc", "-O2", "-DSAFETY", "-o", "pan", "pan.c"], cwd=d, check=True, capture_output=True)
         p = subprocess.run(["./pan", "-E"], cwd=d, capture_output=True, text=True)
         el = time.perf_counter() - t
-        states = next(int(l.split()[0]) for l in p.stdout.splitlines() if "states, stored" in l)
+        states = next(int(line.split()[0]) for line in p.stdout.splitlines() if "states, stored" in line)
         return el, "errors: 1" in p.stdout, states
     finally:
         shutil.rmtree(d)

@@ -93,7 +93,8 @@ def main():
 
 
 @main.command()
-@click.option("--design", "-d", "design_specs", multiple=True, help="design name or ./file.py (repeatable; default all)")
+@click.option("--design", "-d", "design_specs", multiple=True,
+              help="design name or ./file.py (repeatable; default all)")
 @click.option("--case", "-c", "case_ids", multiple=True, help="case id or file.toml (repeatable; default the catalog)")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="design setting, e.g. page_lock=true")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text")
@@ -428,7 +429,8 @@ def conformance(cases, swap, controls, thp, fmt, quiet, design_spec):
         out.print(t)
         n = {k: sum(1 for r in results if r.result == k and not r.control) for k in ("agree", "disagree", "skip")}
         out.print(f"agree {n['agree']}, disagree {n['disagree']}, skip {n['skip']}; controls "
-                  f"{sum(1 for r in results if r.control and r.result == 'disagree')}/{sum(1 for r in results if r.control)} "
+                  f"{sum(1 for r in results if r.control and r.result == 'disagree')}/"
+                  f"{sum(1 for r in results if r.control)} "
                   f"disagreed as they must")
         for line in changed:
             out.print(f"machine: {line}")

@@ -175,7 +175,8 @@ class CowModel:
         except Blocked:
             return None
         except ModelBug as e:
-            return Transition(s, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), (), (f"model bug in {label}: {e}",), ())
+            return Transition(s, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), (),
+                              (f"model bug in {label}: {e}",), ())
         stack = t.stack[:-1]
         ret = None
         if nxt is None:

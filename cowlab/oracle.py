@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import ClassVar, NamedTuple
 
-from .kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
-                             Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
+from .kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate,
+                             MigrateFailed, Move, Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
 from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
                            PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN)
 
@@ -111,7 +111,8 @@ class Oracle:
                     out.append(("swap", mm, a, None))
             for h, pmd in enumerate(m.pmds):
                 a = h * self.HPAGE_PMD_NR + idx
-                if pmd is not None and pmd.pfn == pfn and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
+                if (pmd is not None and pmd.pfn == pfn
+                        and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr))):
                     out.append(("map", mm, a, None))
         for mm, a, p_, i in flight:
             if p_ == pfn and i == idx and not (mm == exclude_mm and (exclude_addr is None or a == exclude_addr)):
@@ -298,8 +299,8 @@ class Oracle:
         st.events.append(self.classify_copy(st.before, e))
 
     #: effect type -> the method judging it, in the order the effects of a step are met
-    JUDGES: ClassVar[dict] = {DupMmap: judge_dup_mmap, CopyPte: judge_copy_pte, Unmap: judge_unmap, Move: judge_move, Exit: judge_exit,
-                              Store: judge_store, Load: judge_load, Copy: judge_copy}
+    JUDGES: ClassVar[dict] = {DupMmap: judge_dup_mmap, CopyPte: judge_copy_pte, Unmap: judge_unmap, Move: judge_move,
+                              Exit: judge_exit, Store: judge_store, Load: judge_load, Copy: judge_copy}
     #: effect types the oracle does not judge, and why
     NOT_JUDGED: ClassVar[dict] = {
         Fork: "the child's data was taken entry by entry as fork copied it (DupMmap, CopyPte)",

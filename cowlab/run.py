@@ -62,7 +62,8 @@ def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
     run = sequential(model, max_steps)
     for i, tr in enumerate(run):
         trace.append({"step": i, "thread": model.thread_name(tr.tid), "op": tr.op, "label": tr.label,
-                      "function": tr.func, "doc": tr.doc, "events": [e.kind + ": " + e.text for e in tr.events], "bugs": list(tr.bugs)})
+                      "function": tr.func, "doc": tr.doc, "events": [e.kind + ": " + e.text for e in tr.events],
+                      "bugs": list(tr.bugs)})
         for e in tr.events:
             if e.what == "copy":
                 copies[e.kind] = copies.get(e.kind, 0) + 1

@@ -250,7 +250,8 @@ def _check_op(path, lines, h, where, name, args, keyline):
             close = difflib.get_close_matches(k, allowed, n=2)
             raise _err(path, keyline(k), f"{where}.{k}",
                        f"operation {name} has no argument {k!r}" +
-                       (f"; did you mean {', '.join(close)}?" if close else f" (arguments: {', '.join(allowed) or 'none'})"))
+                       (f"; did you mean {', '.join(close)}?" if close
+                        else f" (arguments: {', '.join(allowed) or 'none'})"))
         t = ARG_TYPES.get(k, str)
         from pydantic import TypeAdapter
         try:

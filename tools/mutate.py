@@ -11,8 +11,8 @@ unnecessary / wrong counts, the status (complete / inconclusive), or for a
 cow.c case the selftest verdict (pass / fail / xfail); a run cut short by
 a ModelBug or a crash has no verdict to compare.  A mutant that no verdict
 kills but whose runs hit a model bug, an invariant failure or a crash is
-"caught only by the model's own checks" and listed apart.  A mutant declared equivalent (its argument is in its definition)
-must not be killed: a kill refutes the argument and is reported.
+"caught only by the model's own checks" and listed apart.  A mutant
+declared equivalent (its argument is in its definition) must not be killed: a kill refutes the argument and is reported.
 
 The mutation score is killed (by a verdict or by the model's checks) over
 non-equivalent mutants.  Exit status: 0 when every non-equivalent mutant is

@@ -65,7 +65,8 @@ def iouring_clear_refs():
     in clear_page_refs", v5.11-rc5): clearing the soft-dirty bits
     (``echo 4 > /proc/self/clear_refs``) write-protects the pte of a page
     registered as an io_uring fixed buffer; the next write COWs it."""
-    s = Script("iouring-clear-refs", "clear_refs soft-dirty on a page registered as an io_uring fixed buffer, then write",
+    s = Script("iouring-clear-refs",
+               "clear_refs soft-dirty on a page registered as an io_uring fixed buffer, then write",
                pages=1, source="9348b73c2e1b mm: don't play games with pinned pages in clear_page_refs", tags=("pin",))
     p = s.process("parent")
     p.mmap(0, pages=1)
@@ -164,5 +165,5 @@ def migrate_pinned():
 
 
 def cases():
-    return [iouring_pageout(), iouring_swapcache_pageout_fork(), iouring_clear_refs(), ro_pin_zeropage(False), ro_pin_zeropage(True),
-            swapin_write_third_sharer(), migrate_iouring_fork(), migrate_pinned()]
+    return [iouring_pageout(), iouring_swapcache_pageout_fork(), iouring_clear_refs(), ro_pin_zeropage(False),
+            ro_pin_zeropage(True), swapin_write_third_sharer(), migrate_iouring_fork(), migrate_pinned()]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import platform as _platform
 import re
 import struct
 
@@ -304,8 +305,6 @@ def ksm_run_until(merged, scans: int = 4, timeout: float = 5.0) -> bool:
 
 
 # ----------------------------------------------------------------------------- io_uring (raw syscalls)
-import platform as _platform
-
 _NR = {"x86_64": (425, 426, 427), "aarch64": (425, 426, 427)}.get(_platform.machine(), (425, 426, 427))
 libc.syscall.restype = ctypes.c_long
 IORING_OFF_SQ_RING, IORING_OFF_CQ_RING, IORING_OFF_SQES = 0, 0x8000000, 0x10000000

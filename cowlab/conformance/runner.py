@@ -19,8 +19,8 @@ from ..model import CowModel
 from ..schedule import in_operation, sequential
 from .probe import die_with_parent
 
-SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice", "mremap",
-             "pipe_read", "signal", "wait", "pageout", "io_uring_register", "io_uring_read_fixed",
+SUPPORTED = {"mmap", "write", "read", "fork", "exit", "munmap", "mprotect", "madvise", "clear_refs", "vmsplice",
+             "mremap", "pipe_read", "signal", "wait", "pageout", "io_uring_register", "io_uring_read_fixed",
              "io_uring_write_fixed", "io_uring_unregister", "ksm_merge", "odirect_read", "odirect_write"}
 #: why the probe cannot drive an operation from user space
 NOT_DRIVEN = {
@@ -196,7 +196,9 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
                 if mapc is not None and mapc != r["count"]:
                     return i, f"{where}: {name} page {a}: mapcount kernel {r['count']}, model {mapc}"
         if _partition(mkeys) != _partition(rkeys):
-            return i, f"{where}: which pages share a physical page differs: kernel {sorted(map(sorted, _partition(rkeys)))}, model {sorted(map(sorted, _partition(mkeys)))}"
+            return i, (f"{where}: which pages share a physical page differs: "
+                       f"kernel {sorted(map(sorted, _partition(rkeys)))}, "
+                       f"model {sorted(map(sorted, _partition(mkeys)))}")
     if len(real_lines) < len(msteps):
         return len(real_lines), f"the real program stopped after {len(real_lines)} of {len(msteps)} steps"
     return len(msteps), ""

@@ -126,7 +126,8 @@ def _alternatives(tp) -> list[str]:
         return ["read_more(snapshot) with a hashable snapshot"]
     if isinstance(tp, type) and hasattr(tp, "_fields"):
         fields = typing.get_type_hints(tp, globalns=vars(decisions))
-        return [f"{tp.__name__}({', '.join(f'{f}: ' + ('bool' if fields[f] is bool else describe(fields[f])) for f in tp._fields)})"]
+        return [f"{tp.__name__}("
+                f"{', '.join(f'{f}: ' + ('bool' if fields[f] is bool else describe(fields[f])) for f in tp._fields)})"]
     return [getattr(tp, "__name__", str(tp))]
 
 
@@ -190,7 +191,8 @@ def class_problems(cls) -> list[str]:
                     problems.append(f"{where} is not a method (the kernel calls {call_text(n)})")
                 elif not _binds(getattr(cls, n), n, isinstance(raw, (staticmethod, classmethod))):
                     try:
-                        got = str(inspect.signature(v if not isinstance(v, (staticmethod, classmethod)) else v.__func__))
+                        got = str(inspect.signature(
+                            v if not isinstance(v, (staticmethod, classmethod)) else v.__func__))
                     except (TypeError, ValueError):
                         got = "(?)"
                     problems.append(f"{where}{got.replace('(self, ', '(').replace('(self)', '()')} does not take "
@@ -243,7 +245,8 @@ def _locks(k):
 
 def _where_raised(e: BaseException, path: str) -> str:
     """path:line of the deepest frame in user code (not cowlab's own)."""
-    frames = [f for f in traceback.extract_tb(e.__traceback__) if not str(Path(f.filename).resolve()).startswith(_COWLAB)]
+    frames = [f for f in traceback.extract_tb(e.__traceback__)
+              if not str(Path(f.filename).resolve()).startswith(_COWLAB)]
     if not frames:
         return path
     f = frames[-1]

@@ -28,7 +28,8 @@ class Linux519(Linux518):
     summary: str = "PageAnonExclusive: exclusive => reuse; R/O FOLL_PIN unshares; sharing pinned pages fails"
     sources: tuple = ("6c287605fd56 mm: remember exclusively mapped anonymous pages with PG_anon_exclusive",
                       "c89357e27f20 mm: support GUP-triggered unsharing of anonymous pages",
-                      "a7f226604170 mm/gup: trigger FAULT_FLAG_UNSHARE when R/O-pinning a possibly shared anonymous page",
+                      "a7f226604170 mm/gup: trigger FAULT_FLAG_UNSHARE when R/O-pinning a possibly shared "
+                      "anonymous page",
                       "1493a1913e34 mm/swap: remember PG_anon_exclusive via a swp pte bit",
                       "cover letter 20220428083441.37290-1-david@redhat.com")
     anon_exclusive: bool = True

@@ -227,5 +227,5 @@ class MigrateFailed(NamedTuple):
 
 
 #: every effect type, in the order of this file
-EFFECT_TYPES: tuple[type, ...] = (Store, Load, Copy, Reuse, Pin, Fork, DupMmap, CopyPte, Unmap, Move, Exit, Swapin, SplitPmd, Segv,
-                                  Error, KsmMerge, KsmBreakCow, Migrate, MigrateFailed)
+EFFECT_TYPES: tuple[type, ...] = (Store, Load, Copy, Reuse, Pin, Fork, DupMmap, CopyPte, Unmap, Move, Exit, Swapin,
+                                  SplitPmd, Segv, Error, KsmMerge, KsmBreakCow, Migrate, MigrateFailed)

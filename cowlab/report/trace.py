@@ -21,8 +21,8 @@ explorer witness into a versioned, JSON-serialisable document:
 """
 from __future__ import annotations
 
-from ..kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
-                              Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
+from ..kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate,
+                              MigrateFailed, Move, Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
 from ..kernel.types import (ZERO_PFN, FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS,
                             gup_flag_names)
 from ..verdict import MISSED, UNNECESSARY, WRONG

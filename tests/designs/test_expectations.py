@@ -14,7 +14,8 @@ ALL = (D57, D58, D59, D511, D518, D519, D65, D69, D618, RM, RP)
 PAGE_COUNT_ERA = (D59, D511, D518)
 
 S_COWC = "cow.c passes on 6.x (selftest, 20240502085259.103784-2-david@redhat.com: only hugetlb vmsplice XFAIL)"
-S_FORK = "fork() COW of a page mapped by two processes holds in every version (do_wp_page copies at mapcount/page_count 2)"
+S_FORK = ("fork() COW of a page mapped by two processes holds in every version "
+          "(do_wp_page copies at mapcount/page_count 2)")
 S_CVE = "CVE-2020-29374 (Jann Horn, Project Zero 2045): leak before 17839856fd58 (5.7.3/5.8)"
 S_5_8 = "17839856fd58: GUP on a COW mapping breaks COW first (FOLL_WRITE forced)"
 S_5_9 = "09854ba94c6a: page_count() != 1 -> copy, so the pipe's reference forces the writer to copy"
@@ -22,7 +23,8 @@ S_RFC_UNSHARE = "derived: a R/O GUP unshares when mapcount > 1 (RFC 202112171130
 S_LINUS = ("Linus Torvalds, LKML 17 Dec 2021 (linux-doc msg106616): a R/O reference taken while mapcount == 1, "
            "then fork and unmap in the original: mapcount is 1 again but the page must be copied")
 S_IOU_RO = ("cow.c 'R/O-mapping a page registered as iouring fixed buffer'; reference 7.5 (derived): fails 5.9-5.18 "
-            "(wrong COW, Andrea Arcangeli's page_count_do_wp_page), passes 5.7/5.8 (mapcount reuse) and 5.19+ (6c287605fd56)")
+            "(wrong COW, Andrea Arcangeli's page_count_do_wp_page), passes 5.7/5.8 (mapcount reuse) "
+            "and 5.19+ (6c287605fd56)")
 S_IOU_FORK = ("cow.c 'fork() with an iouring fixed buffer'; reference 7.5 (derived): fails before the early COW of "
               "pinned pages at fork (70e806e4e645, 5.9)")
 S_ROPIN = ("cow.c R/O pin cases; reference 7.5 (derived): the R/O pin fails 5.9-5.18 (page_count COW breaks it), "
@@ -30,7 +32,8 @@ S_ROPIN = ("cow.c R/O pin cases; reference 7.5 (derived): the R/O pin fails 5.9-
 S_ROPIN_58 = "derived from 17839856fd58: the pin is taken with FOLL_WRITE, breaking COW at pin time"
 S_LRU = ("David Hildenbrand, 'Summary of COW Related Issues' 3ae33b08-d9ef-f846-56fb-645e3b9b4c66@redhat.com "
          "section 5; fixed for the local CPU by d4c470970d45 (5.18); exclusive pages need no check from 5.19")
-S_LRU_REMOTE = "do_wp_page() comment since d4c470970d45: 'We cannot easily detect+handle references from remote LRU pagevecs'"
+S_LRU_REMOTE = ("do_wp_page() comment since d4c470970d45: "
+                "'We cannot easily detect+handle references from remote LRU pagevecs'")
 S_SPEC = ("the seed, LKML 18 Dec 2021 40e7e0ab-0828-b2e7-339f-35f68a228b3d@redhat.com: page_count != 1 -> unnecessary "
           "COW 'can happen easily (speculative references ...)'; mapcount > 1 -> 'cannot happen'")
 S_MAP = "derived: mapcount-based reuse ignores references (reuse_swap_page(), the seed's mapcount rule)"
@@ -107,4 +110,5 @@ def test_expected_verdict(run, case, design):
     assert not r.bugs, r.bugs
     got = {k for k, n in r.outcomes.items() if n}
     want = set(kinds.split()) if kinds else set()
-    assert got == want, f"{case} under {design}: got {sorted(got) or 'none'}, expected {sorted(want) or 'none'} ({source})"
+    assert got == want, (f"{case} under {design}: got {sorted(got) or 'none'}, "
+                         f"expected {sorted(want) or 'none'} ({source})")

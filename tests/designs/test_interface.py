@@ -167,7 +167,8 @@ def _one_line_error(tmp_path, src: str | None, *must, name="mine.py", case="basi
     return lines[0]
 
 
-HEAD = "from dataclasses import dataclass\nfrom cowlab.designs import *\nfrom cowlab.designs.linux_5_19 import Linux519\n"
+HEAD = ("from dataclasses import dataclass\nfrom cowlab.designs import *\n"
+        "from cowlab.designs.linux_5_19 import Linux519\n")
 
 
 def test_load_errors_are_one_line_exit_2(tmp_path):
@@ -242,10 +243,12 @@ def test_facts_must_be_values_of_their_type(tmp_path):
 
 # ----------------------------------------------------------------- answers at run time
 BAD_ANSWERS = [
-    ("wp_anon", "return 'reuse_it'", "basic-cow-fork", "returned 'reuse_it'; expected REUSE, COPY, LOCK_PAGE or read_more"),
+    ("wp_anon", "return 'reuse_it'", "basic-cow-fork",
+     "returned 'reuse_it'; expected REUSE, COPY, LOCK_PAGE or read_more"),
     ("wp_anon", "return SHARE", "basic-cow-fork", "returned SHARE; expected REUSE, COPY, LOCK_PAGE"),
     ("wp_anon", "return read_more([1]) if vmf.snap is None else COPY", "basic-cow-fork", "returned read_more([1])"),
-    ("copy_present_anon", "return REUSE", "basic-cow-fork", "copy_present_anon() returned REUSE; expected SHARE or COPY"),
+    ("copy_present_anon", "return REUSE", "basic-cow-fork",
+     "copy_present_anon() returned REUSE; expected SHARE or COPY"),
     ("do_swap_page_map", "x = 1", "basic-cow-fork-swap", "returned None (did the hook forget to return?)"),
     ("try_to_unmap_anon", "return True", "basic-cow-fork-swap", "returned True; expected UnmapResult(ok: bool"),
     ("gup_must_unshare", "return 'yes'", "cve-2020-29374", "gup_must_unshare() returned 'yes'; expected True or False"),
@@ -339,7 +342,8 @@ def test_a_subclass_of_each_builtin_overriding_one_hook_runs_the_catalog_as_the_
 
 def test_settings_apply_to_a_user_design(tmp_path):
     f = tmp_path / "mine.py"
-    f.write_text("from dataclasses import dataclass\nfrom cowlab.designs.rfc_page_anon_shared import RfcPageAnonShared\n"
+    f.write_text("from dataclasses import dataclass\n"
+                 "from cowlab.designs.rfc_page_anon_shared import RfcPageAnonShared\n"
                  "@dataclass\nclass Mine(RfcPageAnonShared):\n    name: str = 'mine-rfc'\n")
     d = designs.load(str(f), {"page_lock": False})
     assert d.settings == {"page_lock": False} and hasattr(type(d), "__design_file__")

@@ -32,7 +32,8 @@ EXPECT = {
     ("race-fork-gup-fast", "linux-5.19"): ("unnecessary", S_FGF + "; " + S_FALSEPOS),
     ("race-fork-gup-fast", "linux-6.18"): ("unnecessary", S_FGF + "; " + S_FALSEPOS),
     ("race-swapin-mapcount", "rfc-mapcount"): ("missed", S_LINUS),
-    ("race-swapin-mapcount", "rfc-mapcount:page_lock"): ("missed", S_LINUS + " (mapcount alone never sees the swap entry)"),
+    ("race-swapin-mapcount", "rfc-mapcount:page_lock"):
+        ("missed", S_LINUS + " (mapcount alone never sees the swap entry)"),
     ("race-swapin-mapcount", "rfc-page-anon-shared"): ("", S_LINUS),
     ("race-swapin-mapcount", "rfc-page-anon-shared:no_page_lock"): ("missed", S_LINUS),
     ("race-swapin-mapcount", "linux-5.7"): ("", S_SWAP_K),
