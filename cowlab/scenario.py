@@ -165,6 +165,10 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
         if opname == "fork" and args.get("child") not in procs:
             procs.append(args.get("child"))
             thread_proc.setdefault(args.get("child"), args.get("child"))
+    for name, proc, ops in free:              # a concurrent thread may fork too
+        for o, a in ops:
+            if o == "fork" and a.get("child") not in procs:
+                procs.append(a.get("child"))
     for p in procs:
         thread_proc.setdefault(p, p)
     if pages % HPAGE_PMD_NR and any(t != "__parallel__" and (a.get("thp") or a.get("hugetlb"))
@@ -201,10 +205,6 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
             tops[thread].append(Op("wait", (("event", ev),)))
         tops[thread].append(_mk(opname, args, thread_proc[thread], procs, line))
         last = thread
-    for name, proc, ops in free:
-        for o, a in ops:
-            if o == "fork" and a.get("child") not in procs:
-                procs.append(a.get("child"))
     threads = [ThreadSpec(t, thread_proc[t], tuple(tops[t])) for t in order]
     for name, proc, ops in free:
         if proc not in procs:

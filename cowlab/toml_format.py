@@ -42,7 +42,7 @@ What a file may say (checked when it is loaded, before anything runs):
   process is created by a ``fork`` (``child = ...``) before a step runs in it
   (a ``[[thread]]``'s fork is unordered against the script, so a step may wait
   for it).  Thread names are unique; a thread named after a process belongs to
-  that process.
+  that process; a process runs nothing after its ``exit`` step.
 - Every argument an operation needs is given, with its type and range (an
   address range lies inside the address space; ``pages`` >= 1).
 - A pin, pipe, io_uring buffer or speculative reference that an operation uses
@@ -65,8 +65,8 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .kernel import registry  # noqa: F401
-from .kernel.paths import OPS
 from .kernel.mm.gup_test import OWNER as GUP_TEST_OWNER
+from .kernel.paths import OPS
 from .kernel.types import HPAGE_PMD_NR
 from .scenario import ScenarioError, compile_case
 
@@ -320,7 +320,7 @@ def parse_case(data: dict, text: str, path: str):
         h = lines.header("step", i)
         args = dict(st.model_extra or {})
         _check_name(path, lines.key(h, "thread"), f"step.{i}.thread", st.thread)
-        _check_op(path, h, f"step.{i}", st.op, args, lambda k: lines.key(h, k), cm.pages)
+        _check_op(path, h, f"step.{i}", st.op, args, lambda k, h=h: lines.key(h, k), cm.pages)
         if st.process is not None:
             _check_name(path, lines.key(h, "process"), f"step.{i}.process", st.process)
             if threads.get(st.thread, st.process) != st.process:
@@ -341,7 +341,7 @@ def parse_case(data: dict, text: str, path: str):
             if "op" not in od:
                 raise _err(path, ln, f"thread.{i}.ops.{j}.op", "missing")
             name = od.pop("op")
-            _check_op(path, ln, f"thread.{i}.ops.{j}", name, od, lambda k: ln, cm.pages)
+            _check_op(path, ln, f"thread.{i}.ops.{j}", name, od, lambda k, ln=ln: ln, cm.pages)
             ops.append((name, od))
             lns.append(ln)
         free.append((th.name, th.process, ops))
@@ -383,20 +383,27 @@ def _check_processes(path, lines, script, thread_of, free, free_lines) -> list[s
                                f"process {c!r} already exists")
                 free_fork[c] = (i, j)
     procs = [initial] + list(step_fork) + list(free_fork)
+
     def unknown(p):
         return (f"no process {p!r}: a process is the initial one ({initial!r}, the first step's) or made by a "
                 f"fork (child = ...)" + _hint(p, [q for q in procs if q != p]))
 
     for c in procs[1:]:
         if c in thread_of and thread_of[c] != c:
-            i = step_fork[c] if c in step_fork else None
+            i = step_fork.get(c)
             raise _err(path, lines.key(script[i][3], "child") if i is not None else free_lines[free_fork[c][0]][0],
                        f"step.{i}.child" if i is not None else f"thread.{free_fork[c][0]}.ops.{free_fork[c][1]}.child",
                        f"{c!r} is already a thread of process {thread_of[c]!r}")
     known = {initial} | set(free_fork)
+    exited = {}                                 # process -> the step where it exits
     for i, (t, op, args, h) in enumerate(script):
         proc = thread_of.get(t, t)
         field = "process" if t in thread_of else "thread"
+        if proc in exited and op not in ("signal", "wait"):
+            raise _err(path, lines.key(h, "op"), f"step.{i}.op",
+                       f"process {proc!r} exited at step {exited[proc]}: it runs no {op} after that")
+        if op == "exit":
+            exited[proc] = i
         if proc not in known:
             if proc in step_fork:
                 raise _err(path, lines.key(h, field), f"step.{i}.{field}",
@@ -492,7 +499,7 @@ def _check_refs(path, lines, script, thread_of, free, free_lines):
                     fail(free_lines[i][1][j], f"thread.{i}.ops.{j}", k, o, proc)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _adapter(t) -> TypeAdapter:
     return TypeAdapter(t)
 

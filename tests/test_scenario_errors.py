@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from cowlab.cli import main
-from cowlab.scenario import Script, ScenarioError
+from cowlab.scenario import ScenarioError, Script
 from cowlab.toml_format import load_case
 
 ROOT = Path(__file__).parent.parent
@@ -133,7 +133,7 @@ def test_misspelled_process_of_a_cpu_thread(tmp_path):
 
 def test_step_before_its_fork(tmp_path):
     text = BASE.replace('[[step]]\nthread = "parent"\nop = "write"', '[[step]]\nthread = "child"\nop = "write"')
-    msg, line = _refused(tmp_path, text)
+    msg, _ = _refused(tmp_path, text)
     assert "step.1.thread" in msg and "before the fork that makes it (step 2)" in msg
 
 
@@ -141,6 +141,12 @@ def test_thread_moving_between_processes(tmp_path):
     msg, _ = _refused(tmp_path, BASE + '[[step]]\nthread = "t"\nprocess = "parent"\nop = "read"\naddr = 0\n'
                                        '[[step]]\nthread = "t"\nprocess = "child"\nop = "read"\naddr = 0\n')
     assert "step.4.process" in msg and "stays in one process" in msg
+
+
+def test_nothing_after_exit(tmp_path):
+    msg, line = _refused(tmp_path, BASE + '[[step]]\nthread = "child"\nop = "exit"\n'
+                                          '[[step]]\nthread = "child"\nop = "read"\naddr = 0\n')
+    assert "step.4.op" in msg and "exited at step 3" in msg and 'op = "read"' in line
 
 
 def test_fork_of_an_existing_process(tmp_path):
@@ -179,7 +185,7 @@ def test_argument_types_and_ranges(tmp_path, arg, value, words):
 
 
 def test_strict_top_level_types(tmp_path):
-    msg, line = _refused(tmp_path, BASE.replace("pages = 2\n", 'pages = "2"\n', 1))
+    msg, _ = _refused(tmp_path, BASE.replace("pages = 2\n", 'pages = "2"\n', 1))
     assert ":2: pages:" in msg
 
 
@@ -300,7 +306,7 @@ def test_file_size_and_operation_caps(tmp_path):
 def test_line_numbers_ignore_unicode_line_separators(tmp_path):
     """TOML lines end at \\n only: a U+2028 in a comment does not shift them."""
     text = BASE.replace('id = "base"', 'id = "base"  # a\u2028b\x85c').replace('op = "fork"', 'op = "forkk"')
-    msg, line = _refused(tmp_path, text)
+    _, line = _refused(tmp_path, text)
     assert 'op = "forkk"' in line
 
 
@@ -401,6 +407,6 @@ def test_ctrl_c_while_importing(entry, mod):
     KeyboardInterrupt) is one line and a non-zero exit, for both entries
     (``python -m cowlab.cli`` and the ``cowlab`` command, cowlab.__main__)."""
     p = subprocess.run([sys.executable, "-c", _HOOK.format(mod=mod, entry=entry)], cwd=ROOT,
-                       capture_output=True, text=True, timeout=60)
+                       capture_output=True, text=True, timeout=60, check=False)
     assert p.returncode == 130, p.stderr
     assert p.stderr == "cowlab: interrupted\n"
