@@ -452,16 +452,22 @@ def _check_refs(path, lines, script, thread_of, free, free_lines):
             scope = proc
         return (what, scope, name), role
 
-    def fail(line, field, k, op, proc):
+    def fail(line, field, k, op, proc, args):
         what, scope, name = k
         arg = REFS[op][1]
+        dflt = "" if arg in args or name is None else f" (the default: the operation names no {arg})"
+        if k in step_first:
+            label = repr(name) if name is not None else f"of thread {scope!r}"
+            raise _err(path, line, f"{field}.{arg}",
+                       f"the {what} {label} is made only later (step {step_first[k]}); an operation uses it after "
+                       f"the one that makes it")
         same = sorted({n for (w, sc, n) in made_any if w == what and sc == scope and n is not None})
         if what == "speculative reference":
             msg = (f"no speculative reference {name!r}: no earlier speculative_get with who = {name!r} takes it"
                    if name is not None else f"no speculative reference of thread {scope!r}: no earlier "
                    f"speculative_get of this thread without 'who' takes one")
         else:
-            msg = (f"no {what} {name!r} in process {proc!r}: no earlier {_MAKER[what]} of this process makes it"
+            msg = (f"no {what} {name!r}{dflt} in process {proc!r}: no earlier {_MAKER[what]} of this process makes it"
                    f"{' (' + what + 's belong to the process that made them)' if what != 'pin' else ''}")
         if same:
             msg += f"; {what}s there: {', '.join(same)}" + _hint(name, same)
@@ -475,11 +481,13 @@ def _check_refs(path, lines, script, thread_of, free, free_lines):
                 if role == "+":
                     free_made.setdefault(k, set()).add(i)
                     made_any.add(k)
-    for t, op, args, h in script:
+    step_first = {}                             # key -> the first step that makes it
+    for i, (t, op, args, h) in enumerate(script):
         if op in REFS:
             k, role = key(op, args, thread_of.get(t, t), t)
             if role == "+":
                 made_any.add(k)
+                step_first.setdefault(k, i)
     step_made = set()
     for i, (t, op, args, h) in enumerate(script):
         if op in REFS:
@@ -487,7 +495,7 @@ def _check_refs(path, lines, script, thread_of, free, free_lines):
             if role == "+":
                 step_made.add(k)
             elif k not in step_made and k not in free_made:
-                fail(lines.key(h, REFS[op][1]), f"step.{i}", k, op, thread_of.get(t, t))
+                fail(lines.key(h, REFS[op][1]), f"step.{i}", k, op, thread_of.get(t, t), args)
     for i, (name, proc, ops) in enumerate(free):
         own = set()
         for j, (o, a) in enumerate(ops):
@@ -496,7 +504,7 @@ def _check_refs(path, lines, script, thread_of, free, free_lines):
                 if role == "+":
                     own.add(k)
                 elif k not in own and k not in step_made and not free_made.get(k, set()) - {i}:
-                    fail(free_lines[i][1][j], f"thread.{i}.ops.{j}", k, o, proc)
+                    fail(free_lines[i][1][j], f"thread.{i}.ops.{j}", k, o, proc, a)
 
 
 @functools.cache

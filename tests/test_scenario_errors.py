@@ -208,7 +208,7 @@ def test_reserved_event_names(tmp_path):
     ('op = "io_uring_read_fixed"', 'op = "io_uring_register"\naddr = 0\nbuf = "b"', "no io_uring buffer 'buf'"),
     ('op = "io_uring_unregister"\nbuf = "bb"', 'op = "read"\naddr = 0', "no io_uring buffer 'bb'"),
     ('op = "pin_read"\npin = "x"', 'op = "pin_longterm"\naddr = 0\npin = "ro"', "no pin 'x'"),
-    ('op = "unpin"', 'op = "read"\naddr = 0', "no pin 'gup_test'"),
+    ('op = "unpin"', 'op = "read"\naddr = 0', "no pin 'gup_test' (the default: the operation names no pin)"),
     ('op = "put_user_pages"\npin = "ro"', 'op = "pin_longterm"\naddr = 0\npin = "ro"',
      "no get_user_pages reference 'ro'"),
     ('op = "speculative_put"\nwho = "w2"', 'op = "speculative_get"\naddr = 0\nwho = "w"',
@@ -237,7 +237,7 @@ def test_pipe_of_another_process(tmp_path):
 def test_use_before_make(tmp_path):
     msg, _ = _refused(tmp_path, BASE + '[[step]]\nthread = "parent"\nop = "pin_read"\npin = "p"\n'
                                        '[[step]]\nthread = "parent"\nop = "pin_longterm"\naddr = 0\npin = "p"\n')
-    assert "step.3.pin" in msg and "no earlier pin_longterm" in msg
+    assert "step.3.pin" in msg and "the pin 'p' is made only later (step 4)" in msg
 
 
 def test_references_made_by_a_concurrent_thread_are_accepted(tmp_path):
