@@ -4,24 +4,29 @@ from __future__ import annotations
 import json
 import sys
 
-import click
-from rich.console import Console
-from rich.table import Table
+try:
+    import click
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
-from . import catalog, designs
-from .catalog import CatalogError
-from .designs import DesignError
-from .scenario import ScenarioError
+    from . import catalog, designs
+    from .catalog import CatalogError
+    from .designs import DesignError
+    from .scenario import ScenarioError
+except KeyboardInterrupt:            # Ctrl-C while the command is still starting: one line, no traceback
+    sys.stderr.write("cowlab: interrupted\n")
+    raise SystemExit(130) from None
 
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class UserError(click.ClickException):
     """One clear line, no traceback."""
 
     def show(self, file=None):
-        err.print(f"cowlab: error: {self.message}", markup=False)
+        err.print(f"cowlab: error: {self.message}", markup=False, emoji=False)
 
 
 def _guard(fn):
@@ -82,7 +87,7 @@ def _settings(pairs) -> dict:
         if "=" not in p:
             raise UserError(f"--set {p!r}: expected NAME=VALUE")
         k, v = p.split("=", 1)
-        out_[k] = {"true": True, "false": False}.get(v.lower(), int(v) if v.isdigit() else v)
+        out_[k] = {"true": True, "false": False}.get(v.lower(), int(v) if v.isascii() and v.isdigit() else v)
     return out_
 
 
@@ -161,7 +166,8 @@ def _matrix_text(m):
         out.print(f"[yellow]inconclusive:[/] {m.note or 'some runs did not complete'}")
     bugs = [(r.case, r.design, b) for r in m.results for b in r.bugs]
     if bugs:
-        out.print(f"[bold red]model bugs:[/] {len(bugs)} (first: {bugs[0][0]} / {bugs[0][1]}: {bugs[0][2]})")
+        first = escape(f"{bugs[0][0]} / {bugs[0][1]}: {bugs[0][2]}")
+        out.print(f"[bold red]model bugs:[/] {len(bugs)} (first: {first})")
 
 
 @main.command()
@@ -182,15 +188,15 @@ def run(case, design_spec, sets, fmt):
         return
     from .explore import replay as _replay
     from .report import terminal, trace as _trace
-    out.print(f"[bold]{c.id}[/]: {c.title}  [dim]({c.source})[/]")
-    out.print(f"design [bold]{d.name}[/] ({d.kernel}): {d.summary}")
+    out.print(f"[bold]{escape(c.id)}[/]: {escape(c.title)}  [dim]({escape(c.source)})[/]")
+    out.print(f"design [bold]{escape(d.name)}[/] ({escape(d.kernel)}): {escape(d.summary)}")
     m = CowModel(c, d)
     names = [t.name for t in c.threads]
     doc = _trace.build(m, list(_replay(m, [(names.index(s["thread"]), s["label"]) for s in r.trace])))
     out.print(terminal.table(doc))
     o = r.outcomes
-    out.print(f"outcomes: missed {o['missed']}, unnecessary {o['unnecessary']}, wrong {o['wrong']}; "
-              f"copies {r.copies}; status {r.status}{' (' + r.reason + ')' if r.reason else ''}")
+    out.print(escape(f"outcomes: missed {o['missed']}, unnecessary {o['unnecessary']}, wrong {o['wrong']}; "
+                     f"copies {r.copies}; status {r.status}{' (' + r.reason + ')' if r.reason else ''}"))
 
 
 def _explore_json(case, d, rep, model, kinds) -> dict:
@@ -261,14 +267,15 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
         from .report.junit import from_results
         click.echo(from_results("cowlab explore", [res]))
         return
-    out.print(f"[bold]{c.id}[/]: {c.title}  [dim]({c.source})[/]")
-    out.print(f"design [bold]{d.name}[/] ({d.kernel}) settings {d.settings or '{}'}")
+    out.print(f"[bold]{escape(c.id)}[/]: {escape(c.title)}  [dim]({escape(c.source)})[/]")
+    out.print(f"design [bold]{escape(d.name)}[/] ({escape(d.kernel)}) settings {escape(str(d.settings or '{}'))}")
     out.print(f"{res['states']} states, {res['transitions']} transitions, depth {res['depth']}, "
-              f"{res['seconds']:.2f}s: [bold]{res['status']}[/]" + (f" ({res['reason']})" if res.get("reason") else ""))
+              f"{res['seconds']:.2f}s: [bold]{res['status']}[/]"
+              + (f" ({escape(res['reason'])})" if res.get("reason") else ""))
     for k in VERDICTS:
         v = res.get("verdicts", {}).get(k)
         if v:
-            out.print(f"  [red]{k} COW[/]: shortest trace {v['depth']} steps: {v['text']}")
+            out.print(f"  [red]{k} COW[/]: shortest trace {v['depth']} steps: {escape(v['text'])}")
         elif res["status"] == "complete":
             out.print(f"  [green]no {k} COW[/] in any interleaving")
         else:
@@ -280,7 +287,7 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
         out.print(terminal.table(_trace.build(m, list(_replay(m, w.trace))),
                                  f"shortest trace to the {res['kind']} COW"))
     for b in res.get("model_bugs", [])[:3]:
-        out.print(f"[bold red]model bug:[/] {b}")
+        out.print(f"[bold red]model bug:[/] {escape(b)}")
 
 
 @main.command()
@@ -291,23 +298,75 @@ def replay(trace_file, fmt):
     """Re-run a trace saved by `cowlab explore --save-trace` step by step."""
     from .explore import replay as run_replay
     from .model import CowModel
-    try:
-        data = json.load(open(trace_file))
-        c = catalog.get(data["case"])
-        d = designs.load(data["design"], data.get("settings") or None)
-        trace = [tuple(x) for x in data["trace"]]
-    except (ValueError, KeyError, TypeError) as e:
-        raise UserError(f"{trace_file}: not a cowlab trace ({e})") from None
+    data, trace, lines = _load_trace(trace_file)
+    c = catalog.get(data["case"])
+    d = designs.load(data["design"], data.get("settings") or None)
+    for i, (tid, _) in enumerate(trace):
+        if not 0 <= tid < len(c.threads):
+            raise UserError(f"{trace_file}:{_json_line(lines, 'trace')}: trace.{i}: thread {tid} does not exist "
+                            f"(case {c.id} has {len(c.threads)} threads); not a trace of this case")
     m = CowModel(c, d)
     try:
         trs = list(run_replay(m, trace))
     except ValueError as e:
-        raise UserError(f"{trace_file}: {e}") from None
+        raise UserError(f"{trace_file}:{_json_line(lines, 'trace')}: trace: {e}") from None
     if fmt == "json":
         click.echo(json.dumps({"case": c.id, "design": d.name, "trace": [_step_json(m, tr) for tr in trs]}, indent=2))
         return
     from .report import terminal, trace as _trace
     out.print(terminal.table(_trace.build(m, trs), f"{c.id} under {d.name}: {len(trs)} steps replayed"))
+
+
+def _json_line(lines, key) -> str:
+    """The line of ``"key":`` in a trace file, for an error message."""
+    for i, line in enumerate(lines):
+        if f'"{key}"' in line:
+            return str(i + 1)
+    return "?"
+
+
+def _load_trace(path):
+    """A trace file written by ``explore --save-trace``, checked field by
+    field: {"case": str, "design": str, "settings": {} | null, "trace":
+    [[thread index, step label or null], ...]}."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(16 << 20)
+        text = raw.decode("utf-8")
+    except OSError as e:
+        raise UserError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise UserError(f"{path}:{line}: encoding: not UTF-8; not a cowlab trace") from None
+    lines = text.split("\n")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{path}:{e.lineno}: syntax: {e.msg} (column {e.colno}); not a cowlab trace "
+                        f"(truncated?)") from None
+    except RecursionError:
+        raise UserError(f"{path}:?: syntax: nested too deeply; not a cowlab trace") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}:1: trace: not a cowlab trace (expected an object with case, design and trace)")
+    for key in ("case", "design", "trace"):
+        if key not in data:
+            raise UserError(f"{path}:?: {key}: missing; not a cowlab trace")
+    for key in ("case", "design"):
+        if not isinstance(data[key], str) or not data[key] or "\n" in data[key]:
+            raise UserError(f"{path}:{_json_line(lines, key)}: {key}: must be a case id or file name (a string)")
+    if not isinstance(data.get("settings") or {}, dict):
+        raise UserError(f"{path}:{_json_line(lines, 'settings')}: settings: must be an object")
+    trace = data["trace"]
+    if not isinstance(trace, list):
+        raise UserError(f"{path}:{_json_line(lines, 'trace')}: trace: must be a list of [thread, label] pairs")
+    out_ = []
+    for i, x in enumerate(trace):
+        if not (isinstance(x, list) and len(x) == 2 and isinstance(x[0], int) and not isinstance(x[0], bool)
+                and (x[1] is None or isinstance(x[1], str))):
+            raise UserError(f"{path}:{_json_line(lines, 'trace')}: trace.{i}: must be [thread index, step label], "
+                            f"not {json.dumps(x)[:40]}")
+        out_.append((x[0], x[1]))
+    return data, out_, lines
 
 
 @main.command()
@@ -480,4 +539,8 @@ def list_ops():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:
+        sys.stderr.write("cowlab: interrupted\n")
+        sys.exit(130)

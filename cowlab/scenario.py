@@ -186,6 +186,10 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
         if opname == "fork" and args.get("child") not in procs:
             procs.append(args.get("child"))
             thread_proc.setdefault(args.get("child"), args.get("child"))
+    for name, proc, ops in free:              # a concurrent thread may fork too
+        for o, a in ops:
+            if o == "fork" and a.get("child") not in procs:
+                procs.append(a.get("child"))
     for p in procs:
         thread_proc.setdefault(p, p)
     if pages % hpage_pmd_nr and any(t != "__parallel__" and (a.get("thp") or a.get("hugetlb"))
@@ -224,7 +228,16 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
         last = thread
     threads = [ThreadSpec(t, thread_proc[t], tuple(tops[t])) for t in order]
     for name, proc, ops in free:
+        if proc not in procs:
+            raise ScenarioError(f"{id}: thread {name!r}: no process {proc!r}")
+        for o, _ in ops:
+            if o not in OPS:
+                raise ScenarioError(f"{id}: unknown operation {o!r}")
         threads.append(ThreadSpec(name, proc, tuple(_mk(o, a, proc, procs, None) for o, a in ops)))
+    names = [t.name for t in threads]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ScenarioError(f"{id}: thread names used twice: {', '.join(map(str, dup))}")
     return Case(id, title, source, pages, tuple(procs), tuple(threads), tuple(tags), hpage_pmd_nr=hpage_pmd_nr)
 
 
@@ -232,6 +245,8 @@ def _mk(opname, args, proc, procs, line) -> Op:
     args = dict(args)
     args["process"] = proc
     if opname == "fork":
+        if args.get("child") not in procs:
+            raise ScenarioError(f"operation fork: no process {args.get('child')!r}")
         args["child_mm"] = procs.index(args["child"])
     if "of" in args:
         if args["of"] not in procs:

@@ -35,19 +35,42 @@
 
 ``cowlab ops`` lists the operations and their arguments.  Errors name the
 file, line and field, and suggest close names.
+
+What a file may say (checked when it is loaded, before anything runs):
+
+- Names (threads, processes, pins, pipes, buffers, events, ...) are 1 to 64
+  letters, digits, ``_``, ``.``, ``+`` or ``-``; titles and sources at most
+  1,000 characters; no string holds a control character; integers are below
+  2**63; a file is at most 1 MiB and 1,000 operations.
+- The process of the first step is the one that exists at start; every other
+  process is created by a ``fork`` (``child = ...``) before a step runs in it
+  (a ``[[thread]]``'s fork is unordered against the script, so a step may wait
+  for it).  Thread names are unique; a thread named after a process belongs to
+  that process; a process runs nothing after its ``exit`` step.
+- Every argument an operation needs is given, with its type and range (an
+  address range lies inside the address space; ``pages`` >= 1).
+- A pin, pipe, io_uring buffer or speculative reference that an operation uses
+  (``pin_read``, ``unpin``, ``put_user_pages``, ``pipe_read``,
+  ``io_uring_read_fixed`` / ``_write_fixed`` / ``_unregister``,
+  ``speculative_put``) was made by an earlier operation of the same process
+  (any operation of a ``[[thread]]``, which is unordered): pins, pipes and
+  buffers belong to the process that made them.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import re
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from .kernel import registry  # noqa: F401
+from .kernel.mm.gup_test import OWNER as GUP_TEST_OWNER
 from .kernel.paths import OPS
 from .kernel.types import HPAGE_PMD_NR
 from .scenario import ScenarioError, compile_case
@@ -63,26 +86,55 @@ ARG_TYPES = {
 #: arguments an operation cannot do without
 REQUIRED = {"pipe_read": {"pipe"}, "vmsplice": {"addr", "pipe"}, "fork": {"child"}, "signal": {"event"},
             "wait": {"event"}, "mprotect": {"addr", "prot"}, "madvise": {"addr", "advice"},
-            "ksm_merge": {"addr", "of"}}
+            "ksm_merge": {"addr", "of"}, "mremap": {"addr", "new_addr"}}
 KEBAB = re.compile(r"^[a-z0-9]+(-[a-z0-9.]+)*$")
+
+MAX_FILE_BYTES = 1 << 20
+MAX_OPS = 1000
+MAX_NAME = 64
+MAX_TEXT = 1000                  # title, source
+MAX_INT = 2 ** 63 - 1
+NAME = re.compile(r"^\w[\w.+-]*$")
+#: string arguments that name something (the others are data: value, prot, advice)
+NAME_ARGS = ("pipe", "buf", "pin", "io", "who", "of", "child", "event")
+#: the events compile_case() makes for the script's order
+RESERVED_EVENT = re.compile(r"^[sp]\d+(\..*)?$")
+#: operations that make (+) or use (-) a named kernel reference:
+#: op -> (what, argument, its default, role); the defaults are the kernel
+#: modules' (gup_test.OWNER, rsrc.buf_owner(), agents.speculative_get())
+REFS = {
+    "vmsplice": ("pipe", "pipe", None, "+"), "pipe_read": ("pipe", "pipe", None, "-"),
+    "io_uring_register": ("io_uring buffer", "buf", "buf", "+"),
+    "io_uring_read_fixed": ("io_uring buffer", "buf", "buf", "-"),
+    "io_uring_write_fixed": ("io_uring buffer", "buf", "buf", "-"),
+    "io_uring_unregister": ("io_uring buffer", "buf", "buf", "-"),
+    "pin_longterm": ("pin", "pin", GUP_TEST_OWNER, "+"), "pin_read": ("pin", "pin", GUP_TEST_OWNER, "-"),
+    "unpin": ("pin", "pin", GUP_TEST_OWNER, "-"),
+    "get_user_pages": ("get_user_pages reference", "pin", GUP_TEST_OWNER, "+"),
+    "put_user_pages": ("get_user_pages reference", "pin", GUP_TEST_OWNER, "-"),
+    "speculative_get": ("speculative reference", "who", None, "+"),
+    "speculative_put": ("speculative reference", "who", None, "-"),
+}
+_MAKER = {"pipe": "vmsplice", "io_uring buffer": "io_uring_register", "pin": "pin_longterm",
+          "get_user_pages reference": "get_user_pages", "speculative reference": "speculative_get"}
 
 
 class StepModel(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", strict=True)
     thread: str
     process: Optional[str] = None
     op: str
 
 
 class ThreadModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     name: str
     process: str
     ops: list[dict]
 
 
 class CaseModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     id: str
     title: str = ""
     source: str = ""
@@ -112,16 +164,16 @@ class _Lines:
     """Find the line of a field in the raw TOML text."""
 
     def __init__(self, text: str):
-        self.lines = text.splitlines()
+        self.lines = text.split("\n")      # TOML's lines (splitlines() also breaks at \x0c, \u2028, ...)
+        self._headers: dict[str, list[int]] = {}
+        for i, line in enumerate(self.lines):
+            m = re.match(r"^\s*\[\[\s*([^\]\s]+)\s*\]\]", line)
+            if m:
+                self._headers.setdefault(m.group(1), []).append(i + 1)
 
     def header(self, table: str, index: int) -> int | None:
-        n = -1
-        for i, line in enumerate(self.lines):
-            if re.match(rf"^\s*\[\[\s*{re.escape(table)}\s*\]\]", line):
-                n += 1
-                if n == index:
-                    return i + 1
-        return None
+        hs = self._headers.get(table, [])
+        return hs[index] if 0 <= index < len(hs) else None
 
     def key(self, start: int | None, key: str) -> int | None:
         if start is None:
@@ -153,83 +205,163 @@ class _Lines:
                     return i + 1
         return start
 
+    def of(self, loc: tuple) -> int | None:
+        """The line of a field given as a path (``("step", 3, "addr")``)."""
+        if loc and loc[0] in ("step", "thread") and len(loc) > 1 and isinstance(loc[1], int):
+            h = self.header(loc[0], loc[1])
+            if loc[0] == "thread" and len(loc) > 3 and loc[2] == "ops" and isinstance(loc[3], int):
+                return self.inline(h, loc[3])
+            return self.key(h, str(loc[2])) if len(loc) > 2 else h
+        if loc:
+            return self.key(None, str(loc[0]))
+        return None
+
 
 def _err(path, line, field, msg) -> ScenarioError:
     return ScenarioError(f"{path}:{line or '?'}: {field}: {msg}")
 
 
+def _show(v, n: int = 40) -> str:
+    """A value for a message: its repr, cut short."""
+    r = repr(v)
+    return r if len(r) <= n else f"{r[:n]}... ({len(r):,} characters)"
+
+
+def _hint(name, names) -> str:
+    close = difflib.get_close_matches(str(name), [str(x) for x in names], n=2, cutoff=0.5)
+    return f"; did you mean {', '.join(close)}?" if close else ""
+
+
+def _deepest(text: str) -> int | None:
+    """The line that opens the most arrays / inline tables (for a nesting error)."""
+    lines = text.split("\n")
+    if not lines:
+        return None
+    return max(range(len(lines)), key=lambda i: lines[i].count("[") + lines[i].count("{")) + 1
+
+
 def load_case(path: str):
     p = Path(path)
     try:
-        text = p.read_text()
+        raw = p.read_bytes()
     except OSError as e:
-        raise ScenarioError(f"{path}: cannot read: {e.strerror}") from None
+        raise ScenarioError(f"{path}: cannot read: {e.strerror or e}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise _err(path, None, "file", f"{len(raw):,} bytes; a scenario file is at most {MAX_FILE_BYTES:,}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        col = e.start - (raw.rfind(b"\n", 0, e.start) + 1) + 1
+        raise _err(path, line, "encoding", f"not UTF-8 (byte 0x{raw[e.start]:02x} at column {col})") from None
+    text = text.removeprefix("\ufeff")
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         m = re.search(r"line (\d+)", str(e))
         raise ScenarioError(f"{path}:{m.group(1) if m else '?'}: syntax: {e}") from None
+    except RecursionError:
+        raise _err(path, _deepest(text), "syntax", "arrays or inline tables nested too deeply") from None
     return parse_case(data, text, str(p))
+
+
+_BIDI = set("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def _bad_char(s: str):
+    for i, c in enumerate(s):
+        if c in _BIDI or unicodedata.category(c) in ("Cc", "Zl", "Zp"):
+            return i, c
+    return None
+
+
+def _check_values(path, lines, data):
+    """Every key and string: no control character, bounded length; every
+    integer below 2**63.  Walks without recursion (the data may be deep)."""
+    stack = [((), data)]
+    while stack:
+        loc, v = stack.pop()
+        field = ".".join(str(x) for x in loc) or "file"
+        if isinstance(v, dict):
+            for k in v:
+                _check_str(path, lines, loc, f"{field} key", k, MAX_NAME)
+            stack.extend(reversed([(loc + (k,), x) for k, x in v.items()]))
+        elif isinstance(v, list):
+            stack.extend(reversed([(loc + (i,), x) for i, x in enumerate(v)]))
+        elif isinstance(v, str):
+            _check_str(path, lines, loc, field, v, MAX_TEXT if loc in (("title",), ("source",)) else MAX_NAME)
+        elif isinstance(v, int) and not isinstance(v, bool) and not -MAX_INT - 1 <= v <= MAX_INT:
+            raise _err(path, lines.of(loc), field, f"number too large ({len(str(abs(v)))} digits; integers are "
+                                                   f"below 2**63)")
+
+
+def _check_str(path, lines, loc, field, s, limit):
+    if len(s) > limit:
+        raise _err(path, lines.of(loc), field, f"{len(s):,} characters; at most {limit}")
+    bad = _bad_char(s)
+    if bad:
+        raise _err(path, lines.of(loc), field, f"control character U+{ord(bad[1]):04X} at position {bad[0] + 1}")
+
+
+def _check_name(path, line, field, v):
+    if not NAME.match(v) or v == "__parallel__":
+        raise _err(path, line, field, f"{_show(v)} is not a name: use letters, digits, '_', '.', '+' and '-' "
+                                      f"(starting with a letter, digit or '_'), at most {MAX_NAME} characters")
 
 
 def parse_case(data: dict, text: str, path: str):
     lines = _Lines(text)
+    _check_values(path, lines, data)
     try:
         cm = CaseModel.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         loc = first["loc"]
         field = ".".join(str(x) for x in loc)
-        line = None
-        if loc and loc[0] in ("step", "thread") and len(loc) > 1 and isinstance(loc[1], int):
-            h = lines.header(loc[0], loc[1])
-            line = lines.key(h, str(loc[2])) if len(loc) > 2 else h
-        elif loc:
-            line = lines.key(None, str(loc[0]))
+        line = lines.of(loc)
         msg = first["msg"]
         if first["type"] == "extra_forbidden" and len(loc) == 1:
             close = difflib.get_close_matches(str(loc[0]), CaseModel.model_fields, n=2)
             msg = "unknown field" + (f"; did you mean {', '.join(close)}?" if close else "")
         raise _err(path, line, field, msg) from None
+    n_ops = len(cm.step) + sum(len(th.ops) for th in cm.thread)
+    if n_ops > MAX_OPS:
+        raise _err(path, lines.header("step", MAX_OPS) if len(cm.step) > MAX_OPS else None, "step",
+                   f"{n_ops:,} operations; a scenario has at most {MAX_OPS:,}")
 
     script, threads = [], {}
     for i, st in enumerate(cm.step):
         h = lines.header("step", i)
         args = dict(st.model_extra or {})
-        _check_op(path, lines, h, f"step.{i}", st.op, args, lambda k: lines.key(h, k))
-        if st.process:
+        _check_name(path, lines.key(h, "thread"), f"step.{i}.thread", st.thread)
+        _check_op(path, h, f"step.{i}", st.op, args, lambda k, h=h: lines.key(h, k), cm.pages)
+        if st.process is not None:
+            _check_name(path, lines.key(h, "process"), f"step.{i}.process", st.process)
+            if threads.get(st.thread, st.process) != st.process:
+                raise _err(path, lines.key(h, "process"), f"step.{i}.process",
+                           f"thread {st.thread!r} is in process {threads[st.thread]!r} at an earlier step; "
+                           f"a thread stays in one process")
             threads[st.thread] = st.process
         script.append((st.thread, st.op, args, h))
-    free = []
+    free, free_lines = [], []
     for i, th in enumerate(cm.thread):
         h = lines.header("thread", i)
-        ops = []
+        _check_name(path, lines.key(h, "name"), f"thread.{i}.name", th.name)
+        _check_name(path, lines.key(h, "process"), f"thread.{i}.process", th.process)
+        ops, lns = [], []
         for j, od in enumerate(th.ops):
             od = dict(od)
             ln = lines.inline(h, j)
             if "op" not in od:
                 raise _err(path, ln, f"thread.{i}.ops.{j}.op", "missing")
             name = od.pop("op")
-            _check_op(path, lines, ln, f"thread.{i}.ops.{j}", name, od, lambda k: ln)
+            _check_op(path, ln, f"thread.{i}.ops.{j}", name, od, lambda k, ln=ln: ln, cm.pages)
             ops.append((name, od))
+            lns.append(ln)
         free.append((th.name, th.process, ops))
-    procs = []
-    for t, op, args, h in script:
-        proc = threads.get(t, t)
-        if proc not in procs and op != "fork":
-            procs.append(proc)
-        if op == "fork":
-            if proc not in procs:
-                procs.append(proc)
-            if args["child"] in procs:
-                raise _err(path, lines.key(h, "child"), "child", f"process {args['child']!r} already exists")
-            procs.append(args["child"])
-    for t, op, args, h in script:
-        if "of" in args and args["of"] not in procs:
-            raise _err(path, lines.key(h, "of"), "of", f"no process {args['of']!r}; processes: {', '.join(procs)}")
-        for k in ("addr", "other_addr", "new_addr"):
-            if k in args and not 0 <= args[k] + args.get("pages", 1) - 1 < cm.pages:
-                raise _err(path, lines.key(h, k), k, f"{args[k]} is outside the {cm.pages}-page address space")
+        free_lines.append((h, lns))
+    procs = _check_processes(path, lines, script, threads, free, free_lines)
+    _check_refs(path, lines, script, threads, free, free_lines)
     try:
         case = compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags,
                             hpage_pmd_nr=cm.hpage_pmd_nr)
@@ -238,7 +370,168 @@ def parse_case(data: dict, text: str, path: str):
     return dataclasses.replace(case, expect_stuck=True) if cm.expect_stuck else case
 
 
-def _check_op(path, lines, h, where, name, args, keyline):
+def _check_processes(path, lines, script, thread_of, free, free_lines) -> list[str]:
+    """The processes, in mm-id order: the first step's (else the first
+    [[thread]]'s), which exists at start, then each fork's child.  A step
+    runs in a process that exists by then (or that a [[thread]] forks: that
+    fork is unordered, the step waits for it); names are not reused."""
+    if script:
+        t0 = script[0][0]
+        initial = thread_of.get(t0, t0)
+    elif free:
+        initial = free[0][1]
+    else:
+        return []
+    step_fork = {}                              # child -> the step that forks it
+    for i, (t, op, args, h) in enumerate(script):
+        if op == "fork":
+            c = args["child"]
+            if c == initial or c in step_fork:
+                raise _err(path, lines.key(h, "child"), f"step.{i}.child", f"process {c!r} already exists")
+            step_fork[c] = i
+    free_fork = {}                              # child -> (thread index, op index)
+    for i, (name, proc, ops) in enumerate(free):
+        for j, (o, a) in enumerate(ops):
+            if o == "fork":
+                c = a["child"]
+                if c == initial or c in step_fork or c in free_fork:
+                    raise _err(path, free_lines[i][1][j], f"thread.{i}.ops.{j}.child",
+                               f"process {c!r} already exists")
+                free_fork[c] = (i, j)
+    procs = [initial] + list(step_fork) + list(free_fork)
+
+    def unknown(p):
+        return (f"no process {p!r}: a process is the initial one ({initial!r}, the first step's) or made by a "
+                f"fork (child = ...)" + _hint(p, [q for q in procs if q != p]))
+
+    for c in procs[1:]:
+        if c in thread_of and thread_of[c] != c:
+            i = step_fork.get(c)
+            raise _err(path, lines.key(script[i][3], "child") if i is not None else free_lines[free_fork[c][0]][0],
+                       f"step.{i}.child" if i is not None else f"thread.{free_fork[c][0]}.ops.{free_fork[c][1]}.child",
+                       f"{c!r} is already a thread of process {thread_of[c]!r}")
+    known = {initial} | set(free_fork)
+    exited = {}                                 # process -> the step where it exits
+    for i, (t, op, args, h) in enumerate(script):
+        proc = thread_of.get(t, t)
+        field = "process" if t in thread_of else "thread"
+        if proc in exited and op not in ("signal", "wait"):
+            raise _err(path, lines.key(h, "op"), f"step.{i}.op",
+                       f"process {proc!r} exited at step {exited[proc]}: it runs no {op} after that")
+        if op == "exit":
+            exited[proc] = i
+        if proc not in known:
+            if proc in step_fork:
+                raise _err(path, lines.key(h, field), f"step.{i}.{field}",
+                           f"process {proc!r} runs here (step {i}) before the fork that makes it (step "
+                           f"{step_fork[proc]})")
+            raise _err(path, lines.key(h, field), f"step.{i}.{field}", unknown(proc))
+        if t in procs and proc != t:
+            raise _err(path, lines.key(h, "process"), f"step.{i}.process",
+                       f"thread {t!r} has the name of process {t!r} but runs in {proc!r}; give it another name")
+        if op == "fork":
+            known.add(args["child"])
+        if "of" in args and args["of"] not in known:
+            raise _err(path, lines.key(h, "of"), f"step.{i}.of",
+                       f"process {args['of']!r} does not exist at this step" if args["of"] in procs
+                       else unknown(args["of"]))
+    step_threads = {t for t, _, _, _ in script} | set(procs)
+    seen = {}
+    for i, (name, proc, ops) in enumerate(free):
+        h, lns = free_lines[i]
+        if proc not in procs:
+            raise _err(path, lines.key(h, "process"), f"thread.{i}.process", unknown(proc))
+        if name in seen:
+            raise _err(path, lines.key(h, "name"), f"thread.{i}.name",
+                       f"thread {name!r} is already defined (thread.{seen[name]}); thread names are unique")
+        if name in step_threads:
+            raise _err(path, lines.key(h, "name"), f"thread.{i}.name",
+                       f"{name!r} is already the name of a thread of the steps" if name not in procs else
+                       f"{name!r} is the name of process {name!r}'s own thread; give this one another name")
+        seen[name] = i
+        for j, (o, a) in enumerate(ops):
+            if "of" in a and a["of"] not in procs:
+                raise _err(path, lns[j], f"thread.{i}.ops.{j}.of", unknown(a["of"]))
+    return procs
+
+
+def _check_refs(path, lines, script, thread_of, free, free_lines):
+    """An operation that uses a pin, pipe, io_uring buffer or speculative
+    reference names one an earlier operation made (see the module doc)."""
+
+    def key(op, args, proc, thread):
+        what, arg, default, role = REFS[op]
+        name = args.get(arg, default)
+        if what == "speculative reference":
+            scope = "" if arg in args else thread         # the default owner is the thread's own (t<tid>)
+        else:
+            scope = proc
+        return (what, scope, name), role
+
+    def fail(line, field, k, op, proc, args):
+        what, scope, name = k
+        arg = REFS[op][1]
+        dflt = "" if arg in args or name is None else f" (the default: the operation names no {arg})"
+        if k in step_first:
+            label = repr(name) if name is not None else f"of thread {scope!r}"
+            raise _err(path, line, f"{field}.{arg}",
+                       f"the {what} {label} is made only later (step {step_first[k]}); an operation uses it after "
+                       f"the one that makes it")
+        same = sorted({n for (w, sc, n) in made_any if w == what and sc == scope and n is not None})
+        if what == "speculative reference":
+            msg = (f"no speculative reference {name!r}: no earlier speculative_get with who = {name!r} takes it"
+                   if name is not None else f"no speculative reference of thread {scope!r}: no earlier "
+                   f"speculative_get of this thread without 'who' takes one")
+        else:
+            msg = (f"no {what} {name!r}{dflt} in process {proc!r}: no earlier {_MAKER[what]} of this process makes it"
+                   f"{' (' + what + 's belong to the process that made them)' if what != 'pin' else ''}")
+        if same:
+            msg += f"; {what}s there: {', '.join(same)}" + _hint(name, same)
+        raise _err(path, line, f"{field}.{arg}", msg)
+
+    made_any, free_made = set(), {}
+    for i, (name, proc, ops) in enumerate(free):
+        for o, a in ops:
+            if o in REFS:
+                k, role = key(o, a, proc, name)
+                if role == "+":
+                    free_made.setdefault(k, set()).add(i)
+                    made_any.add(k)
+    step_first = {}                             # key -> the first step that makes it
+    for i, (t, op, args, h) in enumerate(script):
+        if op in REFS:
+            k, role = key(op, args, thread_of.get(t, t), t)
+            if role == "+":
+                made_any.add(k)
+                step_first.setdefault(k, i)
+    step_made = set()
+    for i, (t, op, args, h) in enumerate(script):
+        if op in REFS:
+            k, role = key(op, args, thread_of.get(t, t), t)
+            if role == "+":
+                step_made.add(k)
+            elif k not in step_made and k not in free_made:
+                fail(lines.key(h, REFS[op][1]), f"step.{i}", k, op, thread_of.get(t, t), args)
+    for i, (name, proc, ops) in enumerate(free):
+        own = set()
+        for j, (o, a) in enumerate(ops):
+            if o in REFS:
+                k, role = key(o, a, proc, name)
+                if role == "+":
+                    own.add(k)
+                elif k not in own and k not in step_made and not free_made.get(k, set()) - {i}:
+                    fail(free_lines[i][1][j], f"thread.{i}.ops.{j}", k, o, proc, a)
+
+
+@functools.cache
+def _adapter(t) -> TypeAdapter:
+    return TypeAdapter(t)
+
+
+def _check_op(path, h, where, name, args, keyline, pages):
+    if not isinstance(name, str):
+        raise _err(path, keyline("op"), f"{where}.op", f"must be a string naming an operation, not {_show(name)}; "
+                                                       f"see `cowlab ops`")
     if name not in OPS:
         close = difflib.get_close_matches(name, OPS, n=3, cutoff=0.5)
         raise _err(path, keyline("op"), f"{where}.op",
@@ -253,14 +546,29 @@ def _check_op(path, lines, h, where, name, args, keyline):
                        (f"; did you mean {', '.join(close)}?" if close
                         else f" (arguments: {', '.join(allowed) or 'none'})"))
         t = ARG_TYPES.get(k, str)
-        from pydantic import TypeAdapter
         try:
-            TypeAdapter(t).validate_python(v, strict=t in (int, bool))
+            _adapter(t).validate_python(v, strict=True)
         except ValidationError as e:
             raise _err(path, keyline(k), f"{where}.{k}", e.errors()[0]["msg"]) from None
         if t is int and v < 0:
             raise _err(path, keyline(k), f"{where}.{k}", "must be >= 0")
+        if k == "pages" and v < 1:
+            raise _err(path, keyline(k), f"{where}.{k}", "must be >= 1")
+        if k in NAME_ARGS:
+            _check_name(path, keyline(k), f"{where}.{k}", v)
+        if k == "event" and RESERVED_EVENT.match(v):
+            raise _err(path, keyline(k), f"{where}.{k}",
+                       f"{v!r} is reserved (the events that order the steps are s<N> and p<N>)")
     need = REQUIRED.get(name, {"addr"} & set(allowed))
     for k in sorted(need):
         if k not in args:
             raise _err(path, h, f"{where}.{k}", f"operation {name} needs {k!r}")
+    n = args.get("pages", 1)
+    for k in ("addr", "other_addr", "new_addr"):
+        if k in args and not 0 <= args[k] + n - 1 < pages:
+            where_ = f"{args[k]}" if n == 1 or args[k] >= pages else f"{args[k]}..{args[k] + n - 1} (pages = {n})"
+            raise _err(path, keyline(k), f"{where}.{k}", f"{where_} is outside the {pages}-page address space")
+    if name == "mmap" and (args.get("thp") or args.get("hugetlb")) and pages % HPAGE_PMD_NR:
+        k = "thp" if args.get("thp") else "hugetlb"
+        raise _err(path, keyline(k), f"{where}.{k}",
+                   f"the address space (pages = {pages}) must be a multiple of {HPAGE_PMD_NR} pages for THP/hugetlb")

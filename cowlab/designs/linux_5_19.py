@@ -18,7 +18,8 @@ from .base import REUSE, COPY, SHARE, MigrateUnmapResult, UnmapResult
 from .linux_5_18 import Linux518
 from ..kernel.mm import rmap
 from ..kernel.mm.swapfile import try_to_free_swap, swap_free
-from ..kernel.types import ZERO_PFN, FOLL_PIN, FOLL_WRITE, SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE, SWP_MIGRATION_WRITE
+from ..kernel.types import (ZERO_PFN, FOLL_PIN, FOLL_WRITE, SWP_MIGRATION_READ, SWP_MIGRATION_READ_EXCLUSIVE,
+                            SWP_MIGRATION_WRITE)
 
 
 @dataclass

@@ -4,6 +4,7 @@ the kernel function, what the step changed (ptes, refcount / mapcount / pins
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 
 def _pte(e):
@@ -57,7 +58,7 @@ def changes(prev: dict, cur: dict) -> list[str]:
 
 
 def table(doc: dict, title: str = "") -> Table:
-    t = Table(title=title or None)
+    t = Table(title=Text(title) if title else None)
     for col in ("#", "thread", "operation", "kernel function", "changed", "observed / verdict"):
         t.add_column(col, overflow="fold")
     prev = doc["initial"]
@@ -69,6 +70,7 @@ def table(doc: dict, title: str = "") -> Table:
         what = [e for e in st["effects"] if " reads " in e or "reuses" in e or "gets a copy" in e]
         what += [f"{e['kind'].upper()}: {e['text']}" for e in st["events"]] + [f"MODEL BUG: {b}" for b in st["bugs"]]
         bad = any(e["kind"] != "correct" for e in st["events"]) or st["bugs"]
-        t.add_row(str(st["i"]), st["thread"], st["op"], st["function"], "; ".join(ch), "; ".join(what),
-                  style="red" if bad else None)
+        # Text, not markup: the cells hold the scenario's own strings (names, values)
+        t.add_row(*(Text(c) for c in (str(st["i"]), st["thread"], st["op"], st["function"], "; ".join(ch),
+                                      "; ".join(what))), style="red" if bad else None)
     return t
