@@ -69,7 +69,7 @@ WEIGHTS = {
 NEEDS = {"pageout": "pageout", "ksm": "ksm_merge", "odirect_read": "odirect_read", "odirect_write": "odirect_write",
          "io_uring_register": "io_uring_register", "vmsplice": "vmsplice"}
 MAX_CHILDREN = 3
-FAULT_P = 0.01
+FAULT_P = 0.005
 
 
 class HypothesisChooser:

@@ -113,11 +113,23 @@ class Memory:
             raise OSError(ctypes.get_errno(), "mmap reserve")
         a = align * PAGE
         self.base = (base + a - 1) // a * a
-        libc.munmap(base, span)
+        # the case's range stays reserved (PROT_NONE, no pages) wherever the case has nothing mapped: a
+        # hole there would take the next mmap() of anything else -- an io_uring ring, an interpreter arena
+        libc.munmap(base, self.base - base)
+        end = self.base + pages * PAGE
+        libc.munmap(end, base + span - end)
         self.pipes: dict = {}
 
     def addr(self, a: int) -> int:
         return self.base + a * PAGE
+
+    def _reserve(self, a: int, pages: int) -> None:
+        """Put the PROT_NONE reservation back over [a, a + pages) (munmap, the
+        source of an mremap): to the page-level facts compared it is the same
+        as nothing mapped (no pages; any access faults)."""
+        r = libc.mmap(self.addr(a), pages * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | 0x4000, -1, 0)
+        if r != self.addr(a):
+            raise OSError(ctypes.get_errno(), "mmap reserve")
 
     # -------------------------------------------------------------- operations
     def op(self, name: str, a: dict):
@@ -148,9 +160,11 @@ class Memory:
         r = libc.mremap(self.addr(addr), pages * PAGE, pages * PAGE, 1 | 2, self.addr(new_addr))
         if r != self.addr(new_addr):
             raise OSError(ctypes.get_errno(), "mremap")
+        self._reserve(addr, pages)
 
     def op_munmap(self, addr, pages=1):
         _check(libc.munmap(self.addr(addr), pages * PAGE), "munmap")
+        self._reserve(addr, pages)
 
     def op_mprotect(self, addr, prot, pages=1):
         _check(libc.mprotect(self.addr(addr), pages * PAGE, PROT[prot]), "mprotect")
