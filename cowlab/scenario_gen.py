@@ -233,6 +233,16 @@ class Tracker:
             return "fork-no-anon-vma"
         return None
 
+    def _split(self, p: Proc, rng) -> None:
+        """A VMA that [rng) cuts: the part after the range becomes a VMA of its
+        own (the part before keeps the id; the range gets its own from the
+        operation).  Split VMAs keep their anon_vma."""
+        for v in {p.pages[a].vma for a in rng if p.pages[a] is not None}:
+            nv = self._new_vma()
+            for a in range(rng.stop, self.npages):
+                if p.pages[a] is not None and p.pages[a].vma == v:
+                    p.pages[a].vma = nv
+
     def _fault_anon(self, p: Proc, rng) -> None:
         """An anonymous page faulted in: its whole VMA gets an anon_vma."""
         vmas = {p.pages[a].vma for a in rng if p.pages[a] is not None}
@@ -250,6 +260,8 @@ class Tracker:
             return
         p = self.procs[proc]
         rng = self._range(args)
+        if op in ("mmap", "munmap", "mprotect", "mremap") or (op == "madvise" and args["advice"] != "dontneed"):
+            self._split(p, rng)
         if op == "mmap":
             self._detach(proc, rng)
             v = self._new_vma()

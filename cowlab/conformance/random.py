@@ -247,6 +247,13 @@ def prepare(scn, design, have_swap, host):
         return CaseResult(case.id, "disagree", reason=f"the model failed: {type(e).__name__}: {e}"), []
 
 
+def model_signature(reason: str) -> tuple:
+    """The class of a model failure: the invariant a model bug broke, or the exception."""
+    import re
+    m = re.search(r"model bug: (\w+):", reason) or re.search(r"the model failed: (\w+)", reason)
+    return ("model", m.group(1) if m else "failure")
+
+
 def signature(reason: str) -> tuple:
     """The class of a state disagreement: what differs, at which operation."""
     import re
@@ -302,7 +309,7 @@ class Live:
 
     def run(self, prep, verdicts, classes=None) -> Judged:
         if isinstance(prep, CaseResult):
-            return Judged(prep)
+            return Judged(prep, model_signature(prep.reason) if prep.result == "disagree" else ())
         try:
             lines, failure = runner._launch(prep, self.server).collect()
         except Exception as e:
