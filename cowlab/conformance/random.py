@@ -354,10 +354,10 @@ def shrink(scn, still, budget: int = SHRINK_BUDGET, sweep_too: bool = True):
 
     def attempt(pages, body, sweep=None):
         nonlocal best, tests
-        b, sw = normalize(pages, body)
+        b, sw = normalize(pages, body, best.exclude)
         if sweep is not None:
             sw = sweep
-        cand = Scenario(best.id, pages, b, sw, best.origin)
+        cand = Scenario(best.id, pages, b, sw, best.origin, best.exclude)
         if (b, sw, pages) == (best.body, best.sweep, best.pages) or tests >= budget:
             return False
         tests += 1
@@ -508,11 +508,10 @@ def _models_ahead(scns, design, have_swap, host, jobs):
                 f.cancel()
 
 
-def _header(f: Finding, scn, design, seed, release) -> str:
+def _header(f: Finding, scn, design, command, release) -> str:
     return (f"cowlab conformance --random: a shrunk reproducer ({f.steps} steps, from {f.from_steps}; "
             f"{f.tests} live runs to shrink)\n"
-            f"found by: cowlab conformance --random ... --seed {seed} (scenario {f.scenario}) on kernel {release}, "
-            f"design {design.name}\n"
+            f"found by: {command} (scenario {f.scenario}) on kernel {release}, design {design.name}\n"
             f"class: {' / '.join(f.signature)}\n"
             f"what differs: {f.reason}\n"
             f"replay: sudo cowlab conformance THIS_FILE.toml   (cowlab run THIS_FILE.toml runs the model alone)")
@@ -520,11 +519,12 @@ def _header(f: Finding, scn, design, seed, release) -> str:
 
 def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_dir: str | None,
                exclude=(), log=None, jobs: int | None = None, shrink_budget: int = SHRINK_BUDGET,
-               release: str = "", report: RandomReport | None = None) -> RandomReport:
+               release: str = "", report: RandomReport | None = None, command: str = "") -> RandomReport:
     """The random run itself (the machine already set up): ``count``
     scenarios from ``seed``; steady disagreements shrunk, one reproducer
     per class, written to ``out_dir``."""
     rep = report or RandomReport(seed, count)
+    command = command or f"cowlab conformance --random {count} --seed {seed}"
     rep.excluded = sorted(exclude)
     rep.not_generated = host_unavailable(host, have_swap)
     jobs = runner.default_jobs() if jobs is None else jobs
@@ -552,7 +552,7 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
                 else:
                     f = rep.findings[j.signature] = Finding(j.signature, scn.id, j.result.reason,
                                                             from_steps=len(scn.steps))
-                    _shrink_and_write(f, scn, live, j.signature, out_dir, shrink_budget, design, seed, release)
+                    _shrink_and_write(f, scn, live, j.signature, out_dir, shrink_budget, design, command, release)
                     j.result.reason += f" -> {f.file or 'not written'}"
             j.result.case = scn.id
             rep.results.append(j.result)
@@ -569,7 +569,7 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
     return rep
 
 
-def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design, seed, release) -> None:
+def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design, command, release) -> None:
     def still(cand) -> bool:
         return live.run_scenario(cand).signature == sig
 
@@ -581,15 +581,14 @@ def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design,
     j = live.run_scenario(small)
     if j.signature == sig:
         f.reason = j.result.reason
-    small.origin = (f"cowlab conformance --random --seed {seed}: scenario {scn.id}, shrunk; class "
-                    f"{' / '.join(sig)}")
+    small.origin = f"{command}: scenario {scn.id}, shrunk; class {' / '.join(sig)}"
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         name = "-".join(str(x) for x in sig).replace("_", "-")
         path = os.path.join(out_dir, f"{name}.toml")
         small.id = f"random-{name}".lower()
         with open(path, "w") as fh:
-            fh.write(scenario_gen.to_toml(small, _header(f, small, design, seed, release)
+            fh.write(scenario_gen.to_toml(small, _header(f, small, design, command, release)
                                           + f"\nreproduced {f.reproduced} times on replay") + "\n")
         f.file = path
 
@@ -653,7 +652,10 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
                 results = run_files(files, design, have_swap, host, log)
             else:
                 rep = rep or RandomReport(seed, count)
-                run_random(count, seed, design, have_swap, host, out_dir, exclude, log, release=release, report=rep)
+                command = f"cowlab conformance --random {count} --seed {seed}" + \
+                    (f" --design {design_spec}" if design_spec else "") + "".join(f" --exclude {e}" for e in exclude)
+                run_random(count, seed, design, have_swap, host, out_dir, exclude, log, release=release, report=rep,
+                           command=command)
                 results = rep.results
     except KeyboardInterrupt:
         results = rep.results if rep is not None else results
