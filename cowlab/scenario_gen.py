@@ -58,6 +58,8 @@ KNOWN_CLASSES = {
                         "copies none of its ptes (vma_needs_copy()), the model copies them",
 }
 FAULT_CLASSES = ("segfault", "efault", "write-gup-prot-read")
+#: classes after which the kernel and the model hold different page tables (later differences follow from them)
+STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "fork-no-anon-vma")
 
 #: ops the generator draws from, with their weights
 WEIGHTS = {
@@ -223,13 +225,13 @@ class Tracker:
             if b is not None and not b.attached:
                 return "dma-after-unmap"
         p = self.procs.get(proc)
-        if op == "mremap" and (self.pinned(proc, self._range(args)) or any(
-                o == proc and set(self.pipe_at[n]) & set(self._range(args)) for n, o in self.pipes.items())):
-            return "mremap-pinned"
         if op == "mremap":
             dst = range(args["new_addr"], args["new_addr"] + args.get("pages", 1))
             if any(p.pages[a] is not None for a in dst):
                 return "mremap-onto-mapping"
+        if op == "mremap" and (self.pinned(proc, self._range(args)) or any(
+                o == proc and set(self.pipe_at[n]) & set(self._range(args)) for n, o in self.pipes.items())):
+            return "mremap-pinned"
         if op == "mmap" and any(p.pages[a] is not None for a in self._range(args)):
             return "mmap-over-mapping"
         if op == "fork" and any(pg is not None and pg.zero and not pg.anon_vma and not pg.dontfork for pg in p.pages):

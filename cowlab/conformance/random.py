@@ -38,6 +38,9 @@ from ..model import CowModel, MISSED, WRONG
 from . import runner
 from .runner import CaseResult, Prepared
 
+#: why the random run has no THP or hugetlb scenarios (yet)
+NO_LARGE = ("not generated: their model must run at the kernel's THP size (512 subpages, a second interpreter as "
+            "--thp does) and their reproducers would need scenario files of more than 64 pages")
 #: steps of the shrinker's search, at most, per finding
 SHRINK_BUDGET = 150
 
@@ -271,11 +274,14 @@ def signature(reason: str) -> tuple:
 
 
 def _known(j: Judged, index: int, classes) -> Judged:
-    """A disagreement at (or, for a verdict, after) a step of a known false
-    class: the class leads its signature and its reason says so."""
+    """A disagreement at a step of a known false class, or after one that
+    changes what the kernel and the model hold (``STATE_CLASSES``; for a
+    verdict: after any): the class leads its signature and its reason says so."""
     if not classes:
         return j
-    hit = classes.get(index) or next((c for i, c in sorted(classes.items()) if i <= index), None)
+    verdict = j.signature[0].startswith(("verdict-", "unflagged-"))
+    earlier = [c for i, c in sorted(classes.items()) if i < index and (verdict or c in scenario_gen.STATE_CLASSES)]
+    hit = classes.get(index) or (earlier[-1] if earlier else None)
     if hit:
         j.signature = (hit,) + tuple(j.signature)
         j.result.reason += f" [known class {hit}: {scenario_gen.KNOWN_CLASSES[hit]}]"
@@ -290,7 +296,10 @@ def judge(prep: Prepared, verdicts: list, lines: list, failure: str, design, cla
     if diff.startswith("SKIP: "):
         return Judged(CaseResult(cid, "skip", n, diff[len("SKIP: "):]), verdicts=verdicts)
     if diff:
-        return _known(Judged(CaseResult(cid, "disagree", n, diff), signature(diff), verdicts), n, classes)
+        sig = signature(diff)
+        if sig[0] == "stopped" and n < len(prep.msteps):
+            sig = ("stopped", prep.msteps[n][1].name)       # the operation the real program did not survive
+        return _known(Judged(CaseResult(cid, "disagree", n, diff), sig, verdicts), n, classes)
     bad = check_verdicts(prep, verdicts, lines)
     if bad:
         import re
@@ -527,10 +536,12 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
     command = command or f"cowlab conformance --random {count} --seed {seed}"
     rep.excluded = sorted(exclude)
     rep.not_generated = host_unavailable(host, have_swap)
+    gen_unavailable = dict(rep.not_generated)
+    rep.not_generated["thp, hugetlb"] = NO_LARGE
     jobs = runner.default_jobs() if jobs is None else jobs
     live = Live(design, have_swap, host)
     t0 = time.monotonic()
-    scns = scenario_gen.scenarios(seed, count, exclude, rep.not_generated)
+    scns = scenario_gen.scenarios(seed, count, exclude, gen_unavailable)
     try:
         for scn, (prep, verdicts) in _models_ahead(scns, design, have_swap, host, jobs):
             classes = scenario_gen.classes(scn.steps, scn.pages)
