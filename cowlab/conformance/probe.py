@@ -96,6 +96,19 @@ def odirect_dir() -> str:
                       "(set COWLAB_ODIRECT_DIR): " + ", ".join(seen))
 
 
+#: the byte a store the model did not make writes (the model's tokens are 1..251): a write the model thought
+#: faulted, or a DMA it thought went nowhere, still writes every page here, so the difference is seen
+UNSTORED = 253
+
+
+def _values(value, pages: int) -> list:
+    """One byte per page of a store: the model's per-page values (padded
+    with UNSTORED where the model stored nothing), or one value for all."""
+    if isinstance(value, list):
+        return value + [UNSTORED] * (pages - len(value))
+    return [value] * pages
+
+
 class Unsupported(Exception):
     """The host cannot run this operation (the case is skipped, with this reason)."""
 
@@ -147,7 +160,7 @@ class Memory:
             _check(libc.madvise(self.addr(addr), pages * PAGE, MADV["hugepage"]), "madvise hugepage")
 
     def op_write(self, addr, value, pages=1):
-        vals = value if isinstance(value, list) else [value] * pages
+        vals = _values(value, pages)
         for i, v in enumerate(vals):
             ctypes.memset(self.addr(addr + i), v, PAGE)
 
@@ -196,7 +209,7 @@ class Memory:
     def op_odirect_read(self, addr, pages=1, io="dio", value=None):
         """read(2) with O_DIRECT from a file holding ``value`` into memory (GUP FOLL_WRITE)."""
         dfd, bfd = self._dio()
-        vals = value if isinstance(value, list) else [value or 1] * pages
+        vals = _values(1 if value is None else value, pages)
         os.pwrite(bfd, b"".join(bytes([v]) * PAGE for v in vals), 0)
         os.fsync(bfd)
         n = os.preadv(dfd, [self._span(addr, pages)], 0)
@@ -418,7 +431,7 @@ def _iouring_ops(cls):
 
     def op_io_uring_read_fixed(self, buf="buf", value=None):
         ring, fd, addr, pages = self.rings[buf]
-        vals = value if isinstance(value, list) else [value] * pages
+        vals = _values(value, pages)
         os.pwrite(fd, b"".join(bytes([v]) * PAGE for v in vals), 0)
         n = ring.rw_fixed(IORING_OP_READ_FIXED, fd, self.addr(addr), pages * PAGE)
         if n != pages * PAGE:
