@@ -248,6 +248,12 @@ class Tracker:
                 if p.pages[a] is not None and p.pages[a].vma == v:
                     p.pages[a].vma = nv
 
+    def _renumber(self, p: Proc, rng) -> dict:
+        """New VMA ids for the pages of ``rng`` (an mprotect or madvise splits
+        each VMA it covers part of; the VMAs it covers stay apart)."""
+        new: dict = {}
+        return {a: new.setdefault(p.pages[a].vma, self._new_vma()) for a in rng if p.pages[a] is not None}
+
     def _fault_anon(self, p: Proc, rng) -> None:
         """An anonymous page faulted in: its whole VMA gets an anon_vma."""
         vmas = {p.pages[a].vma for a in rng if p.pages[a] is not None}
@@ -293,9 +299,9 @@ class Tracker:
                 self.pipes[args["pipe"]] = proc
                 self.pipe_at[args["pipe"]] = rng
         elif op == "mprotect":
-            v = self._new_vma()
+            v = self._renumber(p, rng)
             for a in rng:
-                p.pages[a].prot, p.pages[a].vma = args["prot"], v
+                p.pages[a].prot, p.pages[a].vma = args["prot"], v[a]
         elif op == "madvise":
             adv = args["advice"]
             if adv == "dontneed":
@@ -304,10 +310,10 @@ class Tracker:
                     p.pages[a].tag = None
                     p.pages[a].zero = False
             elif adv in ("dontfork", "dofork", "mergeable"):
-                v = self._new_vma()
+                v = self._renumber(p, rng)
                 for a in rng:
                     pg = p.pages[a]
-                    pg.vma = v
+                    pg.vma = v[a]
                     if adv == "mergeable":
                         pg.mergeable = True
                     else:
