@@ -591,7 +591,7 @@ def _draw(c, t: Tracker, proc: str, g: str) -> list:
         if sub is None:
             return []
         a, n = sub
-        free = [b for b in range(0, t.npages - n + 1) if not set(range(b, b + n)) & set(range(a, a + n))]
+        free = [b for b in range(t.npages - n + 1) if not set(range(b, b + n)) & set(range(a, a + n))]
         if not free:
             return []
         return [(proc, g, _ra(a, n, new_addr=c.choice(free)))]

@@ -5,13 +5,22 @@ schedule is forced (a sequential script: one thread can move at a time)."""
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cowlab import designs, scenario_gen
 from cowlab.explore import Limits, explore
 from cowlab.model import CowModel
 from cowlab.run import run_sequential
-from cowlab.scenario_gen import KNOWN_CLASSES, Tracker, classes, generate, normalize, scenarios, to_toml
+from cowlab.scenario_gen import (
+    KNOWN_CLASSES,
+    Tracker,
+    classes,
+    generate,
+    normalize,
+    scenarios,
+    to_toml,
+)
 from cowlab.toml_format import load_case
 
 #: every operation the probe can drive, which the generator must produce (the issue's list)

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass, field
 
 from .. import designs, scenario_gen
-from ..model import CowModel, MISSED, WRONG
+from ..model import MISSED, WRONG, CowModel
 from . import runner
 from .runner import CaseResult, Prepared
 
@@ -213,7 +213,7 @@ def check_verdicts(prep: Prepared, verdicts: list, lines: list) -> tuple[str, tu
     want = {MISSED: "leak", WRONG: "stale"}
     kind_of = {"leak": MISSED, "stale": WRONG}
     if xfail(prep.case):
-        verdicts = []
+        return None             # cow.c's XFAIL: the kernel may show the leak the model calls (counted, not judged)
     for i, kind, text in verdicts:
         shown = [x for x in seen if x[1] == want[kind] and x[0] >= i]
         if shown:
@@ -584,7 +584,7 @@ def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design,
     def still(cand) -> bool:
         return live.run_scenario(cand).signature == sig
 
-    verdict_class = sig[0].startswith(("verdict-", "unflagged-"))
+    verdict_class = any(str(x).startswith(("verdict-", "unflagged-")) for x in sig)
     small, f.tests = shrink(scn, still, budget, sweep_too=not verdict_class)
     f.steps = len(small.steps)
     ok = sum(still(small) for _ in range(3))
@@ -682,6 +682,7 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
 
     import click
     from rich.table import Table
+
     from ..toml_format import load_case
     if count is not None and cases:
         raise user_error("--random runs generated scenarios: give no cases or files with it")
