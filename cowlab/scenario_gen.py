@@ -31,6 +31,7 @@ run's other findings are visible; by default nothing is left out.
 """
 from __future__ import annotations
 
+import dataclasses
 import random as _random
 from dataclasses import dataclass, field
 
@@ -50,6 +51,9 @@ KNOWN_CLASSES = {
                        "(munmap, MADV_DONTNEED, mmap over them): a missed COW although nothing can leak",
     "mremap-pinned": "mremap of a page under an io_uring pin or a vmsplice reference: the fixed buffer and the pipe "
                      "hold the pages, not the address (the oracle's references keep the address they were taken at)",
+    "pageout-hugetlb": "MADV_PAGEOUT of a hugetlb mapping: the kernel returns EINVAL, the model splits it into ptes",
+    "huge-zero-page": "a read (or R/O GUP) of a THP-sized range nothing has faulted yet: the kernel maps the huge zero "
+                      "page (a PMD: every subpage present), the model maps the 4 KiB zero page at that address only",
     # found by the random run (cowlab conformance --random) on 6.18
     "mmap-over-mapping": "mmap(MAP_FIXED) over mapped pages: the kernel unmaps them first, the model keeps their ptes",
     "mremap-onto-mapping": "mremap onto a mapped destination: the kernel unmaps the destination first, the model "
@@ -57,9 +61,9 @@ KNOWN_CLASSES = {
     "fork-no-anon-vma": "fork of a VMA that has no anon_vma (only read-faulted, the zero page mapped): the kernel "
                         "copies none of its ptes (vma_needs_copy()), the model copies them",
 }
-FAULT_CLASSES = ("segfault", "efault", "write-gup-prot-read")
+FAULT_CLASSES = ("segfault", "efault", "write-gup-prot-read", "pageout-hugetlb")
 #: classes after which the kernel and the model hold different page tables (later differences follow from them)
-STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "fork-no-anon-vma")
+STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "fork-no-anon-vma", "huge-zero-page")
 
 #: ops the generator draws from, with their weights
 WEIGHTS = {
@@ -101,6 +105,9 @@ class Page:
     dontfork: bool = False
     mergeable: bool = False
     tag: str | None = None      # the explicit value last written (KSM twins)
+    hugetlb: bool = False       # a MAP_HUGETLB mapping (whole huge pages only)
+    thp: bool = False           # mapped with MADV_HUGEPAGE
+    faulted: bool = False       # something was faulted in at this page since it was mapped
     anon_vma: bool = False      # the VMA has an anon_vma (an anonymous page was faulted in it)
     zero: bool = False          # read-faulted without an anon_vma: the zero page may be mapped
 
@@ -127,8 +134,9 @@ class Tracker:
     here: a process that does not exist, a pipe nobody filled) or the name
     of a fault class (the kernel refuses it)."""
 
-    def __init__(self, pages: int):
+    def __init__(self, pages: int, large: str | None = None, nr: int = 0):
         self.npages = pages
+        self.large, self.nr = large, nr      # "thp" | "hugetlb" | None; the THP size in pages
         self.procs = {FIRST: Proc(FIRST, True, [None] * pages)}
         self.bufs: dict[str, Buf] = {}
         self.pipes: dict[str, str] = {}         # pipe -> the process that vmspliced into it
@@ -173,6 +181,19 @@ class Tracker:
         if p is None or not p.alive or not self._in_bounds(args):
             return "impossible"
         pg = [p.pages[a] for a in self._range(args)] if "addr" in args else []
+        if op in ("munmap", "mprotect", "madvise", "mremap", "mmap", "pageout") and self.large == "hugetlb":
+            rng = self._range(args)
+            huge = [a for a in rng if p.pages[a] is not None and p.pages[a].hugetlb]
+            if op == "pageout" and huge:
+                return "pageout-hugetlb"
+            whole = rng.start % self.nr == 0 and len(rng) % self.nr == 0
+            if (huge or args.get("hugetlb")) and (op == "mremap" or not whole):
+                return "impossible"         # the kernel's EINVAL for a part of a huge page (not generated)
+            for h in {a // self.nr for a in rng}:
+                # nor a hugetlb mapping cut into by a range that covers other pages
+                span = range(h * self.nr, min(self.npages, (h + 1) * self.nr))
+                if any(p.pages[a] is not None and p.pages[a].hugetlb for a in span) and not set(span) <= set(rng):
+                    return "impossible"
         if op == "read":
             return "ok" if all(x is not None and x.prot != "none" for x in pg) else "segfault"
         if op == "write":
@@ -236,7 +257,25 @@ class Tracker:
             return "mmap-over-mapping"
         if op == "fork" and any(pg is not None and pg.zero and not pg.anon_vma and not pg.dontfork for pg in p.pages):
             return "fork-no-anon-vma"
+        if op in ("read", "vmsplice", "odirect_write") and self.large == "thp" and any(
+                self._unfaulted_thp(p, a) for a in self._range(args)):
+            return "huge-zero-page"
         return None
+
+    def _unfaulted_thp(self, p: Proc, a: int) -> bool:
+        """Is the aligned huge page holding ``a`` a whole THP mapping that nothing has faulted in?"""
+        span = range(a - a % self.nr, a - a % self.nr + self.nr)
+        return span.stop <= self.npages and all(
+            p.pages[x] is not None and p.pages[x].thp and not p.pages[x].faulted for x in span)
+
+    def _touch(self, p: Proc, rng) -> None:
+        for a in rng:
+            if self.large == "thp" and self.nr and p.pages[a] is not None and p.pages[a].thp:
+                for x in range(a - a % self.nr, min(self.npages, a - a % self.nr + self.nr)):
+                    if p.pages[x] is not None:
+                        p.pages[x].faulted = True
+            elif p.pages[a] is not None:
+                p.pages[a].faulted = True
 
     def _split(self, p: Proc, rng) -> None:
         """A VMA that [rng) cuts: the part after the range becomes a VMA of its
@@ -277,12 +316,15 @@ class Tracker:
             self._detach(proc, rng)
             v = self._new_vma()
             for a in rng:
-                p.pages[a] = Page(args.get("prot", "rw"), v)
+                p.pages[a] = Page(args.get("prot", "rw"), v, hugetlb=bool(args.get("hugetlb")),
+                                  thp=bool(args.get("thp")))
         elif op == "munmap":
             self._detach(proc, rng)
             for a in rng:
                 p.pages[a] = None
-        elif op == "write":
+        if op in ("write", "read", "vmsplice", "odirect_read", "odirect_write", "io_uring_register"):
+            self._touch(p, rng)
+        if op == "write":
             self._fault_anon(p, rng)
             for a in rng:
                 p.pages[a].tag = args.get("value")
@@ -308,7 +350,7 @@ class Tracker:
                 self._detach(proc, rng)
                 for a in rng:
                     p.pages[a].tag = None
-                    p.pages[a].zero = False
+                    p.pages[a].zero = p.pages[a].faulted = False
             elif adv in ("dontfork", "dofork", "mergeable"):
                 v = self._renumber(p, rng)
                 for a in rng:
@@ -336,8 +378,7 @@ class Tracker:
             child = Proc(args["child"], True, [None] * self.npages)
             for a, pg in enumerate(p.pages):
                 if pg is not None and not pg.dontfork:
-                    child.pages[a] = Page(pg.prot, pg.vma, False, pg.mergeable, pg.tag, pg.anon_vma,
-                                          pg.zero and pg.anon_vma)
+                    child.pages[a] = dataclasses.replace(pg, dontfork=False, zero=pg.zero and pg.anon_vma)
             self.procs[args["child"]] = child
         elif op == "exit":
             p.alive = False
@@ -371,6 +412,12 @@ class Tracker:
                 out.append((b.proc, "io_uring_write_fixed", {"buf": name}))
         for name in self.live():
             p = self.procs[name]
+            if self.nr and self.large:
+                for a in offsets(self.npages, self.nr):
+                    if p.pages[a] is not None and p.pages[a].prot != "none" and not (
+                            "huge-zero-page" in exclude and self._unfaulted_thp(p, a)):
+                        out.append((name, "read", {"addr": a}))
+                continue
             a = 0
             while a < self.npages:
                 if p.pages[a] is None or p.pages[a].prot == "none":
@@ -394,6 +441,7 @@ class Scenario:
     sweep: list
     origin: str = ""
     exclude: tuple = ()         # the known classes left out (the sweep leaves them out too)
+    large: str | None = None    # "thp" | "hugetlb": over huge pages of the model's THP size
 
     @property
     def steps(self) -> list:
@@ -403,17 +451,22 @@ class Scenario:
         procs = [FIRST] + [a["child"] for _, op, a in self.body if op == "fork"]
         script = [(p, op, dict(a), None) for p, op, a in self.steps]
         return compile_case(self.id, f"random scenario {self.id}", self.origin or "cowlab scenario_gen",
-                            self.pages, procs, {p: p for p in procs}, script, (), ("random",))
+                            self.pages, procs, {p: p for p in procs}, script, (), self.tags)
+
+    @property
+    def tags(self) -> tuple:
+        return ("random",) + ((self.large,) if self.large else ())
 
     def uses(self, op: str) -> bool:
         return any(o == op for _, o, _ in self.steps)
 
 
-def normalize(pages: int, body: list, exclude=()) -> tuple[list, list]:
+def normalize(pages: int, body: list, exclude=(), large: str | None = None) -> tuple[list, list]:
     """Drop the steps that are impossible after the steps before them (the
     shrinker removes steps freely), and everything after a faulting step;
     -> (body, sweep)."""
-    t = Tracker(pages)
+    from .kernel.types import HPAGE_PMD_NR
+    t = Tracker(pages, large, HPAGE_PMD_NR)
     out = []
     for proc, op, args in body:
         if t.ended:
@@ -425,10 +478,11 @@ def normalize(pages: int, body: list, exclude=()) -> tuple[list, list]:
     return out, t.sweep(exclude)
 
 
-def classes(steps: list, pages: int) -> dict:
+def classes(steps: list, pages: int, large: str | None = None) -> dict:
     """Step index -> the known false-verdict class of that step (a fault
     class, or a valid step of a known class), for the steps that have one."""
-    t = Tracker(pages)
+    from .kernel.types import HPAGE_PMD_NR
+    t = Tracker(pages, large, HPAGE_PMD_NR)
     out = {}
     for i, (proc, op, args) in enumerate(steps):
         k = t.classify(proc, op, args)
@@ -450,24 +504,36 @@ def host_ops(host: dict | None) -> dict:
     return {g: host[o] for g, o in NEEDS.items() if host.get(o)}
 
 
-def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: int = 16, prefix: str = "random") -> Scenario:
+def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: int = 16, prefix: str = "random",
+             large: str | None = None) -> Scenario:
     """One scenario.  ``exclude``: known classes (``KNOWN_CLASSES``) never
     to produce; ``unavailable``: generator ops (``WEIGHTS``) -> reason, left
-    out."""
+    out; ``large``: "thp" or "hugetlb" for a scenario over two huge pages of
+    the model's THP size (``HPAGE_PMD_NR``: conformance runs these with the
+    kernel's), its operations on whole huge pages, half of one, or one of
+    the subpages ``offsets`` names."""
+    from .kernel.types import HPAGE_PMD_NR
     exclude = set(exclude)
     unavailable = unavailable or {}
     c = chooser
-    pages = c.randint(2, 6)
-    t = Tracker(pages)
+    nr = HPAGE_PMD_NR
+    pages = 2 * nr if large else c.randint(2, 6)
+    t = Tracker(pages, large, nr)
     body = []
 
     def add(proc, op, args):
         t.apply(proc, op, args)
         body.append((proc, op, args))
 
-    n = c.randint(1, pages)
-    a0 = c.randint(0, pages - n)
-    add(FIRST, "mmap", {"addr": a0, "pages": n} if n > 1 else {"addr": a0})
+    if large == "thp":
+        add(FIRST, "mmap", {"addr": 0, "pages": pages, "thp": True})
+    elif large == "hugetlb":
+        for h in range(0, pages if c.random() < 0.5 else nr, nr):
+            add(FIRST, "mmap", {"addr": h, "pages": nr, "hugetlb": True})
+    else:
+        n = c.randint(1, pages)
+        a0 = c.randint(0, pages - n)
+        add(FIRST, "mmap", {"addr": a0, "pages": n} if n > 1 else {"addr": a0})
     target = c.randint(min(6, max_body), max_body)
     tries = 0
     while len(body) < target and not t.ended and tries < 200:
@@ -500,7 +566,7 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
         if ok:
             for s in steps:
                 add(*s)
-    return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)))
+    return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)), large=large)
 
 
 def _copy_tracker(t: Tracker) -> Tracker:
@@ -523,9 +589,21 @@ def _mapped_runs(p: Proc, want) -> list[range]:
     return out
 
 
-def _sub(c, runs, maxlen=3) -> tuple[int, int] | None:
+def offsets(npages: int, nr: int) -> list:
+    """The subpages of each huge page a large scenario works on: its first
+    two, its middle and its last."""
+    return sorted({h * nr + o for h in range(npages // nr) for o in (0, 1, nr // 2, nr - 1)})
+
+
+def _sub(c, runs, maxlen=3, t=None) -> tuple[int, int] | None:
     if not runs:
         return None
+    if t is not None and t.large:
+        # a whole huge page, its first half, or one of its interesting subpages
+        nr = t.nr
+        cands = [(a, n) for a in offsets(t.npages, nr) for n in (1, nr // 2, nr)
+                 if (n == 1 or a % nr == 0) and any(a >= r.start and a + n <= r.stop for r in runs)]
+        return c.choice(cands) if cands else None
     r = c.choice(runs)
     n = c.randint(1, min(maxlen, len(r)))
     a = c.randint(r.start, r.stop - n)
@@ -547,7 +625,7 @@ def _draw(c, t: Tracker, proc: str, g: str) -> list:
     writable = _mapped_runs(p, lambda x: x.prot == "rw")
     mapped = _mapped_runs(p, lambda x: True)
     if g in ("write", "read", "vmsplice", "odirect_read", "odirect_write", "io_uring_register"):
-        sub = _sub(c, writable if g in ("write", "odirect_read", "io_uring_register") else readable)
+        sub = _sub(c, writable if g in ("write", "odirect_read", "io_uring_register") else readable, t=t)
         if sub is None:
             return []
         a, n = sub
@@ -567,6 +645,12 @@ def _draw(c, t: Tracker, proc: str, g: str) -> list:
         return [] if proc == FIRST else [(proc, "exit", {})]
     if g == "clear_refs":
         return [(proc, "clear_refs", {})]
+    if g in ("mmap", "munmap") and t.large:
+        a, n = c.choice(range(0, t.npages, t.nr)), t.nr
+        if g == "munmap":
+            sub = _sub(c, mapped, t=t)
+            return [(proc, g, _ra(*sub))] if sub is not None and c.random() < 0.7 else [(proc, g, _ra(a, n))]
+        return [(proc, g, _ra(a, n, **{t.large: True}))]
     if g in ("mmap", "munmap"):
         n = c.randint(1, min(3, t.npages))
         a = c.randint(0, t.npages - n)
@@ -578,14 +662,30 @@ def _draw(c, t: Tracker, proc: str, g: str) -> list:
         prot = c.choice(["rw"] * 8 + ["r", "none"])
         return [(proc, g, _ra(a, n, **({} if prot == "rw" else {"prot": prot})))]
     if g == "mprotect":
-        sub = _sub(c, mapped)
+        sub = _sub(c, mapped, t=t)
         return [] if sub is None else [(proc, g, _ra(*sub, prot=c.choice(["r", "r", "rw", "rw", "none"])))]
     if g in ("dontneed", "dontfork", "dofork"):
-        sub = _sub(c, mapped)
+        sub = _sub(c, mapped, t=t)
         return [] if sub is None else [(proc, "madvise", _ra(*sub, advice=g))]
+    if g == "pageout" and t.large:
+        # a whole huge page (the model swaps out the folio at addr as one unit; MADV_PAGEOUT of part of a THP
+        # would split it first)
+        h = c.choice(range(0, t.npages, t.nr))
+        return [(proc, g, {"addr": h, "pages": t.nr})] if any(r.start <= h and h + t.nr <= r.stop for r in readable) \
+            else []
     if g == "pageout":
         sub = _sub(c, readable, 1)         # the model swaps out the folio at addr: one base page
         return [] if sub is None else [(proc, g, {"addr": sub[0]})]
+    if g == "mremap" and t.large:
+        sub = _sub(c, mapped, t=t)
+        if sub is None:
+            return []
+        a, n = sub
+        if n == t.nr:            # a whole THP to the other one (the PMD moves as it is)
+            return [(proc, g, _ra(a, n, new_addr=(a + t.nr) % t.npages))]
+        free = [b for b in offsets(t.npages, t.nr) if not set(range(b, b + n)) & set(range(a, a + n))
+                and b + n <= t.npages]
+        return [(proc, g, _ra(a, n, new_addr=c.choice(free)))] if free else []
     if g == "mremap":
         sub = _sub(c, mapped, 2)
         if sub is None:
@@ -602,7 +702,7 @@ def _draw(c, t: Tracker, proc: str, g: str) -> list:
         mine = [name for name, b in t.bufs.items() if b.proc == proc]
         return [(proc, g, {"buf": c.choice(mine)})] if mine else []
     if g == "ksm":
-        if t.ksm_done:
+        if t.ksm_done or t.large:          # (ksmd splits a THP first: not modelled here)
             return []
         other = c.choice(t.live())
         q = t.procs[other]
@@ -638,6 +738,8 @@ def _faulting(c, t: Tracker, proc: str, exclude) -> tuple | None:
         if "efault" not in exclude and (pg is None or pg.prot == "none"):
             t.counter["p"] += 1
             cands += [(proc, "vmsplice", {"addr": a, "pipe": f"p{t.counter['p']}"}), (proc, "odirect_write", {"addr": a})]
+        if "pageout-hugetlb" not in exclude and pg is not None and pg.hugetlb and a % t.nr == 0:
+            cands.append((proc, "pageout", {"addr": a, "pages": t.nr}))
         if "write-gup-prot-read" not in exclude and pg is not None and pg.prot == "r":
             t.counter["b"] += 1
             cands += [(proc, "odirect_read", {"addr": a}), (proc, "io_uring_register", {"addr": a, "buf": f"b{t.counter['b']}"})]
@@ -645,11 +747,31 @@ def _faulting(c, t: Tracker, proc: str, exclude) -> tuple | None:
     return c.choice(cands) if cands else None
 
 
-def scenarios(seed: int, count: int, exclude=(), unavailable=None, start: int = 0):
+#: the share of a run's scenarios over huge pages, where the host has them
+LARGE_SHARE = (("thp", 0.10), ("hugetlb", 0.05))
+
+
+def large_kind(seed: int, i: int, kinds=()) -> str | None:
+    """Whether scenario i of a run is over huge pages ("thp", "hugetlb") or
+    base pages (None); ``kinds``: the ones the host allows."""
+    r = _random.Random(f"{seed}:{i}:large").random()
+    for k, share in LARGE_SHARE:
+        if r < share:
+            return k if k in kinds else None
+        r -= share
+    return None
+
+
+def scenarios(seed: int, count: int, exclude=(), unavailable=None, start: int = 0, large=(), part: str = "all"):
     """The run's scenarios: scenario i comes from its own generator seeded
-    with (seed, i), so one can be made again on its own."""
+    with (seed, i), so one can be made again on its own.  ``large``: the
+    huge-page kinds the host allows; ``part``: "base" or "large" yields only
+    those (they run in interpreters with different THP sizes)."""
     for i in range(start, start + count):
-        yield generate(_random.Random(f"{seed}:{i}"), i, exclude, unavailable, prefix=f"random-s{seed}")
+        kind = large_kind(seed, i, large)
+        if part == "all" or (part == "large") == (kind is not None):
+            yield generate(_random.Random(f"{seed}:{i}"), i, exclude, unavailable, prefix=f"random-s{seed}",
+                           large=kind)
 
 
 # ----------------------------------------------------------------------------- TOML
@@ -670,7 +792,7 @@ def to_toml(scn: Scenario, header: str = "", title: str = "") -> str:
     lines = [f"# {ln}".rstrip() for ln in header.splitlines()] if header else []
     lines += [f"id = {_toml_value(scn.id)}", f"title = {_toml_value(title or 'random scenario ' + scn.id)}",
               f"source = {_toml_value(scn.origin or 'cowlab scenario_gen')}", f"pages = {scn.pages}",
-              'tags = ["random"]', ""]
+              "tags = [" + ", ".join(_toml_value(x) for x in scn.tags) + "]", ""]
     nbody = len(scn.body)
     for i, (proc, op, args) in enumerate(scn.steps):
         if i == nbody and scn.sweep:

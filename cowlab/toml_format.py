@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .kernel import registry  # noqa: F401
 from .kernel.paths import OPS
+from .kernel.types import HPAGE_PMD_NR
 from .scenario import ScenarioError, compile_case
 
 ARG_TYPES = {
@@ -80,7 +81,7 @@ class CaseModel(BaseModel):
     id: str
     title: str = ""
     source: str = ""
-    pages: int = Field(1, ge=1, le=64)
+    pages: int = Field(1, ge=1, le=max(64, 2 * HPAGE_PMD_NR))     # (two huge pages at the kernel's THP size)
     tags: list[str] = []
     step: list[StepModel] = []
     thread: list[ThreadModel] = []

@@ -64,12 +64,45 @@ def test_the_issues_operations_and_known_classes_are_all_produced():
         cls |= set(classes(s.steps, s.pages).values())
     assert ISSUE_OPS <= ops, ISSUE_OPS - ops
     assert {"dontneed", "dontfork", "mergeable"} <= advice
-    assert set(KNOWN_CLASSES) <= cls, set(KNOWN_CLASSES) - cls
+    base = set(KNOWN_CLASSES) - LARGE_ONLY
+    assert base <= cls, base - cls
+
+
+#: classes only scenarios over huge pages have
+LARGE_ONLY = {"pageout-hugetlb", "huge-zero-page"}
+
+
+@pytest.mark.parametrize("kind", ["thp", "hugetlb"])
+def test_scenarios_over_huge_pages(kind, tmp_path):
+    """At the model's THP size (2 subpages here; conformance runs them at the kernel's): valid steps on whole huge
+    pages, halves or single subpages, tagged so conformance aligns them and runs them at the kernel's size."""
+    from cowlab.kernel.types import HPAGE_PMD_NR
+    cls, ops = set(), set()
+    for i in range(150):
+        s = generate(random.Random(f"large:{i}"), i, large=kind)
+        assert s.pages == 2 * HPAGE_PMD_NR and s.case().tags == ("random", kind)
+        assert normalize(s.pages, s.body, (), kind) == (s.body, s.sweep)
+        cls |= set(classes(s.steps, s.pages, kind).values())
+        ops |= {op for _, op, _ in s.steps}
+        for _, op, a in s.steps:
+            if kind == "hugetlb" and op in ("munmap", "mprotect", "madvise", "mmap"):
+                assert a["addr"] % HPAGE_PMD_NR == 0 and a.get("pages", 1) % HPAGE_PMD_NR == 0, (s.id, op, a)
+            assert op not in ("ksm_merge",)
+    assert {"fork", "write", "read", "io_uring_register", "vmsplice", "pageout" if kind == "thp" else "munmap"} <= ops
+    assert ("huge-zero-page" if kind == "thp" else "pageout-hugetlb") in cls
+    path = tmp_path / "large.toml"
+    path.write_text(to_toml(s))
+    assert _ops(load_case(str(path))) == _ops(s.case())
+    # and the huge-page share of a run is fixed by the seed and what the host allows
+    kinds = [scenario_gen.large_kind(1, i, ("thp", "hugetlb")) for i in range(400)]
+    assert 0 < kinds.count("thp") < 80 and 0 < kinds.count("hugetlb") < 50
+    assert all(scenario_gen.large_kind(1, i, ()) is None for i in range(400))
 
 
 def test_excluded_classes_and_unavailable_ops_are_never_produced():
-    for s in scenarios(1, 300, exclude=KNOWN_CLASSES, unavailable={"pageout": "no swap", "ksm": "ksmd busy"}):
-        assert not classes(s.steps, s.pages), s.id
+    for s in scenarios(1, 300, exclude=KNOWN_CLASSES, unavailable={"pageout": "no swap", "ksm": "ksmd busy"},
+                       large=("thp", "hugetlb")):
+        assert not classes(s.steps, s.pages, s.large), s.id
         assert not s.uses("pageout") and not s.uses("ksm_merge")
     some = {"mremap-pinned", "segfault"}
     for s in scenarios(2, 300, exclude=some):
@@ -110,13 +143,14 @@ LOOPS = {"linux-5.9", "linux-5.11"}
 @pytest.mark.parametrize("dname", designs.names())
 def test_random_scenarios_in_the_model_alone(dname):
     d = designs.load(dname)
-    for i in range(12):
-        s = generate(random.Random(f"model-only:{i}"), i)
+    for i in range(15):
+        s = generate(random.Random(f"model-only:{i}"), i, large=(None, "thp", "hugetlb")[i % 5 % 3 if i % 5 > 2 else 0])
         case = s.case()
         seq = run_sequential(CowModel(case, d), max_steps=3000)
         assert not seq.bugs, (s.id, seq.bugs)
         if seq.status != "complete":
-            assert dname in LOOPS and "write-gup-prot-read" in classes(s.steps, s.pages).values(), (s.id, seq.reason)
+            assert dname in LOOPS and "write-gup-prot-read" in classes(s.steps, s.pages, s.large).values(), \
+                (s.id, seq.reason)
             continue
         rep = explore(CowModel(case, d), Limits(max_states=20000, max_seconds=60))
         assert rep.status == "complete" and not rep.bugs and not rep.deadlocks, (s.id, rep.reason)

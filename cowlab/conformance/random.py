@@ -34,13 +34,11 @@ import time
 from dataclasses import dataclass, field
 
 from .. import designs, scenario_gen
+from ..kernel.types import HPAGE_PMD_NR
 from ..model import MISSED, WRONG, CowModel
 from . import runner
 from .runner import CaseResult, Prepared
 
-#: why the random run has no THP or hugetlb scenarios (yet)
-NO_LARGE = ("not generated: their model must run at the kernel's THP size (512 subpages, a second interpreter as "
-            "--thp does) and their reproducers would need scenario files of more than 64 pages")
 #: steps of the shrinker's search, at most, per finding
 SHRINK_BUDGET = 150
 
@@ -327,7 +325,7 @@ class Live:
         return judge(prep, verdicts, lines, failure, self.design, classes)
 
     def run_scenario(self, scn) -> Judged:
-        return self.run(*prepare(scn, self.design, self.have_swap, self.host), scenario_gen.classes(scn.steps, scn.pages))
+        return self.run(*prepare(scn, self.design, self.have_swap, self.host), scenario_gen.classes(scn.steps, scn.pages, scn.large))
 
     def close(self, kill=False):
         self.server.close(kill=kill)
@@ -363,10 +361,10 @@ def shrink(scn, still, budget: int = SHRINK_BUDGET, sweep_too: bool = True):
 
     def attempt(pages, body, sweep=None):
         nonlocal best, tests
-        b, sw = normalize(pages, body, best.exclude)
+        b, sw = normalize(pages, body, best.exclude, best.large)
         if sweep is not None:
             sw = sweep
-        cand = Scenario(best.id, pages, b, sw, best.origin, best.exclude)
+        cand = Scenario(best.id, pages, b, sw, best.origin, best.exclude, best.large)
         if (b, sw, pages) == (best.body, best.sweep, best.pages) or tests >= budget:
             return False
         tests += 1
@@ -404,6 +402,9 @@ def shrink(scn, still, budget: int = SHRINK_BUDGET, sweep_too: bool = True):
         top = max([a.get("addr", 0) + a.get("pages", 1) for _, _, a in best.body] +
                   [a.get("new_addr", 0) + a.get("pages", 1) for _, _, a in best.body] +
                   [a.get("other_addr", 0) + 1 for _, _, a in best.body])
+        if best.large:
+            from ..kernel.types import HPAGE_PMD_NR
+            top = -(-top // HPAGE_PMD_NR) * HPAGE_PMD_NR       # whole huge pages
         if top >= best.pages or not attempt(top, best.body):
             break
     # 4. the sweep's steps that the failure does not need
@@ -528,23 +529,25 @@ def _header(f: Finding, scn, design, command, release) -> str:
 
 def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_dir: str | None,
                exclude=(), log=None, jobs: int | None = None, shrink_budget: int = SHRINK_BUDGET,
-               release: str = "", report: RandomReport | None = None, command: str = "") -> RandomReport:
+               release: str = "", report: RandomReport | None = None, command: str = "", large=(),
+               part: str = "all") -> RandomReport:
     """The random run itself (the machine already set up): ``count``
     scenarios from ``seed``; steady disagreements shrunk, one reproducer
-    per class, written to ``out_dir``."""
+    per class, written to ``out_dir``.  ``large``: the huge-page kinds to
+    generate; ``part``: "base" or "large" runs only those scenarios (see
+    ``scenario_gen.scenarios``)."""
     rep = report or RandomReport(seed, count)
     command = command or f"cowlab conformance --random {count} --seed {seed}"
     rep.excluded = sorted(exclude)
-    rep.not_generated = host_unavailable(host, have_swap)
+    rep.not_generated.update(host_unavailable(host, have_swap))
     gen_unavailable = dict(rep.not_generated)
-    rep.not_generated["thp, hugetlb"] = NO_LARGE
     jobs = runner.default_jobs() if jobs is None else jobs
     live = Live(design, have_swap, host)
     t0 = time.monotonic()
-    scns = scenario_gen.scenarios(seed, count, exclude, gen_unavailable)
+    scns = scenario_gen.scenarios(seed, count, exclude, gen_unavailable, large=large, part=part)
     try:
         for scn, (prep, verdicts) in _models_ahead(scns, design, have_swap, host, jobs):
-            classes = scenario_gen.classes(scn.steps, scn.pages)
+            classes = scenario_gen.classes(scn.steps, scn.pages, scn.large)
             j = live.run(prep, verdicts, classes)
             if j.result.result == "disagree" and not isinstance(prep, CaseResult):
                 j = steady(live, prep, verdicts, j, classes=classes)
@@ -556,6 +559,8 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
                 elif "bears it out" in j.result.reason:
                     rep.verdicts["confirmed"] += 1
             if j.result.result == "disagree" and j.signature:
+                if scn.large:
+                    j.signature = (scn.large,) + tuple(j.signature)      # (its own file, its own class)
                 f = rep.findings.get(j.signature)
                 if f is not None:
                     f.count += 1
@@ -582,7 +587,8 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
 
 def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design, command, release) -> None:
     def still(cand) -> bool:
-        return live.run_scenario(cand).signature == sig
+        got = live.run_scenario(cand).signature
+        return ((cand.large,) + tuple(got) if cand.large else got) == sig
 
     verdict_class = any(str(x).startswith(("verdict-", "unflagged-")) for x in sig)
     small, f.tests = shrink(scn, still, budget, sweep_too=not verdict_class)
@@ -590,7 +596,7 @@ def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design,
     ok = sum(still(small) for _ in range(3))
     f.reproduced = f"{ok}/3"
     j = live.run_scenario(small)
-    if j.signature == sig:
+    if ((small.large,) + tuple(j.signature) if small.large else j.signature) == sig:
         f.reason = j.result.reason
     small.origin = f"{command}: scenario {scn.id}, shrunk; class {' / '.join(sig)}"
     if out_dir:
@@ -652,26 +658,157 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
         rep.results = [CaseResult(f"random-s{seed}-{i}", "skip", reason="needs root (PFNs, kpageflags)")
                        for i in range(count)]
         return release, dname, note, rep.results, [], rep
-    from .zram import temporary_ksm, temporary_swap
+    from .zram import temporary_ksm, temporary_swap, temporary_sysctl
     host = runner.host_facts()
     results: list = []
+    kinds, no_large = large_kinds(exclude)
+    large_files = [p for p in files if is_large_file(p)]
+    sized = HPAGE_PMD_NR != runner.kernel_thp_nr()
+    t0 = time.monotonic()
     try:
         with temporary_swap(swap, changed) as have_swap, \
                 (temporary_ksm(changed) if not host["ksm"] else contextlib.nullcontext()):
             have_swap = have_swap or runner.swap_active()
             if files:
-                results = run_files(files, design, have_swap, host, log)
+                results = run_files([p for p in files if not (sized and p in large_files)], design, have_swap, host,
+                                    log)
             else:
                 rep = rep or RandomReport(seed, count)
+                for k, why in no_large.items():
+                    rep.not_generated[k] = why
                 command = f"cowlab conformance --random {count} --seed {seed}" + \
                     (f" --design {design_spec}" if design_spec else "") + "".join(f" --exclude {e}" for e in exclude)
                 run_random(count, seed, design, have_swap, host, out_dir, exclude, log, release=release, report=rep,
-                           command=command)
+                           command=command, large=kinds, part="base" if sized else "all")
+                results = rep.results
+            wanted = large_files if files else \
+                [i for i in range(count) if scenario_gen.large_kind(seed, i, kinds)] if sized else []
+            if sized and wanted:
+                # a vmsplice() of a whole THP needs a pipe that holds it; hugetlb scenarios need free huge pages
+                with temporary_sysctl("/proc/sys/fs/pipe-max-size", runner.kernel_thp_nr() * os.sysconf("SC_PAGE_SIZE"),
+                                      changed), temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
+                    params = {"design": design_spec or dname, "files": large_files, "count": count, "seed": seed,
+                              "out_dir": out_dir, "exclude": list(exclude), "large": list(kinds),
+                              "command": f"cowlab conformance --random {count} --seed {seed}" +
+                                         (f" --design {design_spec}" if design_spec else "") +
+                                         "".join(f" --exclude {e}" for e in exclude)}
+                    failed = _sized_child(params, rep, results, log)
+                if failed:
+                    seen = {r.case for r in results}
+                    for w in wanted:
+                        cid = w if files else f"random-s{seed}-{w}"
+                        if cid not in seen:
+                            results.append(CaseResult(cid, "skip", reason=failed))
+                            if log:
+                                log(results[-1])
+            if files:
+                order = {p: i for i, p in enumerate(files)}
+                results.sort(key=lambda r: order.get(r.case, len(order)))
+            else:
+                rep.results.sort(key=lambda r: _index(r.case))
+                rep.seconds = time.monotonic() - t0
                 results = rep.results
     except KeyboardInterrupt:
         results = rep.results if rep is not None else results
         raise runner.Interrupted(release, dname, note, results, changed) from None
     return release, dname, note, results, changed, rep
+
+
+
+# ----------------------------------------------------------------------------- huge pages
+def large_kinds(exclude=()) -> tuple[tuple, dict]:
+    """(the huge-page kinds this host can run, kind -> why not)."""
+    why = {}
+    if not runner.kernel_thp_nr():
+        why["thp"] = why["hugetlb"] = "this kernel has no PMD THP"
+    if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
+        why.setdefault("hugetlb", "no 2 MiB hugetlb pages here")
+    for k in ("thp", "hugetlb"):
+        if k in exclude:
+            why[k] = "left out by --exclude"
+    return tuple(k for k in ("thp", "hugetlb") if k not in why), why
+
+
+def is_large_file(path: str) -> bool:
+    """A scenario file over huge pages (tagged thp or hugetlb): it runs with
+    the model at the kernel's THP size."""
+    import tomllib
+    try:
+        with open(path, "rb") as f:
+            tags = tomllib.load(f).get("tags", [])
+    except (OSError, ValueError):
+        return False
+    return isinstance(tags, list) and bool({"thp", "hugetlb"} & set(map(str, tags)))
+
+
+def _sized_child(params: dict, rep: RandomReport | None, results: list, log) -> str:
+    """Run the huge-page part in an interpreter whose model has the kernel's
+    THP size (as ``cowlab conformance --thp`` does); its results stream back
+    one JSON line each, then its report."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    env = dict(os.environ, COWLAB_HPAGE_PMD_NR=str(runner.kernel_thp_nr()), COWLAB_PARENT_PID=str(os.getpid()))
+    errf = tempfile.TemporaryFile("w+")
+    p = subprocess.Popen([sys.executable, "-m", "cowlab.conformance.random", json.dumps(params)], env=env,
+                         stdout=subprocess.PIPE, stderr=errf, text=True)
+    got = False
+    try:
+        for line in p.stdout:
+            d = json.loads(line)
+            if "report" in d:
+                got = True
+                if rep is not None:
+                    r = d["report"]
+                    for k, v in r["verdicts"].items():
+                        rep.verdicts[k] += v
+                    for f in r["findings"]:
+                        rep.findings[tuple(f["signature"])] = Finding(**dict(f, signature=tuple(f["signature"])))
+                continue
+            res = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
+            results.append(res)
+            if log:
+                log(res)
+    finally:
+        if p.poll() is None:
+            p.kill()
+        p.wait()
+        errf.seek(0)
+        err = errf.read().strip()
+        errf.close()
+    return "" if got else f"the huge-page run failed: {err[-300:]}"
+
+
+def _child_main(params: dict) -> int:
+    """``python -m cowlab.conformance.random PARAMS``: the sized interpreter."""
+    import dataclasses
+    import json
+    import platform
+    from .probe import die_with_parent
+    if os.environ.get("COWLAB_PARENT_PID"):
+        die_with_parent(int(os.environ["COWLAB_PARENT_PID"]))
+    design = designs.load(params["design"])
+    host = runner.host_facts()
+    have_swap = runner.swap_active()
+
+    def emit(r):
+        print(json.dumps(r.as_json()), flush=True)
+    if params.get("files"):
+        run_files(params["files"], design, have_swap, host, emit)
+        print(json.dumps({"report": {"verdicts": {}, "findings": []}}), flush=True)
+        return 0
+    rep = run_random(params["count"], params["seed"], design, have_swap, host, params["out_dir"],
+                     params["exclude"], emit, release=platform.release(), command=params["command"],
+                     large=tuple(params["large"]), part="large")
+    print(json.dumps({"report": {"verdicts": rep.verdicts,
+                                 "findings": [dataclasses.asdict(f) for f in rep.findings.values()]}}), flush=True)
+    return 0
+
+
+def _index(case_id: str) -> int:
+    tail = case_id.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 # ----------------------------------------------------------------------------- the command
@@ -690,15 +827,17 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
     for p in files:
         if not (p.endswith(".toml") or "/" in p):
             raise user_error(f"{p}: scenario files and catalog ids cannot be mixed in one run")
-        load_case(p)                    # a bad file is a one-line error before the machine is touched
+        if not is_large_file(p):        # (one over huge pages is read by the interpreter that runs it)
+            load_case(p)                # a bad file is a one-line error before the machine is touched
     ex = set()
     for e in exclude:
         if e == "known":
             ex |= set(scenario_gen.KNOWN_CLASSES)
-        elif e in scenario_gen.KNOWN_CLASSES:
+        elif e in scenario_gen.KNOWN_CLASSES or e in ("thp", "hugetlb"):
             ex.add(e)
         else:
-            raise user_error(f"--exclude {e}: unknown class; known: {', '.join(scenario_gen.KNOWN_CLASSES)}, known")
+            raise user_error(f"--exclude {e}: unknown class; known: {', '.join(scenario_gen.KNOWN_CLASSES)}, known "
+                             "(all of those), thp, hugetlb (no scenarios over huge pages)")
     if design_spec:
         designs.load(design_spec)
     rep = None if files else RandomReport(seed, count)
@@ -759,3 +898,9 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
                          f"(the machine was put back: {len(changed)} changes listed)")
     if any(r.result == "disagree" for r in results):
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    import json as _json
+    import sys as _sys
+    _sys.exit(_child_main(_json.loads(_sys.argv[1])))
