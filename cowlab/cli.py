@@ -453,11 +453,24 @@ def plots(out_dir, walks, seed):
               help="compare with this design (name or file) instead of this kernel's: an older design disagrees "
                    "where the kernel changed")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
+@click.option("--random", "random_n", type=click.IntRange(min=1), default=None,
+              help="run N random scenarios instead (cowlab.scenario_gen); disagreements are shrunk to TOML files")
+@click.option("--seed", type=int, default=1, show_default=True, help="with --random: the same seed, the same scenarios")
+@click.option("--exclude", multiple=True, metavar="CLASS",
+              help="with --random: leave out a known false-verdict class (segfault, efault, write-gup-prot-read, "
+                   "dma-after-unmap, mremap-pinned; 'known' for all); by default nothing is left out")
+@click.option("--findings", "findings_dir", default="cowlab-findings", show_default=True,
+              help="with --random: where the shrunk reproducers go")
 @_guard
-def conformance(cases, swap, controls, thp, fmt, quiet, design_spec):
-    """Run catalog cases as real programs on this machine's kernel and compare,
-    step by step, with the model's design for this kernel version (root)."""
+def conformance(cases, swap, controls, thp, fmt, quiet, design_spec, random_n, seed, exclude, findings_dir):
+    """Run catalog cases (or scenario files, or --random N scenarios) as real
+    programs on this machine's kernel and compare, step by step, with the
+    model's design for this kernel version (root)."""
     from . import conformance as conf
+    if random_n is not None or any(c.endswith(".toml") or "/" in c for c in cases):
+        from .conformance.random import cli_main
+        return cli_main(cases, random_n, seed, exclude, findings_dir, swap, fmt, quiet, design_spec, _Progress,
+                        out, UserError)
     for c in cases:
         catalog.get(c)
     if design_spec:

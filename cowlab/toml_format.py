@@ -138,7 +138,7 @@ class CaseModel(BaseModel):
     id: str
     title: str = ""
     source: str = ""
-    pages: int = Field(1, ge=1, le=64)
+    pages: int = Field(1, ge=1, le=1024)     # (up to two huge pages at the kernel's THP size)
     hpage_pmd_nr: int = Field(HPAGE_PMD_NR, ge=2, le=512, strict=True)
     tags: list[str] = []
     expect_stuck: bool = False

@@ -97,6 +97,19 @@ def odirect_dir() -> str:
                       "(set COWLAB_ODIRECT_DIR): " + ", ".join(seen))
 
 
+#: the byte a store the model did not make writes (the model's tokens are 1..251): a write the model thought
+#: faulted, or a DMA it thought went nowhere, still writes every page here, so the difference is seen
+UNSTORED = 253
+
+
+def _values(value, pages: int) -> list:
+    """One byte per page of a store: the model's per-page values (padded
+    with UNSTORED where the model stored nothing), or one value for all."""
+    if isinstance(value, list):
+        return value + [UNSTORED] * (pages - len(value))
+    return [value] * pages
+
+
 class Unsupported(Exception):
     """The host cannot run this operation (the case is skipped, with this reason)."""
 
@@ -114,11 +127,23 @@ class Memory:
             raise OSError(ctypes.get_errno(), "mmap reserve")
         a = align * PAGE
         self.base = (base + a - 1) // a * a
-        libc.munmap(base, span)
+        # the case's range stays reserved (PROT_NONE, no pages) wherever the case has nothing mapped: a
+        # hole there would take the next mmap() of anything else -- an io_uring ring, an interpreter arena
+        libc.munmap(base, self.base - base)
+        end = self.base + pages * PAGE
+        libc.munmap(end, base + span - end)
         self.pipes: dict = {}
 
     def addr(self, a: int) -> int:
         return self.base + a * PAGE
+
+    def _reserve(self, a: int, pages: int) -> None:
+        """Put the PROT_NONE reservation back over [a, a + pages) (munmap, the
+        source of an mremap): to the page-level facts compared it is the same
+        as nothing mapped (no pages; any access faults)."""
+        r = libc.mmap(self.addr(a), pages * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | 0x4000, -1, 0)
+        if r != self.addr(a):
+            raise OSError(ctypes.get_errno(), "mmap reserve")
 
     # -------------------------------------------------------------- operations
     def op(self, name: str, a: dict):
@@ -136,7 +161,7 @@ class Memory:
             _check(libc.madvise(self.addr(addr), pages * PAGE, MADV["hugepage"]), "madvise hugepage")
 
     def op_write(self, addr, value, pages=1):
-        vals = value if isinstance(value, list) else [value] * pages
+        vals = _values(value, pages)
         for i, v in enumerate(vals):
             ctypes.memset(self.addr(addr + i), v, PAGE)
 
@@ -149,9 +174,11 @@ class Memory:
         r = libc.mremap(self.addr(addr), pages * PAGE, pages * PAGE, 1 | 2, self.addr(new_addr))
         if r != self.addr(new_addr):
             raise OSError(ctypes.get_errno(), "mremap")
+        self._reserve(addr, pages)
 
     def op_munmap(self, addr, pages=1):
         _check(libc.munmap(self.addr(addr), pages * PAGE), "munmap")
+        self._reserve(addr, pages)
 
     def op_mprotect(self, addr, prot, pages=1):
         _check(libc.mprotect(self.addr(addr), pages * PAGE, PROT[prot]), "mprotect")
@@ -183,7 +210,7 @@ class Memory:
     def op_odirect_read(self, addr, pages=1, io="dio", value=None):
         """read(2) with O_DIRECT from a file holding ``value`` into memory (GUP FOLL_WRITE)."""
         dfd, bfd = self._dio()
-        vals = value if isinstance(value, list) else [value or 1] * pages
+        vals = _values(1 if value is None else value, pages)
         os.pwrite(bfd, b"".join(bytes([v]) * PAGE for v in vals), 0)
         os.fsync(bfd)
         n = os.preadv(dfd, [self._span(addr, pages)], 0)
@@ -403,7 +430,7 @@ def _iouring_ops(cls):
 
     def op_io_uring_read_fixed(self, buf="buf", value=None):
         ring, fd, addr, pages = self.rings[buf]
-        vals = value if isinstance(value, list) else [value] * pages
+        vals = _values(value, pages)
         os.pwrite(fd, b"".join(bytes([v]) * PAGE for v in vals), 0)
         n = ring.rw_fixed(IORING_OP_READ_FIXED, fd, self.addr(addr), pages * PAGE)
         if n != pages * PAGE:

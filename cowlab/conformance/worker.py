@@ -137,7 +137,15 @@ def run_plan(plan: dict, stdout) -> None:
                 p = procs[proc]
                 p["cmd"].write(json.dumps({"op": op, "args": args}) + "\n")
                 p["cmd"].flush()
-                out = json.loads(p["res"].readline())
+                reply = p["res"].readline()
+                if not reply:               # the process died on this operation (a SIGSEGV, say)
+                    _, status = os.waitpid(p["pid"], 0)
+                    p["dead"] = True
+                    import signal
+                    how = (f"killed by {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
+                           else f"exited with status {os.WEXITSTATUS(status)}")
+                    raise OSError(0, f"process {proc} was {how}")
+                out = json.loads(reply)
                 if op == "exit":
                     os.waitpid(p["pid"], 0)
                     p["dead"] = True

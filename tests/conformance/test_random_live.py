@@ -1,0 +1,110 @@
+"""The random differential run against this machine's kernel (root): a
+small run reports every scenario and puts the machine back; every
+disagreement it reports has a shrunk reproducer that replays to the same
+class; and a deliberately broken design makes it report disagreements, with
+a shrunk reproducer that the host's design agrees with."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cowlab import scenario_gen
+from cowlab.conformance import random as cr
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for PFNs and /proc/kpageflags")
+
+WATCHED = ["/proc/sys/vm/nr_hugepages", "/proc/sys/fs/pipe-max-size", "/sys/block/zram0/disksize",
+           "/sys/kernel/mm/ksm/run", "/sys/kernel/mm/ksm/sleep_millisecs", "/sys/kernel/mm/ksm/smart_scan",
+           "/sys/kernel/mm/ksm/pages_to_scan"]
+
+MUTANT = '''from dataclasses import dataclass
+
+from cowlab.designs.linux_6_18 import Linux618
+
+
+@dataclass
+class LosesSwapExclusive(Linux618):
+    """A seeded bug: try_to_unmap_one() never sets the swap pte's exclusive
+    bit, so a swapped-in page is never mapped PG_anon_exclusive."""
+    name: str = "mutant-swap-pte-loses-exclusive"
+
+    def try_to_unmap_anon(self, k, pfn, idx):
+        ok, _ = super().try_to_unmap_anon(k, pfn, idx)
+        return ok, False
+
+
+DESIGN = LosesSwapExclusive()
+'''
+
+
+def _values():
+    out = {}
+    for p in WATCHED:
+        try:
+            with open(p) as f:
+                out[p] = f.read().strip()
+        except OSError:
+            pass
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("findings")
+    before = _values()
+    rel, dname, note, results, changed, rep = cr.main_live(count=40, seed=1, out_dir=str(out))
+    return rep, changed, before, out
+
+
+def test_every_scenario_is_reported_and_compared(small_run):
+    rep, _, _, _ = small_run
+    c = rep.counts()
+    assert c["scenarios"] == 40 and [r.case for r in rep.results] == [f"random-s1-{i}" for i in range(40)]
+    assert c["agree"] + c["disagree"] + c["skip"] == 40
+    assert c["agree"] > 0 and c["steps_compared"] >= 5 * c["agree"]
+
+
+def test_the_machine_is_put_back(small_run):
+    _, changed, before, _ = small_run
+    assert _values() == before
+    if any("swapon" in c for c in changed):
+        assert "swapoff /dev/zram0 (restored)" in changed
+
+
+def test_every_disagreement_has_a_reproducer_that_replays_to_its_class(small_run):
+    rep, _, _, out = small_run
+    for sig, f in rep.findings.items():
+        assert f.file and os.path.exists(f.file), f
+        assert f.steps <= f.from_steps
+        if sig[0] == "model":
+            continue
+        host_design = cr.designs.load(cr.runner.design_for_release(os.uname().release)[0])
+        r, = cr.run_files([f.file], host_design, True, cr.runner.host_facts())
+        assert r.result == "disagree", (f.file, r.reason)
+
+
+def test_a_broken_design_is_caught_and_shrunk(tmp_path):
+    """The seeded bug must show as a disagreement (swap-in maps the page
+    PG_anon_exclusive on this kernel), shrunk to a few steps, whose file the
+    host's design replays without that disagreement."""
+    mutant = tmp_path / "mutant.py"
+    mutant.write_text(MUTANT)
+    out = tmp_path / "findings"
+    p = subprocess.run([sys.executable, "-m", "cowlab.cli", "conformance", "--random", "40", "--seed", "3", "-q",
+                        "--design", str(mutant), "--exclude", "known", "--findings", str(out), "--format", "json"],
+                       capture_output=True, text=True, timeout=900, cwd=os.path.dirname(os.path.dirname(
+                           os.path.dirname(os.path.abspath(__file__)))))
+    assert p.returncode == 1, p.stderr[-2000:]
+    import json
+    d = json.loads(p.stdout)
+    assert d["random"]["disagree"] > 0
+    excl = [f for f in d["random"]["findings"] if f["class"][0] == "exclusive"]
+    assert excl, d["random"]["findings"]
+    f = excl[0]
+    assert f["steps"] <= 6 and os.path.exists(f["file"]) and f["reproduced"] == "3/3"
+    assert "PG_anon_exclusive" in open(f["file"]).read()
+    host = cr.run_files([f["file"]], cr.designs.load(cr.runner.design_for_release(os.uname().release)[0]), True,
+                        cr.runner.host_facts())[0]
+    assert not (host.result == "disagree" and "PG_anon_exclusive" in host.reason), host.reason
+    assert set(scenario_gen.KNOWN_CLASSES) == set(d["random"]["excluded"])
