@@ -84,7 +84,7 @@ def pageout_hugetlb(nr: int):
     """MADV_PAGEOUT of a hugetlb mapping fails; the huge page stays mapped
     whole, and fork shares it as before."""
     s = Script("pageout-hugetlb", "MADV_PAGEOUT on a hugetlb mapping, then fork and write", pages=nr,
-               source=SRC_PAGEOUT, tags=("trust", "hugetlb"), hpage_pmd_nr=nr)
+               source=SRC_PAGEOUT, tags=("trust", "hugetlb", "einval"), hpage_pmd_nr=nr)
     p, c = s.process("parent"), s.process("child")
     p.mmap(0, pages=nr, hugetlb=True)
     p.write(0, pages=nr)
@@ -119,7 +119,7 @@ def read_prot_none():
     """A read of a PROT_NONE page is a SIGSEGV: the child dies there and runs
     nothing after it (its write would otherwise land in the page it shares)."""
     s = Script("read-prot-none", "the child reads a PROT_NONE page (SIGSEGV) after fork", pages=1,
-               source=SRC_PROTNONE, tags=("trust",))
+               source=SRC_PROTNONE, tags=("trust", "sigsegv"))
     p, c = s.process("parent"), s.process("child")
     p.mmap(0)
     p.write(0)

@@ -277,6 +277,12 @@ def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
     host = host or host_facts()
     if "race" in case.tags:
         return "a race: the kernel's interleaving cannot be chosen"
+    if "einval" in case.tags:
+        return ("a call the kernel refuses with EINVAL: the probe stops at the first step that fails and does not "
+                "yet compare a refusal with the model's")
+    if "sigsegv" in case.tags:
+        return ("a process killed by SIGSEGV: the probe stops at the first step that fails and does not yet "
+                "compare a kill with the model's")
     if "hugetlb" in case.tags and free_hugepages() < 4:
         return "hugetlb variant: fewer than 4 free 2 MiB huge pages (run with --thp, which raises nr_hugepages)"
     if _large(case) and case.hpage_pmd_nr != kernel_thp_nr():
