@@ -1,13 +1,8 @@
 """The CVE and bug reproducers (reference section 4) under every design."""
 import pytest
 
-from cowlab import catalog, designs
-from cowlab.matrix import explore_result
-from cowlab.model import CowModel
-from cowlab.run import run_sequential
 
-ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
-       "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
+from .expect import ALL, check, row
 
 S_THP = ("vmsplice-v5.11.c: THP leak 'reintroduced' with 09854ba94c6a (5.9), fixed by 3bff7e3f1f16 (5.18); "
          "5.7 leaks (CVE-2020-29374); 5.8 breaks COW in GUP (17839856fd58)")
@@ -20,10 +15,6 @@ S_PCWP = ("aagit/kernel-testcases-for-v5.11 page_count_do_wp_page(-swap).c: caus
 S_PCWP_MAP = "derived: mapcount-based reuse ignores the O_DIRECT reference, so the page is reused, not copied"
 S_LINUS = "LKML 17 Dec 2021, Linus Torvalds (linux-doc msg106616): mapcount cannot decide this COW"
 S_LINUS_PC = "derived: page_count() sees the FOLL_GET reference and copies (09854ba94c6a)"
-
-
-def row(default, **over):
-    return {d: over.get(d.replace("-", "_").replace(".", "_"), default) for d in ALL}
 
 
 EXPECT = {
@@ -49,13 +40,7 @@ EXPECT = {
 
 @pytest.mark.parametrize("case,design", [(c, d) for c in EXPECT for d in ALL])
 def test_history_case(case, design):
-    kinds, source = EXPECT[case][design]
-    c = catalog.get(case)
-    d = designs.load(design)
-    r = explore_result(c, d) if "race" in c.tags else run_sequential(CowModel(c, d))
-    assert r.status == "complete" and not r.bugs, (r.reason, r.bugs)
-    got = {k for k, n in r.outcomes.items() if n}
-    assert got == set(kinds.split()), f"{case} / {design}: {sorted(got)} ({source})"
+    check(case, design, *EXPECT[case][design])
 
 
 def test_every_history_case_has_expectations():

@@ -5,13 +5,10 @@ import pytest
 
 from cowlab import catalog, designs
 from cowlab.kernel.effects import Error, Segv
-from cowlab.matrix import explore_result
 from cowlab.model import CowModel
-from cowlab.run import run_sequential
 from cowlab.schedule import sequential
 
-ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
-       "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
+from .expect import ALL, check, row
 
 S_MREMAP = ("mm/mremap.c move_ptes() moves the pte, the io_uring fixed buffer holds the pinned page: nothing is "
             "disconnected from 5.9 on, where fork copies the pinned page for the child (70e806e4e645)")
@@ -31,10 +28,6 @@ S_FORK_DMA_PIN = ("a7e689dd1c06 (6.5) FOLL_PIN: fork copies the pinned page for 
                   "handed over (folio_maybe_dma_pinned() counts any FOLL_PIN reference)")
 
 
-def row(default, **over):
-    return {d: over.get(d.replace("-", "_").replace(".", "_"), default) for d in ALL}
-
-
 EXPECT = {
     "mremap-pinned-page": row(("", S_MREMAP), linux_5_7=("wrong", S_MREMAP_57), linux_5_8=("wrong", S_MREMAP_57)),
     "dma-after-munmap": row(("", S_UNMAP)),
@@ -51,13 +44,7 @@ EXPECT = {
 
 @pytest.mark.parametrize("case,design", [(c, d) for c in EXPECT for d in ALL])
 def test_trust_case(case, design):
-    kinds, source = EXPECT[case][design]
-    c = catalog.get(case)
-    d = designs.load(design)
-    r = explore_result(c, d) if "race" in c.tags else run_sequential(CowModel(c, d))
-    assert r.status == "complete" and not r.bugs, (r.reason, r.bugs)
-    got = {k for k, v in r.outcomes.items() if v}
-    assert got == set(kinds.split()), (source, r.witnesses)
+    check(case, design, *EXPECT[case][design])
 
 
 def _effects(case, design):
