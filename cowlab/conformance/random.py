@@ -428,7 +428,9 @@ class Finding:
     from_steps: int = 0
     tests: int = 0
     count: int = 1              # scenarios that showed it
-    reproduced: str = ""
+    reproduced: str = ""        # replays of the shrunk scenario that showed it, right after shrinking
+    at_end: str = ""            # ... and at the end of the run (a kernel condition that passed shows here)
+    small: object = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -460,7 +462,8 @@ class RandomReport:
         return {"seed": self.seed, "requested": self.count, "excluded": self.excluded, **self.counts(),
                 "findings": [{"class": list(f.signature), "scenario": f.scenario, "scenarios": f.count,
                               "file": f.file, "steps": f.steps, "shrunk_from": f.from_steps, "shrink_runs": f.tests,
-                              "reproduced": f.reproduced, "reason": f.reason} for f in self.findings.values()]}
+                              "reproduced": f.reproduced, "reproduced_at_end": f.at_end, "reason": f.reason}
+                             for f in self.findings.values()]}
 
 
 def host_unavailable(host: dict, have_swap: bool) -> dict:
@@ -580,9 +583,24 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
         live.close(kill=True)
         rep.seconds = time.monotonic() - t0
         raise
+    _recheck(rep, live)
     live.close()
     rep.seconds = time.monotonic() - t0
     return rep
+
+
+def _recheck(rep: RandomReport, live: Live) -> None:
+    """Replay every reproducer at the end of the run: one that no longer
+    disagrees was a passing state of the machine (its reason says so)."""
+    for f in rep.findings.values():
+        if f.small is None:
+            continue
+        n = 0
+        for _ in range(3):
+            got = live.run_scenario(f.small).signature
+            n += ((f.small.large,) + tuple(got) if f.small.large else got) == f.signature
+        f.at_end = f"{n}/3"
+        f.small = None
 
 
 def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design, command, release) -> None:
@@ -592,6 +610,7 @@ def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design,
 
     verdict_class = any(str(x).startswith(("verdict-", "unflagged-")) for x in sig)
     small, f.tests = shrink(scn, still, budget, sweep_too=not verdict_class)
+    f.small = small
     f.steps = len(small.steps)
     ok = sum(still(small) for _ in range(3))
     f.reproduced = f"{ok}/3"
@@ -764,6 +783,7 @@ def _sized_child(params: dict, rep: RandomReport | None, results: list, log) -> 
                     for k, v in r["verdicts"].items():
                         rep.verdicts[k] += v
                     for f in r["findings"]:
+                        f = {k: v for k, v in f.items() if k != "small"}
                         rep.findings[tuple(f["signature"])] = Finding(**dict(f, signature=tuple(f["signature"])))
                 continue
             res = CaseResult(d["case"], d["result"], d["steps_compared"], d["reason"])
@@ -802,7 +822,8 @@ def _child_main(params: dict) -> int:
                      params["exclude"], emit, release=platform.release(), command=params["command"],
                      large=tuple(params["large"]), part="large")
     print(json.dumps({"report": {"verdicts": rep.verdicts,
-                                 "findings": [dataclasses.asdict(f) for f in rep.findings.values()]}}), flush=True)
+                                 "findings": [{k: v for k, v in dataclasses.asdict(f).items() if k != "small"}
+                                              for f in rep.findings.values()]}}), flush=True)
     return 0
 
 
@@ -885,9 +906,10 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
             if rep.excluded:
                 out.print(f"left out by --exclude: {', '.join(rep.excluded)}")
             for f in rep.findings.values():
+                gone = " -- NOT AT THE END OF THE RUN: a passing state of the machine?" if f.at_end == "0/3" else ""
                 out.print(f"finding ({' / '.join(f.signature)}) in {f.count} scenario(s), first {f.scenario}: "
                           f"shrunk to {f.steps} steps (from {f.from_steps}, {f.tests} runs, reproduced "
-                          f"{f.reproduced}) -> {f.file or 'not written'}")
+                          f"{f.reproduced}, at the end {f.at_end or '-'}){gone} -> {f.file or 'not written'}")
         else:
             n = {k: sum(r.result == k for r in results) for k in ("agree", "disagree", "skip")}
             out.print(f"agree {n['agree']}, disagree {n['disagree']}, skip {n['skip']}")
