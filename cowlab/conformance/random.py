@@ -705,7 +705,7 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
             if sized and wanted:
                 # a vmsplice() of a whole THP needs a pipe that holds it; hugetlb scenarios need free huge pages
                 with temporary_sysctl("/proc/sys/fs/pipe-max-size", runner.kernel_thp_nr() * os.sysconf("SC_PAGE_SIZE"),
-                                      changed), temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
+                                      changed), temporary_sysctl("/proc/sys/vm/nr_hugepages", 16, changed):
                     params = {"design": design_spec or dname, "files": large_files, "count": count, "seed": seed,
                               "out_dir": out_dir, "exclude": list(exclude), "large": list(kinds),
                               "command": f"cowlab conformance --random {count} --seed {seed}" +

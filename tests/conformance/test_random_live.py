@@ -65,6 +65,19 @@ def test_every_scenario_is_reported_and_compared(small_run):
     assert c["agree"] > 0 and c["steps_compared"] >= 5 * c["agree"]
 
 
+def test_scenarios_over_huge_pages_ran(small_run):
+    """Where the host has PMD THP, the run's THP and hugetlb scenarios run (in the sized interpreter) and are
+    compared: a sized run that silently did nothing would pass the tests above."""
+    rep, _, _, _ = small_run
+    kinds, why = cr.large_kinds()
+    if not kinds:
+        pytest.skip("; ".join(f"{k}: {w}" for k, w in why.items()))
+    large = {f"random-s1-{i}" for i in range(40) if scenario_gen.large_kind(1, i, kinds)}
+    assert large
+    ran = [r for r in rep.results if r.case in large and r.result != "skip"]
+    assert ran and all(r.steps_compared > 0 for r in ran), [r.as_json() for r in rep.results if r.case in large]
+
+
 def test_the_machine_is_put_back(small_run):
     _, changed, before, _ = small_run
     assert _values() == before
