@@ -522,12 +522,17 @@ def _models_ahead(scns, design, have_swap, host, jobs):
 
 
 def _header(f: Finding, scn, design, command, release) -> str:
+    import re
+    m = re.search(r"--design (\S+)", command)
+    spec = m.group(1) if m else ""
     return (f"cowlab conformance --random: a shrunk reproducer ({f.steps} steps, from {f.from_steps}; "
             f"{f.tests} live runs to shrink)\n"
             f"found by: {command} (scenario {f.scenario}) on kernel {release}, design {design.name}\n"
             f"class: {' / '.join(f.signature)}\n"
             f"what differs: {f.reason}\n"
-            f"replay: sudo cowlab conformance THIS_FILE.toml   (cowlab run THIS_FILE.toml runs the model alone)")
+            f"replay: sudo cowlab conformance THIS_FILE.toml{spec and ' --design ' + spec}"
+            f"   (the model alone: {'COWLAB_HPAGE_PMD_NR=' + str(HPAGE_PMD_NR) + ' ' if scn.large else ''}"
+            f"cowlab run THIS_FILE.toml -d {spec or design.name})")
 
 
 def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_dir: str | None,
