@@ -430,7 +430,9 @@ class Finding:
     from_steps: int = 0
     tests: int = 0
     count: int = 1              # scenarios that showed it
-    reproduced: str = ""
+    reproduced: str = ""        # replays of the shrunk scenario that showed it, right after shrinking
+    at_end: str = ""            # ... and at the end of the run (a kernel condition that passed shows here)
+    small: object = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -462,7 +464,8 @@ class RandomReport:
         return {"seed": self.seed, "requested": self.count, "excluded": self.excluded, **self.counts(),
                 "findings": [{"class": list(f.signature), "scenario": f.scenario, "scenarios": f.count,
                               "file": f.file, "steps": f.steps, "shrunk_from": f.from_steps, "shrink_runs": f.tests,
-                              "reproduced": f.reproduced, "reason": f.reason} for f in self.findings.values()]}
+                              "reproduced": f.reproduced, "reproduced_at_end": f.at_end, "reason": f.reason}
+                             for f in self.findings.values()]}
 
 
 def host_unavailable(host: dict, have_swap: bool) -> dict:
@@ -521,12 +524,16 @@ def _models_ahead(scns, design, have_swap, host, jobs):
 
 
 def _header(f: Finding, scn, design, command, release) -> str:
+    import re
+    m = re.search(r"--design (\S+)", command)
+    spec = m.group(1) if m else ""
     return (f"cowlab conformance --random: a shrunk reproducer ({f.steps} steps, from {f.from_steps}; "
             f"{f.tests} live runs to shrink)\n"
             f"found by: {command} (scenario {f.scenario}) on kernel {release}, design {design.name}\n"
             f"class: {' / '.join(f.signature)}\n"
             f"what differs: {f.reason}\n"
-            f"replay: sudo cowlab conformance THIS_FILE.toml   (cowlab run THIS_FILE.toml runs the model alone)")
+            f"replay: sudo cowlab conformance THIS_FILE.toml{spec and ' --design ' + spec}"
+            f"   (the model alone: cowlab run THIS_FILE.toml -d {spec or design.name})")
 
 
 def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_dir: str | None,
@@ -582,9 +589,24 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
         live.close(kill=True)
         rep.seconds = time.monotonic() - t0
         raise
+    _recheck(rep, live)
     live.close()
     rep.seconds = time.monotonic() - t0
     return rep
+
+
+def _recheck(rep: RandomReport, live: Live) -> None:
+    """Replay every reproducer at the end of the run: one that no longer
+    disagrees was a passing state of the machine (its reason says so)."""
+    for f in rep.findings.values():
+        if f.small is None:
+            continue
+        n = 0
+        for _ in range(3):
+            got = live.run_scenario(f.small).signature
+            n += ((f.small.large,) + tuple(got) if f.small.large else got) == f.signature
+        f.at_end = f"{n}/3"
+        f.small = None
 
 
 def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design, command, release) -> None:
@@ -594,6 +616,7 @@ def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design,
 
     verdict_class = any(str(x).startswith(("verdict-", "unflagged-")) for x in sig)
     small, f.tests = shrink(scn, still, budget, sweep_too=not verdict_class)
+    f.small = small
     f.steps = len(small.steps)
     ok = sum(still(small) for _ in range(3))
     f.reproduced = f"{ok}/3"
@@ -817,9 +840,10 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
             if rep.excluded:
                 out.print(f"left out by --exclude: {', '.join(rep.excluded)}")
             for f in rep.findings.values():
+                gone = " -- NOT AT THE END OF THE RUN: a passing state of the machine?" if f.at_end == "0/3" else ""
                 out.print(f"finding ({' / '.join(f.signature)}) in {f.count} scenario(s), first {f.scenario}: "
                           f"shrunk to {f.steps} steps (from {f.from_steps}, {f.tests} runs, reproduced "
-                          f"{f.reproduced}) -> {f.file or 'not written'}")
+                          f"{f.reproduced}, at the end {f.at_end or '-'}){gone} -> {f.file or 'not written'}")
         else:
             n = {k: sum(r.result == k for r in results) for k in ("agree", "disagree", "skip")}
             out.print(f"agree {n['agree']}, disagree {n['disagree']}, skip {n['skip']}")

@@ -215,7 +215,7 @@ def test_a_disagreement_is_shrunk_written_as_toml_and_replayed(fake_kernel, tmp_
     (sig, f), = [(s, f) for s, f in rep.findings.items() if s[0] == "exclusive"]
     assert sig == ("exclusive", "read")
     assert f.count == 1 + sum("(class exclusive / read: see" in r.reason for r in rep.results)
-    assert f.reproduced == "3/3" and f.steps <= 5 and f.from_steps > f.steps
+    assert f.reproduced == "3/3" and f.at_end == "3/3" and f.steps <= 5 and f.from_steps > f.steps
     text = open(f.file).read()
     assert "class: exclusive / read" in text and "PG_anon_exclusive" in text
     case = load_case(f.file)
