@@ -810,6 +810,7 @@ def _child_main(params: dict) -> int:
     import dataclasses
     import json
     import platform
+
     from .probe import die_with_parent
     if os.environ.get("COWLAB_PARENT_PID"):
         die_with_parent(int(os.environ["COWLAB_PARENT_PID"]))
