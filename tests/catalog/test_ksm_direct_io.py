@@ -4,11 +4,9 @@ import pytest
 
 from cowlab import catalog, designs
 from cowlab.model import CowModel
-from cowlab.run import run_sequential
 from cowlab.schedule import sequential
 
-ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
-       "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
+from .expect import ALL, check, row
 
 S_KSM = ("mm/ksm.c write_protect_page() refuses a pinned page (mapcount + 1 + swapcache != page_count, since "
          "2.6.32); do_wp_page() copies a KSM page mapped elsewhere in every version; live-kernel probe on 6.18.44 "
@@ -20,10 +18,6 @@ S_DIO_W = ("FOLL_GET leaves the page shared; from 6.5 (a7e689dd1c06) FOLL_PIN ma
 S_LRU = ("the child's page is still in the parent CPU's lru_add batch when the child writes: page_count() == 2, "
          "so 5.9..5.17 copy for nothing (3ae33b08-d9ef-f846-56fb-645e3b9b4c66@redhat.com section 5); 5.18 drains the "
          "local batch in do_wp_page() on the parent's own COW first (d4c470970d45)")
-
-
-def row(default, **over):
-    return {d: over.get(d.replace("-", "_").replace(".", "_"), default) for d in ALL}
 
 
 EXPECT = {
@@ -41,11 +35,7 @@ EXPECT = {
 
 @pytest.mark.parametrize("case,design", [(c, d) for c in EXPECT for d in ALL])
 def test_case_under_design(case, design):
-    kinds, source = EXPECT[case][design]
-    r = run_sequential(CowModel(catalog.get(case), designs.load(design)))
-    assert r.status == "complete" and not r.bugs, (r.reason, r.bugs)
-    got = {k for k, n in r.outcomes.items() if n}
-    assert got == set(kinds.split()), f"{case} / {design}: {sorted(got)} ({source})"
+    check(case, design, *EXPECT[case][design])
 
 
 def test_every_case_has_expectations():

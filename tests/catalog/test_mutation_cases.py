@@ -3,12 +3,8 @@ every design, each expectation with its source.  The expectations are
 written from the kernel code and commits cited, not from cowlab's output."""
 import pytest
 
-from cowlab import catalog, designs
-from cowlab.model import CowModel
-from cowlab.run import run_sequential
 
-ALL = ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "linux-6.5", "linux-6.9",
-       "linux-6.18", "rfc-mapcount", "rfc-page-anon-shared")
+from .expect import ALL, check, row
 
 S_NOSWAP = ("feb889fb40fa 'mm: don't put pinned pages into the swap cache' (v5.11-rc5): shrink_page_list() keeps a "
             "maybe-pinned anon page that is not in the swap cache (still in 6.x shrink_folio_list(): "
@@ -67,10 +63,6 @@ S_MIG_PIN = ("mm/migrate.c migrate_page_move_mapping() (folio_migrate_mapping() 
              "pte; from 5.19 try_to_migrate_one() refuses the pinned exclusive page first (page_try_share_anon_rmap())")
 
 
-def row(default, **over):
-    return {d: over.get(d.replace("-", "_").replace(".", "_"), default) for d in ALL}
-
-
 EXPECT = {
     "iouring-pageout": row(("", S_NOSWAP), linux_5_7=("", S_SWAP_57), linux_5_8=("", S_SWAP_57),
                            linux_5_9=("wrong", S_SWAP_59)),
@@ -95,11 +87,7 @@ EXPECT = {
 
 @pytest.mark.parametrize("case,design", [(c, d) for c in EXPECT for d in ALL])
 def test_case_under_design(case, design):
-    kinds, source = EXPECT[case][design]
-    r = run_sequential(CowModel(catalog.get(case), designs.load(design)))
-    assert r.status == "complete" and not r.bugs, (r.reason, r.bugs)
-    got = {k for k, n in r.outcomes.items() if n}
-    assert got == set(kinds.split()), f"{case} / {design}: {sorted(got)} ({source})"
+    check(case, design, *EXPECT[case][design])
 
 
 def test_every_case_has_expectations():
