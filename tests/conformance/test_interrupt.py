@@ -9,22 +9,10 @@ import time
 
 import pytest
 
+from . import machine
+
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the run changes swap and sysctls)")
 
-WATCHED = ["/proc/sys/vm/nr_hugepages", "/proc/sys/fs/pipe-max-size", "/sys/block/zram0/disksize",
-           "/sys/kernel/mm/ksm/run", "/sys/kernel/mm/ksm/sleep_millisecs", "/sys/kernel/mm/ksm/smart_scan",
-           "/sys/kernel/mm/ksm/pages_to_scan"]
-
-
-def _values():
-    out = {}
-    for p in WATCHED:
-        try:
-            with open(p) as f:
-                out[p] = f.read().strip()
-        except OSError:
-            pass
-    return out
 
 
 def _helpers():
@@ -47,7 +35,7 @@ def _zram_swap_on():
 def test_ctrl_c_puts_the_machine_back():
     if not os.path.exists("/sys/block/zram0") or _zram_swap_on():
         pytest.skip("no free zram0 to set up swap on")
-    before = _values()
+    before = machine.values()
     p = subprocess.Popen([sys.executable, "-m", "cowlab.cli", "conformance", "--thp"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -61,6 +49,6 @@ def test_ctrl_c_puts_the_machine_back():
     assert "inconclusive" in err, err[-2000:]
     assert "restored" in out and "swapoff /dev/zram0 (restored)" in out, out[-2000:]
     assert not _zram_swap_on()
-    assert _values() == before
+    assert machine.values() == before
     time.sleep(0.5)
     assert not _helpers(), f"helper processes outlived the run: {_helpers()}"

@@ -9,14 +9,13 @@ import sys
 
 import pytest
 
+from . import machine
+
 from cowlab import scenario_gen
 from cowlab.conformance import random as cr
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for PFNs and /proc/kpageflags")
 
-WATCHED = ["/proc/sys/vm/nr_hugepages", "/proc/sys/fs/pipe-max-size", "/sys/block/zram0/disksize",
-           "/sys/kernel/mm/ksm/run", "/sys/kernel/mm/ksm/sleep_millisecs", "/sys/kernel/mm/ksm/smart_scan",
-           "/sys/kernel/mm/ksm/pages_to_scan"]
 
 MUTANT = '''from dataclasses import dataclass
 
@@ -38,21 +37,10 @@ DESIGN = LosesSwapExclusive()
 '''
 
 
-def _values():
-    out = {}
-    for p in WATCHED:
-        try:
-            with open(p) as f:
-                out[p] = f.read().strip()
-        except OSError:
-            pass
-    return out
-
-
 @pytest.fixture(scope="module")
 def small_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("findings")
-    before = _values()
+    before = machine.values()
     rel, dname, note, results, changed, rep = cr.main_live(count=40, seed=1, out_dir=str(out))
     return rep, changed, before, out
 
@@ -89,7 +77,7 @@ def test_scenarios_over_huge_pages_ran(small_run):
 
 def test_the_machine_is_put_back(small_run):
     _, changed, before, _ = small_run
-    assert _values() == before
+    assert machine.values() == before
     if any("swapon" in c for c in changed):
         assert "swapoff /dev/zram0 (restored)" in changed
 

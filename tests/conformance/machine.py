@@ -1,0 +1,18 @@
+"""The machine knobs the live-kernel runs change and must put back, read for
+comparison before and after a run (the live tests share this)."""
+
+WATCHED = ["/proc/sys/vm/nr_hugepages", "/proc/sys/fs/pipe-max-size", "/sys/block/zram0/disksize",
+           "/sys/kernel/mm/ksm/run", "/sys/kernel/mm/ksm/sleep_millisecs", "/sys/kernel/mm/ksm/smart_scan",
+           "/sys/kernel/mm/ksm/pages_to_scan"]
+
+
+def values() -> dict:
+    """{knob: its value now}, for the knobs this machine has."""
+    out = {}
+    for p in WATCHED:
+        try:
+            with open(p) as f:
+                out[p] = f.read().strip()
+        except OSError:
+            pass
+    return out
