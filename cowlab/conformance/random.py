@@ -683,16 +683,15 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
         rep.results = [CaseResult(f"random-s{seed}-{i}", "skip", reason="needs root (PFNs, kpageflags)")
                        for i in range(count)]
         return release, dname, note, rep.results, [], rep
-    from .zram import temporary_ksm, temporary_swap
-    host = runner.host_facts()
+    from .zram import machine_lock, temporary_ksm, temporary_swap
     results: list = []
     kinds, no_large = large_kinds(exclude)
     large_files = [p for p in files if is_large_file(p)]
     sized = HPAGE_PMD_NR != runner.kernel_thp_nr()
     t0 = time.monotonic()
     try:
-        with temporary_swap(swap, changed) as have_swap, \
-                (temporary_ksm(changed) if not host["ksm"] else contextlib.nullcontext()):
+        with machine_lock(), temporary_swap(swap, changed) as have_swap, \
+                (temporary_ksm(changed) if not (host := runner.host_facts())["ksm"] else contextlib.nullcontext()):
             have_swap = have_swap or runner.swap_active()
             if files:
                 results = run_files([p for p in files if not (sized and p in large_files)], design, have_swap, host,

@@ -568,14 +568,14 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
         cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
         return release, dname, note, [CaseResult(c.id, "skip", reason="needs root (PFNs, kpageflags)") for c in cs], []
     import contextlib
-    from .zram import temporary_ksm, temporary_swap
+    from .zram import machine_lock, temporary_ksm, temporary_swap
     cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
     uses_ksm = any(op.name == "ksm_merge" for c in cases for t in c.threads for op in t.ops)
-    host = host_facts()
     results = []
-    try:
-        with temporary_swap(swap, changed) as have_swap, \
-                (temporary_ksm(changed) if uses_ksm and not host["ksm"] else contextlib.nullcontext()):
+    try:    # (the host is read once the lock is held: another run's ksmd settings are not the machine's)
+        with machine_lock(), temporary_swap(swap, changed) as have_swap, \
+                (temporary_ksm(changed) if not (host := host_facts())["ksm"] and uses_ksm
+                 else contextlib.nullcontext()):
             sized = []
             base = []
             for c in cases:

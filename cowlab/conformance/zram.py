@@ -4,7 +4,9 @@ disk; /proc/sys values raised for the run; ksmd's knobs."""
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import sys
 import shutil
 import signal
 import subprocess
@@ -27,6 +29,36 @@ def zram_swap_on() -> bool:
             return any(line.split()[0] == "/dev/zram0" for line in f.read().splitlines()[1:] if line.split())
     except OSError:
         return False
+
+
+LOCK_PATH = "/run/lock/cowlab-conformance.lock"
+
+
+@contextlib.contextmanager
+def machine_lock(path: str = LOCK_PATH, say=None):
+    """One live-kernel run at a time on this machine: every run that changes
+    the machine (zram swap, ksmd, nr_hugepages, pipe-max-size) holds this
+    flock(2) lock; a second run waits for the first, saying so, rather than
+    setting up (and restoring) the same knobs under it.  The kernel drops the
+    lock when its holder exits, Ctrl-C or kill included."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        try:                                    # /run/lock missing (a container): the same lock in /tmp
+            fd = os.open("/tmp/cowlab-conformance.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            yield
+            return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            (say or (lambda m: print(m, file=sys.stderr)))(
+                f"cowlab: another live-kernel run holds {path}; waiting for it to finish")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager
