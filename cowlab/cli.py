@@ -11,6 +11,7 @@ try:
     from rich.table import Table
 
     from . import catalog, designs
+    from . import exitcodes as ec
     from .catalog import CatalogError
     from .designs import DesignError
     from .scenario import ScenarioError
@@ -23,10 +24,30 @@ err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
 class UserError(click.ClickException):
-    """One clear line, no traceback."""
+    """One clear line, no traceback; a usage or input error (exit status 2)."""
+    exit_code = ec.USAGE
 
     def show(self, file=None):
         err.print(f"cowlab: error: {self.message}", markup=False, emoji=False)
+
+
+class Inconclusive(UserError):
+    """Interrupted (Ctrl-C) or otherwise inconclusive, said in one line: exit status 3."""
+    exit_code = ec.INCONCLUSIVE
+
+    def show(self, file=None):
+        err.print(f"cowlab: {self.message}", markup=False, emoji=False)
+
+
+def _error_of(message: str) -> UserError:
+    """The error for a message: an interruption is inconclusive (3), anything else a usage error (2)."""
+    return (Inconclusive if message.startswith("interrupted") else UserError)(message)
+
+
+def _exit(code: int):
+    """End the command with the exit status of ``cowlab.exitcodes`` (nothing printed)."""
+    if code:
+        sys.exit(code)
 
 
 def _guard(fn):
@@ -37,11 +58,9 @@ def _guard(fn):
         try:
             return fn(*a, **kw)
         except (CatalogError, DesignError, ScenarioError) as e:
-            u = UserError(str(e))
-            u.exit_code = getattr(e, "exit_code", u.exit_code)     # a bad design (file) is a usage error: 2
-            raise u from None
+            raise UserError(str(e)) from None        # a bad case, scenario file or design: usage error, 2
         except KeyboardInterrupt:
-            raise UserError("interrupted: the result is inconclusive") from None
+            raise Inconclusive("interrupted: the result is inconclusive") from None
     return wrapper
 
 
@@ -82,48 +101,126 @@ class _Progress:
 
 
 def _settings(pairs) -> dict:
+    """``--set NAME=VALUE`` pairs -> {name: text}; each design types and checks them."""
     out_ = {}
     for p in pairs:
-        if "=" not in p:
+        k, eq, v = p.partition("=")
+        if not eq or not k:
             raise UserError(f"--set {p!r}: expected NAME=VALUE")
-        k, v = p.split("=", 1)
-        out_[k] = {"true": True, "false": False}.get(v.lower(), int(v) if v.isascii() and v.isdigit() else v)
+        out_[k] = v
     return out_
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _design_spec(spec: str) -> str:
+    """A kernel version (``6.6``, ``v5.15.120``, ``host``) resolved to its design's name, said on
+    stderr; any other spec as it is (its ``:key=value`` settings kept)."""
+    try:
+        name, own = designs.split_spec(spec)
+    except DesignError as e:
+        raise UserError(str(e)) from None
+    resolved, note = designs.resolve(name)
+    if note:
+        err.print(f"cowlab: -d {name}: {note}", markup=False, emoji=False)
+    return resolved + (":" + ",".join(f"{k}={v}" for k, v in own.items()) if own else "")
+
+
+def _load_design(spec: str, sets=()):
+    """The design of ``-d SPEC`` with ``--set`` (checked: the design must declare each setting)."""
+    return designs.load(_design_spec(spec), _settings(sets) or None)
+
+
+class _Command(click.Command):
+    """Every command's --help ends with the exit statuses (cowlab.exitcodes)."""
+
+    def __init__(self, *a, **kw):
+        kw.setdefault("epilog", ec.EPILOG)
+        super().__init__(*a, **kw)
+
+
+#: counts, limits and seeds: click checks them (a bad one is a one-line usage error, exit 2)
+COUNT = click.IntRange(min=1, max=10**9)
+SEED = click.IntRange(min=0, max=2**63 - 1)
+
+
+class _Seconds(click.FloatRange):
+    """Seconds: positive, finite or ``inf`` (no limit), never NaN."""
+
+    def __init__(self):
+        super().__init__(min=0, min_open=True)
+
+    def convert(self, value, param, ctx):
+        v = super().convert(value, param, ctx)
+        if v != v:
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        return v
+
+
+SECONDS = _Seconds()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=ec.EPILOG)
 @click.version_option(package_name="cowlab")
 def main():
     """cowlab: Linux anonymous-memory COW and GUP designs, executed and judged."""
 
 
+main.command_class = _Command
+
+
 @main.command()
 @click.option("--design", "-d", "design_specs", multiple=True,
-              help="design name or ./file.py (repeatable; default all)")
+              help="design: a name, a kernel version (6.6, v5.15.120, host) or ./file.py, with settings of its own "
+                   "as NAME:key=value[,key=value] (repeatable: -d rfc-mapcount:page_lock=true -d rfc-mapcount gives "
+                   "two columns; default all)")
 @click.option("--case", "-c", "case_ids", multiple=True, help="case id or file.toml (repeatable; default the catalog)")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="design setting, e.g. page_lock=true")
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="a setting for every selected design that declares it (checked; prefer -d NAME:key=value)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text")
-@click.option("--jobs", "-j", type=int, default=None, help="worker processes (default: the CPU count)")
+@click.option("--jobs", "-j", type=click.IntRange(min=1, max=1024), default=None,
+              help="worker processes (default: the CPU count)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
+@ec.fail_on_option
 @_guard
-def matrix(design_specs, case_ids, sets, fmt, jobs, quiet):
+def matrix(design_specs, case_ids, sets, fmt, jobs, quiet, fail_on):
     """The seed's table (missed / unnecessary / wrong COW per design, with the
     shortest witness case), then every case under every design."""
     import os
     from .matrix import compute
-    n_units = len(case_ids or catalog.ids()) * len(design_specs or designs.names())
+    specs = [_design_spec(x) for x in design_specs] or designs.names()
+    pairs = [(x, {}) for x in specs]
+    given = _settings(sets)
+    if given:                       # --set: for each design that declares the setting; a bad value is an error
+        takers = {k: [] for k in given}
+        for i, x in enumerate(specs):
+            d = designs.load(x)
+            own = {k: v for k, v in given.items() if k in d.setting_types()}
+            for k in own:
+                takers[k].append(d.name)
+            pairs[i] = (x, own)
+        for k, who in takers.items():
+            if not who:
+                raise UserError(f"--set {k}: no selected design has the setting {k} "
+                                f"(`cowlab designs NAME` lists a design's settings)")
+            if len(who) < len(specs):
+                err.print(f"cowlab: --set {k} applies to {', '.join(who)} (the other designs have no such setting)",
+                          markup=False)
+    n_units = len(case_ids or catalog.ids()) * len(pairs)
     with _Progress(quiet, n_units, "matrix") as prog:
-        m = compute(design_specs or None, case_ids or None, _settings(sets) or None, jobs=jobs or os.cpu_count() or 1,
-                    progress=prog.advance)
+        m = compute(pairs, case_ids or None, None, jobs=jobs or os.cpu_count() or 1, progress=prog.advance)
     if fmt == "json":
         click.echo(json.dumps(m.as_json(), indent=2))
     elif fmt == "junit":
         from .report.junit import from_results
-        click.echo(from_results("cowlab matrix", m.results))
+        click.echo(from_results("cowlab matrix", m.results, bad=tuple(k for k in ec.KINDS if k in fail_on)))
     else:
         _matrix_text(m)
+    code = ec.of_results(m.results, fail_on, interrupted=m.interrupted or not m.complete)
     if m.interrupted:
-        raise UserError("interrupted (Ctrl-C): the result is inconclusive")
+        if code == ec.FOUND:
+            err.print("cowlab: interrupted (Ctrl-C): the result is inconclusive", markup=False)
+            _exit(code)
+        raise Inconclusive("interrupted (Ctrl-C): the result is inconclusive")
+    _exit(code)
 
 
 def _matrix_text(m):
@@ -143,17 +240,17 @@ def _matrix_text(m):
                 cells.append("[yellow]unknown[/]")
             else:
                 cells.append("[green]no[/]")
-        t.add_row(row["design"], row["kernel"], *cells)
+        t.add_row(escape(row["design"]), row["kernel"], *cells)
     out.print(t)
     g = Table(title="case x design (M missed, U unnecessary, W wrong, . none, ? inconclusive or not computed)")
     g.add_column("case")
     for d in m.designs:
-        g.add_column(d.name.replace("linux-", ""), justify="center")
+        g.add_column(d.label.replace("linux-", ""), justify="center")
     by = {(r.case, r.design): r for r in m.results}
     for c in m.cases:
         cells = []
         for d in m.designs:
-            r = by.get((c.id, d.name))
+            r = by.get((c.id, d.label))
             if r is None or r.status != "complete":
                 cells.append("[yellow]?[/]")
                 continue
@@ -170,38 +267,75 @@ def _matrix_text(m):
         out.print(f"[bold red]model bugs:[/] {len(bugs)} (first: {first})")
 
 
+DESIGN_HELP = ("design: a name, a kernel version (6.6, v5.15.120, host) or ./file.py; settings as "
+               "NAME:key=value[,key=value]")
+SET_HELP = "a setting of the design (checked against the ones it declares: `cowlab designs NAME`)"
+
+
+def _interleaves(model, trace) -> bool:
+    """Can more than one thread move at some state of this run (a race case)?"""
+    from .explore import replay as _replay
+    s = model.init_state()
+    if sum(model.step(s, t) is not None for t in range(model.nthreads)) > 1:
+        return True
+    for tr in _replay(model, trace):
+        s = tr.state
+        if sum(model.step(s, t) is not None for t in range(model.nthreads)) > 1:
+            return True
+    return False
+
+
 @main.command()
 @click.argument("case")
-@click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@click.option("--design", "-d", "design_spec", required=True, help=DESIGN_HELP)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=SET_HELP)
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@ec.fail_on_option
 @_guard
-def run(case, design_spec, sets, fmt):
-    """Run one case under one design on the sequential schedule and show every step."""
+def run(case, design_spec, sets, fmt, fail_on):
+    """Run one case under one design on the sequential schedule and show every
+    step.  A race case (threads that can interleave) runs one schedule only:
+    `cowlab explore` tries them all; with nothing found on it the status is 3."""
     from .model import CowModel
     from .run import run_sequential
     c = catalog.get(case)
-    d = designs.load(design_spec, _settings(sets) or None)
+    d = _load_design(design_spec, sets)
     r = run_sequential(CowModel(c, d))
+    m = CowModel(c, d)
+    names = [t.name for t in c.threads]
+    steps = [(names.index(st["thread"]), st["label"]) for st in r.trace]
+    race = _interleaves(m, steps)
+    note = (f"{c.id} is a race case: this ran one schedule (the sequential one) of many; "
+            f"`cowlab explore {c.id} -d {design_spec}` tries every interleaving") if race else ""
+    code = ec.of_results([r], fail_on)
+    if race and code == ec.OK:
+        code = ec.INCONCLUSIVE          # one schedule of a race shows no absence
     if fmt == "json":
-        click.echo(json.dumps(r.as_json(with_trace=True), indent=2))
+        j = r.as_json(with_trace=True)
+        j["schedule"] = "sequential"
+        j["race"] = race
+        if note:
+            j["note"] = note
+        click.echo(json.dumps(j, indent=2))
+        _exit(code)
         return
     from .explore import replay as _replay
     from .report import terminal, trace as _trace
     out.print(f"[bold]{escape(c.id)}[/]: {escape(c.title)}  [dim]({escape(c.source)})[/]")
-    out.print(f"design [bold]{escape(d.name)}[/] ({escape(d.kernel)}): {escape(d.summary)}")
-    m = CowModel(c, d)
-    names = [t.name for t in c.threads]
-    doc = _trace.build(m, list(_replay(m, [(names.index(s["thread"]), s["label"]) for s in r.trace])))
+    out.print(f"design [bold]{escape(d.label)}[/] ({escape(d.kernel)}): {escape(d.summary)}")
+    doc = _trace.build(m, list(_replay(m, steps)))
     out.print(terminal.table(doc))
     o = r.outcomes
     out.print(escape(f"outcomes: missed {o['missed']}, unnecessary {o['unnecessary']}, wrong {o['wrong']}; "
                      f"copies {r.copies}; status {r.status}{' (' + r.reason + ')' if r.reason else ''}"))
+    if note:
+        out.print(f"[yellow]note:[/] {escape(note)}")
+    _exit(code)
 
 
 def _explore_json(case, d, rep, model, kinds) -> dict:
     from .explore import replay
-    out_ = {"case": case.id, "design": d.name, "settings": d.settings, "outcomes": rep.outcomes(kinds),
+    out_ = {"case": case.id, "design": d.label, "settings": d.settings, "outcomes": rep.outcomes(kinds),
             "status": rep.status, "states": rep.states, "transitions": rep.transitions,
             "seconds": round(rep.seconds, 3), "depth": rep.depth}
     if rep.reason:
@@ -210,12 +344,37 @@ def _explore_json(case, d, rep, model, kinds) -> dict:
         first = min(rep.found.values(), key=lambda w: (w.depth, w.kind))
         out_["verdicts"] = {k: {"depth": w.depth, "text": w.text} for k, w in sorted(rep.found.items())}
         out_["kind"] = first.kind
-        out_["trace"] = [_step_json(model, tr) for tr in replay(model, first.trace)]
+        # every kind's shortest trace; "trace" is the shortest of them all (as before)
+        out_["traces"] = {k: [_step_json(model, tr) for tr in replay(model, w.trace)]
+                          for k, w in sorted(rep.found.items())}
+        out_["trace"] = out_["traces"][first.kind]
     if rep.bugs:
         out_["model_bugs"] = [b for b, _ in rep.bugs]
     if rep.deadlocks:
         out_["stuck"] = len(rep.deadlocks)
     return out_
+
+
+def _write_trace_file(path: str, case: str, design_spec: str, d, steps) -> None:
+    """A trace for `cowlab replay`: {"case", "design", "settings", "trace": [[tid, label], ...]}."""
+    _write(path, json.dumps({"case": case, "design": design_spec, "settings": d.settings,
+                             "trace": [[s["tid"], s["label"]] for s in steps]}, indent=1))
+
+
+def _write(path: str, text: str) -> None:
+    """Write an output file; a path that cannot be written is a one-line usage error."""
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+    except OSError as e:
+        raise UserError(f"{path}: cannot write: {e.strerror or e}") from None
+
+
+def _kind_path(path: str, kind: str) -> str:
+    """t.json -> t.missed.json (one file per kind when several are saved)."""
+    import os
+    root, ext = os.path.splitext(path)
+    return f"{root}.{kind}{ext or '.json'}"
 
 
 def _step_json(model, tr) -> dict:
@@ -225,47 +384,70 @@ def _step_json(model, tr) -> dict:
 
 @main.command()
 @click.argument("case")
-@click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
-@click.option("--max-states", type=int, default=2_000_000, show_default=True)
-@click.option("--max-seconds", type=float, default=600.0, show_default=True)
-@click.option("--max-depth", type=int, default=10_000, show_default=True)
+@click.option("--design", "-d", "design_spec", required=True, help=DESIGN_HELP)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=SET_HELP)
+@click.option("--max-states", type=COUNT, default=2_000_000, show_default=True)
+@click.option("--max-seconds", type=SECONDS, default=600.0, show_default=True)
+@click.option("--max-depth", type=COUNT, default=10_000, show_default=True)
 @click.option("--dfs", is_flag=True, help="depth-first (default breadth-first: shortest traces)")
 @click.option("--no-por", is_flag=True, help="no partial-order reduction (search every interleaving)")
 @click.option("--symmetry", is_flag=True, help="merge states equal up to renaming page frames and swap slots")
-@click.option("--random", "walks", type=int, default=0, help="seeded random walks instead of exhaustive search")
-@click.option("--seed", type=int, default=0)
-@click.option("--save-trace", type=click.Path(dir_okay=False), help="write the trace for `cowlab replay`")
+@click.option("--random", "walks", type=click.IntRange(min=0, max=10**9), default=0,
+              help="seeded random walks instead of exhaustive search")
+@click.option("--seed", type=SEED, default=0)
+@click.option("--kind", "kinds", type=click.Choice(["shortest", "missed", "wrong", "unnecessary", "all"]),
+              multiple=True, help="which trace to print and save: the shortest violation's (default), one kind's "
+                                  "shortest, or all (repeatable)")
+@click.option("--save-trace", type=click.Path(dir_okay=False),
+              help="write the trace for `cowlab replay` (several kinds: FILE.KIND.json each)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
+@ec.fail_on_option
 @_guard
 def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no_por, symmetry, walks, seed,
-            save_trace, fmt, quiet):
-    """Try every interleaving of the case's threads; report the shortest trace to each violation."""
+            kinds, save_trace, fmt, quiet, fail_on):
+    """Try every interleaving of the case's threads; report the shortest trace
+    to each violation (--kind: which ones to print and save)."""
     from .explore import Limits, explore as run_explore, random_walks
     from .model import CowModel
     from .verdict import VERDICTS
     c = catalog.get(case)
-    d = designs.load(design_spec, _settings(sets) or None)
+    design_spec = _design_spec(design_spec)
+    d = _load_design(design_spec, sets)
     m = CowModel(c, d)
     lim = Limits(max_states=max_states, max_seconds=max_seconds, max_depth=max_depth)
     if walks:
         rep = random_walks(m, walks, seed, limits=lim)
     else:
-        with _Progress(quiet, None, f"exploring {c.id} under {d.name}") as prog:
+        with _Progress(quiet, None, f"exploring {c.id} under {d.label}") as prog:
             rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry,
                               progress=prog.explore, expect_stuck=c.expect_stuck)
     res = _explore_json(c, d, rep, m, VERDICTS)
-    if save_trace and "trace" in res:
-        with open(save_trace, "w") as f:
-            json.dump({"case": case, "design": design_spec, "settings": d.settings,
-                       "trace": [[s["tid"], s["label"]] for s in res["trace"]]}, f, indent=1)
+    code = ec.status(set(rep.found), fail_on, inconclusive=rep.status != "complete" or bool(rep.bugs))
+    # the kinds whose traces are shown and saved
+    want = set(kinds) or {"shortest"}
+    show = [k for k in ("missed", "wrong", "unnecessary") if k in res.get("traces", {})
+            and (k in want or "all" in want)]
+    if "shortest" in want and "kind" in res and res["kind"] not in show:
+        show.insert(0, res["kind"])
+    missing = [k for k in ("missed", "wrong", "unnecessary") if k in want and k not in res.get("traces", {})]
+    if save_trace:
+        if not show:
+            err.print(f"cowlab: --save-trace: no {' or '.join(missing) or 'violation'} trace found; "
+                      f"{save_trace} not written", markup=False)
+        for k in show:
+            path = save_trace if len(show) == 1 else _kind_path(save_trace, k)
+            _write_trace_file(path, case, design_spec, d, res["traces"][k])
+            if fmt == "text":
+                err.print(f"cowlab: wrote {path} ({k} COW, {len(res['traces'][k])} steps)", markup=False)
     if fmt == "json":
         click.echo(json.dumps(res, indent=2))
+        _exit(code)
         return
     if fmt == "junit":
         from .report.junit import from_results
-        click.echo(from_results("cowlab explore", [res]))
+        click.echo(from_results("cowlab explore", [res], bad=tuple(k for k in ec.KINDS if k in fail_on)))
+        _exit(code)
         return
     out.print(f"[bold]{escape(c.id)}[/]: {escape(c.title)}  [dim]({escape(c.source)})[/]")
     out.print(f"design [bold]{escape(d.name)}[/] ({escape(d.kernel)}) settings {escape(str(d.settings or '{}'))}")
@@ -280,27 +462,34 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
             out.print(f"  [green]no {k} COW[/] in any interleaving")
         else:
             out.print(f"  [yellow]{k} COW: not found (inconclusive)[/]")
-    if "trace" in res:
+    if show:
         from .explore import replay as _replay
         from .report import terminal, trace as _trace
-        w = rep.found[res["kind"]]
-        out.print(terminal.table(_trace.build(m, list(_replay(m, w.trace))),
-                                 f"shortest trace to the {res['kind']} COW"))
+        for k in show:
+            w = rep.found[k]
+            out.print(terminal.table(_trace.build(m, list(_replay(m, w.trace))), f"shortest trace to the {k} COW"))
+    for k in missing:
+        out.print(f"[yellow]--kind {k}:[/] no {k} COW found, no trace to show")
     for b in res.get("model_bugs", [])[:3]:
         out.print(f"[bold red]model bug:[/] {escape(b)}")
+    _exit(code)
 
 
 @main.command()
 @click.argument("trace_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@ec.fail_on_option
 @_guard
-def replay(trace_file, fmt):
+def replay(trace_file, fmt, fail_on):
     """Re-run a trace saved by `cowlab explore --save-trace` step by step."""
     from .explore import replay as run_replay
     from .model import CowModel
     data, trace, lines = _load_trace(trace_file)
     c = catalog.get(data["case"])
-    d = designs.load(data["design"], data.get("settings") or None)
+    try:
+        d = designs.load(data["design"], data.get("settings") or None)
+    except DesignError as e:
+        raise UserError(f"{trace_file}:{_json_line(lines, 'design')}: {e}") from None
     for i, (tid, _) in enumerate(trace):
         if not 0 <= tid < len(c.threads):
             raise UserError(f"{trace_file}:{_json_line(lines, 'trace')}: trace.{i}: thread {tid} does not exist "
@@ -310,11 +499,16 @@ def replay(trace_file, fmt):
         trs = list(run_replay(m, trace))
     except ValueError as e:
         raise UserError(f"{trace_file}:{_json_line(lines, 'trace')}: trace: {e}") from None
-    if fmt == "json":
-        click.echo(json.dumps({"case": c.id, "design": d.name, "trace": [_step_json(m, tr) for tr in trs]}, indent=2))
-        return
     from .report import terminal, trace as _trace
-    out.print(terminal.table(_trace.build(m, trs), f"{c.id} under {d.name}: {len(trs)} steps replayed"))
+    doc = _trace.build(m, trs)
+    code = ec.status(ec.found_kinds(doc["verdicts"]), fail_on, inconclusive=any(st["bugs"] for st in doc["steps"]))
+    if fmt == "json":
+        click.echo(json.dumps({"case": c.id, "design": d.label, "trace": [_step_json(m, tr) for tr in trs],
+                               "verdicts": doc["verdicts"]}, indent=2))
+        _exit(code)
+        return
+    out.print(terminal.table(doc, f"{c.id} under {d.label}: {len(trs)} steps replayed"))
+    _exit(code)
 
 
 def _json_line(lines, key) -> str:
@@ -370,15 +564,17 @@ def _load_trace(path):
 
 
 @main.command()
-@click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@click.option("--design", "-d", "design_spec", required=True, help=DESIGN_HELP)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=SET_HELP)
 @click.option("--format", "fmt", type=click.Choice(["ktap", "json", "junit"]), default="ktap")
 @_guard
 def selftest(design_spec, sets, fmt):
     """Run the cow.c catalog (every anon test in every memory variant) as the
-    kernel selftest does and print KTAP; exits 1 if a test fails."""
+    kernel selftest does and print KTAP; exits 1 if a test fails (cow.c's own
+    judgement: a leak test on a missed COW, a pin test on a wrong one, an
+    inconclusive run; a hugetlb vmsplice leak is XFAIL)."""
     from . import selftest as st
-    d = designs.load(design_spec, _settings(sets) or None)
+    d = _load_design(design_spec, sets)
     rows = st.run(d)
     if fmt == "json":
         click.echo(json.dumps({"results": [dict(r.as_json(), selftest=v) for _, r, v in rows]}, indent=2))
@@ -390,8 +586,7 @@ def selftest(design_spec, sets, fmt):
              "out": "XFAIL: expected failure (hugetlb vmsplice)" if v == "xfail" else ""} for c, r, v in rows]))
     else:
         click.echo(st.ktap(d, rows))
-    if any(v == "fail" for _, _, v in rows):
-        sys.exit(1)
+    _exit(ec.status(failed=any(v == "fail" for _, _, v in rows)))
 
 
 @main.command()
@@ -403,42 +598,55 @@ def table():
 
 @main.command()
 @click.argument("case")
-@click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
-@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
+@click.option("--design", "-d", "design_spec", required=True, help=DESIGN_HELP)
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=SET_HELP)
 @click.option("--html", "html_file", type=click.Path(dir_okay=False), help="also write a self-contained HTML page")
-@click.option("--mode", type=click.Choice(["auto", "sequential", "explore"]), default="auto",
-              help="auto: race cases are explored, the others run sequentially")
+@click.option("--schedule", "--mode", "mode", type=click.Choice(["auto", "sequential", "explore"]), default="auto",
+              show_default=True,
+              help="auto: a race case (threads that can interleave) is explored, the others run sequentially; "
+                   "explore: search every interleaving of any case (--mode is the old name)")
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@ec.fail_on_option
 @_guard
-def explain(case, design_spec, sets, html_file, mode, fmt):
+def explain(case, design_spec, sets, html_file, mode, fmt, fail_on):
     """Tell a case under a design as a short story (the shortest
     counterexample for a race), optionally as an HTML page."""
     from .report import explain as ex, html as h, trace as tr
     c = catalog.get(case)
-    d = designs.load(design_spec, _settings(sets) or None)
+    d = _load_design(design_spec, sets)
     m, trs, meta = tr.transitions_for(c, d, mode)
     doc = tr.build(m, trs, meta)
     if html_file:
-        with open(html_file, "w") as f:
-            f.write(h.render(doc))
+        _write(html_file, h.render(doc))
+    found = ec.found_kinds(doc["verdicts"]) | set(meta.get("explored", {}).get("found", ()))
+    inconclusive = meta.get("status") != "complete" or any(st["bugs"] for st in doc["steps"])
+    if meta.get("race") and "explored" not in meta and not found:
+        inconclusive = True             # one schedule of a race case, not explored: shows no absence
+    code = ec.status(found, fail_on, inconclusive=inconclusive)
     if fmt == "json":
         click.echo(json.dumps(doc, indent=1))
     else:
         click.echo(ex.story(doc))
         if html_file:
             click.echo(f"\nwrote {html_file}")
+    _exit(code)
 
 
 @main.command()
 @click.option("--out", "out_dir", default="plots", show_default=True, help="directory for the PNG and SVG files")
-@click.option("--walks", type=int, default=40, show_default=True, help="random schedules per point")
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option("--walks", type=click.IntRange(min=1, max=100_000), default=40, show_default=True,
+              help="random schedules per point")
+@click.option("--seed", type=SEED, default=1, show_default=True)
 @_guard
 def plots(out_dir, walks, seed):
     """Unnecessary COWs per design vs background load; state-space size with
     and without each reduction (PNG and SVG)."""
     from .plots import make
-    for f in make(out_dir, walks, seed):
+    try:
+        files = make(out_dir, walks, seed)
+    except OSError as e:
+        raise UserError(f"{out_dir}: cannot write the plots: {e.strerror or e}") from None
+    for f in files:
         click.echo(f"wrote {f}")
 
 
@@ -453,9 +661,9 @@ def plots(out_dir, walks, seed):
               help="compare with this design (name or file) instead of this kernel's: an older design disagrees "
                    "where the kernel changed")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
-@click.option("--random", "random_n", type=click.IntRange(min=1), default=None,
+@click.option("--random", "random_n", type=COUNT, default=None,
               help="run N random scenarios instead (cowlab.scenario_gen); disagreements are shrunk to TOML files")
-@click.option("--seed", type=int, default=1, show_default=True, help="with --random: the same seed, the same scenarios")
+@click.option("--seed", type=SEED, default=1, show_default=True, help="with --random: the same seed, the same scenarios")
 @click.option("--exclude", multiple=True, metavar="CLASS",
               help="with --random: leave out a known false-verdict class (segfault, efault, write-gup-prot-read, "
                    "dma-after-unmap, mremap-pinned; 'known' for all); by default nothing is left out")
@@ -469,11 +677,12 @@ def conformance(cases, swap, controls, thp, fmt, quiet, design_spec, random_n, s
     from . import conformance as conf
     if random_n is not None or any(c.endswith(".toml") or "/" in c for c in cases):
         from .conformance.random import cli_main
-        return cli_main(cases, random_n, seed, exclude, findings_dir, swap, fmt, quiet, design_spec, _Progress,
-                        out, UserError)
+        return cli_main(cases, random_n, seed, exclude, findings_dir, swap, fmt, quiet,
+                        design_spec and _design_spec(design_spec), _Progress, out, _error_of)
     for c in cases:
         catalog.get(c)
     if design_spec:
+        design_spec = _design_spec(design_spec)
         designs.load(design_spec)        # a bad name is a one-line error before anything is changed
     interrupted = False
     total = len(cases or catalog.ids()) + (len(conf.NEGATIVE_CONTROLS) if controls else 0)
@@ -506,24 +715,48 @@ def conformance(cases, swap, controls, thp, fmt, quiet, design_spec, random_n, s
                   f"disagreed as they must")
         for line in changed:
             out.print(f"machine: {line}")
-    if interrupted:
-        raise UserError(f"interrupted after {len(results)} cases: the result is inconclusive "
-                        f"(the machine was put back: {len(changed)} changes listed)")
     bad = any(r.result == "disagree" and not r.control for r in results) or \
         any(r.control and r.result != "disagree" for r in results)
-    if bad:
-        sys.exit(1)
+    if interrupted and not bad:
+        raise Inconclusive(f"interrupted after {len(results)} cases: the result is inconclusive "
+                           f"(the machine was put back: {len(changed)} changes listed)")
+    _exit(ec.status(failed=bad))
 
 
 @main.command("designs")
-def list_designs():
-    """The built-in designs."""
+@click.argument("name", required=False)
+@_guard
+def list_designs(name):
+    """The built-in designs; with NAME (a name, a kernel version or ./file.py), that
+    design: its kernel, rules, sources and the settings it declares."""
+    if name:
+        return _show_design(name)
     t = Table()
     for col in ("name", "kernel", "summary", "settings"):
         t.add_column(col)
     for n in designs.names():
         d = designs.load(n)
         t.add_row(d.name, d.kernel, d.summary, ", ".join(f"{k}={v}" for k, v in d.settings.items()))
+    out.print(t)
+
+
+def _show_design(spec):
+    d = _load_design(spec)
+    rng = designs.releases(d.name)
+    out.print(f"[bold]{escape(d.name)}[/] ({escape(d.kernel)}"
+              f"{', releases ' + designs.release_text(rng) if rng and designs.release_text(rng) not in d.kernel else ''}"
+              f"): {escape(d.summary)}")
+    for src in d.sources:
+        out.print(f"  source: {escape(src)}")
+    types = d.setting_types()
+    if not types:
+        out.print("settings: none")
+        return
+    t = Table(title=f"settings (-d {d.name}:NAME=VALUE)")
+    for col in ("setting", "type", "default", "allowed", "meaning"):
+        t.add_column(col, overflow="fold")
+    for n, st in types.items():
+        t.add_row(n, st.type, st.show(), st.allowed(), st.help)
     out.print(t)
 
 

@@ -30,8 +30,8 @@ class Matrix:
     def table(self) -> list[dict]:
         rows = []
         for d in self.designs:
-            row = {"design": d.name, "kernel": d.kernel}
-            mine = [r for r in self.results if r.design == d.name]
+            row = {"design": d.label, "kernel": d.kernel}
+            mine = [r for r in self.results if r.design == d.label]
             settled = {c.id for c in self.cases} <= {r.case for r in mine if r.status == "complete"}
             for kind in KINDS:
                 hits = [r for r in mine if r.outcomes[kind] > 0]
@@ -46,7 +46,7 @@ class Matrix:
 
     def as_json(self) -> dict:
         return {"results": [r.as_json() for r in self.results], "table": self.table(),
-                "designs": [{"name": d.name, "kernel": d.kernel, "summary": d.summary, "sources": list(d.sources),
+                "designs": [{"name": d.label, "kernel": d.kernel, "summary": d.summary, "sources": list(d.sources),
                              "settings": d.settings} for d in self.designs],
                 "cases": [{"id": c.id, "title": c.title, "source": c.source} for c in self.cases],
                 "status": "complete" if self.complete else "inconclusive", "note": self.note,
@@ -84,12 +84,23 @@ def run_unit(case_spec: str, design_spec: str, settings: tuple) -> Result:
 
 
 def compute(design_specs=None, case_ids=None, settings=None, progress=None, jobs: int = 1) -> Matrix:
-    dspecs = list(design_specs or designs.names())
-    ds = [designs.load(n, settings) for n in dspecs]
+    """Every case under every design.  A design spec is a name, a kernel version or a file, with
+    settings of its own (``rfc-mapcount:page_lock=true``) or as a pair (spec, {setting: value});
+    ``settings`` apply to every design.  One design with different settings is two columns,
+    named by ``Design.label``."""
+    pairs = [(x, {}) if isinstance(x, str) else (x[0], dict(x[1])) for x in (design_specs or designs.names())]
+    ds, dspecs = [], []
+    for spec, own in pairs:
+        d = designs.load(spec, {**(settings or {}), **own} or None)
+        if any(x.label == d.label for x in ds):
+            continue                     # the same design twice (``-d 6.6 -d linux-6.5``): one column
+        ds.append(d)
+        dspecs.append((spec, tuple(sorted({k: d.settings[k] for k in {**(settings or {}), **own}}.items()))))
     cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
     cspecs = list(case_ids) if case_ids else [c.id for c in cs]
     m = Matrix(ds, cs, [])
-    units = [(cspec, dspec, tuple(sorted((settings or {}).items()))) for cspec in cspecs for dspec in dspecs]
+    units = [(cspec, dspec, sets) for cspec in cspecs for dspec, sets in dspecs]
+    labels = [d.label for _ in cspecs for d in ds]
     # Ctrl-C reaches the worker processes too: ``Interrupted`` from a worker or here carries that unit's
     # partial result; a plain KeyboardInterrupt (between units, or in the pool's plumbing) carries none
     try:
@@ -97,16 +108,20 @@ def compute(design_specs=None, case_ids=None, settings=None, progress=None, jobs
             from concurrent.futures import ProcessPoolExecutor
             with ProcessPoolExecutor(jobs) as pool:
                 for r in pool.map(run_unit, *zip(*units), chunksize=16):
+                    r.design = labels[len(m.results)]
                     m.results.append(r)
                     if progress:
                         progress()
         else:
             for u in units:
-                m.results.append(run_unit(*u))
+                r = run_unit(*u)
+                r.design = labels[len(m.results)]
+                m.results.append(r)
                 if progress:
                     progress()
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted) and e.args and isinstance(e.args[0], Result):
+            e.args[0].design = labels[len(m.results)]
             m.results.append(e.args[0])
         m.complete = False
         m.interrupted = True

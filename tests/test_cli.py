@@ -9,7 +9,7 @@ from cowlab.cli import main
 
 def test_matrix_json_shape_and_key_verdicts():
     r = CliRunner().invoke(main, ["matrix", "--format", "json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output           # exit status 1: missed and wrong COWs found (was 0)
     d = json.loads(r.output)
     res = {(x["case"], x["design"]): x for x in d["results"]}
     for x in d["results"]:
@@ -39,7 +39,7 @@ def test_matrix_json_shape_and_key_verdicts():
 
 def test_matrix_text():
     r = CliRunner().invoke(main, ["matrix", "-d", "linux-5.7", "-c", "cve-2020-29374"])
-    assert r.exit_code == 0 and "missed COW" in r.output and "cve-2020-29374" in r.output
+    assert r.exit_code == 1 and "missed COW" in r.output and "cve-2020-29374" in r.output   # 1: a missed COW
 
 
 def test_bad_design_name_is_one_line():
@@ -72,7 +72,7 @@ def test_user_design_file(tmp_path):
         "    def wp_anon(self, k, vmf):\n"
         "        return REUSE\n")
     r = CliRunner().invoke(main, ["matrix", "-d", str(f), "-c", "basic-cow-fork", "--format", "json"])
-    assert r.exit_code == 0, r.output
+    assert r.exit_code == 1, r.output           # the design always reuses: a missed COW, exit status 1
     d = json.loads(r.output)
     assert d["results"][0]["design"] == "mine" and d["results"][0]["outcomes"]["missed"] > 0
 
@@ -87,14 +87,16 @@ def test_broken_user_design_file_is_one_line(tmp_path):
 
 def test_run_shows_the_trace():
     r = CliRunner().invoke(main, ["run", "cve-2020-29374", "-d", "linux-5.7"])
-    assert r.exit_code == 0
+    assert r.exit_code == 1                     # a missed COW (was 0)
     assert "vmsplice" in r.output and "missed" in r.output
 
 
 def test_conformance_bad_design_is_one_line_before_anything_changes():
     r = subprocess.run([sys.executable, "-m", "cowlab.cli", "conformance", "--design", "linux-9.9", "basic-cow-fork"],
                        capture_output=True, text=True)
-    assert r.returncode != 0
-    assert r.stderr.strip().splitlines() == ["cowlab: error: unknown design 'linux-9.9'; did you mean linux-6.9, "
-                                             "linux-5.9, linux-5.19?"]
+    assert r.returncode == 2
+    # suggestions by version distance, not spelling (issue 13; was "linux-6.9, linux-5.9, linux-5.19")
+    assert r.stderr.strip().splitlines() == ["cowlab: error: unknown design 'linux-9.9'; did you mean linux-6.18, "
+                                             "linux-6.9, linux-6.5? (-d 9.9 selects the design for kernel 9.9: "
+                                             "linux-6.18)"]
     assert "Traceback" not in r.stderr and r.stdout == ""

@@ -341,7 +341,7 @@ def _cli(*args):
 def test_commands_refuse_in_one_line(tmp_path, cmd):
     p = _write(tmp_path, BASE + '[[thread]]\nname = "r"\nprocess = "ghost"\nops = [{op = "read", addr = 0}]\n')
     r = _cli(cmd[0], str(p), "-d", "linux-6.18", *cmd[1:])
-    assert r.exit_code == 1
+    assert r.exit_code == 2                     # an input error (exit status 2; was 1)
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith(f"cowlab: error: {p}:")
 
 
@@ -353,18 +353,18 @@ def test_set_with_a_non_ascii_digit():
 def _saved_trace(tmp_path):
     t = tmp_path / "t.json"
     r = _cli("explore", "cve-2020-29374", "-d", "linux-5.7", "--save-trace", str(t), "-q")
-    assert r.exit_code == 0 and t.exists()
+    assert r.exit_code == 1 and t.exists()      # a missed COW found (exit status 1; was 0)
     return t, t.read_text()
 
 
 def test_replay_of_every_truncation(tmp_path):
     t, text = _saved_trace(tmp_path)
-    assert _cli("replay", str(t)).exit_code == 0
+    assert _cli("replay", str(t)).exit_code == 1     # the replayed trace shows the missed COW (was 0)
     cuts = sorted(set(range(0, len(text), max(1, len(text) // 60))) - {len(text)})
     for n in cuts:
         t.write_text(text[:n])
         r = _cli("replay", str(t))
-        assert r.exit_code == 1, n
+        assert r.exit_code == 2, n              # an input error (was 1)
         assert r.stderr.startswith(f"cowlab: error: {t}:") and r.stderr.strip().count("\n") == 0, (n, r.stderr)
 
 
@@ -379,7 +379,7 @@ def test_replay_of_a_malformed_trace(tmp_path, edit):
     t, text = _saved_trace(tmp_path)
     t.write_text(json.dumps(edit(json.loads(text))))
     r = _cli("replay", str(t))
-    assert r.exit_code == 1 and r.stderr.startswith("cowlab: error: ") and r.stderr.strip().count("\n") == 0
+    assert r.exit_code == 2 and r.stderr.startswith("cowlab: error: ") and r.stderr.strip().count("\n") == 0
 
 
 def test_replay_of_bytes(tmp_path):
@@ -387,7 +387,7 @@ def test_replay_of_bytes(tmp_path):
     for data in (b"\xff\xfe", b"[" * 100_000, b""):
         t.write_bytes(data)
         r = _cli("replay", str(t))
-        assert r.exit_code == 1 and r.stderr.startswith(f"cowlab: error: {t}:")
+        assert r.exit_code == 2 and r.stderr.startswith(f"cowlab: error: {t}:")    # input error (was 1)
 
 
 _HOOK = """

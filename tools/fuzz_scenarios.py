@@ -441,7 +441,7 @@ def run_one(main, path: str, design: str, timeout: float) -> list[tuple]:
             tb = traceback.extract_tb(r.exc_info[2])
             where = f"{Path(tb[-1].filename).name}:{tb[-1].lineno} {tb[-1].name}" if tb else "?"
             res.append((name, "traceback", f"{type(r.exception).__name__}: {str(r.exception)[:200]} [{where}]"))
-        elif r.exit_code == 0:
+        elif r.exit_code in (0, 1, 3):       # nothing found, a COW found, inconclusive (cowlab.exitcodes)
             res.append((name, "ok", "model bug" if "model bug" in r.output else ""))
         else:
             msg = (r.stderr if hasattr(r, "stderr") else r.output).strip()

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from .base import (
     COPY,
+    Setting,
     LOCK_PAGE,
     READ_MORE,
     REQUIRED_HOOKS,
@@ -30,7 +31,7 @@ from .base import (
 )
 from .contract import DesignError, check_class, check_facts, checked
 
-__all__ = ["Design", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
+__all__ = ["Design", "Setting", "split_spec", "resolve", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
            "ReadMore", "read_more", "UnmapResult", "MigrateUnmapResult", "Vmf", "load", "names", "DesignError",
            "BUILTIN", "REGISTRY", "Registered", "releases", "release_text", "design_for_release"]
 
@@ -100,26 +101,122 @@ def _padded(v: tuple) -> tuple:
     return tuple(v) + (0,) * (3 - len(v))
 
 
+def split_spec(spec: str) -> tuple[str, dict]:
+    """``rfc-mapcount:page_lock=false,x=1`` -> ("rfc-mapcount", {"page_lock": "false", "x": "1"}):
+    a design spec with settings after the last ``:`` (values still text; ``load`` types them).
+    A spec without ``NAME=VALUE`` after a ``:`` is all name (a file path may hold a ``:``)."""
+    head, sep, tail = spec.rpartition(":")
+    if not sep or not head or not re.fullmatch(r"[A-Za-z_]\w*=[^,]*(,[A-Za-z_]\w*=[^,]*)*", tail):
+        if sep and head and tail and "=" not in tail and not tail.endswith(".py") and "/" not in tail:
+            raise DesignError(f"design {spec!r}: settings after ':' are NAME=VALUE[,NAME=VALUE...], not {tail!r}")
+        return spec, {}
+    out = {}
+    for kv in tail.split(","):
+        k, _, v = kv.partition("=")
+        if k in out:
+            raise DesignError(f"design {spec!r}: setting {k} given twice")
+        out[k] = v
+    return head, out
+
+
+_VERSION = re.compile(r"v?(\d+)\.(\d+)(?:\.(\d+))?(?:[-+.~].*)?")
+
+
+def resolve(spec: str) -> tuple[str, str]:
+    """A kernel version as a design: ``6.6``, ``v5.15.120``, ``6.8.0-45-generic`` or ``host``
+    (this machine's ``uname -r``) -> (the design for that release, a note saying which and why).
+    Any other spec -> (spec, "")."""
+    if spec == "host":
+        import platform
+        rel = platform.release()
+        name, note = design_for_release(rel)
+        return name, f"host kernel {rel}: design {name}" + _why(name, note)
+    if _VERSION.fullmatch(spec) and spec not in BUILTIN:
+        name, note = design_for_release(spec.lstrip("v"))
+        return name, f"kernel {spec}: design {name}" + _why(name, note)
+    return spec, ""
+
+
+def _why(name: str, note: str) -> str:
+    if "newer" in note or "older than every" in note:
+        return f" ({note.split(': ', 1)[-1] if 'older than every' in note else note.split('(', 1)[-1].rstrip(')')})"
+    return f" (it models {release_text(releases(name))})"
+
+
+def _version_of(text: str) -> tuple | None:
+    m = re.fullmatch(r"(?:linux-)?v?(\d+)\.(\d+)(?:\.(\d+))?", text)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
+
+
+def _suggest(spec: str) -> list[str]:
+    """Near names for an unknown spec: for ``linux-X.Y`` the released designs nearest in
+    version (the one whose range holds X.Y first), otherwise by spelling."""
+    v = _version_of(spec)
+    if v is None:
+        return difflib.get_close_matches(spec, BUILTIN, n=3, cutoff=0.5)
+
+    def key(v3):                  # a version as one number: 6.1 and 5.19 are one release apart
+        return v3[0] * 100 + v3[1] + v3[2] / 1000
+
+    def distance(r: Registered):
+        lo, hi = key(_padded(r.releases[0])), key(_padded(r.releases[1]) if len(r.releases[1]) == 3
+                                                 else tuple(r.releases[1]) + (999,))
+        x = key(v)
+        return 0 if lo <= x <= hi else min(abs(x - lo), abs(x - hi))
+    ranked = sorted((r for r in REGISTRY if r.releases), key=lambda r: (distance(r), r.releases[0]))
+    return [r.name for r in ranked[:3]]
+
+
+def setting_error(d: Design, key: str, value=None) -> str:
+    types = d.setting_types()
+    listing = ", ".join(f"{n} ({s.type}, default {s.show()}: {s.allowed()})" for n, s in types.items()) or "none"
+    if key not in types:
+        return f"design {d.name} has no setting {key} (settings: {listing})"
+    return f"design {d.name}: setting {key}: {value!r} is not allowed; allowed: {types[key].allowed()}"
+
+
+def typed_settings(d: Design, settings: dict) -> dict:
+    """settings (text from the command line, or typed values) checked against the
+    design's declared settings and typed; a DesignError names the allowed ones."""
+    types = d.setting_types()
+    unknown = sorted(set(settings) - set(types))
+    if unknown:
+        raise DesignError(setting_error(d, ", ".join(unknown)))
+    out = {}
+    for k, v in settings.items():
+        try:
+            out[k] = types[k].coerce(v)
+        except ValueError as e:
+            raise DesignError(f"design {d.name}: setting {k}: {e}") from None
+    return out
+
+
 def load(spec: str, settings: dict | None = None) -> Design:
-    """A design by built-in name, or from a Python file (``./mine.py``)
-    defining ``DESIGN`` or one ``Design`` subclass.  A design file is checked
-    against the declared interface and its hooks' answers are checked as it
-    runs (``contract``); every problem is one ``DesignError`` line."""
+    """A design by built-in name, by kernel version (``6.6``, ``v5.15.120``, ``host``: see
+    ``resolve``), or from a Python file (``./mine.py``) defining ``DESIGN`` or one ``Design``
+    subclass; ``NAME:key=value,...`` sets settings (``settings`` wins over them).  Settings
+    are checked against the design's declared ones and typed.  A design file is checked
+    against the declared interface and its hooks' answers are checked as it runs
+    (``contract``); every problem is one ``DesignError`` line."""
     module = None
+    spec, inline = split_spec(spec)
+    settings = {**inline, **(settings or {})}
+    spec, _ = resolve(spec)
     if spec in BUILTIN:
         mod = importlib.import_module(f"{__name__}.{BUILTIN[spec]}")
         d = mod.DESIGN
     elif spec.endswith(".py") or "/" in spec:
         d, module = _load_file(spec)
     else:
-        close = difflib.get_close_matches(spec, BUILTIN, n=3, cutoff=0.5)
+        close = _suggest(spec)
         hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(BUILTIN)}"
+        v = _version_of(spec)
+        if v is not None and v[1] <= 20:           # a release that can exist: say which design models it
+            rel = ".".join(map(str, v if v[2] else v[:2]))
+            hint += f" (-d {rel} selects the design for kernel {rel}: {design_for_release(rel)[0]})"
         raise DesignError(f"unknown design {spec!r}{hint}")
     if settings:
-        unknown = set(settings) - set(d.settings)
-        if unknown:
-            raise DesignError(f"design {d.name} has no setting {', '.join(sorted(unknown))} "
-                              f"(settings: {', '.join(d.settings) or 'none'})")
+        settings = typed_settings(d, settings)
         if module is None:
             d = type(d)(settings={**d.settings, **settings})
         else:

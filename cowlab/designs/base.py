@@ -21,7 +21,9 @@ subclass of ``Design`` (or of a built-in design); pass it with
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from ..kernel.decisions import (
     COPY,
@@ -44,8 +46,71 @@ from ..kernel.decisions import (
 )
 from ..kernel.types import FOLL_GET, SWP_MIGRATION_READ, SWP_MIGRATION_WRITE
 
-__all__ = ["Design", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
+__all__ = ["Design", "Setting", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
            "ReadMore", "read_more", "UnmapResult", "MigrateUnmapResult", "Vmf"]
+
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """A design parameter, declared by the design (``Design.SETTINGS``) and
+    typed by its default: a bool, an int (within ``min`` .. ``max``) or, with
+    ``choices``, one of a few strings (an enum).  ``coerce`` takes the value
+    as typed on the command line (``page_lock=false``) or as stored (a JSON
+    bool) and returns it typed, or raises ValueError saying what is allowed."""
+    name: str
+    default: object
+    help: str = ""
+    choices: tuple = ()
+    min: int | None = None
+    max: int | None = None
+
+    @property
+    def type(self) -> str:
+        if isinstance(self.default, bool):
+            return "bool"
+        if isinstance(self.default, int):
+            return "int"
+        return "enum" if self.choices else "str"
+
+    def allowed(self) -> str:
+        if self.type == "bool":
+            return "true or false (also yes/no, on/off, 1/0)"
+        if self.type == "int":
+            lo = "" if self.min is None else str(self.min)
+            hi = "" if self.max is None else str(self.max)
+            return f"an integer{f' in {lo}..{hi}' if lo or hi else ''}"
+        if self.type == "enum":
+            return ", ".join(self.choices)
+        return "a string"
+
+    def show(self, value=None) -> str:
+        """A value as the command line writes it (``false``, not ``False``)."""
+        v = self.default if value is None else value
+        return str(v).lower() if isinstance(v, bool) else str(v)
+
+    def coerce(self, value):
+        t = self.type
+        if t == "bool":
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+                return value.strip().lower() in _TRUE
+        elif t == "int":
+            v = value
+            if isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]+\s*", value):
+                v = int(value)
+            if type(v) is int and (self.min is None or v >= self.min) and (self.max is None or v <= self.max):
+                return v
+        elif t == "enum":
+            if isinstance(value, str) and value in self.choices:
+                return value
+        elif isinstance(value, str):
+            return value
+        raise ValueError(f"{value!r} is not {'a valid value' if t == 'enum' else 'a ' + t}; allowed: {self.allowed()}")
 
 
 def required(fn):
@@ -63,8 +128,12 @@ class Design:
     summary: str = ""
     #: commits / mails the rules come from
     sources: tuple = ()
-    #: settings (design parameters a scenario or the command line may set)
+    #: settings (design parameters a scenario or the command line may set): name -> value, for
+    #: each of ``SETTINGS``
     settings: dict = field(default_factory=dict)
+    #: the settings this design declares, typed (``Setting``): ``cowlab designs NAME`` lists them and
+    #: ``-d NAME:key=value`` is checked against them
+    SETTINGS: ClassVar[tuple] = ()
 
     # ---- static properties of the kernel version --------------------------------
     #: PG_anon_exclusive exists (5.19+, 6c287605fd56); enables its invariants
@@ -88,7 +157,30 @@ class Design:
         self.settings = {**self.default_settings(), **(self.settings or {})}
 
     def default_settings(self) -> dict:
-        return {}
+        """The settings' defaults (from ``SETTINGS``; a subclass may override the defaults here)."""
+        return {s.name: s.default for s in self.SETTINGS}
+
+    def setting_types(self) -> dict:
+        """name -> ``Setting`` for every setting: the declared ones, and one typed by
+        its default for a setting only ``default_settings()`` names (an older user design)."""
+        declared = {s.name: s for s in self.SETTINGS}
+        defaults = self.default_settings()
+        out = {}
+        for n, v in defaults.items():
+            s = declared.get(n) or Setting(n, v)
+            out[n] = s if s.default == v else Setting(s.name, v, s.help, s.choices, s.min, s.max)
+        for n, s in declared.items():
+            out.setdefault(n, s)
+        return out
+
+    @property
+    def label(self) -> str:
+        """The name, with the settings that differ from the defaults:
+        ``rfc-mapcount:page_lock=true`` (a column of the matrix)."""
+        types = self.setting_types()
+        diff = [f"{n}={types[n].show(v) if n in types else v}" for n, v in self.settings.items()
+                if n not in types or types[n].default != v]
+        return self.name + (":" + ",".join(diff) if diff else "")
 
     def describe(self) -> str:
         return f"{self.name} ({self.kernel}): {self.summary}"

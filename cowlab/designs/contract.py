@@ -233,8 +233,33 @@ def check_facts(d, where: str) -> None:
             problems.append(f"{type(d).__name__}.{n} is {getattr(d, n, None)!r}; expected a string")
     if not isinstance(getattr(d, "settings", None), dict):
         problems.append(f"{type(d).__name__}.settings is {getattr(d, 'settings', None)!r}; expected a dict")
+    problems += settings_problems(d)
     if problems:
         raise DesignError(f"{where}: " + "; ".join(problems))
+
+
+def settings_problems(d) -> list[str]:
+    """The declared settings (``SETTINGS``): ``Setting`` objects, each default of its own type."""
+    from .base import Setting
+    decl = getattr(type(d), "SETTINGS", ())
+    cls = type(d).__name__
+    if not isinstance(decl, tuple) or not all(isinstance(s, Setting) for s in decl):
+        return [f"{cls}.SETTINGS is {decl!r}; expected a tuple of cowlab.designs.Setting"]
+    problems = []
+    for s in decl:
+        try:
+            s.coerce(s.default)
+        except ValueError as e:
+            problems.append(f"{cls}.SETTINGS: {s.name}: the default {e}")
+    if isinstance(getattr(d, "settings", None), dict):
+        types = d.setting_types()
+        for n, v in d.settings.items():
+            if n in types:
+                try:
+                    types[n].coerce(v)
+                except ValueError as e:
+                    problems.append(f"{cls}.settings: {n}: {e}")
+    return problems
 
 
 # ------------------------------------------------------------------- run time

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .base import REUSE, COPY, LOCK_PAGE, SPLIT
+from .base import REUSE, COPY, LOCK_PAGE, SPLIT, Setting
 from .linux_5_11 import Linux511
 from ..kernel.types import ZERO_PFN, FOLL_WRITE, FOLL_GET, FOLL_PIN
 
@@ -28,8 +28,8 @@ class RfcMapcount(Linux511):
     fork_cow_pinned_hugetlb: bool = True     # 4eae4efa2c29 (5.12)
     frees_swapcache_after_cow: bool = True   # f4c4a3f48480 (5.14)
 
-    def default_settings(self):
-        return {"page_lock": False}
+    SETTINGS = (Setting("page_lock", False, "take the page lock (sleeping) around the reuse decision, "
+                                            "excluding a concurrent swapin (Linus, 17 Dec 2021)"),)
 
     def shared(self, k, pfn, idx) -> bool:
         return k.page_mapcount(pfn, idx) > 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .rfc_mapcount import RfcMapcount
-from .base import COPY, REUSE, read_more
+from .base import COPY, REUSE, Setting, read_more
 
 
 @dataclass
@@ -21,8 +21,8 @@ class RfcPageAnonShared(RfcMapcount):
     summary: str = "page_anon_shared(): KSM or mapcount + other processes' swap entries > 1"
     sources: tuple = ("LKML 18 Dec 2021, 40e7e0ab-0828-b2e7-339f-35f68a228b3d@redhat.com",)
 
-    def default_settings(self):
-        return {"page_lock": True}
+    SETTINGS = (Setting("page_lock", True, "decide under the page lock, one atomic read of page_anon_shared(); "
+                                           "false: mapcount and swapcount are two loads a swapin can fall between"),)
 
     def shared(self, k, pfn, idx) -> bool:
         return k.PageKsm(pfn) or k.page_mapcount(pfn, idx) + k.page_swapcount(pfn, idx) > 1

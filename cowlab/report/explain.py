@@ -36,8 +36,20 @@ def story(doc: dict) -> str:
     out.append(f"  source: {c['source']}")
     out.append(f"  design: {d['name']} ({d['kernel']}): {d['summary']}")
     mode = doc.get("mode", "sequential")
-    out.append(f"  schedule: {'the shortest interleaving the explorer found' if mode == 'explore' else 'sequential'}"
-               f" ({len(doc['steps'])} atomic steps)")
+    ex = doc.get("explored")
+    if mode == "explore":
+        what = f"the shortest interleaving the explorer found to the {doc.get('kind', 'first')} COW"
+        if ex and len(ex.get("found", ())) > 1:
+            what += f" (it also found: {', '.join(k for k in ex['found'] if k != doc.get('kind'))})"
+    elif ex:
+        what = (f"sequential; every interleaving was explored ({ex['states']} states, {ex['status']}"
+                f"{': ' + ex['reason'] if ex.get('reason') else ''}) and "
+                f"{'none shows a missed, unnecessary or wrong COW' if ex['status'] == 'complete' else 'none found so far'}")
+    elif doc.get("race"):
+        what = "sequential, one schedule of a race case (--schedule explore searches every interleaving)"
+    else:
+        what = "sequential"
+    out.append(f"  schedule: {what} ({len(doc['steps'])} atomic steps)")
     out.append("")
     prev_state = doc["initial"]
     current = None

@@ -194,23 +194,52 @@ def build(model, transitions, meta: dict | None = None) -> dict:
             "verdicts": counts, **(meta or {})}
 
 
+def can_interleave(model, trace=None) -> bool:
+    """Can more than one thread move at some state of this run (a race case)?
+    ``trace``: [(tid, label)] of the run (default: the sequential one)."""
+    from ..explore import replay
+    if trace is None:
+        from ..run import run_sequential
+        r = run_sequential(model)
+        trace = [(_tid(model, t), t["label"]) for t in r.trace]
+    s = model.init_state()
+    if sum(model.step(s, t) is not None for t in range(model.nthreads)) > 1:
+        return True
+    for tr in replay(model, trace):
+        s = tr.state
+        if sum(model.step(s, t) is not None for t in range(model.nthreads)) > 1:
+            return True
+    return False
+
+
 def transitions_for(case, design, mode: str = "auto"):
-    """The transitions to tell: the sequential run, or for a race case the
-    shortest trace the explorer finds to a violation (the sequential run if
-    it finds none)."""
+    """The transitions to tell: the sequential run, or -- with mode "explore",
+    or "auto" and a race case (tagged race, or threads that can interleave) --
+    the shortest trace the explorer finds to a violation (most severe kind
+    first); when the search finds none, the sequential run, and the meta says
+    that every interleaving was explored and what it covered."""
     from ..explore import explore, replay
     from ..model import CowModel
     from ..run import run_sequential
     m = CowModel(case, design)
-    if mode == "explore" or (mode == "auto" and "race" in case.tags):
+    r = run_sequential(m)
+    seq = [(_tid(m, t), t["label"]) for t in r.trace]
+    race = "race" in case.tags or can_interleave(m, seq)
+    explored = None
+    if mode == "explore" or (mode == "auto" and race):
         rep = explore(m, por=True, expect_stuck=case.expect_stuck)
+        explored = {"states": rep.states, "status": rep.status, "reason": rep.reason, "found": sorted(rep.found)}
         if rep.found:
             severity = {MISSED: 0, WRONG: 1, UNNECESSARY: 2}
             w = min(rep.found.values(), key=lambda w: (severity.get(w.kind, 3), w.depth))
-            return m, list(replay(m, w.trace)), {"mode": "explore", "states": rep.states, "status": rep.status}
-    r = run_sequential(m)
-    trs = list(replay(m, [(_tid(m, t), t["label"]) for t in r.trace]))
-    return m, trs, {"mode": "sequential", "status": r.status}
+            return m, list(replay(m, w.trace)), {"mode": "explore", "states": rep.states, "status": rep.status,
+                                                 "race": race, "kind": w.kind, "explored": explored}
+    meta = {"mode": "sequential", "status": r.status, "race": race}
+    if explored is not None:
+        meta["explored"] = explored
+        if explored["status"] != "complete":
+            meta["status"] = "inconclusive"
+    return m, list(replay(m, seq)), meta
 
 
 def _tid(m, step):
