@@ -110,7 +110,10 @@ class Setting:
                 return value
         elif isinstance(value, str):
             return value
-        raise ValueError(f"{value!r} is not {'a valid value' if t == 'enum' else 'a ' + t}; allowed: {self.allowed()}")
+        what = {"bool": "a bool", "int": "an integer", "enum": "one of the choices", "str": "a string"}[t]
+        if t == "int" and type(v) is int:
+            what = "out of range"
+        raise ValueError(f"{value!r} is {'' if what == 'out of range' else 'not '}{what}; allowed: {self.allowed()}")
 
 
 def required(fn):
@@ -158,12 +161,14 @@ class Design:
 
     def default_settings(self) -> dict:
         """The settings' defaults (from ``SETTINGS``; a subclass may override the defaults here)."""
-        return {s.name: s.default for s in self.SETTINGS}
+        decl = self.SETTINGS if isinstance(self.SETTINGS, tuple) else ()      # a bad one: contract says so
+        return {s.name: s.default for s in decl if isinstance(s, Setting)}
 
     def setting_types(self) -> dict:
         """name -> ``Setting`` for every setting: the declared ones, and one typed by
         its default for a setting only ``default_settings()`` names (an older user design)."""
-        declared = {s.name: s for s in self.SETTINGS}
+        declared = {s.name: s for s in (self.SETTINGS if isinstance(self.SETTINGS, tuple) else ())
+                    if isinstance(s, Setting)}
         defaults = self.default_settings()
         out = {}
         for n, v in defaults.items():

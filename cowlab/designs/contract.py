@@ -208,6 +208,7 @@ def class_problems(cls) -> list[str]:
                 if close:
                     problems.append(f"{where} is not a design hook or fact (did you mean {close[0]}? "
                                     f"start a helper's name with _ to keep it)")
+    problems += _declaration_problems(cls)
     missing = cls.missing_hooks() if hasattr(cls, "missing_hooks") else []
     if missing:
         problems.append(f"{cls.__name__} lacks the required hook{'s' if len(missing) > 1 else ''} "
@@ -238,19 +239,27 @@ def check_facts(d, where: str) -> None:
         raise DesignError(f"{where}: " + "; ".join(problems))
 
 
-def settings_problems(d) -> list[str]:
-    """The declared settings (``SETTINGS``): ``Setting`` objects, each default of its own type."""
+def _declaration_problems(cls) -> list[str]:
+    """The declared settings (``SETTINGS``): a tuple of ``Setting``, each default of its own type."""
     from .base import Setting
-    decl = getattr(type(d), "SETTINGS", ())
-    cls = type(d).__name__
+    decl = getattr(cls, "SETTINGS", ())
     if not isinstance(decl, tuple) or not all(isinstance(s, Setting) for s in decl):
-        return [f"{cls}.SETTINGS is {decl!r}; expected a tuple of cowlab.designs.Setting"]
+        return [f"{cls.__name__}.SETTINGS is {decl!r}; expected a tuple of cowlab.designs.Setting"]
     problems = []
     for s in decl:
         try:
             s.coerce(s.default)
         except ValueError as e:
-            problems.append(f"{cls}.SETTINGS: {s.name}: the default {e}")
+            problems.append(f"{cls.__name__}.SETTINGS: {s.name}: the default {e}")
+    return problems
+
+
+def settings_problems(d) -> list[str]:
+    """The settings of a design instance: each of its declared type."""
+    cls = type(d).__name__
+    problems = []
+    if _declaration_problems(type(d)):
+        return problems                  # said by check_class already
     if isinstance(getattr(d, "settings", None), dict):
         types = d.setting_types()
         for n, v in d.settings.items():
