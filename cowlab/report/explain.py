@@ -14,8 +14,16 @@ def _page(state, pfn):
     return next((p for p in state["pages"] if p["pfn"] == pfn), None)
 
 
-def _decision_context(prev_state, text):
-    """The counts a design looked at: from the state before the decision step."""
+def _state_before(doc, i):
+    """The state as step i began (what a hook running in step i saw)."""
+    return doc["initial"] if i <= 0 else doc["steps"][i - 1]["state"]
+
+
+def _decision_context(prev_state, text, decisions=(), step=None):
+    """What the design looked at, as it was when it looked: the page's counts
+    in the state the decision's first read saw (``prev_state``), and every
+    value the hook read, with the step it read it in when that is an earlier
+    step (a decision made of separate loads)."""
     m = re.search(r"pfn (\d+)", text)
     if not m or prev_state is None:
         return ""
@@ -23,10 +31,20 @@ def _decision_context(prev_state, text):
     if p is None or p.get("zero"):
         return ""
     flags = [f for f in p["flags"] if f in ("ksm", "swapcache", "lru", "locked")]
+    reads = [r for d in decisions for r in d["reads"]]
+    read = ""
+    if reads:
+        read = "; read " + ", ".join(f"{r['call']} = {r['value']}"
+                                     + (f" at step {r['step']}" if step is not None and r["step"] != step else "")
+                                     for r in reads)
+        read += " -> " + "/".join(d["answer"] for d in decisions)
     return (f" [page_count {p['refcount']}, mapcount {'/'.join(map(str, p['mapcount']))}"
             f"{'+' + str(p['entire_mapcount']) + ' PMD' if p['entire_mapcount'] else ''}"
             f", PageAnonExclusive {'yes' if all(p['exclusive']) else 'no'}"
-            f"{', ' + ', '.join(flags) if flags else ''}]")
+            f"{', ' + ', '.join(flags) if flags else ''}{read}]")
+
+
+DECIDING = ("wp_anon", "huge_pmd_wp", "hugetlb_wp_reuse", "copy_present_anon", "copy_huge_anon", "gup_must_unshare")
 
 
 def story(doc: dict) -> str:
@@ -65,7 +83,10 @@ def story(doc: dict) -> str:
             current = key
         for eff in st["effects"]:
             if eff.split(" ")[1:2] == ["reuses"] or ": " in eff and "gets a copy" in eff:
-                out.append(f"     {st['function']}: {eff}{_decision_context(prev_state, eff)}")
+                ds = [x for x in st.get("decisions", ()) if x["hook"] in DECIDING]
+                first = min((x["from_step"] for x in ds), default=st["i"])
+                ctx = _decision_context(_state_before(doc, first), eff, ds, st["i"])
+                out.append(f"     {st['function']}: {eff}{ctx}")
         for ev in st["events"]:
             tag = ev["kind"].upper() if ev["kind"] in VERDICT_KINDS else "ok"
             out.append(f"     -> {tag}: {ev['text']}")

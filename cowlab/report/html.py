@@ -5,7 +5,10 @@ counters and flags, the swap slots and every reference holder, with arrows
 from ptes, holders and swap entries to what they point at; threads as swim
 lanes; a step slider and keyboard stepping (left/right, Home/End, v: the
 verdict step); the step where the verdict happens is highlighted with its
-explanation.  The trace travels as JSON in a ``<script type="application/json">``
+explanation; what the step changed and what each design hook read (and
+when) are told for every step; docstrings' ``code`` markup is shown as
+code, never as markup.  ``#step=N`` in the address opens step N (and
+stepping updates it); below 1000 px the lanes go above the board.  The trace travels as JSON in a ``<script type="application/json">``
 element and every user-supplied string is inserted with ``textContent``.
 """
 from __future__ import annotations
@@ -51,6 +54,22 @@ main{display:grid;grid-template-columns:minmax(260px,28%) 1fr;gap:10px;padding:1
 .ref.transient{opacity:.65}
 svg#arrows{position:absolute;left:0;top:0;pointer-events:none;overflow:visible}
 .legend{color:#555;font-size:11px;margin-top:4px}
+code{font-family:monospace;font-size:12px;background:#eceff1;padding:0 2px;border-radius:2px}
+#stepinfo .doc{color:#37474f;margin:2px 0 4px}
+#stepinfo .chg{font-family:monospace;font-size:12px;color:#4e342e}
+#stepinfo .dec{font-family:monospace;font-size:12px;color:#0d47a1}
+#stepinfo a.perma{float:right;font-size:11px;color:#546e7a}
+#lanes tr.target td{background:#ffe082}
+#board>div{min-width:0}
+.box,.row{overflow-wrap:anywhere}
+@media (max-width: 1000px){
+  main{grid-template-columns:1fr;padding:8px}
+  #lanes{max-height:32vh}
+  #board{grid-template-columns:1fr 1fr;gap:16px}
+  #side{grid-column:1 / -1}
+  header,#controls{padding-left:8px;padding-right:8px}
+}
+@media (max-width: 560px){ #board{grid-template-columns:1fr} }
 """
 
 JS = r"""
@@ -59,6 +78,20 @@ const steps = doc.steps;
 let cur = doc.verdict_step !== null ? doc.verdict_step : 0;
 const el = (tag, cls, text) => { const e = document.createElement(tag); if (cls) e.className = cls;
   if (text !== undefined) e.textContent = text; return e; };
+// a docstring as text: ``code``, `code` and :role:`code` become <code> (never markup passed through)
+function rst(cls, text) {
+  const d = el('div', cls);
+  const t = (text || '').replace(/\s+/g, ' ').trim();
+  const re = /(?::[\w:.-]+:)?``?([^`]+?)``?_?/g;
+  let last = 0, m;
+  while ((m = re.exec(t)) !== null) {
+    if (m.index > last) d.appendChild(document.createTextNode(t.slice(last, m.index)));
+    d.appendChild(el('code', '', m[1]));
+    last = re.lastIndex;
+  }
+  if (last < t.length) d.appendChild(document.createTextNode(t.slice(last)));
+  return d;
+}
 function lanes() {
   const t = document.getElementById('lanetable');
   const hr = el('tr'); hr.appendChild(el('th', '', '#'));
@@ -85,7 +118,16 @@ function render() {
   const info = document.getElementById('stepinfo'); info.textContent = '';
   info.classList.toggle('verdict', cur === doc.verdict_step);
   const h = el('div'); h.appendChild(el('span', '', `${s.thread}: ${s.op} — `)); h.appendChild(el('span', 'fn', s.function));
-  info.appendChild(h); info.appendChild(el('div', 'doc', s.doc));
+  const a = el('a', 'perma', `#step=${cur}`); a.href = `#step=${cur}`; a.title = 'a link to this step';
+  info.appendChild(a);
+  info.appendChild(h); info.appendChild(rst('doc', s.doc));
+  const changed = s.changed || [];
+  if (changed.length) info.appendChild(el('div', 'chg', 'changed: ' + changed.join('; ')));
+  else if (!s.effects.length && !s.events.length)
+    info.appendChild(el('div', 'chg', 'changed: nothing in the page tables, pages, swap slots or references ' +
+      '(this step takes or drops a lock, checks, or waits)'));
+  (s.decisions || []).forEach(d => info.appendChild(el('div', 'dec', `design ${d.hook}() -> ${d.answer}` +
+    (d.reads.length ? ': read ' + d.reads.map(r => `${r.call} = ${r.value}` + (r.step !== cur ? ` (at step ${r.step})` : '')).join(', ') : ''))));
   s.effects.forEach(e => info.appendChild(el('div', 'ev', '• ' + e)));
   s.events.forEach(e => info.appendChild(el('div', 'ev ' + e.kind, (e.kind === 'correct' ? 'copy ok: ' : e.kind.toUpperCase() + ' COW: ') + e.text)));
   s.bugs.forEach(b => info.appendChild(el('div', 'ev missed', 'MODEL BUG: ' + b)));
@@ -154,7 +196,20 @@ function arrows() {
   const p = document.createElementNS(ns, 'path'); p.setAttribute('d', 'M0,0 L8,4 L0,8 z'); p.setAttribute('fill', '#455a64');
   m.appendChild(p); defs.appendChild(m); svg.appendChild(defs);
 }
-function go(i) { cur = Math.max(0, Math.min(steps.length - 1, i)); render(); }
+function go(i, fromHash) {
+  cur = Math.max(0, Math.min(steps.length - 1, i)); render();
+  if (!fromHash && location.hash !== `#step=${cur}`) history.replaceState(null, '', `#step=${cur}`);
+}
+function fromHash() {
+  const m = /^#step=(\d+)$/.exec(location.hash); if (!m) return false;
+  go(Number(m[1]), true);
+  document.querySelectorAll('#lanetable tr.target').forEach(r => r.classList.remove('target'));
+  const row = document.querySelector(`#lanetable tr[data-i="${cur}"]`);
+  if (row) { row.classList.add('target'); row.scrollIntoView({block: 'center'}); }
+  document.getElementById('stepinfo').scrollIntoView({block: 'nearest'});
+  return true;
+}
+window.addEventListener('hashchange', fromHash);
 document.addEventListener('keydown', e => {
   if (e.key === 'ArrowRight' || e.key === 'n') go(cur + 1);
   else if (e.key === 'ArrowLeft' || e.key === 'p') go(cur - 1);
@@ -170,7 +225,7 @@ document.getElementById('toverdict').onclick = () => { if (doc.verdict_step !== 
 document.getElementById('toverdict').disabled = doc.verdict_step === null;
 const vs = Object.entries(doc.verdicts).filter(([k, n]) => n).map(([k, n]) => `${k} COW x${n}`).join(', ');
 document.getElementById('verdict').textContent = vs ? 'Verdict: ' + vs : 'Verdict: no missed, unnecessary or wrong COW';
-lanes(); render();
+lanes(); if (!fromHash()) render();
 """
 
 

@@ -7,7 +7,10 @@ explorer witness into a versioned, JSON-serialisable document:
      "threads": [name, ...], "processes": [name, ...],
      "steps": [{"i", "thread", "tid", "op", "function", "doc",
                 "events": [{"kind", "text"}], "effects": [text],
-                "state": SNAPSHOT}, ...],
+                "state": SNAPSHOT, "changed": [text: what the step changed],
+                "decisions": [{"hook", "answer", "from_step", "reads": [{"call",
+                  "value", "step"}]}]: what each design hook read, as it
+                  read it, and in which step}, ...],
      "initial": SNAPSHOT, "verdict_step": i | null, "verdicts": {kind: count}}
 
     SNAPSHOT = {"processes": [{"name", "alive", "ptes": [{"addr", "kind":
@@ -164,12 +167,125 @@ def render_effect(model, e) -> str:
     return RENDERERS[type(e)](lambda mm: names[mm] if 0 <= mm < len(names) else f"mm{mm}", e)
 
 
+# ------------------------------------------------------------ what a decision read, when it read it
+class _ReadLog:
+    """The kernel view ``k`` as a design hook sees it, recording every call
+    that answers a number or a truth value (``page_mapcount(pfn, idx)``,
+    ``PageKsm(pfn)``, ``trylock_page(pfn)`` ...) with its answer at that
+    moment.  Everything else passes through unchanged."""
+    __slots__ = ("_k", "_log")
+
+    def __init__(self, k, log):
+        object.__setattr__(self, "_k", k)
+        object.__setattr__(self, "_log", log)
+
+    def __getattr__(self, name):
+        v = getattr(self._k, name)
+        if name.startswith("_") or not callable(v):
+            return v
+
+        def call(*a, **kw):
+            r = v(*a, **kw)
+            if isinstance(r, (bool, int)) and not isinstance(r, str):
+                self._log.append((name, a, r))
+            return r
+        return call
+
+    def __setattr__(self, name, value):
+        setattr(self._k, name, value)
+
+
+def _recording(design, log):
+    """A copy of ``design`` whose hooks run as before, on a ``_ReadLog`` view of
+    ``k``, and append {"hook", "reads", "answer"} to ``log`` (the design's
+    answers are unchanged: only what it reads is written down)."""
+    import copy
+
+    from ..designs.contract import SIGNATURE
+    from ..kernel.decisions import HOOKS
+    cls = type(design)
+    ns = {"__slots__": (), "__module__": cls.__module__}
+
+    def wrap(name):
+        sig = SIGNATURE[name]
+
+        def hook(self, *a, **kw):
+            ba = sig.bind(self, *a, **kw)
+            reads: list = []
+            if "k" in ba.arguments:
+                ba.arguments["k"] = _ReadLog(ba.arguments["k"], reads)
+            answer = getattr(super(new, self), name)(*ba.args[1:], **ba.kwargs)
+            log.append({"hook": name, "reads": reads, "answer": answer})
+            return answer
+        hook.__name__ = name
+        return hook
+    for n in HOOKS:
+        ns[n] = wrap(n)
+    new = type(cls.__name__, (cls,), ns)
+    d = copy.copy(design)
+    d.__class__ = new
+    return d
+
+
+def _show_answer(a) -> str:
+    from ..kernel.decisions import READ_MORE, Decision
+    if isinstance(a, Decision):
+        return a.name
+    if isinstance(a, tuple) and len(a) == 2 and a[0] == READ_MORE:
+        return "read more"
+    if isinstance(a, tuple) and hasattr(a, "_fields"):
+        return f"{type(a).__name__}({', '.join(f'{f}={_show_answer(v)}' for f, v in zip(a._fields, a))})"
+    return str(a).lower() if isinstance(a, bool) else str(a)
+
+
+def _call_text(name, args) -> str:
+    return f"{name}({', '.join(map(str, args))})"
+
+
+def decisions(model, transitions) -> list | None:
+    """For each transition, the design's decisions made in it: [{"hook",
+    "answer", "reads": [{"call", "value", "step"}], "from_step"}], a read
+    listed with the step it was made in.  A decision that took several
+    atomic steps (``read_more``: separate loads of separate counters) lists
+    its earlier reads with their own steps; ``from_step`` is the step of its
+    first read.  None when the run cannot be repeated with the reads
+    recorded (it then is not told)."""
+    from ..explore import replay
+    from ..model import CowModel
+    log: list = []
+    try:
+        m = CowModel(model.case, _recording(model.design, log))
+        trs = replay(m, [(tr.tid, tr.label) for tr in transitions])
+        out, pending = [], {}
+        for i, tr in enumerate(trs):       # the step ran as the generator advanced: its hooks are in log
+            entries = list(log)
+            log.clear()
+            next_tr = tr
+            mine = []
+            for entry in entries:
+                reads = [{"call": _call_text(n, a), "value": _show_answer(v), "step": i} for n, a, v in entry["reads"]]
+                reads = pending.pop(next_tr.tid, []) + reads
+                if _show_answer(entry["answer"]) == "read more":
+                    pending[next_tr.tid] = reads
+                    continue
+                mine.append({"hook": entry["hook"], "answer": _show_answer(entry["answer"]), "reads": reads,
+                             "from_step": reads[0]["step"] if reads else i})
+            out.append(mine)
+        return out
+    except Exception:                 # a design whose hooks cannot run twice: no reads to tell
+        return None
+
+
 def build(model, transitions, meta: dict | None = None) -> dict:
     s0 = model.init_state()
     steps = []
     counts = {k: 0 for k in VERDICT_KINDS}
     seen = set()
     verdict_step = None
+    from .terminal import changes
+    transitions = list(transitions)
+    decided = decisions(model, transitions)
+    prev = snapshot(model, s0)
     for i, tr in enumerate(transitions):
         events = [{"kind": e.kind, "text": e.text} for e in tr.events]
         for e in tr.events:
@@ -183,7 +299,10 @@ def build(model, transitions, meta: dict | None = None) -> dict:
                       "function": tr.func, "doc": tr.doc, "label": tr.label, "events": events,
                       "bugs": list(tr.bugs),
                       "effects": [t for e in tr.effects if (t := render_effect(model, e))],
-                      "state": snapshot(model, tr.state)})
+                      "state": (cur := snapshot(model, tr.state)),
+                      "changed": changes(prev, cur),
+                      "decisions": decided[i] if decided is not None else []})
+        prev = cur
     d = model.design
     return {"schema": SCHEMA,
             "case": {"id": model.case.id, "title": model.case.title, "source": model.case.source},

@@ -72,3 +72,34 @@ def test_unnecessary_vs_load_measures_per_design():
     for rows in data.values():
         assert [r[0] for r in rows] == [0, 1] and all(r[1] >= 0 and r[2] >= 0 for r in rows)
     assert data["linux-5.9"][0][1] > data["rfc-mapcount"][0][1]
+
+
+def test_explain_shows_what_the_decision_read_when_it_read_it():
+    """race-swapin-mapcount, rfc-page-anon-shared without the page lock: the
+    decision reads page_mapcount() (1) in one step and page_swapcount() in a
+    later one, after the child's swapin made the mapcount 2.  The story's
+    decision line shows the mapcount it read, 1, not the 2 of the state the
+    decision ended in (issue 13)."""
+    d = _doc("race-swapin-mapcount", "rfc-page-anon-shared", page_lock=False)
+    (st,) = [s for s in d["steps"] if any(x["hook"] == "wp_anon" and x["answer"] == "REUSE" for x in s["decisions"])]
+    (dec,) = [x for x in st["decisions"] if x["hook"] == "wp_anon"]
+    mc = next(r for r in dec["reads"] if r["call"].startswith("page_mapcount("))
+    sc = next(r for r in dec["reads"] if r["call"].startswith("page_swapcount("))
+    assert mc["value"] == "1" and mc["step"] == dec["from_step"] < sc["step"] == st["i"]
+    before = d["steps"][st["i"] - 1]["state"]["pages"]
+    assert [p["mapcount"] for p in before if p["pfn"] == 1] == [[2]]
+    (line,) = [x for x in explain.story(d).splitlines() if "reuses page 0" in x]
+    assert "mapcount 1," in line and "mapcount 2" not in line
+    assert f"page_mapcount(1, 0) = 1 at step {mc['step']}" in line and "page_swapcount(1, 0) = 0" in line
+    assert line.endswith("-> REUSE]")
+    # with the page lock the decision is one read
+    d = _doc("race-swapin-mapcount", "rfc-page-anon-shared")
+    for s in d["steps"]:
+        for x in s["decisions"]:
+            assert all(r["step"] == s["i"] for r in x["reads"]), x
+
+
+def test_every_step_has_what_it_changed():
+    d = _doc("race-fork-gup-fast", "linux-5.9")
+    assert all(isinstance(s["changed"], list) for s in d["steps"])
+    assert any("pfn1 RW -> pfn1 RO" in c for s in d["steps"] for c in s["changed"])

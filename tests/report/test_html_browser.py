@@ -100,3 +100,83 @@ def test_user_strings_are_escaped(browser, tmp_path):
     assert "<img src=x onerror=alert(1)></script><b>bold</b>" in browser.find_element(By.TAG_NAME, "h1").text
     assert not browser.find_elements(By.CSS_SELECTOR, "header b, header img")
     assert browser.find_element(By.ID, "pos").text.startswith("step 0 /")
+
+
+RACES = ("race-swapin-mapcount", "race-fork-gup-fast", "race-thp-split")
+
+
+@pytest.mark.parametrize("case", RACES)
+def test_every_step_of_a_race_has_text_and_no_markup_leaks(browser, tmp_path, case):
+    """Each step's panel tells the step (its docstring as text, what changed or
+    that nothing visible did, the design's decisions); no RST markup shows."""
+    from selenium.webdriver.common.by import By
+    p, doc = _page(tmp_path, case, "rfc-page-anon-shared", page_lock=False)
+    browser.get(p.as_uri())
+    assert any("``" in (st["doc"] or "") for st in doc["steps"])          # there is markup to render
+    for i in range(len(doc["steps"])):
+        browser.execute_script(f"go({i})")
+        info = browser.find_element(By.ID, "stepinfo")
+        lines = [x.text for x in info.find_elements(By.CSS_SELECTOR, ".doc, .chg, .ev, .dec")]
+        assert lines and all(x.strip() for x in lines[:1]), (case, i, info.text)
+        assert any(x.startswith("changed: ") or x.startswith("•") or "COW" in x for x in lines), (case, i, lines)
+        assert "``" not in info.text and ":func:`" not in info.text, (case, i, info.text)
+    assert "``" not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_the_decision_shows_what_it_read_when_it_read_it(browser, tmp_path):
+    """race-swapin-mapcount under rfc-page-anon-shared without the page lock:
+    page_mapcount() was read as 1, before the child's swapin made it 2; the
+    panel of the deciding step says 1 and the step it was read in."""
+    from selenium.webdriver.common.by import By
+    p, doc = _page(tmp_path, "race-swapin-mapcount", "rfc-page-anon-shared", page_lock=False)
+    (st,) = [s for s in doc["steps"] for d in s["decisions"] if d["hook"] == "wp_anon" and d["answer"] == "REUSE"]
+    (read,) = [r for d in st["decisions"] for r in d["reads"] if r["call"].startswith("page_mapcount(")]
+    assert read["value"] == "1" and read["step"] < st["i"]
+    pfn = int(read["call"].split("(")[1].split(",")[0])
+    before = doc["steps"][st["i"] - 1]["state"]
+    assert next(pg for pg in before["pages"] if pg["pfn"] == pfn)["mapcount"] == [2]      # today's value differs
+    browser.get(p.as_uri() + f"#step={st['i']}")
+    dec = browser.find_element(By.CSS_SELECTOR, "#stepinfo .dec").text
+    assert f"{read['call']} = 1 (at step {read['step']})" in dec and "-> REUSE" in dec
+
+
+def test_step_link_opens_and_highlights_the_step(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    p, doc = _page(tmp_path, "race-fork-gup-fast", "linux-5.9")
+    n = len(doc["steps"]) - 1
+    target = 3 if doc["verdict_step"] != 3 else 4
+    browser.get(p.as_uri() + f"#step={target}")
+    assert browser.find_element(By.ID, "pos").text == f"step {target} / {n}"
+    row = browser.find_element(By.CSS_SELECTOR, f'#lanetable tr[data-i="{target}"]')
+    assert "cur" in row.get_attribute("class") and "target" in row.get_attribute("class")
+    assert browser.execute_script(
+        "const r = arguments[0].getBoundingClientRect(), l = document.getElementById('lanes').getBoundingClientRect();"
+        "return r.top >= l.top && r.bottom <= l.bottom;", row)
+    assert browser.find_element(By.CSS_SELECTOR, "#stepinfo a.perma").get_attribute("href").endswith(f"#step={target}")
+    # stepping updates the address; changing the address moves the page
+    browser.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
+    assert browser.execute_script("return location.hash") == f"#step={target + 1}"
+    browser.execute_script("location.hash = '#step=1'")
+    assert browser.find_element(By.ID, "pos").text == f"step 1 / {n}"
+
+
+def test_the_page_is_usable_at_800_px(browser, tmp_path):
+    from selenium.webdriver.common.by import By
+    p, doc = _page(tmp_path, "race-swapin-mapcount", "rfc-page-anon-shared", page_lock=False)
+    browser.set_window_size(800, 900)
+    try:
+        browser.get(p.as_uri())
+        width = browser.execute_script("return window.innerWidth")
+        assert width <= 800
+        # nothing wider than the window: no sideways scrolling of the page
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= width
+        for sel in ("#lanes", "#stepinfo", "#board", "#slider"):
+            r = browser.find_element(By.CSS_SELECTOR, sel).rect
+            assert r["width"] > 200 and r["x"] >= 0 and r["x"] + r["width"] <= width + 1, (sel, r)
+        # the lanes sit above the board, not squeezed beside it
+        assert browser.find_element(By.ID, "lanes").rect["y"] < browser.find_element(By.ID, "stepinfo").rect["y"]
+        ARTIFACTS.mkdir(exist_ok=True)
+        browser.save_screenshot(str(ARTIFACTS / "race-swapin-mapcount-800px.png"))
+    finally:
+        browser.set_window_size(1500, 1000)
