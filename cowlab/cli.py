@@ -663,7 +663,8 @@ def plots(out_dir, walks, seed):
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 @click.option("--random", "random_n", type=COUNT, default=None,
               help="run N random scenarios instead (cowlab.scenario_gen); disagreements are shrunk to TOML files")
-@click.option("--seed", type=SEED, default=1, show_default=True, help="with --random: the same seed, the same scenarios")
+@click.option("--seed", type=SEED, default=1, show_default=True,
+              help="with --random: the same seed, the same scenarios")
 @click.option("--exclude", multiple=True, metavar="CLASS",
               help="with --random: leave out a known false-verdict class (segfault, efault, write-gup-prot-read, "
                    "dma-after-unmap, mremap-pinned; 'known' for all); by default nothing is left out")
@@ -743,8 +744,9 @@ def list_designs(name):
 def _show_design(spec):
     d = _load_design(spec)
     rng = designs.releases(d.name)
+    rel = designs.release_text(rng) if rng else ""
     out.print(f"[bold]{escape(d.name)}[/] ({escape(d.kernel)}"
-              f"{', releases ' + designs.release_text(rng) if rng and designs.release_text(rng) not in d.kernel else ''}"
+              f"{', releases ' + rel if rel and rel not in d.kernel else ''}"
               f"): {escape(d.summary)}")
     for src in d.sources:
         out.print(f"  source: {escape(src)}")

@@ -70,8 +70,8 @@ def test_bad_settings_on_the_command_line_are_one_line_exit_2():
 
 
 def test_one_design_with_and_without_a_setting_is_two_columns():
-    r = _cli("matrix", "-c", "race-swapin-mapcount", "-c", "basic-cow-fork", "-d", "rfc-page-anon-shared:page_lock=false",
-             "-d", "rfc-page-anon-shared", "-q", "--format", "json")
+    r = _cli("matrix", "-c", "race-swapin-mapcount", "-c", "basic-cow-fork",
+             "-d", "rfc-page-anon-shared:page_lock=false", "-d", "rfc-page-anon-shared", "-q", "--format", "json")
     d = json.loads(r.stdout)
     assert [x["name"] for x in d["designs"]] == ["rfc-page-anon-shared:page_lock=false", "rfc-page-anon-shared"]
     res = {(x["case"], x["design"]): x for x in d["results"]}

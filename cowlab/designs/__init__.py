@@ -31,7 +31,8 @@ from .base import (
 )
 from .contract import DesignError, check_class, check_facts, checked
 
-__all__ = ["Design", "Setting", "split_spec", "resolve", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
+__all__ = ["Design", "Setting", "split_spec", "resolve", "typed_settings", "setting_error", "REQUIRED_HOOKS",
+           "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
            "ReadMore", "read_more", "UnmapResult", "MigrateUnmapResult", "Vmf", "load", "names", "DesignError",
            "BUILTIN", "REGISTRY", "Registered", "releases", "release_text", "design_for_release"]
 

@@ -46,7 +46,8 @@ from ..kernel.decisions import (
 )
 from ..kernel.types import FOLL_GET, SWP_MIGRATION_READ, SWP_MIGRATION_WRITE
 
-__all__ = ["Design", "Setting", "REQUIRED_HOOKS", "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
+__all__ = ["Design", "Setting", "REQUIRED_HOOKS",
+           "Decision", "REUSE", "COPY", "LOCK_PAGE", "SHARE", "SPLIT", "READ_MORE",
            "ReadMore", "read_more", "UnmapResult", "MigrateUnmapResult", "Vmf"]
 
 

@@ -62,19 +62,18 @@ def story(doc: dict) -> str:
     elif ex:
         what = (f"sequential; every interleaving was explored ({ex['states']} states, {ex['status']}"
                 f"{': ' + ex['reason'] if ex.get('reason') else ''}) and "
-                f"{'none shows a missed, unnecessary or wrong COW' if ex['status'] == 'complete' else 'none found so far'}")
+                + ("none shows a missed, unnecessary or wrong COW" if ex["status"] == "complete"
+                   else "none found so far"))
     elif doc.get("race"):
         what = "sequential, one schedule of a race case (--schedule explore searches every interleaving)"
     else:
         what = "sequential"
     out.append(f"  schedule: {what} ({len(doc['steps'])} atomic steps)")
     out.append("")
-    prev_state = doc["initial"]
     current = None
     n = 0
     for st in doc["steps"]:
         if st["label"].startswith("sync.") or st["label"] == "exited":
-            prev_state = st["state"]
             continue
         key = (st["thread"], st["op"])
         if key != current:
@@ -92,7 +91,6 @@ def story(doc: dict) -> str:
             out.append(f"     -> {tag}: {ev['text']}")
         for b in st.get("bugs", []):
             out.append(f"     -> MODEL BUG: {b}")
-        prev_state = st["state"]
     out.append("")
     v = doc["verdicts"]
     if any(v.values()):
