@@ -272,19 +272,6 @@ DESIGN_HELP = ("design: a name, a kernel version (6.6, v5.15.120, host) or ./fil
 SET_HELP = "a setting of the design (checked against the ones it declares: `cowlab designs NAME`)"
 
 
-def _interleaves(model, trace) -> bool:
-    """Can more than one thread move at some state of this run (a race case)?"""
-    from .explore import replay as _replay
-    s = model.init_state()
-    if sum(model.step(s, t) is not None for t in range(model.nthreads)) > 1:
-        return True
-    for tr in _replay(model, trace):
-        s = tr.state
-        if sum(model.step(s, t) is not None for t in range(model.nthreads)) > 1:
-            return True
-    return False
-
-
 @main.command()
 @click.argument("case")
 @click.option("--design", "-d", "design_spec", required=True, help=DESIGN_HELP)
@@ -304,7 +291,8 @@ def run(case, design_spec, sets, fmt, fail_on):
     m = CowModel(c, d)
     names = [t.name for t in c.threads]
     steps = [(names.index(st["thread"]), st["label"]) for st in r.trace]
-    race = _interleaves(m, steps)
+    from .report.trace import can_interleave
+    race = "race" in c.tags or can_interleave(m, steps)
     note = (f"{c.id} is a race case: this ran one schedule (the sequential one) of many; "
             f"`cowlab explore {c.id} -d {design_spec}` tries every interleaving") if race else ""
     code = ec.of_results([r], fail_on)

@@ -222,9 +222,9 @@ def _recording(design, log):
     for n in HOOKS:
         ns[n] = wrap(n)
     new = type(cls.__name__, (cls,), ns)
-    d = copy.copy(design)
-    d.__class__ = new
-    return d
+    rec = copy.copy(design)
+    rec.__class__ = new
+    return rec
 
 
 def _show_answer(a) -> str:
