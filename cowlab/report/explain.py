@@ -19,7 +19,7 @@ def _state_before(doc, i):
     return doc["initial"] if i <= 0 else doc["steps"][i - 1]["state"]
 
 
-def _decision_context(prev_state, text, decisions=(), step=None):
+def _decision_context(prev_state, text, decisions=(), step=None, op_of=None):
     """What the design looked at, as it was when it looked: the page's counts
     in the state the decision's first read saw (``prev_state``), and every
     value the hook read, with the step it read it in when that is an earlier
@@ -35,7 +35,9 @@ def _decision_context(prev_state, text, decisions=(), step=None):
     read = ""
     if reads:
         read = "; read " + ", ".join(f"{r['call']} = {r['value']}"
-                                     + (f" at step {r['step']}" if step is not None and r["step"] != step else "")
+                                     + (f" at step {r['step']}" + (f" (in {op_of[r['step']]}.)" if op_of and
+                                                                      r["step"] in op_of else "")
+                                        if step is not None and r["step"] != step else "")
                                      for r in reads)
         read += " -> " + "/".join(d["answer"] for d in decisions)
     return (f" [page_count {p['refcount']}, mapcount {'/'.join(map(str, p['mapcount']))}"
@@ -52,7 +54,9 @@ def story(doc: dict) -> str:
     c, d = doc["case"], doc["design"]
     out.append(f"{c['id']}: {c['title']}")
     out.append(f"  source: {c['source']}")
-    out.append(f"  design: {d['name']} ({d['kernel']}): {d['summary']}")
+    sets = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}"
+                     for k, v in (d.get("settings") or {}).items())
+    out.append(f"  design: {d['name']} ({d['kernel']}): {d['summary']}" + (f"; settings {sets}" if sets else ""))
     mode = doc.get("mode", "sequential")
     ex = doc.get("explored")
     if mode == "explore":
@@ -72,6 +76,7 @@ def story(doc: dict) -> str:
     out.append("")
     current = None
     n = 0
+    op_of = {}                 # atomic step -> the number of the operation told with it
     for st in doc["steps"]:
         if st["label"].startswith("sync.") or st["label"] == "exited":
             continue
@@ -80,11 +85,12 @@ def story(doc: dict) -> str:
             n += 1
             out.append(f"{n}. {st['thread']}: {st['op']}")
             current = key
+        op_of[st["i"]] = n
         for eff in st["effects"]:
             if eff.split(" ")[1:2] == ["reuses"] or ": " in eff and "gets a copy" in eff:
                 ds = [x for x in st.get("decisions", ()) if x["hook"] in DECIDING]
                 first = min((x["from_step"] for x in ds), default=st["i"])
-                ctx = _decision_context(_state_before(doc, first), eff, ds, st["i"])
+                ctx = _decision_context(_state_before(doc, first), eff, ds, st["i"], op_of)
                 out.append(f"     {st['function']}: {eff}{ctx}")
         for ev in st["events"]:
             tag = ev["kind"].upper() if ev["kind"] in VERDICT_KINDS else "ok"

@@ -234,6 +234,11 @@ def _json_for_script(doc: dict) -> str:
             .replace("&", "\\u0026").replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
+def _settings_text(d: dict) -> str:
+    sets = ", ".join(f"{k}={str(v).lower() if isinstance(v, bool) else v}" for k, v in (d.get("settings") or {}).items())
+    return _html.escape(f"; settings {sets}") if sets else ""
+
+
 def render(doc: dict) -> str:
     c, d = doc["case"], doc["design"]
     e = _html.escape
@@ -244,7 +249,7 @@ def render(doc: dict) -> str:
 <style>{CSS}</style></head>
 <body>
 <header><h1>{e(c['id'])}: {e(c['title'])}</h1>
-<div class="sub">design {e(d['name'])} ({e(d['kernel'])}): {e(d['summary'])} &middot; source: {e(c['source'])}</div>
+<div class="sub">design {e(d['name'])} ({e(d['kernel'])}): {e(d['summary'])}{_settings_text(d)} &middot; source: {e(c['source'])}</div>
 <div id="verdict"></div></header>
 <div id="controls"><button id="prev" title="previous step (left arrow)">&larr;</button>
 <input type="range" id="slider" min="0" value="0" aria-label="step">

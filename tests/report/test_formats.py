@@ -90,7 +90,8 @@ def test_explain_shows_what_the_decision_read_when_it_read_it():
     assert [p["mapcount"] for p in before if p["pfn"] == 1] == [[2]]
     (line,) = [x for x in explain.story(d).splitlines() if "reuses page 0" in x]
     assert "mapcount 1," in line and "mapcount 2" not in line
-    assert f"page_mapcount(1, 0) = 1 at step {mc['step']}" in line and "page_swapcount(1, 0) = 0" in line
+    assert f"page_mapcount(1, 0) = 1 at step {mc['step']} (in " in line and "page_swapcount(1, 0) = 0 ->" in line
+    assert "settings page_lock=false" in explain.story(d).splitlines()[2]
     assert line.endswith("-> REUSE]")
     # with the page lock the decision is one read
     d = _doc("race-swapin-mapcount", "rfc-page-anon-shared")
