@@ -206,7 +206,8 @@ def matrix(design_specs, case_ids, sets, fmt, jobs, quiet, fail_on):
                           markup=False)
     n_units = len(case_ids or catalog.ids()) * len(pairs)
     with _Progress(quiet, n_units, "matrix") as prog:
-        m = compute(pairs, case_ids or None, None, jobs=jobs or os.cpu_count() or 1, progress=prog.advance)
+        m = compute(pairs, case_ids or None, None, jobs=min(jobs or os.cpu_count() or 1, n_units),
+                    progress=prog.advance)
     if fmt == "json":
         click.echo(json.dumps(m.as_json(), indent=2))
     elif fmt == "junit":

@@ -258,6 +258,8 @@ def decisions(model, transitions) -> list | None:
         trs = replay(m, [(tr.tid, tr.label) for tr in transitions])
         out, pending = [], {}
         for i, tr in enumerate(trs):       # the step ran as the generator advanced: its hooks are in log
+            if tr.state != transitions[i].state:
+                return None                # recording changed the run: tell nothing rather than a wrong read
             entries = list(log)
             log.clear()
             next_tr = tr
