@@ -726,7 +726,9 @@ def list_designs(name):
         t.add_column(col)
     for n in designs.names():
         d = designs.load(n)
-        t.add_row(d.name, d.kernel, d.summary, ", ".join(f"{k}={v}" for k, v in d.settings.items()))
+        types = d.setting_types()
+        t.add_row(d.name, d.kernel, d.summary, ", ".join(f"{k}={types[k].show(v) if k in types else v}"
+                                                         for k, v in d.settings.items()))
     out.print(t)
 
 
