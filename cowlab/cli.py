@@ -437,6 +437,9 @@ def explain(case, design_spec, sets, html_file, mode, fmt):
 def plots(out_dir, walks, seed):
     """Unnecessary COWs per design vs background load; state-space size with
     and without each reduction (PNG and SVG)."""
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:      # an extra: pip install 'cowlab[plots]'
+        raise UserError("`cowlab plots` needs matplotlib, which is not installed: pip install 'cowlab[plots]'")
     from .plots import make
     for f in make(out_dir, walks, seed):
         click.echo(f"wrote {f}")
