@@ -439,7 +439,9 @@ def plots(out_dir, walks, seed):
     and without each reduction (PNG and SVG)."""
     import importlib.util
     if importlib.util.find_spec("matplotlib") is None:      # an extra: pip install 'cowlab[plots]'
-        raise UserError("`cowlab plots` needs matplotlib, which is not installed: pip install 'cowlab[plots]'")
+        u = UserError("`cowlab plots` needs matplotlib, which is not installed: pip install 'cowlab[plots]'")
+        u.exit_code = 2                                     # exit codes: 2 = usage or input error
+        raise u
     from .plots import make
     for f in make(out_dir, walks, seed):
         click.echo(f"wrote {f}")
