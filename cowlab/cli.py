@@ -18,7 +18,17 @@ except KeyboardInterrupt:            # Ctrl-C while the command is still startin
     sys.stderr.write("cowlab: interrupted\n")
     raise SystemExit(130) from None
 
-out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
+def _out_width() -> int | None:
+    """The width of standard output: COLUMNS when set (a pipe too), else the terminal's; a pipe without
+    COLUMNS keeps 160."""
+    import os
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isascii() and cols.isdigit() and int(cols) >= 20:
+        return int(cols)
+    return None if sys.stdout.isatty() else 160
+
+
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=_out_width())
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
@@ -100,17 +110,26 @@ def main():
 @main.command()
 @click.option("--design", "-d", "design_specs", multiple=True,
               help="design name or ./file.py (repeatable; default all)")
-@click.option("--case", "-c", "case_ids", multiple=True, help="case id or file.toml (repeatable; default the catalog)")
+@click.option("--case", "-c", "case_ids", multiple=True,
+              help="case id, file.toml or a glob over the catalog ids, e.g. 'race-*' (repeatable; default the catalog)")
+@click.option("--tag", "tags", multiple=True, help="only cases with this tag (a glob; repeatable: every tag given)")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help="design setting, e.g. page_lock=true")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "csv"]), default="text")
+@click.option("--summary", is_flag=True, help="the seed's table alone (text, csv), without the case x design grid")
+@click.option("--only-violations", is_flag=True,
+              help="the grid's rows (text, csv) only for cases with a missed, unnecessary or wrong COW or an "
+                   "unknown result")
 @click.option("--jobs", "-j", type=int, default=None, help="worker processes (default: the CPU count)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 @_guard
-def matrix(design_specs, case_ids, sets, fmt, jobs, quiet):
+def matrix(design_specs, case_ids, tags, sets, fmt, summary, only_violations, jobs, quiet):
     """The seed's table (missed / unnecessary / wrong COW per design, with the
     shortest witness case), then every case under every design."""
     import os
     from .matrix import compute
+    from .selection import select_cases
+    if case_ids or tags:
+        case_ids = tuple(select_cases(case_ids, tags))
     n_units = len(case_ids or catalog.ids()) * len(design_specs or designs.names())
     with _Progress(quiet, n_units, "matrix") as prog:
         m = compute(design_specs or None, case_ids or None, _settings(sets) or None, jobs=jobs or os.cpu_count() or 1,
@@ -120,54 +139,14 @@ def matrix(design_specs, case_ids, sets, fmt, jobs, quiet):
     elif fmt == "junit":
         from .report.junit import from_results
         click.echo(from_results("cowlab matrix", m.results))
+    elif fmt == "csv":
+        from .cli_select import matrix_csv
+        click.echo(matrix_csv(m, summary, only_violations), nl=False)
     else:
-        _matrix_text(m)
+        from .cli_select import matrix_text
+        matrix_text(m, out, summary, only_violations)
     if m.interrupted:
         raise UserError("interrupted (Ctrl-C): the result is inconclusive")
-
-
-def _matrix_text(m):
-    from .matrix import KINDS
-    t = Table(title="COW outcomes per design (computed over the catalog; witness = shortest case)")
-    t.add_column("design")
-    t.add_column("kernel")
-    for kind in KINDS:
-        t.add_column(f"{kind} COW")
-    for row in m.table():
-        cells = []
-        for kind in KINDS:
-            c = row[kind]
-            if c["occurs"]:
-                cells.append(f"[bold red]yes[/] {c['witness']} ({c['cases']} case{'s' if c['cases'] > 1 else ''})")
-            elif c["occurs"] is None:            # not every case complete: no "no" on incomplete results
-                cells.append("[yellow]unknown[/]")
-            else:
-                cells.append("[green]no[/]")
-        t.add_row(row["design"], row["kernel"], *cells)
-    out.print(t)
-    g = Table(title="case x design (M missed, U unnecessary, W wrong, . none, ? inconclusive or not computed)")
-    g.add_column("case")
-    for d in m.designs:
-        g.add_column(d.name.replace("linux-", ""), justify="center")
-    by = {(r.case, r.design): r for r in m.results}
-    for c in m.cases:
-        cells = []
-        for d in m.designs:
-            r = by.get((c.id, d.name))
-            if r is None or r.status != "complete":
-                cells.append("[yellow]?[/]")
-                continue
-            s = ("M" * bool(r.outcomes["missed"]) + "U" * bool(r.outcomes["unnecessary"])
-                 + "W" * bool(r.outcomes["wrong"]))
-            cells.append(f"[red]{s}[/]" if s else ".")
-        g.add_row(c.id, *cells)
-    out.print(g)
-    if not m.complete:
-        out.print(f"[yellow]inconclusive:[/] {m.note or 'some runs did not complete'}")
-    bugs = [(r.case, r.design, b) for r in m.results for b in r.bugs]
-    if bugs:
-        first = escape(f"{bugs[0][0]} / {bugs[0][1]}: {bugs[0][2]}")
-        out.print(f"[bold red]model bugs:[/] {len(bugs)} (first: {first})")
 
 
 @main.command()
@@ -373,13 +352,17 @@ def _load_trace(path):
 @click.option("--design", "-d", "design_spec", required=True, help="design name or ./file.py")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE")
 @click.option("--format", "fmt", type=click.Choice(["ktap", "json", "junit"]), default="ktap")
+@click.option("--test", "-t", "tests", multiple=True, metavar="PATTERN",
+              help="only these tests, like run_vmtests.sh -t: a variant (hugetlb), a glob over the case ids "
+                   "('vmsplice-*'), or words of the test's title (repeatable)")
 @_guard
-def selftest(design_spec, sets, fmt):
+def selftest(design_spec, sets, fmt, tests):
     """Run the cow.c catalog (every anon test in every memory variant) as the
     kernel selftest does and print KTAP; exits 1 if a test fails."""
     from . import selftest as st
+    from .cli_select import selftest_cases
     d = designs.load(design_spec, _settings(sets) or None)
-    rows = st.run(d)
+    rows = st.run(d, cases=selftest_cases(tests) if tests else None)
     if fmt == "json":
         click.echo(json.dumps({"results": [dict(r.as_json(), selftest=v) for _, r, v in rows]}, indent=2))
     elif fmt == "junit":
@@ -521,8 +504,13 @@ def conformance(cases, swap, controls, thp, fmt, quiet, design_spec, random_n, s
 
 
 @main.command("designs")
-def list_designs():
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+def list_designs(fmt):
     """The built-in designs."""
+    if fmt == "json":
+        from .cli_select import designs_json
+        click.echo(json.dumps(designs_json(), indent=2))
+        return
     t = Table()
     for col in ("name", "kernel", "summary", "settings"):
         t.add_column(col)
@@ -533,21 +521,38 @@ def list_designs():
 
 
 @main.command("cases")
-def list_cases():
-    """The built-in case catalog."""
+@click.argument("patterns", nargs=-1)
+@click.option("--tag", "tags", multiple=True, help="only cases with this tag (a glob; repeatable: every tag given)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_guard
+def list_cases(patterns, tags, fmt):
+    """The built-in case catalog (PATTERN: an id, a glob like 'race-*', or a word of the id)."""
+    from .cli_select import cases_selected
+    from .selection import case_json
+    cs = cases_selected(patterns, tags)
+    if fmt == "json":
+        click.echo(json.dumps({"cases": [case_json(c) for c in cs]}, indent=2))
+        return
     t = Table()
-    for col in ("id", "title", "source"):
+    for col in ("id", "title", "source", "tags"):
         t.add_column(col)
-    for c in catalog.all_cases():
-        t.add_row(c.id, c.title, c.source)
+    for c in cs:
+        t.add_row(escape(c.id), escape(c.title), escape(c.source), escape(", ".join(c.tags)))
     out.print(t)
 
 
 @main.command("ops")
-def list_ops():
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              help="markdown: the scenario format, as docs/scenario-format.md")
+def list_ops(fmt):
     """The operations a scenario can use."""
     from .kernel.paths import OPS
     from .kernel import registry  # noqa: F401
+    if fmt != "text":
+        from .selection import ops_schema, scenario_format_markdown
+        click.echo(json.dumps({"ops": ops_schema()}, indent=2) if fmt == "json" else scenario_format_markdown(),
+                   nl=fmt == "json")
+        return
     t = Table()
     for col in ("op", "arguments", "kernel entry", "meaning"):
         t.add_column(col)
@@ -555,6 +560,8 @@ def list_ops():
         t.add_row(name, ", ".join(args), entry, doc)
     out.print(t)
 
+
+from . import cli_select  # noqa: E402,F401  (cowlab export, cowlab diff; matrix's text and CSV)
 
 if __name__ == "__main__":
     try:

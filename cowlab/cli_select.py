@@ -1,0 +1,236 @@
+"""Commands and output of issue 13 items 5, 6, 8 and 11, registered on ``cowlab.cli.main``:
+``cowlab export``, ``cowlab diff``; the matrix as text that fits the width and as CSV; the
+selections of ``cowlab cases`` and ``selftest -t``.
+
+Exit codes, as every command: 0 nothing found, 1 found (a missed or wrong COW, a difference),
+2 usage or input error, 3 inconclusive or interrupted."""
+from __future__ import annotations
+
+import csv
+import fnmatch
+import io
+import json
+
+import click
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from . import catalog, designs
+from .cli import UserError, _guard, _settings, err, main, out
+from .selection import SelectionError, abbreviate, is_glob, select_cases
+
+EXIT_FOUND, EXIT_USAGE, EXIT_INCONCLUSIVE = 1, 2, 3
+
+
+def _usage(msg: str) -> UserError:
+    u = UserError(msg)
+    u.exit_code = EXIT_USAGE
+    return u
+
+
+# ----------------------------------------------------------------------------- selections
+def cases_selected(patterns, tags) -> list:
+    """``cowlab cases [PATTERN...] [--tag T]``: a pattern is an id, a glob
+    or a word of the id (``race``: every id with "race" in it)."""
+    if not patterns and not tags:
+        return catalog.all_cases()
+    globs = []
+    for p in patterns:
+        if is_glob(p) or p in catalog.ids() or p.endswith(".toml"):
+            globs.append(p)
+        else:
+            globs.append(f"*{p}*")
+    try:
+        specs = select_cases(globs, tags, what="PATTERN")
+    except SelectionError as e:
+        raise _usage(str(e).replace("'*", "'").replace("*'", "'")) from None
+    return [catalog.get(s) for s in specs]
+
+
+def selftest_cases(patterns) -> list:
+    """``selftest -t PATTERN`` (as run_vmtests.sh -t): the cow.c cases whose
+    memory variant is PATTERN, whose id matches it as a glob, or whose title
+    has its words; every pattern must select a test."""
+    from .catalog import cow_c
+    from .selftest import test_of
+    cases = cow_c.cases()
+    chosen = set()
+    for p in patterns:
+        hit = set()
+        for c in cases:
+            _, variant = test_of(c)
+            if fnmatch.fnmatchcase(variant, p) or fnmatch.fnmatchcase(c.id, p) or \
+                    (not is_glob(p) and p.lower() in c.title.lower()):
+                hit.add(c.id)
+        if not hit:
+            raise _usage(f"-t {p!r}: no cow.c test matches (a variant: {', '.join(cow_c.VARIANTS)}; a glob over "
+                         f"the case ids; or words of a test's title)")
+        chosen |= hit
+    return [c for c in cases if c.id in chosen]
+
+
+def designs_json() -> dict:
+    rows = []
+    for n in designs.names():
+        d = designs.load(n)
+        rows.append({"name": d.name, "kernel": d.kernel, "summary": d.summary, "sources": list(d.sources),
+                     "settings": d.settings})
+    return {"designs": rows}
+
+
+# ----------------------------------------------------------------------------- the matrix: text and CSV
+def _cell(r) -> str:
+    """M / U / W, '.' for none, '?' for inconclusive or not computed."""
+    if r is None or r.status != "complete":
+        return "?"
+    return ("M" * bool(r.outcomes["missed"]) + "U" * bool(r.outcomes["unnecessary"])
+            + "W" * bool(r.outcomes["wrong"])) or "."
+
+
+def _grid_rows(m, only_violations: bool):
+    by = {(r.case, r.design): r for r in m.results}
+    rows = []
+    for c in m.cases:
+        cells = [_cell(by.get((c.id, d.name))) for d in m.designs]
+        if only_violations and all(x == "." for x in cells):
+            continue
+        rows.append((c.id, cells))
+    return rows
+
+
+def _summary_table(m) -> Table:
+    from .matrix import KINDS
+    t = Table(title="COW outcomes per design (computed over the catalog; witness = shortest case)")
+    t.add_column("design", no_wrap=True)
+    t.add_column("kernel")
+    for kind in KINDS:
+        t.add_column(f"{kind} COW", overflow="fold")        # a narrow terminal folds a witness, never cuts it
+    for row in m.table():
+        cells = []
+        for kind in KINDS:
+            c = row[kind]
+            if c["occurs"]:
+                cells.append(f"[bold red]yes[/] {escape(c['witness'])} ({c['cases']} case{'s' if c['cases'] > 1 else ''})")
+            elif c["occurs"] is None:            # not every case complete: no "no" on incomplete results
+                cells.append("[yellow]unknown[/]")
+            else:
+                cells.append("[green]no[/]")
+        t.add_row(escape(row["design"]), escape(row["kernel"]), *cells)
+    return t
+
+
+def grid_table(m, width: int | None, only_violations: bool = False):
+    """The case x design grid, fitted to ``width`` columns: at full size when
+    it fits, else without borders, with design names and case ids shortened
+    to abbreviations that stay unique (and a key for the designs)."""
+    title = "case x design (M missed, U unnecessary, W wrong, . none, ? inconclusive or not computed)"
+    rows = _grid_rows(m, only_violations)
+    heads = [d.name.replace("linux-", "") for d in m.designs]
+    ids = [cid for cid, _ in rows]
+    idw = max([len(i) for i in ids] + [4])
+    full = 1 + (idw + 3) + sum(max(len(h), 3) + 3 for h in heads)
+    key = ""
+    if width is None or full <= width:
+        g = Table(title=title)
+        g.add_column("case")
+        for h in heads:
+            g.add_column(h, justify="center")
+        for cid, cells in rows:
+            g.add_row(escape(cid), *[f"[red]{x}[/]" if x not in ".?" else ("[yellow]?[/]" if x == "?" else ".")
+                                     for x in cells])
+        return g, key, {i: i for i in ids}
+    dw = 4                                 # 5.11, 6.18, rf-m: every header in 4 characters
+    hab = abbreviate(heads, dw)
+    cw = max(width - len(heads) * (dw + 1) - 1, 8)
+    for _ in range(4):                     # shrink the case column until the rendered grid fits
+        cab = abbreviate(ids, cw)
+        g = _compact_grid(rows, heads, hab, cab, dw)
+        used = _rendered_width(g)
+        if used <= width or cw <= 8:
+            break
+        cw = max(cw - (used - width), 8)
+    short = [f"{hab[h]} = {d.name}" for h, d in zip(heads, m.designs) if hab[h] != h]
+    if short:
+        key = "designs: " + ", ".join(short)
+    return g, key, cab
+
+
+def _compact_grid(rows, heads, hab, cab, dw) -> Table:
+    g = Table(title="case x design: M missed, U unnecessary, W wrong, . none, ? unknown", box=box.SIMPLE_HEAD,
+              padding=(0, 0), pad_edge=False, show_edge=False)
+    g.add_column("case", no_wrap=True, min_width=max([len(v) for v in cab.values()] + [4]), overflow="crop")
+    for h in heads:
+        g.add_column(escape(hab[h]), justify="center", no_wrap=True, min_width=dw, overflow="crop")
+    for cid, cells in rows:
+        g.add_row(escape(cab[cid]), *[f"[red]{x}[/]" if x not in ".?" else ("[yellow]?[/]" if x == "?" else ".")
+                                      for x in cells])
+    return g
+
+
+def _rendered_width(t: Table) -> int:
+    from rich.console import Console
+    c = Console(width=1000, record=True, file=io.StringIO(), color_system=None)
+    c.print(t)
+    return max((len(line) for line in c.export_text().splitlines()[1:]), default=0)
+
+
+def matrix_text(m, console, summary: bool = False, only_violations: bool = False):
+    console.print(_summary_table(m))
+    if not summary:
+        g, key, _ = grid_table(m, console.width if console.width else None, only_violations)
+        console.print(g)
+        if key:
+            console.print(escape(key))
+        if only_violations:
+            hidden = len(m.cases) - len(_grid_rows(m, True))
+            console.print(f"{hidden} case{'s' if hidden != 1 else ''} with no violation under any design not shown")
+    if not m.complete:
+        console.print(f"[yellow]inconclusive:[/] {escape(m.note or 'some runs did not complete')}")
+    bugs = [(r.case, r.design, b) for r in m.results for b in r.bugs]
+    if bugs:
+        first = escape(f"{bugs[0][0]} / {bugs[0][1]}: {bugs[0][2]}")
+        console.print(f"[bold red]model bugs:[/] {len(bugs)} (first: {first})")
+
+
+def matrix_csv(m, summary: bool = False, only_violations: bool = False) -> str:
+    """CSV: the seed's table (``--summary``: design, kernel, then per kind
+    occurs yes/no/unknown, witness, cases) or one row per case x design
+    (case, design, missed, unnecessary, wrong, status, steps, copies)."""
+    from .matrix import KINDS
+    f = io.StringIO()
+    w = csv.writer(f, lineterminator="\n")
+    if summary:
+        w.writerow(["design", "kernel"] + [f"{k}_{x}" for k in KINDS for x in ("occurs", "witness", "cases")])
+        for row in m.table():
+            cells = []
+            for k in KINDS:
+                c = row[k]
+                cells += [{True: "yes", False: "no", None: "unknown"}[c["occurs"]], c.get("witness") or "",
+                          c.get("cases", 0) if c["occurs"] else 0]
+            w.writerow([row["design"], row["kernel"]] + cells)
+        return f.getvalue()
+    keep = {cid for cid, _ in _grid_rows(m, only_violations)}
+    w.writerow(["case", "design", "missed", "unnecessary", "wrong", "status", "steps", "copies"])
+    for r in m.results:
+        if r.case in keep:
+            w.writerow([r.case, r.design, r.outcomes["missed"], r.outcomes["unnecessary"], r.outcomes["wrong"],
+                        r.status, r.steps, sum(r.copies.values()) if isinstance(r.copies, dict) else r.copies])
+    return f.getvalue()
+
+
+# ----------------------------------------------------------------------------- cowlab export
+@main.command("export")
+@click.argument("case")
+@_guard
+def export(case):
+    """Print a catalog case as a scenario file (TOML) to start from:
+    `cowlab export race-swapin-mapcount > mine.toml`; running the file gives
+    the catalog case's verdicts.  A .toml file is printed as it is."""
+    from .selection import export_toml
+    if case.endswith(".toml"):
+        catalog.get(case)                          # checked in full first: a bad file is a one-line error
+        with open(case, encoding="utf-8") as f:
+            click.echo(f.read(), nl=False)
+        return
+    click.echo(export_toml(catalog.get(case)), nl=False)
