@@ -102,7 +102,7 @@ def _settings(pairs) -> dict:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="cowlab")
+@click.version_option(version=__import__("cowlab").__version__, prog_name="cowlab")
 def main():
     """cowlab: Linux anonymous-memory COW and GUP designs, executed and judged."""
 
@@ -561,7 +561,9 @@ def list_ops(fmt):
     out.print(t)
 
 
-from . import cli_select  # noqa: E402,F401  (cowlab export, cowlab diff; matrix's text and CSV)
+from . import cli_select  # noqa: E402  (cowlab export, cowlab diff; matrix's text and CSV)
+for _cmd in cli_select.COMMANDS:
+    main.add_command(_cmd)
 
 if __name__ == "__main__":
     try:

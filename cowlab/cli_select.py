@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import csv
 import fnmatch
+import functools
 import io
-import json
 
 import click
 from rich import box
@@ -17,34 +17,52 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import catalog, designs
-from .cli import UserError, _guard, _settings, err, main, out
 from .selection import SelectionError, abbreviate, is_glob, select_cases
 
 EXIT_FOUND, EXIT_USAGE, EXIT_INCONCLUSIVE = 1, 2, 3
 
 
-def _usage(msg: str) -> UserError:
-    u = UserError(msg)
+def _cli():
+    """cowlab.cli, imported when a command runs (it imports this module at its end)."""
+    from . import cli
+    return cli
+
+
+def _usage(msg: str):
+    u = _cli().UserError(msg)
     u.exit_code = EXIT_USAGE
     return u
 
 
+def _guard(fn):
+    """cowlab.cli's _guard (one-line errors), looked up when the command runs."""
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        return _cli()._guard(fn)(*a, **kw)
+    return wrapper
+
+
 # ----------------------------------------------------------------------------- selections
 def cases_selected(patterns, tags) -> list:
-    """``cowlab cases [PATTERN...] [--tag T]``: a pattern is an id, a glob
-    or a word of the id (``race``: every id with "race" in it)."""
+    """``cowlab cases [PATTERN...] [--tag T]``: a pattern is an id, a glob,
+    or a word (``race``: every case with "race" in its id or as a tag)."""
     if not patterns and not tags:
         return catalog.all_cases()
-    globs = []
-    for p in patterns:
-        if is_glob(p) or p in catalog.ids() or p.endswith(".toml"):
-            globs.append(p)
-        else:
-            globs.append(f"*{p}*")
+    specs: list = []
     try:
-        specs = select_cases(globs, tags, what="PATTERN")
+        for p in patterns:
+            if is_glob(p) or p in catalog.ids() or p.endswith(".toml"):
+                got = select_cases([p], tags, what="PATTERN")
+            else:
+                got = [c.id for c in catalog.all_cases() if p.lower() in c.id or p in c.tags]
+                if not got:
+                    raise SelectionError(f"PATTERN {p!r}: no case has it in its id or as a tag")
+                got = select_cases(got, tags, what="PATTERN")
+            specs += [s for s in got if s not in specs]
+        if not patterns:
+            specs = select_cases((), tags)
     except SelectionError as e:
-        raise _usage(str(e).replace("'*", "'").replace("*'", "'")) from None
+        raise _usage(str(e)) from None
     return [catalog.get(s) for s in specs]
 
 
@@ -111,7 +129,8 @@ def _summary_table(m) -> Table:
         for kind in KINDS:
             c = row[kind]
             if c["occurs"]:
-                cells.append(f"[bold red]yes[/] {escape(c['witness'])} ({c['cases']} case{'s' if c['cases'] > 1 else ''})")
+                n = f"{c['cases']} case{'s' if c['cases'] > 1 else ''}"
+                cells.append(f"[bold red]yes[/] {escape(c['witness'])} ({n})")
             elif c["occurs"] is None:            # not every case complete: no "no" on incomplete results
                 cells.append("[yellow]unknown[/]")
             else:
@@ -220,7 +239,7 @@ def matrix_csv(m, summary: bool = False, only_violations: bool = False) -> str:
 
 
 # ----------------------------------------------------------------------------- cowlab export
-@main.command("export")
+@click.command("export")
 @click.argument("case")
 @_guard
 def export(case):
@@ -234,3 +253,4 @@ def export(case):
             click.echo(f.read(), nl=False)
         return
     click.echo(export_toml(catalog.get(case)), nl=False)
+COMMANDS = [export]

@@ -18,7 +18,7 @@ import re
 
 from . import catalog
 from .catalog import CatalogError
-from .scenario import Case, compile_case
+from .scenario import Case
 
 GLOB = re.compile(r"[*?\[]")
 
