@@ -235,10 +235,12 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
             rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry,
                               progress=prog.explore, expect_stuck=c.expect_stuck)
     res = _explore_json(c, d, rep, m, VERDICTS)
-    if save_trace and "trace" in res:
-        with open(save_trace, "w") as f:
-            json.dump({"case": case, "design": design_spec, "settings": d.settings,
-                       "trace": [[s["tid"], s["label"]] for s in res["trace"]]}, f, indent=1)
+    if save_trace:                       # the case, the design and its hash go with it (cli_select.save_trace)
+        from .cli_select import save_trace as _save, say_no_trace
+        if "trace" in res:
+            _save(save_trace, case, c, design_spec, d, [(s["tid"], s["label"]) for s in res["trace"]], res["kind"])
+        else:
+            say_no_trace(save_trace)
     if fmt == "json":
         click.echo(json.dumps(res, indent=2))
         return
@@ -277,9 +279,9 @@ def replay(trace_file, fmt):
     """Re-run a trace saved by `cowlab explore --save-trace` step by step."""
     from .explore import replay as run_replay
     from .model import CowModel
+    from .cli_select import replay_inputs
     data, trace, lines = _load_trace(trace_file)
-    c = catalog.get(data["case"])
-    d = designs.load(data["design"], data.get("settings") or None)
+    c, d = replay_inputs(trace_file, data, lines)      # the embedded case; a warning if the design differs
     for i, (tid, _) in enumerate(trace):
         if not 0 <= tid < len(c.threads):
             raise UserError(f"{trace_file}:{_json_line(lines, 'trace')}: trace.{i}: thread {tid} does not exist "

@@ -10,6 +10,7 @@ import csv
 import fnmatch
 import functools
 import io
+import json
 
 import click
 from rich import box
@@ -254,3 +255,117 @@ def export(case):
         return
     click.echo(export_toml(catalog.get(case)), nl=False)
 COMMANDS = [export]
+
+
+# ----------------------------------------------------------------------------- portable traces (item 6)
+TRACE_SCHEMA = "cowlab-saved-trace/2"
+
+
+def design_hash(spec: str, d) -> str:
+    """sha256 over the source of a design: its file (a design file) and
+    every cowlab module its class is built from (``cowlab.designs.*``), each
+    named by module, so the hash does not depend on the folder."""
+    import hashlib
+    import sys
+    from pathlib import Path
+    h = hashlib.sha256()
+    seen = set()
+    if spec.endswith(".py") or "/" in spec:
+        h.update(b"design file\0" + Path(spec).read_bytes())
+    for cls in type(d).__mro__:
+        mod = sys.modules.get(cls.__module__)
+        f = getattr(mod, "__file__", None)
+        if not f or not cls.__module__.startswith("cowlab.") or cls.__module__ in seen:
+            continue
+        seen.add(cls.__module__)
+        h.update(cls.__module__.encode() + b"\0" + Path(f).read_bytes())
+    return "sha256:" + h.hexdigest()
+
+
+def save_trace(path: str, case_spec: str, case, design_spec: str, d, pairs, kind: str | None = None) -> None:
+    """``explore --save-trace``: the trace with what it needs to replay from
+    any folder -- the case as TOML (a catalog case exported, a file's own
+    text), the design's name or file (and that file's text), a hash of the
+    design's source -- so ``cowlab replay`` can say when the design differs."""
+    import os
+    from .selection import ExportError, export_toml
+    if case_spec.endswith(".toml"):
+        with open(case_spec, encoding="utf-8") as f:
+            case_toml, case_from = f.read(), os.path.abspath(case_spec)
+    else:
+        try:
+            case_toml, case_from = export_toml(case), "catalog"
+        except ExportError:
+            case_toml, case_from = None, "catalog"
+    data = {"schema": TRACE_SCHEMA, "case": case.id if not case_spec.endswith(".toml") else case_spec,
+            "case_from": case_from, "design": design_spec, "design_name": d.name,
+            "design_hash": design_hash(design_spec, d), "settings": d.settings, "kind": kind,
+            "trace": [[tid, label] for tid, label in pairs]}
+    if case_toml is not None:
+        data["case_toml"] = case_toml
+    if design_spec.endswith(".py") or "/" in design_spec:
+        data["design_path"] = os.path.abspath(design_spec)
+        with open(design_spec, encoding="utf-8") as f:
+            data["design_file"] = f.read()
+    with open(path, "w") as f:
+        json.dump(data, f, indent=1)
+
+
+def replay_inputs(trace_file: str, data: dict, lines):
+    """-> (case, design) of a saved trace: the embedded case (else the catalog
+    id or file it names), the design by name or file -- the file as saved
+    when it is not where the trace says (the embedded copy) -- and a warning
+    on stderr when the design's source is not the one the trace was saved
+    with."""
+    import os
+    import tempfile
+    import tomllib
+    from .toml_format import parse_case
+    cli = _cli()
+
+    def bad(key, msg):
+        return cli.UserError(f"{trace_file}:{cli._json_line(lines, key)}: {key}: {msg}")
+
+    text = data.get("case_toml")
+    if text is not None:
+        if not isinstance(text, str):
+            raise bad("case_toml", "must be a string (the case as TOML)")
+        try:
+            c = parse_case(tomllib.loads(text), text, f"{trace_file} (embedded case)")
+        except tomllib.TOMLDecodeError as e:
+            raise bad("case_toml", f"not a scenario: {e}") from None
+        from_file = data.get("case_from") not in (None, "catalog")
+        if from_file != data["case"].endswith(".toml") or (not from_file and c.id != data["case"]):
+            raise bad("case", f"{data['case']!r} is not the case saved in the trace ({c.id!r}); not a trace of "
+                              f"this case")
+    elif data["case"].endswith(".toml") and not os.path.exists(data["case"]):
+        raise bad("case", f"file {data['case']} not found here, and the trace embeds no copy")
+    else:
+        c = catalog.get(data["case"])
+    spec = data["design"]
+    settings = data.get("settings") or None
+    if spec.endswith(".py") or "/" in spec:
+        found = next((p for p in (spec, data.get("design_path")) if isinstance(p, str) and os.path.isfile(p)), None)
+        if found is None and isinstance(data.get("design_file"), str):
+            tmp = tempfile.mkdtemp(prefix="cowlab-replay-")
+            found = os.path.join(tmp, os.path.basename(spec))
+            with open(found, "w", encoding="utf-8") as f:
+                f.write(data["design_file"])
+            cli.err.print(f"note: design file {spec} is not here; replaying the copy saved in the trace",
+                          markup=False)
+        if found is None:
+            raise bad("design", f"file {spec} not found here, and the trace embeds no copy")
+        spec = found
+    d = designs.load(spec, settings)
+    saved = data.get("design_hash")
+    if isinstance(saved, str):
+        now = design_hash(spec, d)
+        if now != saved:
+            cli.err.print(f"warning: design {d.name} is not the one this trace was saved with (its source "
+                          f"changed: {now[7:19]} now, {saved[7:19]} then); the replay may not follow the "
+                          f"same steps", markup=False)
+    return c, d
+
+
+def say_no_trace(path: str) -> None:
+    _cli().err.print(f"no violation found: nothing to save, {path} not written", markup=False)
