@@ -254,7 +254,7 @@ def export(case):
             click.echo(f.read(), nl=False)
         return
     click.echo(export_toml(catalog.get(case)), nl=False)
-COMMANDS = [export]
+
 
 
 # ----------------------------------------------------------------------------- portable traces (item 6)
@@ -369,3 +369,225 @@ def replay_inputs(trace_file: str, data: dict, lines):
 
 def say_no_trace(path: str) -> None:
     _cli().err.print(f"no violation found: nothing to save, {path} not written", markup=False)
+
+
+# ----------------------------------------------------------------------------- cowlab diff (item 11)
+def _lockstep(case, da, db, schedule=None):
+    """Run ``case`` under two designs on one schedule, step by step: the
+    sequential schedule of design A (``schedule`` None) or a list of thread
+    ids (an explored witness).  -> (steps, divergence index or None), each
+    step (tid, transition under A or None, transition under B or None)."""
+    from .model import CowModel
+    from .schedule import in_operation
+    from .report.trace import snapshot
+    ma, mb = CowModel(case, da), CowModel(case, db)
+    sa, sb = ma.init_state(), mb.init_state()
+    steps, current = [], None
+    for i in range(20000):
+        if schedule is not None:
+            if i >= len(schedule):
+                break
+            tid = schedule[i]
+            ta = ma.step(sa, tid)
+        else:
+            if ma.is_done(sa):
+                break
+            cands = [current] if current is not None else range(ma.nthreads)
+            ta = next((tr for t in cands if (tr := ma.step(sa, t)) is not None), None)
+            if ta is None and current is not None:
+                ta = next((tr for t in range(ma.nthreads) if t != current and (tr := ma.step(sa, t)) is not None),
+                          None)
+            if ta is None:
+                break
+            tid = ta.tid
+            current = tid if in_operation(ta.state, tid) else None
+        tb = mb.step(sb, tid)
+        steps.append((tid, ta, tb))
+        if ta is None or tb is None:
+            return ma, mb, steps, i
+        same = (ta.label == tb.label and snapshot(ma, ta.state) == snapshot(mb, tb.state)
+                and [(e.kind, e.text) for e in ta.events] == [(e.kind, e.text) for e in tb.events])
+        if not same:
+            return ma, mb, steps, i
+        sa, sb = ta.state, tb.state
+    return ma, mb, steps, None
+
+
+def _state_diff(ma, ta, mb, tb) -> list[tuple[str, str, str]]:
+    """(what, under A, under B) for each part of the two states that differs."""
+    from .report.terminal import _pte
+    from .report.trace import snapshot
+    a, b = snapshot(ma, ta.state), snapshot(mb, tb.state)
+    out = []
+    for pa, pb in zip(a["processes"], b["processes"]):
+        xa = {e["addr"]: _pte(e) + (" excl" if e.get("excl") and e["kind"] == "present" else "") for e in pa["ptes"]}
+        xb = {e["addr"]: _pte(e) + (" excl" if e.get("excl") and e["kind"] == "present" else "") for e in pb["ptes"]}
+        for k in sorted(set(xa) | set(xb)):
+            if xa.get(k) != xb.get(k):
+                out.append((f"{pa['name']} pte[{k}]", xa.get(k, "-"), xb.get(k, "-")))
+        if pa["pmds"] != pb["pmds"]:
+            out.append((f"{pa['name']} pmds", str(pa["pmds"]), str(pb["pmds"])))
+    ga, gb = {p["pfn"]: p for p in a["pages"]}, {p["pfn"]: p for p in b["pages"]}
+
+    def page(p):
+        if p is None:
+            return "-"
+        return (f"ref {p['refcount']} map {'/'.join(map(str, p['mapcount']))} pins {p['pincount']} "
+                f"excl {'/'.join('1' if x else '0' for x in p['exclusive'])} data {'/'.join(p['data'])}"
+                + (f" {' '.join(p['flags'])}" if p["flags"] else ""))
+    for k in sorted(set(ga) | set(gb)):
+        if page(ga.get(k)) != page(gb.get(k)):
+            out.append((f"pfn{k}", page(ga.get(k)), page(gb.get(k))))
+    sw = lambda s: {x["slot"]: f"count {x['count']} cache {x['cache']}" for x in s["swap"]}
+    wa, wb = sw(a), sw(b)
+    for k in sorted(set(wa) | set(wb)):
+        if wa.get(k) != wb.get(k):
+            out.append((f"swap{k}", wa.get(k, "-"), wb.get(k, "-")))
+    refs = lambda s: sorted(f"{r['kind']} {r['owner']} pfn{r['pfn']}" for r in s["refs"])
+    if refs(a) != refs(b):
+        ra, rb = set(refs(a)), set(refs(b))
+        out.append(("references", "; ".join(sorted(ra - rb)) or "-", "; ".join(sorted(rb - ra)) or "-"))
+    return out
+
+
+def _witness_schedule(case, da, db, ra, rb):
+    """For a race case: the thread order of the shortest trace to an outcome
+    one design shows and the other does not (most severe kind first)."""
+    from .explore import explore
+    from .model import CowModel
+    from .verdict import MISSED, UNNECESSARY, WRONG
+    for kind in (MISSED, WRONG, UNNECESSARY):
+        for d, mine, other in ((da, ra, rb), (db, rb, ra)):
+            if mine.outcomes[kind] and not other.outcomes[kind]:
+                rep = explore(CowModel(case, d), por=True, expect_stuck=case.expect_stuck)
+                w = rep.found.get(kind)
+                if w:
+                    return [tid for tid, _ in w.trace], f"the shortest {kind} COW trace under {d.name} (explored)"
+    return None, "the sequential schedule"
+
+
+def _tr_text(m, tr) -> str:
+    from .report.trace import render_effect
+    if tr is None:
+        return "(this thread cannot move here)"
+    what = [t for e in tr.effects if (t := render_effect(m, e))]
+    what += [f"{e.kind.upper()}: {e.text}" for e in tr.events]
+    return f"{tr.func}" + ("\n" + "\n".join(what) if what else "")
+
+
+def divergence(case, da, db, ra, rb) -> dict:
+    """The first step where the two designs' states differ on one schedule."""
+    sched, how = (None, "the sequential schedule")
+    if "race" in case.tags:
+        sched, how = _witness_schedule(case, da, db, ra, rb)
+    ma, mb, steps, i = _lockstep(case, da, db, sched)
+    res = {"case": case.id, "schedule": how, "step": i, "steps": []}
+    for n, (tid, ta, tb) in enumerate(steps):
+        res["steps"].append({"i": n, "thread": ma.thread_name(tid), "op": (ta or tb).op if (ta or tb) else "",
+                             "a": _tr_text(ma, ta), "b": _tr_text(mb, tb)})
+    if i is not None and steps[i][1] is not None and steps[i][2] is not None:
+        res["state_diff"] = [{"what": w, "a": x, "b": y} for w, x, y in _state_diff(ma, steps[i][1], mb, steps[i][2])]
+    return res
+
+
+@click.command("diff")
+@click.argument("design_a")
+@click.argument("design_b")
+@click.argument("cases", nargs=-1)
+@click.option("--tag", "tags", multiple=True, help="only cases with this tag (a glob; repeatable)")
+@click.option("--step", "show", type=click.IntRange(min=1), default=4, show_default=True,
+              help="steps shown before the one where the states diverge")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None, help="worker processes (default: the CPUs)")
+@_guard
+def diff(design_a, design_b, cases, tags, show, fmt, jobs):
+    """The cases where two designs' verdicts differ (CASE...: ids, files or
+    globs; default the catalog), and for the first of them (or the one case
+    given) the first step where their states diverge on the same schedule,
+    side by side.  Exits 1 when the verdicts differ, 0 when not, 3 when a
+    run is inconclusive."""
+    import os
+    import sys
+    from .matrix import compute
+    specs = select_cases(cases, tags) if cases or tags else catalog.ids()
+    n = jobs or os.cpu_count() or 1
+    ma_, mb_ = compute([design_a], specs, jobs=n), compute([design_b], specs, jobs=n)
+    da, db = ma_.designs[0], mb_.designs[0]
+    ra = {r.case: r for r in ma_.results}
+    rb = {r.case: r for r in mb_.results}
+    rows = []
+    for c in ma_.cases:
+        x, y = ra.get(c.id), rb.get(c.id)
+        ca, cb = _cell(x), _cell(y)
+        if ca != cb or (x and y and x.outcomes != y.outcomes):
+            rows.append((c, x, y, ca, cb))
+    inconclusive = not (ma_.complete and mb_.complete)
+    focus = None
+    if len(specs) == 1 or rows:
+        c, x, y = (rows[0][:3] if rows else (ma_.cases[0], ra.get(ma_.cases[0].id), rb.get(ma_.cases[0].id)))
+        if x is not None and y is not None:
+            focus = divergence(c, da, db, x, y)
+    if fmt == "json":
+        click.echo(json.dumps({"design_a": da.name, "design_b": db.name, "cases": len(specs),
+                               "differ": [{"case": c.id, "a": x.outcomes if x else None,
+                                           "b": y.outcomes if y else None, "cell_a": ca, "cell_b": cb}
+                                          for c, x, y, ca, cb in rows],
+                               "status": "inconclusive" if inconclusive else "complete",
+                               "divergence": focus}, indent=2))
+    else:
+        o = _cli().out
+        t = Table(title=f"{len(rows)} of {len(specs)} cases differ: {da.name} (A) vs {db.name} (B) "
+                        f"(M missed, U unnecessary, W wrong, . none, ? unknown)")
+        t.add_column("case")
+        t.add_column("A", justify="center")
+        t.add_column("B", justify="center")
+        for c, x, y, ca, cb in rows:
+            if ca == cb:                       # the same kinds, other counts: show the counts
+                ca, cb = _counted(x), _counted(y)
+            t.add_row(escape(c.id), ca, cb)
+        o.print(t)
+        if focus is not None:
+            _print_divergence(o, focus, da.name, db.name, show)
+            if len(rows) > 1:
+                o.print(f"the other cases: cowlab diff {escape(design_a)} {escape(design_b)} CASE")
+        if inconclusive:
+            o.print("[yellow]inconclusive:[/] a run did not complete; its verdict is unknown")
+    if rows:
+        sys.exit(EXIT_FOUND)
+    if inconclusive:
+        sys.exit(EXIT_INCONCLUSIVE)
+
+
+def _counted(r) -> str:
+    """M2U1-style: each kind with its count (``diff`` rows whose kinds agree)."""
+    return "".join(f"{k[0].upper()}{r.outcomes[k]}" for k in ("missed", "unnecessary", "wrong") if r.outcomes[k]) \
+        or "."
+
+
+def _print_divergence(o, f, a, b, show):
+    from rich.text import Text
+    i = f["step"]
+    if i is None:
+        o.print(Text(f"{f['case']}: the states never diverge on {f['schedule']} "
+                     f"({len(f['steps'])} steps, the same under both)"))
+        return
+    o.print(Text(f"{f['case']}: the states diverge at step {i} ({f['steps'][i]['thread']}: {f['steps'][i]['op']}) "
+                 f"on {f['schedule']}"))
+    t = Table()
+    t.add_column("#")
+    t.add_column("thread")
+    t.add_column(f"A: {a}", overflow="fold", ratio=1)
+    t.add_column(f"B: {b}", overflow="fold", ratio=1)
+    for st in f["steps"][max(0, i - show):i + 1]:
+        t.add_row(*(Text(x) for x in (str(st["i"]), st["thread"], st["a"], st["b"])),
+                  style="bold" if st["i"] == i else None)
+    o.print(t)
+    if f.get("state_diff"):
+        s = Table(title=f"state after step {i}")
+        s.add_column("")
+        s.add_column(f"A: {a}", overflow="fold")
+        s.add_column(f"B: {b}", overflow="fold")
+        for d in f["state_diff"]:
+            s.add_row(Text(d["what"]), Text(d["a"]), Text(d["b"]))
+        o.print(s)
+COMMANDS = [export, diff]
