@@ -9,7 +9,7 @@ import sys
 def main():
     try:
         from .cli import main as cli
-        cli()
+        cli(prog_name="cowlab")
     except KeyboardInterrupt:
         sys.stderr.write("cowlab: interrupted\n")
         sys.exit(130)

@@ -19,7 +19,17 @@ except KeyboardInterrupt:            # Ctrl-C while the command is still startin
     sys.stderr.write("cowlab: interrupted\n")
     raise SystemExit(130) from None
 
-out = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
+def _out_width() -> int | None:
+    """The width of standard output: COLUMNS when set (a pipe too), else the terminal's; a pipe without
+    COLUMNS keeps 160."""
+    import os
+    cols = os.environ.get("COLUMNS", "")
+    if cols.isascii() and cols.isdigit() and int(cols) >= 20:
+        return int(cols)
+    return None if sys.stdout.isatty() else 160
+
+
+out = Console(highlight=False, soft_wrap=True, emoji=False, width=_out_width())
 err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
 
@@ -159,7 +169,7 @@ SECONDS = _Seconds()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=ec.EPILOG)
-@click.version_option(package_name="cowlab")
+@click.version_option(version=__import__("cowlab").__version__, prog_name="cowlab")
 def main():
     """cowlab: Linux anonymous-memory COW and GUP designs, executed and judged."""
 
@@ -172,20 +182,29 @@ main.command_class = _Command
               help="design: a name, a kernel version (6.6, v5.15.120, host) or ./file.py, with settings of its own "
                    "as NAME:key=value[,key=value] (repeatable: -d rfc-mapcount:page_lock=true -d rfc-mapcount gives "
                    "two columns; default all)")
-@click.option("--case", "-c", "case_ids", multiple=True, help="case id or file.toml (repeatable; default the catalog)")
+@click.option("--case", "-c", "case_ids", multiple=True,
+              help="case id, file.toml or a glob over the catalog ids, e.g. 'race-*' (repeatable; default the catalog)")
+@click.option("--tag", "tags", multiple=True, help="only cases with this tag (a glob; repeatable: every tag given)")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
               help="a setting for every selected design that declares it (checked; prefer -d NAME:key=value)")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit"]), default="text")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "junit", "csv"]), default="text")
+@click.option("--summary", is_flag=True, help="the seed's table alone (text, csv), without the case x design grid")
+@click.option("--only-violations", is_flag=True,
+              help="the grid's rows (text, csv) only for cases with a missed, unnecessary or wrong COW or an "
+                   "unknown result")
 @click.option("--jobs", "-j", type=click.IntRange(min=1, max=1024), default=None,
               help="worker processes (default: the CPU count)")
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 @ec.fail_on_option
 @_guard
-def matrix(design_specs, case_ids, sets, fmt, jobs, quiet, fail_on):
+def matrix(design_specs, case_ids, tags, sets, fmt, summary, only_violations, jobs, quiet, fail_on):
     """The seed's table (missed / unnecessary / wrong COW per design, with the
     shortest witness case), then every case under every design."""
     import os
     from .matrix import compute
+    from .selection import select_cases
+    if case_ids or tags:
+        case_ids = tuple(select_cases(case_ids, tags))
     specs = [_design_spec(x) for x in design_specs] or designs.names()
     pairs = [(x, {}) for x in specs]
     given = _settings(sets)
@@ -213,8 +232,12 @@ def matrix(design_specs, case_ids, sets, fmt, jobs, quiet, fail_on):
     elif fmt == "junit":
         from .report.junit import from_results
         click.echo(from_results("cowlab matrix", m.results, bad=tuple(k for k in ec.KINDS if k in fail_on)))
+    elif fmt == "csv":
+        from .cli_select import matrix_csv
+        click.echo(matrix_csv(m, summary, only_violations), nl=False)
     else:
-        _matrix_text(m)
+        from .cli_select import matrix_text
+        matrix_text(m, out, summary, only_violations)
     code = ec.of_results(m.results, fail_on, interrupted=m.interrupted or not m.complete)
     if m.interrupted:
         if code == ec.FOUND:
@@ -222,50 +245,6 @@ def matrix(design_specs, case_ids, sets, fmt, jobs, quiet, fail_on):
             _exit(code)
         raise Inconclusive("interrupted (Ctrl-C): the result is inconclusive")
     _exit(code)
-
-
-def _matrix_text(m):
-    from .matrix import KINDS
-    t = Table(title="COW outcomes per design (computed over the catalog; witness = shortest case)")
-    t.add_column("design")
-    t.add_column("kernel")
-    for kind in KINDS:
-        t.add_column(f"{kind} COW")
-    for row in m.table():
-        cells = []
-        for kind in KINDS:
-            c = row[kind]
-            if c["occurs"]:
-                cells.append(f"[bold red]yes[/] {c['witness']} ({c['cases']} case{'s' if c['cases'] > 1 else ''})")
-            elif c["occurs"] is None:            # not every case complete: no "no" on incomplete results
-                cells.append("[yellow]unknown[/]")
-            else:
-                cells.append("[green]no[/]")
-        t.add_row(escape(row["design"]), row["kernel"], *cells)
-    out.print(t)
-    g = Table(title="case x design (M missed, U unnecessary, W wrong, . none, ? inconclusive or not computed)")
-    g.add_column("case")
-    for d in m.designs:
-        g.add_column(d.label.replace("linux-", ""), justify="center")
-    by = {(r.case, r.design): r for r in m.results}
-    for c in m.cases:
-        cells = []
-        for d in m.designs:
-            r = by.get((c.id, d.label))
-            if r is None or r.status != "complete":
-                cells.append("[yellow]?[/]")
-                continue
-            s = ("M" * bool(r.outcomes["missed"]) + "U" * bool(r.outcomes["unnecessary"])
-                 + "W" * bool(r.outcomes["wrong"]))
-            cells.append(f"[red]{s}[/]" if s else ".")
-        g.add_row(c.id, *cells)
-    out.print(g)
-    if not m.complete:
-        out.print(f"[yellow]inconclusive:[/] {m.note or 'some runs did not complete'}")
-    bugs = [(r.case, r.design, b) for r in m.results for b in r.bugs]
-    if bugs:
-        first = escape(f"{bugs[0][0]} / {bugs[0][1]}: {bugs[0][2]}")
-        out.print(f"[bold red]model bugs:[/] {len(bugs)} (first: {first})")
 
 
 DESIGN_HELP = ("design: a name, a kernel version (6.6, v5.15.120, host) or ./file.py; settings as "
@@ -344,12 +323,6 @@ def _explore_json(case, d, rep, model, kinds) -> dict:
     return out_
 
 
-def _write_trace_file(path: str, case: str, design_spec: str, d, steps) -> None:
-    """A trace for `cowlab replay`: {"case", "design", "settings", "trace": [[tid, label], ...]}."""
-    _write(path, json.dumps({"case": case, "design": design_spec, "settings": d.settings,
-                             "trace": [[s["tid"], s["label"]] for s in steps]}, indent=1))
-
-
 def _write(path: str, text: str) -> None:
     """Write an output file; a path that cannot be written is a one-line usage error."""
     try:
@@ -420,13 +393,16 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
     if "shortest" in want and "kind" in res and res["kind"] not in show:
         show.insert(0, res["kind"])
     missing = [k for k in ("missed", "wrong", "unnecessary") if k in want and k not in res.get("traces", {})]
-    if save_trace:
-        if not show:
+    if save_trace:                       # the case, the design and its hash go with it (cli_select.save_trace)
+        from .cli_select import save_trace as _save, say_no_trace
+        if not show and not missing:
+            say_no_trace(save_trace)
+        elif not show:
             err.print(f"cowlab: --save-trace: no {' or '.join(missing) or 'violation'} trace found; "
                       f"{save_trace} not written", markup=False)
         for k in show:
             path = save_trace if len(show) == 1 else _kind_path(save_trace, k)
-            _write_trace_file(path, case, design_spec, d, res["traces"][k])
+            _save(path, case, c, design_spec, d, [(s["tid"], s["label"]) for s in res["traces"][k]], k)
             if fmt == "text":
                 err.print(f"cowlab: wrote {path} ({k} COW, {len(res['traces'][k])} steps)", markup=False)
     if fmt == "json":
@@ -473,12 +449,9 @@ def replay(trace_file, fmt, fail_on):
     """Re-run a trace saved by `cowlab explore --save-trace` step by step."""
     from .explore import replay as run_replay
     from .model import CowModel
+    from .cli_select import replay_inputs
     data, trace, lines = _load_trace(trace_file)
-    c = catalog.get(data["case"])
-    try:
-        d = designs.load(data["design"], data.get("settings") or None)
-    except DesignError as e:
-        raise UserError(f"{trace_file}:{_json_line(lines, 'design')}: {e}") from None
+    c, d = replay_inputs(trace_file, data, lines)      # the embedded case; a warning if the design differs
     for i, (tid, _) in enumerate(trace):
         if not 0 <= tid < len(c.threads):
             raise UserError(f"{trace_file}:{_json_line(lines, 'trace')}: trace.{i}: thread {tid} does not exist "
@@ -556,15 +529,19 @@ def _load_trace(path):
 @click.option("--design", "-d", "design_spec", required=True, help=DESIGN_HELP)
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=SET_HELP)
 @click.option("--format", "fmt", type=click.Choice(["ktap", "json", "junit"]), default="ktap")
+@click.option("--test", "-t", "tests", multiple=True, metavar="PATTERN",
+              help="only these tests, like run_vmtests.sh -t: a variant (hugetlb), a glob over the case ids "
+                   "('vmsplice-*'), or words of the test's title (repeatable)")
 @_guard
-def selftest(design_spec, sets, fmt):
+def selftest(design_spec, sets, fmt, tests):
     """Run the cow.c catalog (every anon test in every memory variant) as the
     kernel selftest does and print KTAP; exits 1 if a test fails (cow.c's own
     judgement: a leak test on a missed COW, a pin test on a wrong one, an
     inconclusive run; a hugetlb vmsplice leak is XFAIL)."""
     from . import selftest as st
+    from .cli_select import selftest_cases
     d = _load_design(design_spec, sets)
-    rows = st.run(d)
+    rows = st.run(d, cases=selftest_cases(tests) if tests else None)
     if fmt == "json":
         click.echo(json.dumps({"results": [dict(r.as_json(), selftest=v) for _, r, v in rows]}, indent=2))
     elif fmt == "junit":
@@ -630,6 +607,11 @@ def explain(case, design_spec, sets, html_file, mode, fmt, fail_on):
 def plots(out_dir, walks, seed):
     """Unnecessary COWs per design vs background load; state-space size with
     and without each reduction (PNG and SVG)."""
+    import importlib.util
+    if importlib.util.find_spec("matplotlib") is None:      # an extra: pip install 'cowlab[plots]'
+        u = UserError("`cowlab plots` needs matplotlib, which is not installed: pip install 'cowlab[plots]'")
+        u.exit_code = 2                                     # exit codes: 2 = usage or input error
+        raise u
     from .plots import make
     try:
         files = make(out_dir, walks, seed)
@@ -715,12 +697,17 @@ def conformance(cases, swap, controls, thp, fmt, quiet, design_spec, random_n, s
 
 @main.command("designs")
 @click.argument("name", required=False)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
 @_guard
-def list_designs(name):
+def list_designs(name, fmt):
     """The built-in designs; with NAME (a name, a kernel version or ./file.py), that
     design: its kernel, rules, sources and the settings it declares."""
     if name:
         return _show_design(name)
+    if fmt == "json":
+        from .cli_select import designs_json
+        click.echo(json.dumps(designs_json(), indent=2))
+        return
     t = Table()
     for col in ("name", "kernel", "summary", "settings"):
         t.add_column(col)
@@ -754,21 +741,38 @@ def _show_design(spec):
 
 
 @main.command("cases")
-def list_cases():
-    """The built-in case catalog."""
+@click.argument("patterns", nargs=-1)
+@click.option("--tag", "tags", multiple=True, help="only cases with this tag (a glob; repeatable: every tag given)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_guard
+def list_cases(patterns, tags, fmt):
+    """The built-in case catalog (PATTERN: an id, a glob like 'race-*', or a word of the id)."""
+    from .cli_select import cases_selected
+    from .selection import case_json
+    cs = cases_selected(patterns, tags)
+    if fmt == "json":
+        click.echo(json.dumps({"cases": [case_json(c) for c in cs]}, indent=2))
+        return
     t = Table()
-    for col in ("id", "title", "source"):
+    for col in ("id", "title", "source", "tags"):
         t.add_column(col)
-    for c in catalog.all_cases():
-        t.add_row(c.id, c.title, c.source)
+    for c in cs:
+        t.add_row(escape(c.id), escape(c.title), escape(c.source), escape(", ".join(c.tags)))
     out.print(t)
 
 
 @main.command("ops")
-def list_ops():
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text",
+              help="markdown: the scenario format, as docs/scenario-format.md")
+def list_ops(fmt):
     """The operations a scenario can use."""
     from .kernel.paths import OPS
     from .kernel import registry  # noqa: F401
+    if fmt != "text":
+        from .selection import ops_schema, scenario_format_markdown
+        click.echo(json.dumps({"ops": ops_schema()}, indent=2) if fmt == "json" else scenario_format_markdown(),
+                   nl=fmt == "json")
+        return
     t = Table()
     for col in ("op", "arguments", "kernel entry", "meaning"):
         t.add_column(col)
@@ -776,6 +780,11 @@ def list_ops():
         t.add_row(name, ", ".join(args), entry, doc)
     out.print(t)
 
+
+from . import cli_select  # noqa: E402  (cowlab export, cowlab diff; matrix's text and CSV)
+for _cmd in cli_select.COMMANDS:
+    _cmd.epilog = _cmd.epilog or ec.EPILOG
+    main.add_command(_cmd)
 
 if __name__ == "__main__":
     try:

@@ -39,9 +39,10 @@ def judge(case, result) -> str:
     return "fail" if failed else "pass"
 
 
-def run(design, progress=None):
+def run(design, progress=None, cases=None):
+    """``cases``: a selection of cow_c.cases() (``selftest -t``), default all."""
     rows = []
-    for c in cow_c.cases():
+    for c in (cow_c.cases() if cases is None else cases):
         r = run_sequential(CowModel(c, design))
         rows.append((c, r, judge(c, r)))
         if progress:

@@ -83,6 +83,35 @@ ARG_TYPES = {
     "fast": bool, "write": bool, "all": bool, "thp": bool, "hugetlb": bool, "shared_ok": bool,
     "value": Union[int, str],
 }
+#: what an optional argument is when a step leaves it out (the kernel modules' own defaults: memory.py,
+#: mmap.py, gup_test.OWNER, rsrc.buf_owner(), direct_io's "dio"); a test runs the catalog with each written out
+ARG_DEFAULTS = {"pages": 1, "prot": "rw", "fast": False, "write": False, "all": False, "thp": False,
+                "hugetlb": False, "shared_ok": False, "pin": GUP_TEST_OWNER, "buf": "buf", "io": "dio"}
+#: optional arguments whose default is a rule, not a value
+ARG_DEFAULT_RULES = {"value": "a fresh value (one no page held before)", "other_addr": "the same as `addr`",
+                     "of": "the step's own process", "who": "the thread's own reference"}
+#: what each argument means (``cowlab ops``, docs/scenario-format.md)
+ARG_DOC = {
+    "addr": "first page (index into the address space)", "pages": "how many pages from `addr`",
+    "other_addr": "the page of process `of` to merge with", "new_addr": "where mremap() moves the range",
+    "prot": "protection", "advice": "MADV_* advice", "pipe": "the pipe (made by vmsplice, read by pipe_read)",
+    "buf": "the io_uring fixed buffer", "pin": "the pin (gup_test) or get_user_pages reference",
+    "io": "the O_DIRECT request", "who": "the speculative reference's owner", "of": "another process",
+    "child": "the new process", "event": "a sync event (not s<N> / p<N>: those order the steps)",
+    "fast": "through gup-fast", "write": "FOLL_WRITE", "all": "lru_add_drain_all() (every CPU)",
+    "thp": "a THP-aligned mapping with MADV_HUGEPAGE", "hugetlb": "MAP_HUGETLB",
+    "shared_ok": "reclaim a page mapped by more than one process too", "value": "the data written",
+}
+
+
+def op_default(op: str, arg: str):
+    """The default of an optional argument: a value, or a rule (a str in
+    ARG_DEFAULT_RULES) -- None for a required one."""
+    if arg in REQUIRED.get(op, {"addr"} & set(OPS[op][2])):
+        return None
+    return ARG_DEFAULTS[arg] if arg in ARG_DEFAULTS else ARG_DEFAULT_RULES[arg]
+
+
 #: arguments an operation cannot do without
 REQUIRED = {"pipe_read": {"pipe"}, "vmsplice": {"addr", "pipe"}, "fork": {"child"}, "signal": {"event"},
             "wait": {"event"}, "mprotect": {"addr", "prot"}, "madvise": {"addr", "advice"},
@@ -124,6 +153,10 @@ class StepModel(BaseModel):
     thread: str
     process: Optional[str] = None
     op: str
+    #: consecutive steps with the same ``parallel`` name run concurrently (``Script.parallel``): each thread's
+    #: steps of the group in their order, unordered against the group's other threads; the step after the group
+    #: waits for all of them
+    parallel: Optional[str] = None
 
 
 class ThreadModel(BaseModel):
@@ -329,7 +362,7 @@ def parse_case(data: dict, text: str, path: str):
         raise _err(path, lines.header("step", MAX_OPS) if len(cm.step) > MAX_OPS else None, "step",
                    f"{n_ops:,} operations; a scenario has at most {MAX_OPS:,}")
 
-    script, threads = [], {}
+    script, threads, groups = [], {}, []
     for i, st in enumerate(cm.step):
         h = lines.header("step", i)
         args = dict(st.model_extra or {})
@@ -343,6 +376,7 @@ def parse_case(data: dict, text: str, path: str):
                            f"a thread stays in one process")
             threads[st.thread] = st.process
         script.append((st.thread, st.op, args, h))
+        groups.append(st.parallel)
     free, free_lines = [], []
     for i, th in enumerate(cm.thread):
         h = lines.header("thread", i)
@@ -362,12 +396,45 @@ def parse_case(data: dict, text: str, path: str):
         free_lines.append((h, lns))
     procs = _check_processes(path, lines, script, threads, free, free_lines)
     _check_refs(path, lines, script, threads, free, free_lines)
+    script = _parallel_groups(path, lines, script, groups)
     try:
         case = compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags,
                             hpage_pmd_nr=cm.hpage_pmd_nr)
     except ScenarioError as e:
         raise _err(path, None, "case", str(e)) from None
     return dataclasses.replace(case, expect_stuck=True) if cm.expect_stuck else case
+
+
+def _parallel_groups(path, lines, script, groups) -> list:
+    """The script with each run of consecutive steps of one ``parallel``
+    name made into one concurrent block (compile_case's ``__parallel__``
+    entry: {thread: [(op, args), ...]}).  A group's name is used once; a
+    process forked in a group runs nothing in that group."""
+    out, seen, i = [], set(), 0
+    while i < len(script):
+        g = groups[i]
+        if g is None:
+            out.append(script[i])
+            i += 1
+            continue
+        h = script[i][3]
+        _check_name(path, lines.key(h, "parallel"), f"step.{i}.parallel", g)
+        if g in seen:
+            raise _err(path, lines.key(h, "parallel"), f"step.{i}.parallel",
+                       f"parallel group {g!r} was used by earlier steps; a group is one run of consecutive steps")
+        seen.add(g)
+        block, forked = {}, set()
+        while i < len(script) and groups[i] == g:
+            t, op, args, h = script[i]
+            if t in forked:
+                raise _err(path, lines.key(h, "thread"), f"step.{i}.thread",
+                           f"process {t!r} is forked in parallel group {g!r}: it can run only after the group")
+            if op == "fork":
+                forked.add(args["child"])
+            block.setdefault(t, []).append((op, args))
+            i += 1
+        out.append(("__parallel__", None, block, h))
+    return out
 
 
 def _check_processes(path, lines, script, thread_of, free, free_lines) -> list[str]:

@@ -28,6 +28,8 @@ REFUSED = {
     ("plots", "seed"): ["-1", HUGE] + NOT_INT,
     ("conformance", "random_n"): ["0", "-1", HUGE] + NOT_INT,
     ("conformance", "seed"): ["-1", HUGE] + NOT_INT,
+    ("diff", "jobs"): ["0", "-1", HUGE] + NOT_INT,                # 1..1024
+    ("diff", "show"): ["0", "-1", HUGE] + NOT_INT,                # 1..10**6 steps shown before the divergence
 }
 
 
