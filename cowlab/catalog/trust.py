@@ -158,7 +158,8 @@ def race_fork_dma():
 SRC_ANON_VMA = ("mm/memory.c copy_page_range() (vma_needs_copy() from 5.19): the ptes of a vma without an "
                 "anon_vma are not copied, the child faults them in; do_anonymous_page() prepares the anon_vma for "
                 "a write fault only (a read maps the zero page); mm/vma.c is_mergeable_anon_vma(): a new or changed "
-                "vma without an anon_vma merges into a neighbour that has one, not the other way round; "
+                "vma without an anon_vma merges into a neighbour that has one, not the other way round; copy_vma(): "
+                "mremap() of a vma never faulted rebases its vm_pgoff, so it merges at its new address; "
                 "live 6.18 probe: cowlab conformance fork-no-anon-vma agrees")
 
 
@@ -169,10 +170,13 @@ def fork_no_anon_vma():
     its vma, so it has that anon_vma and fork copies its zero-page pte.
     Pages 5/6: the written vma [5] was mprotect()ed to the flags of the
     read-only [6], but a vma with an anon_vma does not merge into one without:
-    page 6 stays uncopied.  (Pages 1 and 4 are left unmapped to keep the
-    three apart.)  The child then reads and writes them."""
+    page 6 stays uncopied.  Page 8, read only, is moved by mremap() next to
+    the written page 10: a vma that was never faulted follows its new address
+    (copy_vma()) and merges into [10]'s, so fork copies it at 9.  (Pages 1, 4
+    and 7 are left unmapped to keep the groups apart.)  The child then reads
+    and writes them."""
     s = Script("fork-no-anon-vma", "fork of vmas that were only read (no anon_vma) next to ones that were written",
-               pages=7, source=SRC_ANON_VMA, tags=("trust",))
+               pages=11, source=SRC_ANON_VMA, tags=("trust",))
     p, c = s.process("parent"), s.process("child")
     p.mmap(0)
     p.read(0)
@@ -185,10 +189,17 @@ def fork_no_anon_vma():
     p.write(5)
     p.read(6)
     p.mprotect(5, prot="r")
+    p.mmap(10)
+    p.write(10)
+    p.mmap(8, prot="r")
+    p.read(8)
+    p.mprotect(8, prot="rw")
+    p.mremap(8, new_addr=9)
     p.fork(c)
     c.read(0)
     c.read(3)
     c.read(6)
+    c.read(9)
     c.write(0)
     p.write(3)
     c.read(2)

@@ -88,9 +88,10 @@ def test_pageout_of_hugetlb_is_einval(design):
 def test_fork_copies_no_pte_of_a_vma_without_anon_vma(design):
     # copy_page_range() -> vma_needs_copy(): only the vmas with an anon_vma are copied: [2, 4) (page 3 was mapped
     # next to the written page 2 and merged into its vma) and [5] (written); [0] and [6] were only read (the
-    # mprotect of [5] to [6]'s flags does not merge a vma with an anon_vma into one without: is_mergeable_anon_vma())
+    # mprotect of [5] to [6]'s flags does not merge a vma with an anon_vma into one without: is_mergeable_anon_vma());
+    # page 8, only read, moved by mremap() to 9 merges into [10]'s vma (copy_vma() of a vma never faulted)
     from cowlab.kernel.effects import CopyPte
     run, effects = _effects("fork-no-anon-vma", design)
     assert run.end == "done"
     copied = sorted(e.addr for _, e in effects if type(e) is CopyPte)
-    assert copied == [2, 3, 5]
+    assert copied == [2, 3, 5, 9, 10]

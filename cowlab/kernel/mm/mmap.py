@@ -264,11 +264,23 @@ def do_mremap(k, fr, op):
         k.set_pte_at(a + dst - start, p)
     k.pte_unlock()
     vmas = _vma_edit(m.vmas, start, start + n, lambda f: None)
-    k.set_mm(k.mm, vmas=tuple(sorted(vmas + (vma._replace(start=dst, end=dst + n),))))   # copy_vma(): same anon_vma
+    k.set_mm(k.mm, vmas=copy_vma(vmas, vma._replace(start=dst, end=dst + n)))
     for a in range(start, start + n):
         k.effect(Move(k.mm, a, a + dst - start))
     k.mmap_write_unlock()
     return None
+
+
+def copy_vma(vmas, new):
+    """copy_vma() (mm/mmap.c; mm/vma.c from 6.12): the moved vma keeps its
+    anon_vma.  One that has none was never faulted, so its vm_pgoff follows
+    the new address and it merges with its new neighbours as a new vma
+    would (vma_merge_new_range()); one with an anon_vma keeps its vm_pgoff,
+    which the model does not have, so it is left unmerged (a merge needs
+    contiguous vm_pgoffs and the same anon_vma).  5.7 .. 6.18."""
+    if new.anon_vma:
+        return tuple(sorted(vmas + (new,)))
+    return _vma_edit(vmas, new.start, new.end, lambda f: f, new=new)
 
 
 def _move_refs(k, start, n, dst) -> None:
