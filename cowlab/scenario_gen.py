@@ -58,12 +58,10 @@ KNOWN_CLASSES = {
     "mmap-over-mapping": "mmap(MAP_FIXED) over mapped pages: the kernel unmaps them first, the model keeps their ptes",
     "mremap-onto-mapping": "mremap onto a mapped destination: the kernel unmaps the destination first, the model "
                            "refuses the move",
-    "fork-no-anon-vma": "fork of a VMA that has no anon_vma (only read-faulted, the zero page mapped): the kernel "
-                        "copies none of its ptes (vma_needs_copy()), the model copies them",
 }
 FAULT_CLASSES = ("segfault", "efault", "write-gup-prot-read", "pageout-hugetlb")
 #: classes after which the kernel and the model hold different page tables (later differences follow from them)
-STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "fork-no-anon-vma", "huge-zero-page")
+STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "huge-zero-page")
 
 #: ops the generator draws from, with their weights
 WEIGHTS = {
@@ -255,8 +253,6 @@ class Tracker:
             return "mremap-pinned"
         if op == "mmap" and any(p.pages[a] is not None for a in self._range(args)):
             return "mmap-over-mapping"
-        if op == "fork" and any(pg is not None and pg.zero and not pg.anon_vma and not pg.dontfork for pg in p.pages):
-            return "fork-no-anon-vma"
         if op in ("read", "vmsplice", "odirect_write") and self.large == "thp" and any(
                 self._unfaulted_thp(p, a) for a in self._range(args)):
             return "huge-zero-page"

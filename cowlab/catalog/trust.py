@@ -155,6 +155,58 @@ def race_fork_dma():
     return s.build()
 
 
+SRC_ANON_VMA = ("mm/memory.c copy_page_range() (vma_needs_copy() from 5.19): the ptes of a vma without an "
+                "anon_vma are not copied, the child faults them in; do_anonymous_page() prepares the anon_vma for "
+                "a write fault only (a read maps the zero page); mm/vma.c is_mergeable_anon_vma(): a new or changed "
+                "vma without an anon_vma merges into a neighbour that has one, not the other way round; copy_vma(): "
+                "mremap() of a vma never faulted rebases its vm_pgoff, so it merges at its new address; "
+                "live 6.18 probe: cowlab conformance fork-no-anon-vma agrees")
+
+
+def fork_no_anon_vma():
+    """Three private mappings, each read somewhere, then fork: page 0's vma was
+    only read (the zero page, no anon_vma): fork leaves it to the child to
+    fault in.  Page 3 was mapped next to the written page 2 and merged into
+    its vma, so it has that anon_vma and fork copies its zero-page pte.
+    Pages 5/6: the written vma [5] was mprotect()ed to the flags of the
+    read-only [6], but a vma with an anon_vma does not merge into one without:
+    page 6 stays uncopied.  Page 8, read only, is moved by mremap() next to
+    the written page 10: a vma that was never faulted follows its new address
+    (copy_vma()) and merges into [10]'s, so fork copies it at 9.  (Pages 1, 4
+    and 7 are left unmapped to keep the groups apart.)  The child then reads
+    and writes them."""
+    s = Script("fork-no-anon-vma", "fork of vmas that were only read (no anon_vma) next to ones that were written",
+               pages=11, source=SRC_ANON_VMA, tags=("trust",))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0)
+    p.read(0)
+    p.mmap(2)
+    p.write(2)
+    p.mmap(3)
+    p.read(3)
+    p.mmap(5, pages=2)
+    p.mprotect(6, prot="r")
+    p.write(5)
+    p.read(6)
+    p.mprotect(5, prot="r")
+    p.mmap(10)
+    p.write(10)
+    p.mmap(8, prot="r")
+    p.read(8)
+    p.mprotect(8, prot="rw")
+    p.mremap(8, new_addr=9)
+    p.fork(c)
+    c.read(0)
+    c.read(3)
+    c.read(6)
+    c.read(9)
+    c.write(0)
+    p.write(3)
+    c.read(2)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
-            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma()]
+            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma()]

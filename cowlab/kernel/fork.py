@@ -3,7 +3,9 @@ copy_present_pte() / copy_nonpresent_pte().
 
 Steps: ``fork.lock`` takes the parent's mmap_lock for write, copies the
 vmas (except VM_DONTCOPY ones) and, 5.11+ (57efa1fe5957), opens
-``write_protect_seq``; then per pte, under the parent's PT lock (held
+``write_protect_seq``; then, for each vma that vma_needs_copy() (one with an
+anon_vma: a vma only read-faulted maps nothing but the zero page, and its
+ptes are left for the child to fault in again), per pte, under the parent's PT lock (held
 across the copy, as copy_pte_range() holds it), ``fork.pte`` decides
 (the design's ``copy_present_anon``: share, or an early copy for the child
 when the page may be DMA-pinned, 5.9+ 70e806e4e645 / 5.19 page_try_dup_anon_rmap)
@@ -54,7 +56,8 @@ def dup_mmap_begin(k, fr, op):
     k.mmap_write_lock()
     child = op["child_mm"]
     parent = k.mmv()
-    vmas = tuple(v for v in parent.vmas if not v.flags & VM_DONTCOPY)
+    # anon_vma_fork(): the child's copy of a vma with an anon_vma gets one of its own, chained to the parent's
+    vmas = tuple(v._replace(fork_child=v.anon_vma) for v in parent.vmas if not v.flags & VM_DONTCOPY)
     n = len(parent.ptes)
     k.set_mm(child, alive=True, flags=0, vmas=vmas, ptes=(None,) * n, pmds=(None,) * len(parent.pmds),
              mmap_lock=-1)
@@ -64,9 +67,22 @@ def dup_mmap_begin(k, fr, op):
     return Goto("fork.pte", ForkFrame(child))
 
 
+def vma_needs_copy(vma) -> bool:
+    """copy_page_range()'s "don't copy ptes where a page fault will fill them
+    correctly": 5.7 .. 5.18 an inline test in copy_page_range(), from 5.19
+    vma_needs_copy() ("mm/shmem: handle uffd-wp during fork()").  A private
+    anonymous vma is copied only if it has an anon_vma; VM_HUGETLB forced the
+    copy until 6.0 ("hugetlb: lazy page table copies in fork()"), which changes nothing here:
+    a private hugetlb vma with a page mapped has an anon_vma
+    (hugetlb_no_page()).  The other reasons to copy -- VM_PFNMAP/VM_MIXEDMAP,
+    userfaultfd_wp() of the child's vma (5.19+), VM_MAYBE_GUARD guard regions
+    (VM_COPY_ON_FORK, after 6.18) -- have no counterpart in the model."""
+    return vma.anon_vma or bool(vma.flags & VM_HUGETLB)
+
+
 def _copied(k, addr) -> bool:
     v = k.find_vma(addr)
-    return v is not None and not v.flags & VM_DONTCOPY
+    return v is not None and not v.flags & VM_DONTCOPY and vma_needs_copy(v)
 
 
 @step("fork.pte")
@@ -81,7 +97,7 @@ def copy_present_pte(k, fr, op):
     addr = fr.addr
     while addr < n:
         vma = k.find_vma(addr)
-        if vma is not None and not vma.flags & VM_DONTCOPY:
+        if vma is not None and not vma.flags & VM_DONTCOPY and vma_needs_copy(vma):
             if vma.flags & VM_HUGETLB or k.pmd(addr // k.HPAGE_PMD_NR) is not None:
                 if addr % k.HPAGE_PMD_NR == 0:
                     nxt = huge_memory.copy_huge(k, fr, vma, addr, child)

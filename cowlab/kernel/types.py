@@ -140,10 +140,23 @@ class Pmd(NamedTuple):
 
 
 class Vma(NamedTuple):
-    """struct vm_area_struct: [start, end) in page indices."""
+    """struct vm_area_struct: [start, end) in page indices.
+
+    ``anon_vma``: vma->anon_vma is set (mm/rmap.c anon_vma_prepare() on the
+    first fault that maps an anonymous page, anon_vma_fork() at fork when the
+    parent's vma has one; split_vma(), mprotect and mremap's copy_vma() keep
+    it).  Only whether there is one is kept: the model has no rmap walk that
+    would tell two anon_vmas apart.  A vma without one maps no anonymous page
+    (at most the shared zero page) and fork copies none of its ptes
+    (vma_needs_copy()).  ``fork_child``: the vma's anon_vma_chain is not
+    singular -- it was inherited at fork with an anon_vma (mm/vma.c
+    vma_is_fork_child(), the list_is_singular() test of is_mergeable_anon_vma()
+    in older releases); such a vma does not merge with one that has no anon_vma."""
     start: int
     end: int
     flags: int
+    anon_vma: bool = False
+    fork_child: bool = False
 
 
 class Mm(NamedTuple):

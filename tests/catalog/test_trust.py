@@ -26,6 +26,9 @@ S_FORK_DMA_GET = ("O_DIRECT takes FOLL_GET before a7e689dd1c06 (6.5): page_maybe
 S_FORK_DMA_PIN = ("a7e689dd1c06 (6.5) FOLL_PIN: fork copies the pinned page for the child (70e806e4e645) and the DMA "
                   "stays the parent's; the copy counts as unnecessary where fork saw gup-fast's pin before it was "
                   "handed over (folio_maybe_dma_pinned() counts any FOLL_PIN reference)")
+S_ANON_VMA = ("mm/memory.c copy_page_range() / vma_needs_copy() (5.19+): no pte of a vma without an anon_vma is "
+              "copied; the pages there are the zero page, so the child's own faults give the same data and the "
+              "only copies are the two writes' copies of the zero page (wp_page_copy())")
 
 
 EXPECT = {
@@ -37,6 +40,7 @@ EXPECT = {
     "pageout-hugetlb": row(("", S_PAGEOUT)),
     "write-gup-prot-read": row(("", S_EFAULT)),
     "read-prot-none": row(("", S_PROTNONE)),
+    "fork-no-anon-vma": row(("", S_ANON_VMA)),
     "race-fork-odirect": row(("missed", S_FORK_DMA_GET), linux_6_5=("unnecessary", S_FORK_DMA_PIN),
                              linux_6_9=("unnecessary", S_FORK_DMA_PIN), linux_6_18=("unnecessary", S_FORK_DMA_PIN)),
 }
@@ -78,3 +82,16 @@ def test_write_gup_of_a_read_only_mapping_is_efault(design):
 def test_pageout_of_hugetlb_is_einval(design):
     run, effects = _effects("pageout-hugetlb", design)
     assert [e.call for _, e in effects if type(e) is Error] == ["madvise(MADV_PAGEOUT)"]
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_fork_copies_no_pte_of_a_vma_without_anon_vma(design):
+    # copy_page_range() -> vma_needs_copy(): only the vmas with an anon_vma are copied: [2, 4) (page 3 was mapped
+    # next to the written page 2 and merged into its vma) and [5] (written); [0] and [6] were only read (the
+    # mprotect of [5] to [6]'s flags does not merge a vma with an anon_vma into one without: is_mergeable_anon_vma());
+    # page 8, only read, moved by mremap() to 9 merges into [10]'s vma (copy_vma() of a vma never faulted)
+    from cowlab.kernel.effects import CopyPte
+    run, effects = _effects("fork-no-anon-vma", design)
+    assert run.end == "done"
+    copied = sorted(e.addr for _, e in effects if type(e) is CopyPte)
+    assert copied == [2, 3, 5, 9, 10]

@@ -24,7 +24,7 @@ from ..paths import step, op as _op, Goto, InFlight, Pfn
 from ..txn import ModelBug
 from ..types import PG_anon, PG_hugetlb, PG_lru, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
 from ..decisions import Vmf, REUSE, SPLIT
-from . import hugetlb
+from . import hugetlb, rmap
 from .internal import FaultFrame, GupFrame, enter_fault, fault_done, gup_next, try_grab_page
 
 
@@ -34,8 +34,11 @@ def _set_excl_all(k, pfn, value: bool) -> None:
 
 
 def do_huge_pmd_anonymous_page(k, fr: FaultFrame, vma):
-    """do_huge_pmd_anonymous_page() -> __do_huge_pmd_anonymous_page()."""
+    """do_huge_pmd_anonymous_page() -> __do_huge_pmd_anonymous_page(); the
+    vma's anon_vma is prepared first (anon_vma_prepare(), vmf_anon_prepare()
+    6.8+), before the huge zero page is considered."""
     addr = fr.address
+    rmap.anon_vma_prepare(k, addr)
     hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     if k.pmd(hidx) is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..effects import Copy, CopyPte, Reuse
 from ..types import PG_hugetlb, PG_anon, Pmd, VM_WRITE
 from ..decisions import Vmf, COPY
+from . import rmap
 from .internal import FaultFrame, fault_done
 
 
@@ -29,6 +30,8 @@ def hugetlb_fault(k, fr: FaultFrame, vma):
     k.pte_lock()
     pmd = k.pmd(h)
     if pmd is None:
+        # hugetlb_no_page() of a private mapping: anon_vma_prepare() (vmf_anon_prepare() 6.8+)
+        rmap.anon_vma_prepare(k, addr)
         pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR, flags=PG_anon | PG_hugetlb)
         f = k.folio(pfn)
         k.folios[pfn] = f._replace(entire_mapcount=1,
@@ -53,6 +56,7 @@ def hugetlb_fault(k, fr: FaultFrame, vma):
         k.pte_unlock()
         return fault_done(k, fr)
     old = pmd.pfn
+    rmap.anon_vma_prepare(k, addr)      # hugetlb_wp(): anon_vma_prepare() (vmf_anon_prepare() 6.8+)
     new = _copy_huge(k, old)
     k.ref_to_mapping(new)
     k.set_pmd_at(h, Pmd(new, write=not unshare, dirty=not unshare))

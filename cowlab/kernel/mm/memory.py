@@ -63,9 +63,12 @@ def handle_pte_fault(k, fr: FaultFrame, op):
     k.pte_lock()
     pte = k.pte(addr)
     if pte is None:
-        if fr.write and huge_memory_wants_thp(k, vma, addr):
-            k.pte_unlock()
-            return huge_memory.do_huge_pmd_anonymous_page(k, fr, vma)
+        if huge_memory_wants_thp(k, vma, addr):
+            if fr.write:
+                k.pte_unlock()
+                return huge_memory.do_huge_pmd_anonymous_page(k, fr, vma)
+            # a read: do_huge_pmd_anonymous_page() prepares the anon_vma before it maps the huge zero page
+            rmap.anon_vma_prepare(k, addr)
         return do_anonymous_page(k, fr, vma)
     if pte.kind == PTE_SWAP:
         k.pte_unlock()
@@ -102,12 +105,15 @@ def migration_entry_wait(k, fr: FaultFrame, op):
 def do_anonymous_page(k, fr: FaultFrame, vma):
     """do_anonymous_page() (PT lock held; the model allocates under it): read
     faults map the shared zero page R/O; write faults map a fresh zeroed anon
-    page writable, exclusive (5.19+), queued in the local lru_add batch."""
+    page writable, exclusive (5.19+), queued in the local lru_add batch.
+    Only the write fault prepares the vma's anon_vma (anon_vma_prepare();
+    vmf_anon_prepare() 6.8+): a vma only ever read has none."""
     addr = fr.address
     if not fr.write:
         k.set_pte_at(addr, k.mk_pte(ZERO_PFN, 0, write=False))
         k.pte_unlock()
         return fault_done(k, fr)
+    rmap.anon_vma_prepare(k, addr)
     pfn = k.alloc_folio()
     rmap.page_add_new_anon_rmap(k, pfn, 0, exclusive=True)
     lru.lru_cache_add(k, pfn)
@@ -206,7 +212,10 @@ def wp_relock(k, fr: FaultFrame, op):
 @step("wp.copy")
 def wp_page_copy_alloc(k, fr: FaultFrame, op):
     """wp_page_copy(), first half, no PT lock: allocate the new page and copy
-    the old one's data into it (cow_user_page())."""
+    the old one's data into it (cow_user_page()); first of all the vma's
+    anon_vma is prepared (anon_vma_prepare(), vmf_anon_prepare() 6.8+), also
+    when the old page is the zero page and when the copy is dropped later."""
+    rmap.anon_vma_prepare(k, fr.address)
     old = fr.page
     pte = k.pte(fr.address)
     idx = pte.idx if k.is_present(pte) and pte.pfn == old else 0

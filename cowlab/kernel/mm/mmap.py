@@ -16,29 +16,58 @@ from .memory import zap_pte, vm_normal_page, lookup
 PROT = {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}
 
 
-def _vma_edit(vmas, start, end, fn):
-    """Apply fn(flags)->flags to [start, end), splitting vmas (split_vma())."""
+def _vma_edit(vmas, start, end, fn, new=None):
+    """Apply fn(flags)->flags to [start, end), splitting vmas (split_vma():
+    the parts keep the vma's anon_vma); ``new`` is a vma mmap() puts in the
+    range.  Then vma_merge(): a vma whose flags changed, or the new one,
+    merges with an adjacent one of equal flags if their anon_vmas allow it
+    (_is_mergeable)."""
     out = []
     for v in vmas:
         if v.end <= start or v.start >= end:
-            out.append(v)
+            out.append((v, False))
             continue
         if v.start < start:
-            out.append(Vma(v.start, start, v.flags))
+            out.append((v._replace(end=start), False))
         lo, hi = max(v.start, start), min(v.end, end)
         nf = fn(v.flags)
         if nf is not None:
-            out.append(Vma(lo, hi, nf))
+            out.append((v._replace(start=lo, end=hi, flags=nf), nf != v.flags))
         if v.end > end:
-            out.append(Vma(end, v.end, v.flags))
-    # vma_merge(): adjacent vmas with equal flags merge
+            out.append((v._replace(start=end), False))
+    if new is not None:
+        out.append((new, True))
     merged = []
-    for v in sorted(out):
-        if merged and merged[-1].end == v.start and merged[-1].flags == v.flags:
-            merged[-1] = Vma(merged[-1].start, v.end, v.flags)
+    for v, src in sorted(out):
+        if merged and _is_mergeable(merged[-1][0], v, merged[-1][1], src):
+            p = merged[-1][0]
+            merged[-1] = (p._replace(end=v.end, anon_vma=p.anon_vma or v.anon_vma,
+                                     fork_child=p.fork_child or v.fork_child), merged[-1][1] or src)
         else:
-            merged.append(v)
-    return tuple(merged)
+            merged.append((v, src))
+    return tuple(v for v, _ in merged)
+
+
+def _is_mergeable(a, b, a_src: bool, b_src: bool) -> bool:
+    """is_mergeable_vma() and is_mergeable_anon_vma() (mm/mmap.c, mm/vma.c
+    from 6.12; 5.7 .. 6.18) for adjacent a, b with equal flags.  The vma
+    being changed or created (the source: b if both are) merges into its
+    neighbour (the target) if their anon_vmas are the same, or if the source
+    has none and the target's anon_vma_chain is singular (the target has an
+    anon_vma and was not inherited at fork: list_is_singular(), 6.18
+    vma_is_fork_child()); a source with an anon_vma does not merge into a
+    target without one (the live 6.18 kernel does not merge them either).
+    Two vmas that both have anon_vmas are taken to share one: the model does
+    not tell anon_vmas apart.  Two vmas neither of which changed merge only
+    when their anon_vmas are alike (no merge is attempted for them)."""
+    if a.end != b.start or a.flags != b.flags:
+        return False
+    if a.anon_vma == b.anon_vma:
+        return True
+    if not (a_src or b_src):
+        return False
+    target = a if b_src else b
+    return target.anon_vma and not target.fork_child
 
 
 def vma_adjust_trans_huge(k) -> None:
@@ -70,8 +99,7 @@ def do_mmap(k, fr, op):
         flags |= VM_HUGEPAGE
     start, n = op["addr"], op.get("pages", 1)
     m = k.mmv()
-    vmas = _vma_edit(m.vmas, start, start + n, lambda f: None) + (Vma(start, start + n, flags),)
-    k.set_mm(k.mm, vmas=_vma_edit(tuple(sorted(vmas)), 0, 0, lambda f: f))
+    k.set_mm(k.mm, vmas=_vma_edit(m.vmas, start, start + n, lambda f: None, new=Vma(start, start + n, flags)))
     k.mmap_write_unlock()
     return None
 
@@ -236,11 +264,23 @@ def do_mremap(k, fr, op):
         k.set_pte_at(a + dst - start, p)
     k.pte_unlock()
     vmas = _vma_edit(m.vmas, start, start + n, lambda f: None)
-    k.set_mm(k.mm, vmas=tuple(sorted(vmas + (Vma(dst, dst + n, vma.flags),))))
+    k.set_mm(k.mm, vmas=copy_vma(vmas, vma._replace(start=dst, end=dst + n)))
     for a in range(start, start + n):
         k.effect(Move(k.mm, a, a + dst - start))
     k.mmap_write_unlock()
     return None
+
+
+def copy_vma(vmas, new):
+    """copy_vma() (mm/mmap.c; mm/vma.c from 6.12): the moved vma keeps its
+    anon_vma.  One that has none was never faulted, so its vm_pgoff follows
+    the new address and it merges with its new neighbours as a new vma
+    would (vma_merge_new_range()); one with an anon_vma keeps its vm_pgoff,
+    which the model does not have, so it is left unmerged (a merge needs
+    contiguous vm_pgoffs and the same anon_vma).  5.7 .. 6.18."""
+    if new.anon_vma:
+        return tuple(sorted(vmas + (new,)))
+    return _vma_edit(vmas, new.start, new.end, lambda f: f, new=new)
 
 
 def _move_refs(k, start, n, dst) -> None:

@@ -9,6 +9,24 @@ from ..txn import ModelBug
 from ..types import PG_anon
 
 
+def anon_vma_prepare(k, addr: int, mm: int | None = None) -> None:
+    """anon_vma_prepare() (__anon_vma_prepare(); vmf_anon_prepare() of 6.8+
+    around it): the vma mapping ``addr`` gets an anon_vma before its first
+    anonymous page is mapped -- do_anonymous_page() for a write fault (a read
+    maps the zero page and prepares none), wp_page_copy() (also when it copies
+    the zero page), do_huge_pmd_anonymous_page() (before it maps the huge zero
+    page too), hugetlb_no_page() / hugetlb_wp() of a private mapping.  The
+    kernel takes mm->page_table_lock for it; it is one store here.  5.7 .. 6.18."""
+    mm = k.mm if mm is None else mm
+    vmas = k.mmv(mm).vmas
+    for i, v in enumerate(vmas):
+        if v.start <= addr < v.end:
+            if not v.anon_vma:
+                k.set_mm(mm, vmas=vmas[:i] + (v._replace(anon_vma=True),) + vmas[i + 1:])
+            return
+    raise ModelBug(f"anon_vma_prepare: no vma at page {addr} of mm{mm}")
+
+
 def page_add_new_anon_rmap(k, pfn: int, idx: int = 0, exclusive: bool = True) -> None:
     """page_add_new_anon_rmap() (folio_add_new_anon_rmap() 6.x): first
     mapping of a fresh anon page; 5.19+ (6c287605fd56) also sets
