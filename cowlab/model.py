@@ -51,6 +51,8 @@ class CowModel:
         self.design = design
         self.oracle = Oracle(list(case.processes), self._in_flight_maps, case.hpage_pmd_nr) if oracle else None
         self.check_invariants = check_invariants
+        #: the swap device: zram (SWP_SYNCHRONOUS_IO, the default) or a disk (Case.settings ``swap_device``)
+        self.swp_synchronous_io = dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") == "zram"
         self.ops = [t.ops for t in case.threads]
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
         self.args = [[op.arg() for op in t.ops] for t in case.threads]
@@ -170,6 +172,7 @@ class CowModel:
             label, fr = OPS[op.name][0], None
         fn = STEPS[label]
         k = Kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
+        k.SWP_SYNCHRONOUS_IO = self.swp_synchronous_io
         try:
             nxt = fn(k, fr, args)
         except Blocked:
@@ -305,7 +308,7 @@ def canonical(s: State) -> State:
     swap = [None] * len(smap)
     for i, sl in enumerate(s.swap):
         if sl is not None:
-            swap[smap[i]] = sl._replace(cache=P(sl.cache) if sl.cache >= 0 else -1)
+            swap[smap[i]] = sl._replace(cache=P(sl.cache) if sl.cache >= 0 else sl.cache)
     mms = tuple(m._replace(ptes=tuple(rp(p) for p in m.ptes),
                            pmds=tuple(None if p is None else p._replace(pfn=P(p.pfn)) for p in m.pmds))
                 for m in s.mms)

@@ -155,6 +155,34 @@ def race_fork_dma():
     return s.build()
 
 
+SRC_SWAPIN_FRESH = ("mm/memory.c do_swap_page(): on a SWP_SYNCHRONOUS_IO device (zram) an entry with "
+                    "__swap_count() == 1 is read into a fresh folio that skips the swap cache (0bcac06f27d7, 4.15), "
+                    "mapped exclusive as folio != swapcache (c145e0b47c77, 5.18; RMAP_EXCLUSIVE 5.19); live probe: "
+                    "docs/findings/swapin-fresh-exclusive.toml")
+
+
+def swapin_fresh_exclusive():
+    """A page shared at fork, made private by the child's write, swapped out
+    (its swap pte not exclusive) and read back by another thread of the
+    parent: on zram the swap-in skips the swap cache and maps a fresh folio
+    exclusive (do_swap_page(): folio != swapcache), which the parent's write
+    then reuses although the folio sits in the other CPU's lru_add batch."""
+    s = Script("swapin-fresh-exclusive", "a non-exclusive swap entry read back on zram (skip swapcache), then "
+               "written", pages=1, source=SRC_SWAPIN_FRESH, tags=("trust", "swap"))
+    p, c = s.process("parent"), s.process("child")
+    t = s.cpu("parent", "parent.cpu1")
+    p.mmap(0)
+    p.write(0)
+    p.fork(c)
+    c.write(0)
+    p.pageout(0)
+    t.read(0)                    # swap-in on another CPU: the fresh folio is in that CPU's lru_add batch
+    p.write(0)
+    p.read(0)
+    c.read(0)
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
-            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma()]
+            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), swapin_fresh_exclusive()]

@@ -5,6 +5,7 @@ import pytest
 
 from cowlab import catalog, designs
 from cowlab.kernel.effects import Error, Segv
+from cowlab.kernel.types import PG_swapcache
 from cowlab.model import CowModel
 from cowlab.schedule import sequential
 
@@ -27,6 +28,14 @@ S_FORK_DMA_PIN = ("a7e689dd1c06 (6.5) FOLL_PIN: fork copies the pinned page for 
                   "stays the parent's; the copy counts as unnecessary where fork saw gup-fast's pin before it was "
                   "handed over (folio_maybe_dma_pinned() counts any FOLL_PIN reference)")
 
+S_FRESH = ("mm/memory.c do_swap_page(): on zram (SWP_SYNCHRONOUS_IO) an entry with one user is read into a fresh "
+           "folio that skips the swap cache and is mapped exclusive (folio != swapcache, c145e0b47c77 5.18; "
+           "RMAP_EXCLUSIVE 5.19+), so the write reuses it; 5.7/5.8 and the RFCs reuse by mapcount; live probe "
+           "agrees on 6.18 (cowlab conformance swapin-fresh-exclusive)")
+S_FRESH_PC = ("09854ba94c6a (5.9) .. 5.18 decide the write by page_count(): the other CPU's lru_add batch holds a "
+              "reference that lru_add_drain() cannot drain (d4c470970d45's 'remote LRU pagevecs'), so it copies; "
+              "5.18's swap-in maps the fresh folio writable on a write fault only")
+
 
 EXPECT = {
     "mremap-pinned-page": row(("", S_MREMAP), linux_5_7=("wrong", S_MREMAP_57), linux_5_8=("wrong", S_MREMAP_57)),
@@ -39,6 +48,8 @@ EXPECT = {
     "read-prot-none": row(("", S_PROTNONE)),
     "race-fork-odirect": row(("missed", S_FORK_DMA_GET), linux_6_5=("unnecessary", S_FORK_DMA_PIN),
                              linux_6_9=("unnecessary", S_FORK_DMA_PIN), linux_6_18=("unnecessary", S_FORK_DMA_PIN)),
+    "swapin-fresh-exclusive": row(("", S_FRESH), linux_5_9=("unnecessary", S_FRESH_PC),
+                                  linux_5_11=("unnecessary", S_FRESH_PC), linux_5_18=("unnecessary", S_FRESH_PC)),
 }
 
 
@@ -78,3 +89,32 @@ def test_write_gup_of_a_read_only_mapping_is_efault(design):
 def test_pageout_of_hugetlb_is_einval(design):
     run, effects = _effects("pageout-hugetlb", design)
     assert [e.call for _, e in effects if type(e) is Error] == ["madvise(MADV_PAGEOUT)"]
+
+
+def _after_swapin(design, **settings):
+    """swapin-fresh-exclusive's state right after the other thread's read swap-in."""
+    m = CowModel(catalog.get("swapin-fresh-exclusive"), designs.load(design, settings or None))
+    run = list(sequential(m))
+    s = [tr for tr in run if tr.func == "do_swap_page_set_pte"][-1].state
+    pte = s.mms[0].ptes[0]
+    return pte, s.folios[pte.pfn], s
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_swapin_on_zram_skips_the_swap_cache(design):
+    # do_swap_page() "skip swapcache": a fresh folio, not in the swap cache, the slot freed; exclusive 5.19+
+    pte, f, s = _after_swapin(design)
+    assert not f.flags & PG_swapcache and f.swap == (-1,)
+    assert all(sl is None for sl in s.swap)
+    assert f.anon_exclusive == ((True,) if designs.load(design).anon_exclusive else (False,))
+
+
+@pytest.mark.parametrize("design,settings,writable", [
+    ("linux-6.18", {}, True),                               # c18160dba5ff (6.11)
+    ("linux-6.9", {}, False),                               # v6.9/v6.10: writable on a write fault only
+    ("linux-6.9", {"swapin_read_mkwrite": True}, True),     # v6.11 .. v6.14
+    ("linux-6.5", {}, False), ("linux-5.19", {}, False)])
+def test_read_swapin_maps_an_exclusive_page_writable_from_6_11(design, settings, writable):
+    pte, f, _ = _after_swapin(design, **settings)
+    assert f.anon_exclusive == (True,)
+    assert pte.write is writable and not pte.dirty
