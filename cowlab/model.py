@@ -82,8 +82,8 @@ class CowModel:
         and wait on one event.  Page frames, swap slots and content tokens are
         allocated from shared counters, so two groups' states interleave only
         up to renaming them (verdicts do not depend on those names).  A thread
-        that drains every CPU's LRU batch (migration) touches every group: then
-        there is one group."""
+        that drains every CPU's LRU batch (migration, ksmd's merge) touches
+        every group: then there is one group."""
         n = self.nthreads
         parent = list(range(n))
 
@@ -110,7 +110,7 @@ class CowModel:
                             union(i, j)
                 if "event" in a:
                     by_event.setdefault(a["event"], []).append(i)
-                if op.name == "migrate" or (op.name == "lru_add_drain" and a.get("all")):
+                if op.name in ("migrate", "ksm_merge") or (op.name == "lru_add_drain" and a.get("all")):
                     for j in range(n):
                         union(i, j)
         for ts in by_event.values():

@@ -183,6 +183,34 @@ def swapin_fresh_exclusive():
     return s.build()
 
 
+SRC_KSM_DRAIN = ("mm/ksm.c scan_get_next_rmap_item(): lru_add_drain_all() when ksmd starts a full scan (\"pages "
+                 "can hang around indefinitely in per-cpu LRU cache, raised page count preventing "
+                 "write_protect_page from merging them\"); live probe: docs/findings/ksm-merge-lru-batch.toml")
+
+
+def ksm_merge_lru_batch():
+    """Two identical pages, the second still in this CPU's lru_add batch
+    (the first drained onto the LRU by MADV_PAGEOUT's lru_add_drain()):
+    ksmd drains every CPU's batch before it scans, so they merge, and each
+    write then copies the KSM page (5.9+; 5.7/5.8 reuse it once it is mapped
+    once, reuse_ksm_page())."""
+    s = Script("ksm-merge-lru-batch", "ksmd merges a page still in an lru_add batch with its twin", pages=3,
+               source=SRC_KSM_DRAIN, tags=("trust", "ksm"))
+    p = s.process("parent")
+    p.mmap(0, pages=3)
+    p.write(0, value="k1")
+    p.pageout(2)                 # nothing mapped there: only lru_add_drain(), page 0 goes onto the LRU
+    p.write(1, value="k1")       # page 1: in this CPU's lru_add batch
+    p.madvise(0, pages=2, advice="mergeable")
+    p.ksm_merge(0, of="parent", other_addr=1)
+    p.write(0)
+    p.read(1)
+    p.write(1)
+    p.read(0)
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
-            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), swapin_fresh_exclusive()]
+            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), swapin_fresh_exclusive(),
+            ksm_merge_lru_batch()]

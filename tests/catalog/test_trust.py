@@ -35,6 +35,9 @@ S_FRESH = ("mm/memory.c do_swap_page(): on zram (SWP_SYNCHRONOUS_IO) an entry wi
 S_FRESH_PC = ("09854ba94c6a (5.9) .. 5.18 decide the write by page_count(): the other CPU's lru_add batch holds a "
               "reference that lru_add_drain() cannot drain (d4c470970d45's 'remote LRU pagevecs'), so it copies; "
               "5.18's swap-in maps the fresh folio writable on a write fault only")
+S_KSM_DRAIN = ("mm/ksm.c scan_get_next_rmap_item(): ksmd's lru_add_drain_all() lets the batched page merge; "
+               "do_wp_page() copies a KSM page from 5.9 (09854ba94c6a), 5.7/5.8 reuse it when mapped once "
+               "(reuse_ksm_page()); live probe agrees on 6.18 (cowlab conformance ksm-merge-lru-batch)")
 
 
 EXPECT = {
@@ -50,6 +53,7 @@ EXPECT = {
                              linux_6_9=("unnecessary", S_FORK_DMA_PIN), linux_6_18=("unnecessary", S_FORK_DMA_PIN)),
     "swapin-fresh-exclusive": row(("", S_FRESH), linux_5_9=("unnecessary", S_FRESH_PC),
                                   linux_5_11=("unnecessary", S_FRESH_PC), linux_5_18=("unnecessary", S_FRESH_PC)),
+    "ksm-merge-lru-batch": row(("", S_KSM_DRAIN)),
 }
 
 
@@ -118,3 +122,17 @@ def test_read_swapin_maps_an_exclusive_page_writable_from_6_11(design, settings,
     pte, f, _ = _after_swapin(design, **settings)
     assert f.anon_exclusive == (True,)
     assert pte.write is writable and not pte.dirty
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_ksmd_merges_a_page_in_an_lru_batch(design):
+    # scan_get_next_rmap_item()'s lru_add_drain_all(): the batch's reference does not refuse the merge
+    run, effects = _effects("ksm-merge-lru-batch", design)
+    assert [type(e).__name__ for _, e in effects if type(e).__name__.startswith("Ksm")] == ["KsmMerge"]
+    r = check_copies("ksm-merge-lru-batch", design)
+    assert r.copies["correct"] == (1 if design in ("linux-5.7", "linux-5.8") else 2), r.copies
+
+
+def check_copies(case, design):
+    from cowlab.run import run_sequential
+    return run_sequential(CowModel(catalog.get(case), designs.load(design)))
