@@ -41,6 +41,41 @@ class Transition(NamedTuple):
     effects: tuple
 
 
+def cpu_of(case) -> list[int]:
+    """The CPU each thread runs on (what per-CPU state -- the lru_add batch --
+    it sees): a further thread of a process (``Script.cpu()``, a free
+    ``thread()``) has a CPU of its own; a process's main thread runs where
+    the thread that forked it ran (the first process on CPU 0).  This is how
+    the live probe runs a case (conformance/runner.py: the case's processes
+    on one CPU, each further thread on the next) and how fork leaves a child
+    until the scheduler moves it."""
+    threads = case.threads
+    n = len(threads)
+    cpu = [None] * n
+    nxt = 1
+    for i, t in enumerate(threads):
+        if t.name != t.process:
+            cpu[i], nxt = nxt, nxt + 1
+    forker = {}
+    for i, t in enumerate(threads):
+        for op in t.ops:
+            if op.name == "fork":
+                forker.setdefault(dict(op.args).get("child"), i)
+    main = {t.process: i for i, t in enumerate(threads) if t.name == t.process}
+    first = case.processes[0] if case.processes else None
+    for _ in range(n + 1):
+        for p, i in main.items():
+            if cpu[i] is None:
+                if p == first:
+                    cpu[i] = 0
+                elif p in forker and cpu[forker[p]] is not None:
+                    cpu[i] = cpu[forker[p]]
+    for i in range(n):
+        if cpu[i] is None:
+            cpu[i], nxt = nxt, nxt + 1
+    return cpu
+
+
 class CowModel:
     def __init__(self, case: Case, design, check_invariants: bool = True, oracle: bool = True):
         """``check_invariants=False`` skips the model's own consistency checks
@@ -54,6 +89,7 @@ class CowModel:
         #: the swap device: zram (SWP_SYNCHRONOUS_IO, the default) or a disk (Case.settings ``swap_device``)
         self.swp_synchronous_io = dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") == "zram"
         self.ops = [t.ops for t in case.threads]
+        self.cpu_of = cpu_of(case)
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
         self.args = [[op.arg() for op in t.ops] for t in case.threads]
         self.optext = [[str(op) for op in t.ops] for t in case.threads]
@@ -173,6 +209,7 @@ class CowModel:
         fn = STEPS[label]
         k = Kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
         k.SWP_SYNCHRONOUS_IO = self.swp_synchronous_io
+        k.cpu = self.cpu_of[tid]
         try:
             nxt = fn(k, fr, args)
         except Blocked:

@@ -210,7 +210,32 @@ def ksm_merge_lru_batch():
     return s.build()
 
 
+SRC_FORK_CPU = ("kernel/fork.c copy_present_page() (70e806e4e645, 5.9): the child's copy of a pinned page is added "
+                "to the lru_add batch of the CPU fork runs on (folio_add_lru_vma()); mm/madvise.c "
+                "madvise_pageout(): lru_add_drain() of the caller's CPU first; live probe: "
+                "docs/findings/lru-batch-per-process-cpu.toml")
+
+
+def lru_batch_fork_child_cpu():
+    """fork copies a pinned page for the child (5.9+); the copy sits in the
+    lru_add batch of the CPU fork ran on, which the child, run on that same
+    CPU (model.cpu_of: a child starts where its parent forked it), drains
+    with its MADV_PAGEOUT: the copy is swapped out."""
+    s = Script("lru-batch-fork-child-cpu", "the child pages out the copy fork made of a pinned page", pages=1,
+               source=SRC_FORK_CPU, tags=("trust", "pin", "swap"))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0)
+    p.io_uring_register(0, buf="b")
+    p.fork(c)
+    c.pageout(0)
+    p.write(0)
+    p.io_uring_write_fixed(buf="b")
+    c.read(0)
+    p.read(0)
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), swapin_fresh_exclusive(),
-            ksm_merge_lru_batch()]
+            ksm_merge_lru_batch(), lru_batch_fork_child_cpu()]

@@ -38,6 +38,11 @@ S_FRESH_PC = ("09854ba94c6a (5.9) .. 5.18 decide the write by page_count(): the 
 S_KSM_DRAIN = ("mm/ksm.c scan_get_next_rmap_item(): ksmd's lru_add_drain_all() lets the batched page merge; "
                "do_wp_page() copies a KSM page from 5.9 (09854ba94c6a), 5.7/5.8 reuse it when mapped once "
                "(reuse_ksm_page()); live probe agrees on 6.18 (cowlab conformance ksm-merge-lru-batch)")
+S_FORK_CPU = ("fork copies the pinned page for the child from 5.9 (70e806e4e645) and the child's page out swaps "
+              "the copy (its CPU's lru_add batch drained); 5.7/5.8 share it (mapcount 2: MADV_PAGEOUT skips it); "
+              "the parent's write stays its own either way; live probe agrees on 6.18 "
+              "(cowlab conformance lru-batch-fork-child-cpu)")
+S_FORK_CPU_57 = "5.7/5.8 share the pinned page at fork; the parent's write copies it away from its own pin (wrong)"
 
 
 EXPECT = {
@@ -54,6 +59,8 @@ EXPECT = {
     "swapin-fresh-exclusive": row(("", S_FRESH), linux_5_9=("unnecessary", S_FRESH_PC),
                                   linux_5_11=("unnecessary", S_FRESH_PC), linux_5_18=("unnecessary", S_FRESH_PC)),
     "ksm-merge-lru-batch": row(("", S_KSM_DRAIN)),
+    "lru-batch-fork-child-cpu": row(("", S_FORK_CPU), linux_5_7=("wrong", S_FORK_CPU_57),
+                                    linux_5_8=("wrong", S_FORK_CPU_57)),
 }
 
 
@@ -136,3 +143,15 @@ def test_ksmd_merges_a_page_in_an_lru_batch(design):
 def check_copies(case, design):
     from cowlab.run import run_sequential
     return run_sequential(CowModel(catalog.get(case), designs.load(design)))
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_the_child_pages_out_the_copy_fork_made(design):
+    # the copy is in the batch of the CPU fork ran on, which the child shares (model.cpu_of) and drains
+    m = CowModel(catalog.get("lru-batch-fork-child-cpu"), designs.load(design))
+    run = list(sequential(m))
+    child = m.case.processes.index("child")
+    after = [tr for tr in run if tr.op.startswith("pageout")][-1].state
+    kind = after.mms[child].ptes[0].kind
+    from cowlab.kernel.types import PTE_SWAP
+    assert (kind == PTE_SWAP) is (design not in ("linux-5.7", "linux-5.8")), kind
