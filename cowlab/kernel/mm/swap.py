@@ -2,8 +2,9 @@
 
 A fresh folio is added to the local CPU's lru_add batch, which holds a
 reference until the batch is drained onto the LRU list (PG_lru set).  The
-model has one batch per CPU (``k.cpu``, the running thread's: model.CowModel.cpu_of); ``lru_add_drain`` drains the local one,
-``lru_add_drain_all`` (a background agent, or migration) drains every CPU.
+model has one batch per CPU (``k.cpu``, the running thread's: model.cpu_of);
+``lru_add_drain`` drains the local one, ``lru_add_drain_all`` (a background
+agent, migration, ksmd) drains every CPU.
 """
 from __future__ import annotations
 
