@@ -41,6 +41,41 @@ class Transition(NamedTuple):
     effects: tuple
 
 
+def cpu_of(case) -> list[int]:
+    """The CPU each thread runs on (what per-CPU state -- the lru_add batch --
+    it sees): a further thread of a process (``Script.cpu()``, a free
+    ``thread()``) has a CPU of its own; a process's main thread runs where
+    the thread that forked it ran (the first process on CPU 0).  This is how
+    the live probe runs a case (conformance/runner.py: the case's processes
+    on one CPU, each further thread on the next) and how fork leaves a child
+    until the scheduler moves it."""
+    threads = case.threads
+    n = len(threads)
+    cpu = [None] * n
+    nxt = 1
+    for i, t in enumerate(threads):
+        if t.name != t.process:
+            cpu[i], nxt = nxt, nxt + 1
+    forker = {}
+    for i, t in enumerate(threads):
+        for op in t.ops:
+            if op.name == "fork":
+                forker.setdefault(dict(op.args).get("child"), i)
+    main = {t.process: i for i, t in enumerate(threads) if t.name == t.process}
+    first = case.processes[0] if case.processes else None
+    for _ in range(n + 1):
+        for p, i in main.items():
+            if cpu[i] is None:
+                if p == first:
+                    cpu[i] = 0
+                elif p in forker and cpu[forker[p]] is not None:
+                    cpu[i] = cpu[forker[p]]
+    for i in range(n):
+        if cpu[i] is None:
+            cpu[i], nxt = nxt, nxt + 1
+    return cpu
+
+
 class CowModel:
     def __init__(self, case: Case, design, check_invariants: bool = True, oracle: bool = True):
         """``check_invariants=False`` skips the model's own consistency checks
@@ -51,7 +86,10 @@ class CowModel:
         self.design = design
         self.oracle = Oracle(list(case.processes), self._in_flight_maps, case.hpage_pmd_nr) if oracle else None
         self.check_invariants = check_invariants
+        #: the swap device: zram (SWP_SYNCHRONOUS_IO, the default) or a disk (Case.settings ``swap_device``)
+        self.swp_synchronous_io = dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") == "zram"
         self.ops = [t.ops for t in case.threads]
+        self.cpu_of = cpu_of(case)
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
         self.args = [[op.arg() for op in t.ops] for t in case.threads]
         self.optext = [[str(op) for op in t.ops] for t in case.threads]
@@ -80,8 +118,8 @@ class CowModel:
         and wait on one event.  Page frames, swap slots and content tokens are
         allocated from shared counters, so two groups' states interleave only
         up to renaming them (verdicts do not depend on those names).  A thread
-        that drains every CPU's LRU batch (migration) touches every group: then
-        there is one group."""
+        that drains every CPU's LRU batch (migration, ksmd's merge) touches
+        every group: then there is one group."""
         n = self.nthreads
         parent = list(range(n))
 
@@ -108,7 +146,7 @@ class CowModel:
                             union(i, j)
                 if "event" in a:
                     by_event.setdefault(a["event"], []).append(i)
-                if op.name == "migrate" or (op.name == "lru_add_drain" and a.get("all")):
+                if op.name in ("migrate", "ksm_merge") or (op.name == "lru_add_drain" and a.get("all")):
                     for j in range(n):
                         union(i, j)
         for ts in by_event.values():
@@ -170,6 +208,8 @@ class CowModel:
             label, fr = OPS[op.name][0], None
         fn = STEPS[label]
         k = Kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
+        k.SWP_SYNCHRONOUS_IO = self.swp_synchronous_io
+        k.cpu = self.cpu_of[tid]
         try:
             nxt = fn(k, fr, args)
         except Blocked:
@@ -305,7 +345,7 @@ def canonical(s: State) -> State:
     swap = [None] * len(smap)
     for i, sl in enumerate(s.swap):
         if sl is not None:
-            swap[smap[i]] = sl._replace(cache=P(sl.cache) if sl.cache >= 0 else -1)
+            swap[smap[i]] = sl._replace(cache=P(sl.cache) if sl.cache >= 0 else sl.cache)
     mms = tuple(m._replace(ptes=tuple(rp(p) for p in m.ptes),
                            pmds=tuple(None if p is None else p._replace(pfn=P(p.pfn)) for p in m.pmds))
                 for m in s.mms)

@@ -25,7 +25,7 @@ its THPs and hugetlb pages 8 subpages (default ``kernel.types.HPAGE_PMD_NR``,
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .kernel import registry  # noqa: F401  (every operation registers itself)
 from .kernel.paths import OPS
@@ -67,7 +67,13 @@ class Case:
     processes: tuple        # process names; index = mm id; the first exists at start
     threads: tuple          # ThreadSpec
     tags: tuple = ()
-    settings: tuple = ()    # model settings (reserved)
+    #: model settings, (name, value) pairs (``Script(settings=...)``): ``swap_device`` is ``"zram"`` (the
+    #: default: SWP_SYNCHRONOUS_IO, a swap-in of an entry one pte references skips the swap cache) or
+    #: ``"disk"`` (every swap-in goes through the swap cache)
+    settings: tuple = ()
+
+    def setting(self, name: str, default=None):
+        return dict(self.settings).get(name, default)
     #: the case's geometry: subpages of a PMD-mapped THP and of a hugetlb page
     #: (a power of two >= 2; the kernel's is 512 on x86-64)
     hpage_pmd_nr: int = HPAGE_PMD_NR
@@ -104,8 +110,9 @@ class _Proc:
 
 class Script:
     def __init__(self, id: str, title: str = "", pages: int = 1, source: str = "", tags=(),
-                 hpage_pmd_nr: int = HPAGE_PMD_NR):
+                 hpage_pmd_nr: int = HPAGE_PMD_NR, settings: dict | None = None):
         self.id, self.title, self.pages, self.source, self.tags = id, title, pages, source, tuple(tags)
+        self.settings = tuple(sorted((settings or {}).items()))
         self.hpage_pmd_nr = hpage_pmd_nr
         self._procs: list[str] = []
         self._threads: dict[str, str] = {}
@@ -150,8 +157,9 @@ class Script:
         return self
 
     def build(self) -> Case:
-        return compile_case(self.id, self.title, self.source, self.pages, self._procs, self._threads,
-                            self._script, self._free, self.tags, hpage_pmd_nr=self.hpage_pmd_nr)
+        c = compile_case(self.id, self.title, self.source, self.pages, self._procs, self._threads,
+                         self._script, self._free, self.tags, hpage_pmd_nr=self.hpage_pmd_nr)
+        return replace(c, settings=self.settings) if self.settings else c
 
 
 def check_hpage_pmd_nr(nr) -> None:

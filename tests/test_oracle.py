@@ -77,7 +77,7 @@ def test_forgotten_mapcount_trips_model_checks(run):
 
 def test_forgotten_swapcache_reference_trips_model_checks(run):
     from cowlab.scenario import Script
-    s = Script("swapin", pages=1)
+    s = Script("swapin", pages=1, settings={"swap_device": "disk"})    # a swap-in through the swap cache
     p = s.process("parent")
     p.mmap(0); p.write(0); p.pageout(0); p.read(0)
     r = run(s.build(), ForgetsSwapCacheRef())

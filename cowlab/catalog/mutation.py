@@ -43,12 +43,13 @@ def iouring_swapcache_pageout_fork():
     s = Script("iouring-swapcache-pageout-fork",
                "page in the swap cache registered as an io_uring fixed buffer, paged out again, then fork()",
                pages=1, source="mm/rmap.c try_to_unmap_one() page_try_share_anon_rmap() (6c287605fd56, 5.19)",
-               tags=("pin", "swap"))
+               tags=("pin", "swap"), settings={"swap_device": "disk"})
     p, c = s.process("parent"), s.process("child")
     p.mmap(0, pages=1)
     p.write(0)
     p.pageout(0)
-    p.read(0)                               # swap-in, R/O; the page stays in the swap cache
+    p.read(0)                               # swap-in, R/O; the page stays in the swap cache (a disk: on zram
+    #                                         do_swap_page() would skip the swap cache)
     p.io_uring_register(0, buf="b")
     p.pageout(0)                            # already in the swap cache: only try_to_unmap() can refuse
     p.fork(c)

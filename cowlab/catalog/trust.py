@@ -207,6 +207,87 @@ def fork_no_anon_vma():
     return s.build()
 
 
+SRC_SWAPIN_FRESH = ("mm/memory.c do_swap_page(): on a SWP_SYNCHRONOUS_IO device (zram) an entry with "
+                    "__swap_count() == 1 is read into a fresh folio that skips the swap cache (0bcac06f27d7, 4.15), "
+                    "mapped exclusive as folio != swapcache (c145e0b47c77, 5.18; RMAP_EXCLUSIVE 5.19); live probe: "
+                    "docs/findings/swapin-fresh-exclusive.toml")
+
+
+def swapin_fresh_exclusive():
+    """A page shared at fork, made private by the child's write, swapped out
+    (its swap pte not exclusive) and read back by another thread of the
+    parent: on zram the swap-in skips the swap cache and maps a fresh folio
+    exclusive (do_swap_page(): folio != swapcache), which the parent's write
+    then reuses although the folio sits in the other CPU's lru_add batch."""
+    s = Script("swapin-fresh-exclusive", "a non-exclusive swap entry read back on zram (skip swapcache), then "
+               "written", pages=1, source=SRC_SWAPIN_FRESH, tags=("trust", "swap"))
+    p, c = s.process("parent"), s.process("child")
+    t = s.cpu("parent", "parent.cpu1")
+    p.mmap(0)
+    p.write(0)
+    p.fork(c)
+    c.write(0)
+    p.pageout(0)
+    t.read(0)                    # swap-in on another CPU: the fresh folio is in that CPU's lru_add batch
+    p.write(0)
+    p.read(0)
+    c.read(0)
+    return s.build()
+
+
+SRC_KSM_DRAIN = ("mm/ksm.c scan_get_next_rmap_item(): lru_add_drain_all() when ksmd starts a full scan (\"pages "
+                 "can hang around indefinitely in per-cpu LRU cache, raised page count preventing "
+                 "write_protect_page from merging them\"); live probe: docs/findings/ksm-merge-lru-batch.toml")
+
+
+def ksm_merge_lru_batch():
+    """Two identical pages, the second still in this CPU's lru_add batch
+    (the first drained onto the LRU by MADV_PAGEOUT's lru_add_drain()):
+    ksmd drains every CPU's batch before it scans, so they merge, and each
+    write then copies the KSM page (5.9+; 5.7/5.8 reuse it once it is mapped
+    once, reuse_ksm_page())."""
+    s = Script("ksm-merge-lru-batch", "ksmd merges a page still in an lru_add batch with its twin", pages=3,
+               source=SRC_KSM_DRAIN, tags=("trust", "ksm"))
+    p = s.process("parent")
+    p.mmap(0, pages=3)
+    p.write(0, value="k1")
+    p.pageout(2)                 # nothing mapped there: only lru_add_drain(), page 0 goes onto the LRU
+    p.write(1, value="k1")       # page 1: in this CPU's lru_add batch
+    p.madvise(0, pages=2, advice="mergeable")
+    p.ksm_merge(0, of="parent", other_addr=1)
+    p.write(0)
+    p.read(1)
+    p.write(1)
+    p.read(0)
+    return s.build()
+
+
+SRC_FORK_CPU = ("kernel/fork.c copy_present_page() (70e806e4e645, 5.9): the child's copy of a pinned page is added "
+                "to the lru_add batch of the CPU fork runs on (folio_add_lru_vma()); mm/madvise.c "
+                "madvise_pageout(): lru_add_drain() of the caller's CPU first; live probe: "
+                "docs/findings/lru-batch-per-process-cpu.toml")
+
+
+def lru_batch_fork_child_cpu():
+    """fork copies a pinned page for the child (5.9+); the copy sits in the
+    lru_add batch of the CPU fork ran on, which the child, run on that same
+    CPU (model.cpu_of: a child starts where its parent forked it), drains
+    with its MADV_PAGEOUT: the copy is swapped out."""
+    s = Script("lru-batch-fork-child-cpu", "the child pages out the copy fork made of a pinned page", pages=1,
+               source=SRC_FORK_CPU, tags=("trust", "pin", "swap"))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0)
+    p.io_uring_register(0, buf="b")
+    p.fork(c)
+    c.pageout(0)
+    p.write(0)
+    p.io_uring_write_fixed(buf="b")
+    c.read(0)
+    p.read(0)
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
-            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma()]
+            pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma(),
+            swapin_fresh_exclusive(), ksm_merge_lru_batch(), lru_batch_fork_child_cpu()]

@@ -283,6 +283,9 @@ def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
     if "sigsegv" in case.tags:
         return ("a process killed by SIGSEGV: the probe stops at the first step that fails and does not yet "
                 "compare a kill with the model's")
+    if dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") != "zram":
+        return ("a disk swap device (every swap-in through the swap cache): the machine swaps to zram "
+                "(SWP_SYNCHRONOUS_IO), where a swap-in can skip the swap cache")
     if "hugetlb" in case.tags and free_hugepages() < 4:
         return "hugetlb variant: fewer than 4 free 2 MiB huge pages (run with --thp, which raises nr_hugepages)"
     if _large(case) and case.hpage_pmd_nr != kernel_thp_nr():

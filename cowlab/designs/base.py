@@ -156,6 +156,9 @@ class Design:
     unshare_non_anon: bool = False
     #: break_ksm() faults with FAULT_FLAG_UNSHARE (6cce3314b928, 6.1) instead of FAULT_FLAG_WRITE
     break_ksm_unshare: bool = False
+    #: do_swap_page() maps a page it maps exclusive writable on a read fault too, not only on a write fault
+    #: (6.11, c18160dba5ff "mm: swap: reuse exclusive folio directly instead of wp page faults")
+    swapin_read_mkwrite: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

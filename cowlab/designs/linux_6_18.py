@@ -2,7 +2,9 @@
 O_DIRECT FOLL_PIN, no refcount reuse of large folios) plus 1da190f4d0a6
 (6.15, on 6af8cb80d3a9's MM owner tracking): a PTE-mapped large folio is
 reused when it has two or more mappings, none from another MM, and no
-reference beyond them (__wp_can_reuse_large_anon_folio())."""
+reference beyond them (__wp_can_reuse_large_anon_folio()); and from 6.11
+(c18160dba5ff) a read swap-in maps an exclusive page writable
+(``swapin_read_mkwrite``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,6 +21,13 @@ class Linux618(Linux69):
     summary: str = "5.19 + mprotect maps exclusive pages writable, unshare of non-anon, O_DIRECT FOLL_PIN, mTHP reuse"
     sources: tuple = Linux69.sources + ("1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
                                         "6af8cb80d3a9 mm/rmap: basic MM owner tracking for large folios (!hugetlb)")
+
+    def default_settings(self):
+        return {}
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.swapin_read_mkwrite = True          # c18160dba5ff (6.11)
 
     def wp_large_anon_folio(self, k, vmf):
         return self.wp_can_reuse_large_anon_folio(k, vmf)

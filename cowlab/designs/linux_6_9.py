@@ -2,7 +2,14 @@
 last subpage from reusing the entire large folio" (20240308092721.144735-1-21cnbao@gmail.com):
 wp_can_reuse_anon_folio() never reuses a large folio by its refcount, so a
 write fault on a PTE-mapped large folio that is not PageAnonExclusive
-always copies, until 6.15 (see linux-6.18)."""
+always copies, until 6.15 (see linux-6.18).
+
+Its range straddles c18160dba5ff (6.11): from then do_swap_page() maps a
+page it maps exclusive writable on a read fault too (``swapin_read_mkwrite``).
+The design models v6.9/v6.10 by default; the setting ``swapin_read_mkwrite``
+(``--set swapin_read_mkwrite=true``) gives v6.11 .. v6.14.  No verdict
+depends on it: the page is PageAnonExclusive either way, and the later write
+fault of v6.9/v6.10 reuses it (wp_anon: REUSE when exclusive)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,6 +25,13 @@ class Linux69(Linux65):
     summary: str = "6.5 + a large folio is never reused by refcount (copy unless exclusive)"
     sources: tuple = Linux65.sources + ("cd197c3a2040 mm: prohibit the last subpage from reusing the entire "
                                         "large folio",)
+
+    def default_settings(self):
+        return {"swapin_read_mkwrite": False}
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.swapin_read_mkwrite = bool(self.settings.get("swapin_read_mkwrite", False))
 
     def wp_anon(self, k, vmf):
         if k.PageAnonExclusive(vmf.pfn, vmf.idx):

@@ -111,7 +111,7 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
         if slot.cache >= 0 and (slot.cache >= nf or s.folios[slot.cache] is None
                                 or not s.folios[slot.cache].flags & PG_swapcache):
             bugs.append(f"swap slot {sl}: cached pfn {slot.cache} is not in the swap cache")
-        if slot.count == 0 and slot.cache < 0 and not swapptes.get(sl, 0):
+        if slot.count == 0 and slot.cache == -1 and not swapptes.get(sl, 0):
             bugs.append(f"swap slot {sl} is referenced by nothing but was not freed")
     return bugs
 

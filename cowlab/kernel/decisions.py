@@ -137,6 +137,8 @@ class DesignInterface(Protocol):
     unshare_non_anon: bool
     #: break_ksm() faults with FAULT_FLAG_UNSHARE (6.1, 6cce3314b928) instead of FAULT_FLAG_WRITE
     break_ksm_unshare: bool
+    #: do_swap_page() maps an exclusive page writable on a read fault too (6.11, c18160dba5ff)
+    swapin_read_mkwrite: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

@@ -35,7 +35,7 @@ class ModelBug(Exception):
 
 class Kernel:
     __slots__ = ("s", "folios", "mms", "swap", "refs", "threads", "signals", "next_token", "effects",
-                 "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret")
+                 "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret", "SWP_SYNCHRONOUS_IO", "cpu")
 
     def __init__(self, state: State, design, tid: int, mm: int, hpage_pmd_nr: int = 2, ret=None):
         self.s = state
@@ -53,6 +53,11 @@ class Kernel:
         self.design = design
         #: subpages of a PMD-mapped THP / hugetlb page in this case (its geometry)
         self.HPAGE_PMD_NR = hpage_pmd_nr
+        #: the swap device has SWP_SYNCHRONOUS_IO (zram: the default, as on the machine conformance runs on,
+        #: conformance/zram.py); False for a disk (the case setting ``swap_device = "disk"``)
+        self.SWP_SYNCHRONOUS_IO = True
+        #: the CPU the thread runs on (its per-CPU lru_add batch): CowModel.cpu_of
+        self.cpu = tid
         #: what the path this thread last returned from gave back (a fault's VM_FAULT_*, GUP's error)
         self.ret = ret
 
@@ -358,7 +363,7 @@ class Kernel:
 
     def maybe_free_slot(self, slot: int) -> None:
         s = self.swap[slot]
-        if s.count == 0 and s.cache < 0:
+        if s.count == 0 and s.cache == -1:       # no SWAP_HAS_CACHE (swapcache_prepare() sets it with no folio)
             self.swap[slot] = None
 
     # ------------------------------------------------------------------ data

@@ -5,6 +5,7 @@ import pytest
 
 from cowlab import catalog, designs
 from cowlab.kernel.effects import Error, Segv
+from cowlab.kernel.types import PG_swapcache
 from cowlab.model import CowModel
 from cowlab.schedule import sequential
 
@@ -30,6 +31,22 @@ S_ANON_VMA = ("mm/memory.c copy_page_range() / vma_needs_copy() (5.19+): no pte 
               "copied; the pages there are the zero page, so the child's own faults give the same data and the "
               "only copies are the two writes' copies of the zero page (wp_page_copy())")
 
+S_FRESH = ("mm/memory.c do_swap_page(): on zram (SWP_SYNCHRONOUS_IO) an entry with one user is read into a fresh "
+           "folio that skips the swap cache and is mapped exclusive (folio != swapcache, c145e0b47c77 5.18; "
+           "RMAP_EXCLUSIVE 5.19+), so the write reuses it; 5.7/5.8 and the RFCs reuse by mapcount; live probe "
+           "agrees on 6.18 (cowlab conformance swapin-fresh-exclusive)")
+S_FRESH_PC = ("09854ba94c6a (5.9) .. 5.18 decide the write by page_count(): the other CPU's lru_add batch holds a "
+              "reference that lru_add_drain() cannot drain (d4c470970d45's 'remote LRU pagevecs'), so it copies; "
+              "5.18's swap-in maps the fresh folio writable on a write fault only")
+S_KSM_DRAIN = ("mm/ksm.c scan_get_next_rmap_item(): ksmd's lru_add_drain_all() lets the batched page merge; "
+               "do_wp_page() copies a KSM page from 5.9 (09854ba94c6a), 5.7/5.8 reuse it when mapped once "
+               "(reuse_ksm_page()); live probe agrees on 6.18 (cowlab conformance ksm-merge-lru-batch)")
+S_FORK_CPU = ("fork copies the pinned page for the child from 5.9 (70e806e4e645) and the child's page out swaps "
+              "the copy (its CPU's lru_add batch drained); 5.7/5.8 share it (mapcount 2: MADV_PAGEOUT skips it); "
+              "the parent's write stays its own either way; live probe agrees on 6.18 "
+              "(cowlab conformance lru-batch-fork-child-cpu)")
+S_FORK_CPU_57 = "5.7/5.8 share the pinned page at fork; the parent's write copies it away from its own pin (wrong)"
+
 
 EXPECT = {
     "mremap-pinned-page": row(("", S_MREMAP), linux_5_7=("wrong", S_MREMAP_57), linux_5_8=("wrong", S_MREMAP_57)),
@@ -43,6 +60,11 @@ EXPECT = {
     "fork-no-anon-vma": row(("", S_ANON_VMA)),
     "race-fork-odirect": row(("missed", S_FORK_DMA_GET), linux_6_5=("unnecessary", S_FORK_DMA_PIN),
                              linux_6_9=("unnecessary", S_FORK_DMA_PIN), linux_6_18=("unnecessary", S_FORK_DMA_PIN)),
+    "swapin-fresh-exclusive": row(("", S_FRESH), linux_5_9=("unnecessary", S_FRESH_PC),
+                                  linux_5_11=("unnecessary", S_FRESH_PC), linux_5_18=("unnecessary", S_FRESH_PC)),
+    "ksm-merge-lru-batch": row(("", S_KSM_DRAIN)),
+    "lru-batch-fork-child-cpu": row(("", S_FORK_CPU), linux_5_7=("wrong", S_FORK_CPU_57),
+                                    linux_5_8=("wrong", S_FORK_CPU_57)),
 }
 
 
@@ -95,3 +117,56 @@ def test_fork_copies_no_pte_of_a_vma_without_anon_vma(design):
     assert run.end == "done"
     copied = sorted(e.addr for _, e in effects if type(e) is CopyPte)
     assert copied == [2, 3, 5, 9, 10]
+def _after_swapin(design, **settings):
+    """swapin-fresh-exclusive's state right after the other thread's read swap-in."""
+    m = CowModel(catalog.get("swapin-fresh-exclusive"), designs.load(design, settings or None))
+    run = list(sequential(m))
+    s = [tr for tr in run if tr.func == "do_swap_page_set_pte"][-1].state
+    pte = s.mms[0].ptes[0]
+    return pte, s.folios[pte.pfn], s
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_swapin_on_zram_skips_the_swap_cache(design):
+    # do_swap_page() "skip swapcache": a fresh folio, not in the swap cache, the slot freed; exclusive 5.19+
+    pte, f, s = _after_swapin(design)
+    assert not f.flags & PG_swapcache and f.swap == (-1,)
+    assert all(sl is None for sl in s.swap)
+    assert f.anon_exclusive == ((True,) if designs.load(design).anon_exclusive else (False,))
+
+
+@pytest.mark.parametrize("design,settings,writable", [
+    ("linux-6.18", {}, True),                               # c18160dba5ff (6.11)
+    ("linux-6.9", {}, False),                               # v6.9/v6.10: writable on a write fault only
+    ("linux-6.9", {"swapin_read_mkwrite": True}, True),     # v6.11 .. v6.14
+    ("linux-6.5", {}, False), ("linux-5.19", {}, False)])
+def test_read_swapin_maps_an_exclusive_page_writable_from_6_11(design, settings, writable):
+    pte, f, _ = _after_swapin(design, **settings)
+    assert f.anon_exclusive == (True,)
+    assert pte.write is writable and not pte.dirty
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_ksmd_merges_a_page_in_an_lru_batch(design):
+    # scan_get_next_rmap_item()'s lru_add_drain_all(): the batch's reference does not refuse the merge
+    run, effects = _effects("ksm-merge-lru-batch", design)
+    assert [type(e).__name__ for _, e in effects if type(e).__name__.startswith("Ksm")] == ["KsmMerge"]
+    r = check_copies("ksm-merge-lru-batch", design)
+    assert r.copies["correct"] == (1 if design in ("linux-5.7", "linux-5.8") else 2), r.copies
+
+
+def check_copies(case, design):
+    from cowlab.run import run_sequential
+    return run_sequential(CowModel(catalog.get(case), designs.load(design)))
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_the_child_pages_out_the_copy_fork_made(design):
+    # the copy is in the batch of the CPU fork ran on, which the child shares (model.cpu_of) and drains
+    m = CowModel(catalog.get("lru-batch-fork-child-cpu"), designs.load(design))
+    run = list(sequential(m))
+    child = m.case.processes.index("child")
+    after = [tr for tr in run if tr.op.startswith("pageout")][-1].state
+    kind = after.mms[child].ptes[0].kind
+    from cowlab.kernel.types import PTE_SWAP
+    assert (kind == PTE_SWAP) is (design not in ("linux-5.7", "linux-5.8")), kind

@@ -28,6 +28,8 @@ class SwapMapped(NamedTuple):
     slot: Slot
     exclusive: bool
     freed: bool
+    #: a fresh folio that skipped the swap cache (SWP_SYNCHRONOUS_IO): its slot holds swapcache_prepare()'s flag
+    fresh: bool = False
 
 
 class FaultFrame(NamedTuple):
@@ -40,7 +42,8 @@ class FaultFrame(NamedTuple):
     swap-cache folio); ``cow_page``: wp_page_copy()'s new page; ``orig_pte``:
     vmf->orig_pte of a swap fault; ``locked``: the page lock is held after
     LOCK_PAGE (5.7/5.8); ``snap``: what a split decision read (READ_MORE);
-    ``swapin``: do_swap_page() between decision and mapping."""
+    ``swapin``: do_swap_page() between decision and mapping; ``fresh``:
+    do_swap_page()'s folio skipped the swap cache (folio != swapcache)."""
     address: int
     write: bool
     unshare: bool
@@ -52,6 +55,7 @@ class FaultFrame(NamedTuple):
     locked: bool = False
     snap: object = None
     swapin: Optional[SwapMapped] = None
+    fresh: bool = False
 
     def in_flight(self, s, mm, args, hpage_pmd_nr) -> InFlight:
         """do_swap_page() between the design's decision and set_pte_at():

@@ -2,8 +2,8 @@
 
 try_to_merge_two_pages() -> try_to_merge_one_page() for each page:
 lock_page; write_protect_page() under the PT lock (refuses pages with
-references beyond mappings + swap cache: ``mapcount + 1 + swapped !=
-page_count``; 5.19+ also page_try_share_anon_rmap()); the first page becomes
+references beyond mappings + swap cache + the scan's own follow_page()
+reference: ``mapcount + 1 + swapped != page_count``; 5.19+ also page_try_share_anon_rmap()); the first page becomes
 the KSM (stable) page; replace_page() points the second mapping at it.
 KSM pages are never PageAnonExclusive and, from 5.9, never reused by
 do_wp_page (reuse_ksm_page() is 5.7/5.8 only).
@@ -15,7 +15,7 @@ from ..paths import step, op
 from ..txn import Blocked
 from .internal import enter_fault
 from ..types import ZERO_PFN, PG_ksm, VM_MERGEABLE
-from . import rmap
+from . import rmap, swap as lru
 
 
 def _mergeable_page(k, mm, addr) -> int | None:
@@ -51,20 +51,37 @@ def _write_protect_page(k, mm, addr) -> bool:
 def try_to_merge_two_pages(k, fr, op):
     """try_to_merge_two_pages(): the scanned page (addr) is made a KSM page
     first, then the unstable tree's page (other_addr) is merged into it; if
-    that fails, break_cow() un-merges the first again with a fault."""
+    that fails, break_cow() un-merges the first again with a fault.
+
+    First scan_get_next_rmap_item()'s lru_add_drain_all() (every version
+    5.7 .. 6.18): ksmd drains every CPU's lru_add batch when it starts a full
+    scan, so a page is never refused for a batch's reference.  (A page is
+    merged only when its checksum did not change since the previous scan,
+    so it was faulted in before the scan this drain starts.)"""
+    lru.lru_add_drain_all(k)
     a_mm, a = k.mm, op["addr"]
     b_mm, b = op["mm_id"], op.get("other_addr", op["addr"])
     p1, p2 = _mergeable_page(k, a_mm, a), _mergeable_page(k, b_mm, b)
     if p1 is None or p2 is None or p1 == p2 or \
             k.folio(p1).data[k.pte(a, a_mm).idx] != k.folio(p2).data[k.pte(b, b_mm).idx]:
         return None           # nothing the unstable tree would pair up
+    # the scan's follow_page(FOLL_GET) of each page: write_protect_page()'s "+ 1" is this reference
+    held = [k.add_ref("tmp", p1, owner="ksmd"), k.add_ref("tmp", p2, owner="ksmd")]
+
+    def put_pages():
+        for r in held:
+            k.drop_ref(r)
+
     if not k.trylock_page(p1):
+        put_pages()
         return None
     if not _write_protect_page(k, a_mm, a):
         k.unlock_page(p1)
+        put_pages()
         return None
     i1 = k.pte(a, a_mm).idx
     if not _write_protect_page(k, b_mm, b):
+        put_pages()
         # the first page is a KSM page by now (set_page_stable_node()); break_cow() takes it back by a
         # fault: FAULT_FLAG_WRITE, or FAULT_FLAG_UNSHARE from 6cce3314b928 (6.1)
         k.set_flag(p1, PG_ksm)
@@ -87,6 +104,7 @@ def try_to_merge_two_pages(k, fr, op):
     rmap.page_remove_rmap(k, p2, old.idx)
     k.put_page(p2)
     k.unlock_page(p1)
+    put_pages()
     k.effect(KsmMerge(a_mm, a, b_mm, b, p1))
     return None
 

@@ -268,13 +268,37 @@ def do_swap_page_lookup(k, fr: FaultFrame, op):
     if s is None or k.pte(fr.address) != orig:
         return fault_done(k, fr._replace(orig_pte=None))     # raced: the pte changed, retry the fault
     pfn = s.cache
+    if pfn == swapfile.SWAPCACHE_PREPARED:
+        # swapcache_prepare() failed (-EEXIST): wait and retry, as the kernel's schedule_timeout loop does
+        raise Blocked("swapcache_prepare(): another swap-in of this entry is under way")
     if pfn >= 0:
         k.get_page(pfn)
+    elif k.SWP_SYNCHRONOUS_IO and s.count == 1:
+        return do_swap_page_skip_swapcache(k, fr, slot, s)
     else:
         pfn = k.alloc_folio(data=(s.data,))
         swapfile.add_to_swap_cache(k, pfn, slot)
         lru.lru_cache_add(k, pfn)
     return Goto("swap.lock", fr._replace(page=pfn))
+
+
+def do_swap_page_skip_swapcache(k, fr: FaultFrame, slot: int, s):
+    """do_swap_page() on a SWP_SYNCHRONOUS_IO device (zram, the model's
+    default swap device: ``k.SWP_SYNCHRONOUS_IO``) when ``__swap_count(entry) == 1``
+    (0bcac06f27d7, 4.15; every version 5.7 .. 6.18): "skip swapcache" -- a
+    fresh folio, locked, on the lru_add batch (folio_add_lru()), read from
+    the device synchronously and never added to the swap cache; the decision
+    (do_swap_page_map) then gets ``fresh`` (folio != swapcache: "certainly exclusive" from
+    c145e0b47c77, 5.18).  swapcache_prepare() (13ddaf26be32, 6.8) sets
+    SWAP_HAS_CACHE without a folio so a parallel swap-in of the entry waits
+    and retries; the model keeps that guard for every version (before 6.8 a
+    parallel swap-in could map stale data after the slot was reused, a race
+    this model does not show)."""
+    swapfile.swapcache_prepare(k, slot)
+    pfn = k.alloc_folio(data=(s.data,))
+    lru.lru_cache_add(k, pfn)
+    # __folio_set_locked(); swap_read_folio() completes at once and unlocks; folio_lock_or_retry() next
+    return Goto("swap.lock", fr._replace(page=pfn, fresh=True))
 
 
 @step("swap.lock")
@@ -289,22 +313,24 @@ def do_swap_page_map(k, fr: FaultFrame, op):
     """do_swap_page() with page lock and PT lock: pte_same() re-check, the
     design's exclusivity decision (which frees the swap entry), map the
     page, then do_wp_page() if the write fault was not satisfied."""
-    pfn, orig = fr.page, fr.orig_pte
-    fr = fr._replace(page=None, orig_pte=None)
+    pfn, orig, fresh = fr.page, fr.orig_pte, fr.fresh
+    fr = fr._replace(page=None, orig_pte=None, fresh=False)
     addr = fr.address
     k.pte_lock()
     slot = orig.pfn
-    if k.pte(addr) != orig or not k.PageSwapCache(pfn) or slot not in k.folio(pfn).swap:
+    if k.pte(addr) != orig or (not fresh and (not k.PageSwapCache(pfn) or slot not in k.folio(pfn).swap)):
         k.unlock_page(pfn)
         k.drop_ref(k.my_tmp_ref(pfn))
+        if fresh:
+            swapfile.swapcache_clear(k, slot)
         k.pte_unlock()
         return fault_done(k, fr)
-    idx = k.folio(pfn).swap.index(slot)
+    idx = 0 if fresh else k.folio(pfn).swap.index(slot)
     vmf = Vmf(k.mm, addr, pfn, idx, write=fr.write, unshare=fr.unshare, locked=True)
     count = k.swap[slot].count
-    exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), False)
+    exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), fresh)
     freed = k.swap[slot] is None or k.swap[slot].count != count
-    return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed)))
+    return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed, fresh)))
 
 
 @step("swap.set_pte")
@@ -315,17 +341,20 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
     do_wp_page() if a write fault was not satisfied.  A separate step from the
     decision, so that lockless readers of the counts (another mm's fault
     under its own PT lock) can run in between, as in the kernel."""
-    pfn, idx, slot, exclusive, freed = fr.swapin
+    pfn, idx, slot, exclusive, freed, fresh = fr.swapin
     fr = fr._replace(swapin=None)
     addr = fr.address
     vma = k.find_vma(addr)
-    write = fr.write and exclusive and bool(vma.flags & VM_WRITE)
+    # a read fault maps an exclusive page writable too from 6.11 (c18160dba5ff: the design's swapin_read_mkwrite)
+    write = (fr.write or k.design.swapin_read_mkwrite) and exclusive and bool(vma.flags & VM_WRITE)
     k.ref_to_mapping(pfn)
     rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
-    k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write, soft_dirty=True))
+    k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write and fr.write, soft_dirty=True))
     k.effect(Swapin(k.mm, addr, pfn, idx, exclusive))
     if not freed:
         swapfile.swap_free(k, slot)
+    if fresh:
+        swapfile.swapcache_clear(k, slot)
     if k.folios[pfn] is not None and k.PageLocked(pfn):
         k.unlock_page(pfn)
     if fr.write and not write:

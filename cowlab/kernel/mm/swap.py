@@ -2,8 +2,9 @@
 
 A fresh folio is added to the local CPU's lru_add batch, which holds a
 reference until the batch is drained onto the LRU list (PG_lru set).  The
-model has one batch per thread's CPU; ``lru_add_drain`` drains the local one,
-``lru_add_drain_all`` (a background agent, or migration) drains every CPU.
+model has one batch per CPU (``k.cpu``, the running thread's: model.cpu_of);
+``lru_add_drain`` drains the local one, ``lru_add_drain_all`` (a background
+agent, migration, ksmd) drains every CPU.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from ..types import PG_lru
 def lru_cache_add(k, pfn: int) -> None:
     """lru_cache_add()/folio_add_lru() (all versions): folio_get() + queue in
     the local CPU's lru_add batch; PG_lru is set only when the batch drains."""
-    k.add_ref("lru_batch", pfn, owner=f"cpu{k.tid}")
+    k.add_ref("lru_batch", pfn, owner=f"cpu{k.cpu}")
 
 
 def _drain(k, owner: str | None) -> None:
@@ -25,7 +26,7 @@ def _drain(k, owner: str | None) -> None:
 
 def lru_add_drain(k) -> None:
     """lru_add_drain() (all versions): drain this CPU's batch only."""
-    _drain(k, f"cpu{k.tid}")
+    _drain(k, f"cpu{k.cpu}")
 
 
 def lru_add_drain_all(k) -> None:

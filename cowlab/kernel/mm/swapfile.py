@@ -7,6 +7,10 @@ from __future__ import annotations
 
 from ..types import PG_swapcache, PG_writeback, PG_dirty, PG_ksm
 
+#: a slot's ``cache`` while swapcache_prepare() holds SWAP_HAS_CACHE for a swap-in with no swap-cache
+#: folio (-1: no SWAP_HAS_CACHE)
+SWAPCACHE_PREPARED = -2
+
 
 def add_to_swap_cache(k, pfn: int, slot: int, idx: int = 0) -> None:
     """add_to_swap_cache(): the swap cache holds one reference per subpage."""
@@ -15,6 +19,23 @@ def add_to_swap_cache(k, pfn: int, slot: int, idx: int = 0) -> None:
     sw[idx] = slot
     k.folios[pfn] = f._replace(flags=f.flags | PG_swapcache, swap=tuple(sw), refcount=f.refcount + 1)
     k.set_slot(slot, cache=pfn)
+
+
+def swapcache_prepare(k, slot: int) -> None:
+    """swapcache_prepare() (mm/swapfile.c; the skip-swapcache swap-in uses it
+    from 13ddaf26be32, 6.8): set SWAP_HAS_CACHE on the slot without adding a
+    folio to the swap cache, so the slot stays and a parallel swap-in of it
+    waits.  The caller saw the slot without SWAP_HAS_CACHE."""
+    k.set_slot(slot, cache=SWAPCACHE_PREPARED)
+
+
+def swapcache_clear(k, slot: int) -> None:
+    """swapcache_clear() (6.8+): drop swapcache_prepare()'s SWAP_HAS_CACHE;
+    the slot is freed when no swap pte references it any more."""
+    s = k.swap[slot]
+    if s is not None and s.cache == SWAPCACHE_PREPARED:
+        k.set_slot(slot, cache=-1)
+        k.maybe_free_slot(slot)
 
 
 def delete_from_swap_cache(k, pfn: int) -> None:
