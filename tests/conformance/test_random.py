@@ -148,7 +148,7 @@ def _kernel_lines(prep, bug):
     m, out = prep.m, []
     pagesn = prep.case.pages
     names = list(prep.case.processes)
-    for i, ((proc, op, s, stores, loads, thread), step) in enumerate(zip(prep.msteps, prep.plan["steps"])):
+    for i, ((proc, op, s, stores, loads, thread, _), step) in enumerate(zip(prep.msteps, prep.plan["steps"])):
         snap = {}
         for pi, name in enumerate(names):
             if not s.mms[pi].alive:
