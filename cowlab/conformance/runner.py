@@ -109,7 +109,7 @@ def _outcome(op, proc_alive_before: bool, effects, s, pi, tr) -> Outcome:
         return Outcome("killed")
     errs = [e for e in effects if type(e) is Error]
     if errs:
-        return Outcome("error", errs[0].errno)
+        return Outcome("error", errs[0].errno or None)
     if op.name == "vmsplice":
         from ..kernel.fs.splice import pipe_owner
         owner = pipe_owner(dict(op.args))

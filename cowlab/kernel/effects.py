@@ -189,11 +189,11 @@ class Error(NamedTuple):
     / ``"io_uring_write_fixed"`` (no buffer registered: io_import_fixed()),
     ``"madvise(MADV_PAGEOUT)"`` (``vmscan.madvise_pageout()``): GUP failed on
     the range, or the call was refused.  ``errno``: the error the call returns
-    to the process (EFAULT 14, EINVAL 22), None where the model does not say."""
+    to the process (EFAULT 14, EINVAL 22), 0 where the model does not say."""
     call: str
     mm: int
     addr: int
-    errno: int | None = None
+    errno: int = 0
 
 
 class KsmMerge(NamedTuple):

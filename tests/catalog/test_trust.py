@@ -99,8 +99,8 @@ def _outcomes(case, design):
 GUP_PARTIAL = [("parent", "mmap", "ok", None, None), ("parent", "write", "ok", None, None),
                ("parent", "vmsplice", "ok", None, 1), ("parent", "io_uring_register", "error", 14, None),
                ("parent", "odirect_read", "error", 14, None), ("parent", "read", "ok", None, None),
-               ("parent", "fork", "ok", None, None), ("parent", "write", "ok", None, None),
-               ("parent", "io_uring_write_fixed", "error", 14, None), ("parent", "pipe_read", "ok", None, None),
+               ("parent", "pipe_read", "ok", None, None), ("parent", "fork", "ok", None, None),
+               ("parent", "write", "ok", None, None), ("parent", "io_uring_write_fixed", "error", 14, None),
                ("child", "read", "ok", None, None), ("child", "exit", "ok", None, None)]
 
 
