@@ -139,7 +139,7 @@ def run_plan(plan: dict, stdout) -> None:
     import signal
     import socket
     from .probe import libc
-    libc.prctl(36, 1, 0, 0, 0)      # PR_SET_CHILD_SUBREAPER: the processes of a first process that died are ours to wait
+    libc.prctl(36, 1, 0, 0, 0)      # PR_SET_CHILD_SUBREAPER: the children of a first process that died are ours
     if plan.get("cpu") is not None:
         os.sched_setaffinity(0, {plan["cpu"]})     # one CPU for the whole case (and its processes)
     pages = plan["pages"]
@@ -177,7 +177,6 @@ def run_plan(plan: dict, stdout) -> None:
         return os.waitpid(p["pid"], 0)[1]
 
     def command(proc, op, args, thread=None) -> dict:
-        p = procs[proc]
         cmd, res = io[proc]
         try:
             cmd.write(json.dumps({"op": op, "args": args, "thread": thread}) + "\n")

@@ -122,7 +122,8 @@ def test_partial_io_uring_registration_pins_nothing(design):
 @pytest.mark.parametrize("design", ALL)
 def test_a_killed_first_process_leaves_its_child_running(design):
     assert _outcomes("segv-first-process", design) == [
-        ("parent", "mmap", "ok", None, None), ("parent", "write", "ok", None, None), ("parent", "fork", "ok", None, None),
-        ("parent", "mprotect", "ok", None, None), ("parent", "read", "killed", None, None),
+        ("parent", "mmap", "ok", None, None), ("parent", "write", "ok", None, None),
+        ("parent", "fork", "ok", None, None), ("parent", "mprotect", "ok", None, None),
+        ("parent", "read", "killed", None, None),
         ("parent", "write", "not_run", None, None), ("child", "read", "ok", None, None),
         ("child", "exit", "ok", None, None)]
