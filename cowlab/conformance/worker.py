@@ -128,8 +128,10 @@ def _on_cpu(cpu: int, fn):
 def run_plan(plan: dict, stdout) -> None:
     """Run one case's plan, one JSON line per step on ``stdout``.
 
-    This process only coordinates: every process of the scenario, the first
-    one too, is a forked process serving commands on a socket (``_serve``),
+    This process only coordinates (it maps nothing of the case): every
+    process of the scenario, the first one too, is a forked process serving
+    commands on a socket (``_serve``; the first maps the case's range and
+    says where),
     so a process the kernel kills (SIGSEGV) is seen dying on its step while
     the others go on, as in the model.  Each process's socket is made here
     before the first process is forked; a process holds only its own once
@@ -140,29 +142,41 @@ def run_plan(plan: dict, stdout) -> None:
     import socket
     from .probe import libc
     libc.prctl(36, 1, 0, 0, 0)      # PR_SET_CHILD_SUBREAPER: the children of a first process that died are ours
-    if plan.get("cpu") is not None:
-        os.sched_setaffinity(0, {plan["cpu"]})     # one CPU for the whole case (and its processes)
     pages = plan["pages"]
-    mem = Memory(pages, plan.get("shared", False), plan.get("align", 1))
     names = plan["processes"]
     first = names[0]
     ends = {n: socket.socketpair() for n in names}
     ours = {n: a for n, (a, _) in ends.items()}
     theirs = {n: b for n, (_, b) in ends.items()}
+    coordinator = os.getpid()
     pid = os.fork()
     if pid == 0:
         try:
-            # (the first process does not die with this one: a process the coordinator loses reads the end of
-            # its socket and exits; none may die with the first process, which the kernel can kill)
+            # the first process dies with the coordinator; the processes it forks do not die with it (the
+            # kernel can kill it, and they run on): they end when the coordinator's end of their socket does
+            die_with_parent(coordinator)
             for a in ours.values():
                 a.close()
-            _serve(mem, theirs.pop(first), plan.get("thread_cpus") or {}, theirs)
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)                # the plan stream and the lines are the coordinator's
+            os.dup2(null, 1)
+            if plan.get("cpu") is not None:
+                os.sched_setaffinity(0, {plan["cpu"]})     # one CPU for the whole case (and its processes)
+            mem = Memory(pages, plan.get("shared", False), plan.get("align", 1))
+            chan = theirs.pop(first)
+            chan.sendall((json.dumps({"base": mem.base}) + "\n").encode())
+            _serve(mem, chan, plan.get("thread_cpus") or {}, theirs)
         finally:
             os._exit(1)
     for b in theirs.values():
         b.close()
     procs = {first: {"pid": pid}}
     io = {n: (a.makefile("w"), a.makefile("r")) for n, a in ours.items()}
+    hello = io[first][1].readline()
+    if not hello:
+        os.waitpid(pid, 0)
+        raise RuntimeError("the first process died before it mapped the case's range")
+    base = json.loads(hello)["base"]
 
     def reap(proc) -> int:
         """Wait for a process that ended: the first process is this one's
@@ -204,7 +218,7 @@ def run_plan(plan: dict, stdout) -> None:
                 b = args.get("other_addr", a)
 
                 def pfn_of(name, page):
-                    present, _, pfn, _ = pagemap(procs[name]["pid"], mem.base + page * PAGE_SIZE, 1)[0]
+                    present, _, pfn, _ = pagemap(procs[name]["pid"], base + page * PAGE_SIZE, 1)[0]
                     return pfn if present else None
                 ksm_run_until(lambda: pfn_of(proc, a) is not None and pfn_of(proc, a) == pfn_of(other, b))
             elif op == "exit" and proc == first:
@@ -220,7 +234,7 @@ def run_plan(plan: dict, stdout) -> None:
             out = {"ok": False, "skip": str(e), "error": str(e)}
         except Exception as e:
             out = dict(_failure(e), trace=traceback.format_exc(limit=2))
-        out["snapshot"] = stable_snapshot(procs, mem.base, pages)
+        out["snapshot"] = stable_snapshot(procs, base, pages)
         stdout.write(json.dumps(out) + "\n")
         stdout.flush()
         if not out["ok"] and not (out.get("errno") or out.get("killed") or out.get("not_run")):
@@ -232,40 +246,28 @@ def run_plan(plan: dict, stdout) -> None:
                     reap(name)
             except Exception:
                 pass
+    for cmd, res in io.values():
+        cmd.close()
+        res.close()
+    for a in ours.values():
+        a.close()
 
 
 def serve() -> None:
-    """``--serve``: one plan per line on stdin; each runs in a fresh fork()ed
-    process (so every case starts from a clean address space without a new
-    interpreter), its lines streamed to stdout, then ``{"done": status}``."""
+    """``--serve``: one plan per line on stdin, each coordinated by this
+    process (``run_plan``: the case's processes are fresh fork()s of it, so
+    every case starts from a clean address space without a new interpreter),
+    its lines streamed to stdout, then ``{"done": status}``."""
     for line in sys.stdin:
         if not line.strip():
             continue
         plan = json.loads(line)
-        r, w = os.pipe()
-        server = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            die_with_parent(server)
-            os.close(r)
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)     # the command stream is the server's
-            with os.fdopen(w, "w") as out:
-                try:
-                    run_plan(plan, out)
-                except BaseException as e:       # reported as a failed step; the server goes on
-                    out.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}", "snapshot": {}}) + "\n")
-                    out.flush()
-            os._exit(0)
-        os.close(w)
-        last = "\n"
-        with os.fdopen(r) as res:
-            for out_line in res:
-                sys.stdout.write(out_line)
-                sys.stdout.flush()
-                last = out_line[-1:]
-        _, status = os.waitpid(pid, 0)
-        if last != "\n":
-            sys.stdout.write("\n")          # a plan process killed mid-line: "done" stays a line of its own
+        status = 0
+        try:
+            run_plan(plan, sys.stdout)
+        except Exception as e:       # reported as a failed step; the server goes on
+            sys.stdout.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}", "snapshot": {}}) + "\n")
+            status = 1
         sys.stdout.write(json.dumps({"done": status}) + "\n")
         sys.stdout.flush()
 
