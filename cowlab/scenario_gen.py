@@ -11,8 +11,10 @@ identical pages are merged by ksmd once.  The generator keeps a model of the
 address spaces that a real program would have (mapped pages, protections,
 VMA boundaries, pending pipes, registered buffers), so every step is one the
 kernel accepts -- except, with a small probability, one step the kernel
-refuses (a SIGSEGV or EFAULT), which ends the scenario: the model's handling
-of those is one of the known false-verdict classes (``FAULT_CLASSES``).
+refuses (``REFUSALS``: a SIGSEGV, an EFAULT, an EINVAL), which ends the
+scenario; conformance compares the refusal with the model's (the errno, the
+process killed at that step).  Those the model still gets wrong are known
+false-verdict classes (``FAULT_CLASSES``).
 
 Every scenario ends with an *observation sweep*: each live process reads
 every page it can read, writes a fresh value at each still-attached
@@ -41,12 +43,6 @@ FIRST = "parent"
 
 #: known false-verdict classes the generator can produce, by name (issue 11)
 KNOWN_CLASSES = {
-    "segfault": "a CPU access the kernel answers with SIGSEGV (an unmapped page, a PROT_NONE read, a write to "
-                "PROT_READ): the model reads PROT_NONE and keeps running a process that faulted",
-    "efault": "a GUP of an unmapped or PROT_NONE range (vmsplice, O_DIRECT, io_uring register): the kernel "
-              "returns EFAULT",
-    "write-gup-prot-read": "a write GUP (O_DIRECT read, io_uring register) on a PROT_READ mapping: the kernel "
-                           "refuses it with EFAULT, the model does not",
     "dma-after-unmap": "io_uring READ_FIXED / WRITE_FIXED after the buffer's pages were unmapped "
                        "(munmap, MADV_DONTNEED, mmap over them): a missed COW although nothing can leak",
     "mremap-pinned": "mremap of a page under an io_uring pin or a vmsplice reference: the fixed buffer and the pipe "
@@ -59,7 +55,11 @@ KNOWN_CLASSES = {
     "mremap-onto-mapping": "mremap onto a mapped destination: the kernel unmaps the destination first, the model "
                            "refuses the move",
 }
-FAULT_CLASSES = ("segfault", "efault", "write-gup-prot-read", "pageout-hugetlb")
+FAULT_CLASSES = ("pageout-hugetlb",)
+#: the steps the kernel refuses that the generator makes (``Tracker.classify``): a CPU access answered with SIGSEGV
+#: (an unmapped page, a PROT_NONE read, a write to PROT_READ), a GUP of an unmapped or PROT_NONE range (vmsplice,
+#: O_DIRECT, io_uring register: EFAULT), a write GUP of a PROT_READ mapping (EFAULT), and the fault classes
+REFUSALS = ("segfault", "efault", "write-gup-prot-read") + FAULT_CLASSES
 #: classes after which the kernel and the model hold different page tables (later differences follow from them)
 STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "huge-zero-page")
 
@@ -485,7 +485,8 @@ def classes(steps: list, pages: int, large: str | None = None) -> dict:
         if k == "impossible":
             continue
         if k != "ok":
-            out[i] = k
+            if k in KNOWN_CLASSES:
+                out[i] = k
         elif t.known_class(proc, op, args):
             out[i] = t.known_class(proc, op, args)
         t.apply(proc, op, args)

@@ -49,7 +49,7 @@ def test_every_step_is_one_the_kernel_accepts_but_a_last_faulting_one():
             k = t.classify(*step)
             assert k != "impossible", (s.id, i, step)
             if k != "ok":
-                assert k in scenario_gen.FAULT_CLASSES and i == len(s.body) - 1 and not s.sweep, (s.id, step)
+                assert k in scenario_gen.REFUSALS and i == len(s.body) - 1 and not s.sweep, (s.id, step)
             t.apply(*step)
         assert normalize(s.pages, s.body, s.exclude) == (s.body, s.sweep)
 

@@ -132,6 +132,57 @@ def read_prot_none():
     return s.build()
 
 
+SRC_PARTIAL = ("mm/gup.c __get_user_pages(): a range is taken up to the first page check_vma_flags() or the fault "
+               "refuses (the count so far, -EFAULT for none); fs/splice.c iter_to_pipe(): vmsplice() keeps those "
+               "pages and returns a short count; io_uring/memmap.c io_pin_pages() (rsrc.c in 5.x): fewer pages than "
+               "asked are unpinned and the registration is -EFAULT; fs/iomap/direct-io.c __iomap_dio_rw(): the "
+               "bios of the pages taken complete, the call returns -EFAULT; probed live on 6.18 (ext4)")
+SRC_SEGV_FIRST = ("arch/x86/mm/fault.c access_error() -> force_sig_fault(SIGSEGV): the process that faulted dies "
+                  "(do_exit()); the processes it forked run on with their own copies")
+
+
+def gup_partial():
+    """A GUP of a range whose second page is unmapped, by each GUP user: the
+    vmsplice keeps page 0 in the pipe (a short count), the io_uring
+    registration fails whole and unpins page 0 again (so fork shares it and
+    a WRITE_FIXED through the ring has no buffer: -EFAULT), the O_DIRECT read
+    fills page 0 and fails with -EFAULT."""
+    s = Script("gup-partial", "vmsplice, io_uring register and O_DIRECT read of a range GUP takes only in part",
+               pages=2, source=SRC_PARTIAL, tags=("trust", "io_uring", "efault"))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0)
+    p.write(0)
+    p.vmsplice(0, pages=2, pipe="p")
+    p.io_uring_register(0, pages=2, buf="b")
+    p.odirect_read(0, pages=2)
+    p.read(0)
+    p.pipe_read(pipe="p")        # (before fork: a child holding the pipe's write end would keep it from ending)
+    p.fork(c)
+    p.write(0)
+    p.io_uring_write_fixed(buf="b")
+    c.read(0)
+    c.exit()
+    return s.build()
+
+
+def segv_first_process():
+    """The first process reads a page it made PROT_NONE and dies (SIGSEGV);
+    the child it forked runs on and reads the data it shared with the
+    parent (whose mapping of it is gone with the parent)."""
+    s = Script("segv-first-process", "the parent dies of a SIGSEGV; its child runs on", pages=1,
+               source=SRC_SEGV_FIRST, tags=("trust", "sigsegv"))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0)
+    p.write(0)
+    p.fork(c)
+    p.mprotect(0, prot="none")
+    p.read(0)
+    p.write(0)
+    c.read(0)
+    c.exit()
+    return s.build()
+
+
 SRC_FORK_DMA = ("kernel/fork.c dup_mmap() -> copy_pte_range(): each page is copied or shared when fork reaches "
                 "it, under the parent's PT lock; a7e689dd1c06 (6.5) O_DIRECT takes FOLL_PIN, so fork copies the "
                 "pinned page for the child (70e806e4e645) and the DMA stays the parent's")
@@ -290,4 +341,5 @@ def lru_batch_fork_child_cpu():
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma(),
-            swapin_fresh_exclusive(), ksm_merge_lru_batch(), lru_batch_fork_child_cpu()]
+            swapin_fresh_exclusive(), ksm_merge_lru_batch(), lru_batch_fork_child_cpu(), gup_partial(),
+            segv_first_process()]

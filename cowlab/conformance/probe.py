@@ -133,6 +133,7 @@ class Memory:
         end = self.base + pages * PAGE
         libc.munmap(end, base + span - end)
         self.pipes: dict = {}
+        self.spliced: dict = {}       # pipe -> pages vmsplice()d into it
 
     def addr(self, a: int) -> int:
         return self.base + a * PAGE
@@ -231,6 +232,8 @@ class Memory:
             f.write("4")
 
     def op_vmsplice(self, addr, pipe, pages=1):
+        """vmsplice(2) of the range into the pipe; returns the pages the pipe
+        holds (fewer than asked when GUP took only part of the range)."""
         if pipe not in self.pipes:
             r, w = os.pipe()
             if pages * PAGE > 65536:
@@ -239,12 +242,16 @@ class Memory:
             self.pipes[pipe] = (r, w)
         iov = Iovec(self.addr(addr), pages * PAGE)
         n = libc.vmsplice(self.pipes[pipe][1], ctypes.byref(iov), 1, 0)
-        if n != pages * PAGE:
-            raise OSError(ctypes.get_errno(), f"vmsplice returned {n}")
-        return None
+        if n < 0:
+            e = ctypes.get_errno()
+            raise OSError(e, f"vmsplice: {os.strerror(e)}")
+        # a short count is no error: GUP took the range up to a page it could not take
+        self.spliced[pipe] = self.spliced.get(pipe, 0) + n // PAGE
+        return self.spliced[pipe]
 
     def op_pipe_read(self, pipe):
         r, w = self.pipes.pop(pipe)
+        self.spliced.pop(pipe, None)
         os.close(w)
         data = b""
         while True:
@@ -414,11 +421,14 @@ class Ring:
 
 def _iouring_ops(cls):
     def op_io_uring_register(self, addr, buf="buf", pages=1, fast=False):
+        """A ring and IORING_REGISTER_BUFFERS of the range; a ring whose
+        registration the kernel refused is kept (no buffer in it), so that a
+        later READ_FIXED / WRITE_FIXED through it gets the kernel's answer."""
         ring = Ring()
-        ring.register(self.addr(addr), pages * PAGE)
         fd = os.open("/tmp", os.O_TMPFILE | os.O_RDWR, 0o600)
         self.rings = getattr(self, "rings", {})
         self.rings[buf] = (ring, fd, addr, pages)
+        ring.register(self.addr(addr), pages * PAGE)
 
     def op_io_uring_write_fixed(self, buf="buf"):
         ring, fd, addr, pages = self.rings[buf]

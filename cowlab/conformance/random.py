@@ -263,7 +263,8 @@ def signature(reason: str) -> tuple:
     op = m.group(2) if m else ""
     for key, kind in (("data:", "data"), (" alive:", "alive"), ("not anonymous", "anon"),
                       ("PG_anon_exclusive", "exclusive"), ("KSM page", "ksm"), ("mapcount", "mapcount"),
-                      ("share a physical page", "sharing"), ("the real program failed", "failed"),
+                      ("share a physical page", "sharing"), (": outcome:", "outcome"),
+                      ("the real program failed", "failed"),
                       ("the real program stopped", "stopped"), ("the model failed", "model")):
         if key in reason:
             return (kind, op)
@@ -787,11 +788,12 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
     for e in exclude:
         if e == "known":
             ex |= set(scenario_gen.KNOWN_CLASSES)
-        elif e in scenario_gen.KNOWN_CLASSES or e in ("thp", "hugetlb"):
+        elif e in scenario_gen.KNOWN_CLASSES or e in scenario_gen.REFUSALS or e in ("thp", "hugetlb"):
             ex.add(e)
         else:
             raise user_error(f"--exclude {e}: unknown class; known: {', '.join(scenario_gen.KNOWN_CLASSES)}, known "
-                             "(all of those), thp, hugetlb (no scenarios over huge pages)")
+                             f"(all of those), {', '.join(scenario_gen.REFUSALS[:3])} (steps "
+                             "the kernel refuses), thp, hugetlb (no scenarios over huge pages)")
     if design_spec:
         designs.load(design_spec)
     rep = None if files else RandomReport(seed, count)

@@ -9,10 +9,11 @@ import subprocess
 import sys
 import zlib
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .. import catalog, designs
 from ..catalog import CatalogError
-from ..kernel.effects import Load, Store
+from ..kernel.effects import Error, Exit, Load, Store
 from ..designs import design_for_release
 from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from ..model import CowModel
@@ -69,20 +70,71 @@ def _token_byte(t) -> int:
     return (t if isinstance(t, int) else zlib.crc32(str(t).encode())) % 251 + 1
 
 
+class Outcome(NamedTuple):
+    """How one operation ended, for the process that ran it: ``"ok"``; the
+    call failed with ``errno`` (``"error"``: GUP's -EFAULT, MADV_PAGEOUT's
+    -EINVAL ...); the process was ``"killed"`` on it (a fault the kernel
+    answers with SIGSEGV: the arch fault handler's force_sig_fault() and
+    do_exit()); or it was ``"not_run"`` (its process had died before).
+    ``pages``: the pages a vmsplice() left in its pipe (a short count when
+    GUP took only part of the range).  ``errno`` of a kill: the signal's name."""
+    kind: str = "ok"
+    errno: int | str | None = None
+    pages: int | None = None
+
+    def text(self) -> str:
+        if self.kind == "error":
+            return f"failed with {_errno_name(self.errno)}"
+        if self.kind == "killed":
+            return f"killed the process by {self.errno or 'SIGSEGV'}"
+        if self.kind == "not_run":
+            return "was not run (the process had died)"
+        return "succeeded" + (f" ({self.pages} pages in the pipe)" if self.pages is not None else "")
+
+
+def _errno_name(e) -> str:
+    import errno as _errno
+    if e is None:
+        return "an error"
+    return f"{_errno.errorcode.get(e, 'errno')} ({e})"
+
+
+def _outcome(op, proc_alive_before: bool, effects, s, pi, tr) -> Outcome:
+    """The Outcome of ``op`` from the model's step: the skip transition of a
+    process that has exited (label "exited"), an Exit effect of an operation
+    that is not ``exit`` (the SIGSEGV path runs do_exit()), or an Error."""
+    if tr.label == "exited" or not proc_alive_before:
+        return Outcome("not_run")
+    if op.name != "exit" and any(type(e) is Exit for e in effects):
+        return Outcome("killed")
+    errs = [e for e in effects if type(e) is Error]
+    if errs:
+        return Outcome("error", errs[0].errno or None)
+    if op.name == "vmsplice":
+        from ..kernel.fs.splice import pipe_owner
+        owner = pipe_owner(dict(op.args))
+        return Outcome(pages=sum(1 for r in s.refs if r.kind == "pipe" and r.owner == owner))
+    return Outcome()
+
+
 def model_steps(case, design):
     """Run the model on the sequential schedule; per completed operation
-    (sync operations dropped): (process, op, args, state after, tokens).
-    Conformance compares states, not verdicts, so the oracle is off (it never
-    changes a state).  With the kernel's THP size (512 subpages) the model's
-    own invariant checks are off too, for speed: they run on the same paths
-    at the model's size in the test suite."""
+    (sync operations dropped): (process, op, args, state after, tokens,
+    thread, Outcome).  Conformance compares states, not verdicts, so the
+    oracle is off (it never changes a state).  With the kernel's THP size
+    (512 subpages) the model's own invariant checks are off too, for speed:
+    they run on the same paths at the model's size in the test suite."""
     m = CowModel(case, design, check_invariants=case.hpage_pmd_nr <= 64, oracle=False)
     out = []
     effects = []
     run = sequential(m, 20000)
+    names = list(case.processes)
+    alive_at_start = None
     for tr in run:
         if tr.bugs:
             raise RuntimeError(f"model bug: {tr.bugs[0]}")
+        if alive_at_start is None:
+            alive_at_start = run.before.mms[m.tmm[tr.tid]].alive
         effects += list(tr.effects)
         pc = run.before.threads[tr.tid].pc
         s = tr.state
@@ -91,8 +143,12 @@ def model_steps(case, design):
             if op.name not in ("signal", "wait"):
                 stores = [e.data for e in effects if type(e) is Store]
                 loads = [e.data for e in effects if type(e) is Load]
-                out.append((case.threads[tr.tid].process, op, s, stores, loads, case.threads[tr.tid].name))
+                proc = case.threads[tr.tid].process
+                alive = True if op.name == "fork" else alive_at_start
+                res = _outcome(op, alive, effects, s, names.index(proc), tr)
+                out.append((proc, op, s, stores, loads, case.threads[tr.tid].name, res))
             effects = []
+            alive_at_start = None
     if run.end == "stuck":
         raise RuntimeError("the model deadlocked")
     return m, out
@@ -139,20 +195,55 @@ DATA_READ_BY = {"read": "the kernel read {}", "io_uring_write_fixed": "the file 
                 "odirect_write": "the file got {} by O_DIRECT", "pipe_read": "the pipe held {}"}
 
 
+def real_outcome(line: dict) -> Outcome | None:
+    """The Outcome of a failed step of the real program (worker.py's line:
+    ``killed`` names the signal, ``not_run``, ``errno``), or None when the
+    program itself failed (no answer of the kernel to compare)."""
+    if line.get("killed"):
+        return Outcome("killed", line["killed"])
+    if line.get("not_run"):
+        return Outcome("not_run")
+    if line.get("errno"):
+        return Outcome("error", line["errno"])
+    return None
+
+
+def same_outcome(real: Outcome, model: Outcome) -> bool:
+    """The kernel's and the model's outcomes agree: the same kind; the same
+    errno (where the model names one); SIGSEGV for a kill (the only signal
+    the model sends); the same pages in the pipe after a vmsplice."""
+    if real.kind != model.kind:
+        return False
+    if real.kind == "error":
+        return model.errno is None or real.errno == model.errno
+    if real.kind == "killed":
+        return real.errno == "SIGSEGV"
+    return real.pages is None or model.pages is None or real.pages == model.pages
+
+
 def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = True) -> tuple[int, str]:
-    """-> (steps compared, '' or the first difference)."""
+    """-> (steps compared, '' or the first difference).  A step is compared
+    by its outcome first (``same_outcome``: a call refused with the same
+    errno, a process killed by SIGSEGV at the same step, an operation of a
+    dead process not run), then by what every live process holds."""
     pages, nr = m.case.pages, m.case.hpage_pmd_nr
     names = list(m.case.processes)
-    for i, ((proc, op, s, stores, loads, thread), real) in enumerate(zip(msteps, real_lines)):
+    for i, ((proc, op, s, stores, loads, thread, mres), real) in enumerate(zip(msteps, real_lines)):
         where = f"step {i + 1} ({proc}: {op})"
         if not real.get("ok"):
             if real.get("skip"):
                 return i, f"SKIP: {real['skip']}"
             if op.name == "mmap" and dict(op.args).get("hugetlb"):
                 return i, f"SKIP: no free huge page for the mmap ({real.get('error')})"
-            return i, f"{where}: the real program failed: {real.get('error')}"
+            rres = real_outcome(real)
+            if rres is None:
+                return i, f"{where}: the real program failed: {real.get('error')}"
+        else:
+            rres = Outcome(pages=real.get("value") if op.name == "vmsplice" else None)
+        if not same_outcome(rres, mres):
+            return i, f"{where}: outcome: the kernel's call {rres.text()}, the model's {mres.text()}"
         # data
-        if op.name in DATA_READ_BY:
+        if real.get("ok") and op.name in DATA_READ_BY:
             want = [_token_byte(t) for t in loads]
             if real["value"] != want:
                 return i, f"{where}: data: {DATA_READ_BY[op.name].format(real['value'])}, the model {want}"
@@ -277,12 +368,6 @@ def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
     host = host or host_facts()
     if "race" in case.tags:
         return "a race: the kernel's interleaving cannot be chosen"
-    if "einval" in case.tags:
-        return ("a call the kernel refuses with EINVAL: the probe stops at the first step that fails and does not "
-                "yet compare a refusal with the model's")
-    if "sigsegv" in case.tags:
-        return ("a process killed by SIGSEGV: the probe stops at the first step that fails and does not yet "
-                "compare a kill with the model's")
     if dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") != "zram":
         return ("a disk swap device (every swap-in through the swap cache): the machine swaps to zram "
                 "(SWP_SYNCHRONOUS_IO), where a swap-in can skip the swap cache")
@@ -331,7 +416,7 @@ def prepare(case, design, shared: bool = False, have_swap: bool = False, host: d
         return CaseResult(case.id, "disagree", reason=f"the model failed: {type(e).__name__}: {e}", control=shared)
     plan = {"pages": case.pages, "shared": shared, "processes": list(case.processes),
             "align": case.hpage_pmd_nr if _large(case) else 1, "steps": []}
-    for proc, op, s, stores, loads, thread in msteps:
+    for proc, op, s, stores, loads, thread, _ in msteps:
         a = {k: v for k, v in op.args if k not in ("process", "child_mm", "mm_id")}
         if op.name in ("write", "io_uring_read_fixed", "odirect_read"):
             a["value"] = [_token_byte(t) for t in stores]

@@ -2,10 +2,13 @@
 
 Reads a plan on stdin: {"pages", "shared", "steps": [{"process", "op", "args"}]}
 (or, with ``--serve``, one plan per line, each run in a fork()ed process);
-it is the scenario's first process; a ``fork`` step forks a process that
-serves commands on a pipe.  After every step it prints one JSON line with what
-the step returned and what every live process's page table and pages look
-like (pagemap, kpagecount, kpageflags)."""
+it coordinates the scenario's processes, each a forked process serving
+commands on a socket (the first one forked at the start, a ``fork`` step
+forking from it).  After every step it prints one JSON line with what the
+step returned -- or how the kernel refused it (``errno``), killed its process
+(``killed``), or that its process had died before (``not_run``) -- and what
+every live process's page table and pages look like (pagemap, kpagecount,
+kpageflags)."""
 from __future__ import annotations
 
 import json
@@ -16,23 +19,57 @@ import traceback
 from .probe import PAGE as PAGE_SIZE, Memory, Unsupported, die_with_parent, kpages, ksm_run_until, pagemap
 
 
-def _serve(mem: Memory, cmd_r: int, res_w: int) -> None:
-    """A forked process: run commands until told to exit."""
-    rf = os.fdopen(cmd_r, "r")
-    wf = os.fdopen(res_w, "w")
+def _failure(e: Exception) -> dict:
+    """A failed operation's line: ``errno`` when the kernel refused a call
+    (an OSError with an errno: EFAULT, EINVAL ...), the text always."""
+    out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+    if isinstance(e, OSError) and e.errno:
+        out["errno"] = e.errno
+    return out
+
+
+def _serve(mem: Memory, chan, cpus: dict, spare: dict) -> None:
+    """A process of the scenario: run the coordinator's commands from its
+    socket until told to exit (or the coordinator is gone).  ``fork`` forks a
+    process that serves the child's socket (``spare``: the sockets of the
+    processes not forked yet); ``thread`` runs the operation in another
+    thread of this process on its own CPU."""
+    rf = chan.makefile("r")
+    wf = chan.makefile("w")
     for line in rf:
         req = json.loads(line)
-        if req["op"] == "exit":
+        op, args = req["op"], req["args"]
+        if op == "exit":
             wf.write(json.dumps({"ok": True}) + "\n")
             wf.flush()
             os._exit(0)
         try:
-            val = mem.op(req["op"], req["args"])
+            if op == "_reap":         # a process this one forked has ended: its wait status
+                val = os.waitpid(args["pid"], 0)[1]
+            elif op == "fork":
+                mine = spare.pop(args["child"])
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        for other in spare.values():
+                            other.close()
+                        rf.close()
+                        wf.close()
+                        chan.close()
+                        _serve(mem, mine, cpus, {})
+                    finally:
+                        os._exit(1)     # a forked process never goes back to its parent's loop
+                mine.close()
+                val = pid
+            elif req.get("thread"):
+                val = _on_cpu(cpus[req["thread"]], lambda: mem.op(op, args))
+            else:
+                val = mem.op(op, args)
             wf.write(json.dumps({"ok": True, "value": val}) + "\n")
         except Unsupported as e:
             wf.write(json.dumps({"ok": False, "skip": str(e), "error": str(e)}) + "\n")
         except Exception as e:  # report, keep serving
-            wf.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}"}) + "\n")
+            wf.write(json.dumps(_failure(e)) + "\n")
         wf.flush()
     os._exit(0)
 
@@ -89,114 +126,148 @@ def _on_cpu(cpu: int, fn):
 
 
 def run_plan(plan: dict, stdout) -> None:
-    """Run one case's plan in this process, one JSON line per step on ``stdout``."""
-    if plan.get("cpu") is not None:
-        os.sched_setaffinity(0, {plan["cpu"]})     # one CPU for the whole case (and its children)
+    """Run one case's plan, one JSON line per step on ``stdout``.
+
+    This process only coordinates (it maps nothing of the case): every
+    process of the scenario, the first one too, is a forked process serving
+    commands on a socket (``_serve``; the first maps the case's range and
+    says where),
+    so a process the kernel kills (SIGSEGV) is seen dying on its step while
+    the others go on, as in the model.  Each process's socket is made here
+    before the first process is forked; a process holds only its own once
+    forked, so its death is the end of its socket.  A step's line says
+    ``ok``, or the kernel's refusal (``errno``), or ``killed`` (the signal),
+    or ``not_run`` (an operation of a process that had died)."""
+    import signal
+    import socket
+    from .probe import libc
+    libc.prctl(36, 1, 0, 0, 0)      # PR_SET_CHILD_SUBREAPER: the children of a first process that died are ours
     pages = plan["pages"]
-    mem = Memory(pages, plan.get("shared", False), plan.get("align", 1))
-    first = plan["processes"][0]
-    procs = {first: {"pid": os.getpid()}}
+    names = plan["processes"]
+    first = names[0]
+    ends = {n: socket.socketpair() for n in names}
+    ours = {n: a for n, (a, _) in ends.items()}
+    theirs = {n: b for n, (_, b) in ends.items()}
+    coordinator = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            # the first process dies with the coordinator; the processes it forks do not die with it (the
+            # kernel can kill it, and they run on): they end when the coordinator's end of their socket does
+            die_with_parent(coordinator)
+            for a in ours.values():
+                a.close()
+            null = os.open(os.devnull, os.O_RDWR)
+            os.dup2(null, 0)                # the plan stream and the lines are the coordinator's
+            os.dup2(null, 1)
+            if plan.get("cpu") is not None:
+                os.sched_setaffinity(0, {plan["cpu"]})     # one CPU for the whole case (and its processes)
+            mem = Memory(pages, plan.get("shared", False), plan.get("align", 1))
+            chan = theirs.pop(first)
+            chan.sendall((json.dumps({"base": mem.base}) + "\n").encode())
+            _serve(mem, chan, plan.get("thread_cpus") or {}, theirs)
+        finally:
+            os._exit(1)
+    for b in theirs.values():
+        b.close()
+    procs = {first: {"pid": pid}}
+    io = {n: (a.makefile("w"), a.makefile("r")) for n, a in ours.items()}
+    hello = io[first][1].readline()
+    if not hello:
+        os.waitpid(pid, 0)
+        raise RuntimeError("the first process died before it mapped the case's range")
+    base = json.loads(hello)["base"]
+
+    def reap(proc) -> int:
+        """Wait for a process that ended: the first process is this one's
+        child; the others are the first process's (it waits for them), or
+        ours once it has died (the subreaper)."""
+        p = procs[proc]
+        p["dead"] = True
+        if proc != first and not procs[first].get("dead"):
+            r = command(first, "_reap", {"pid": p["pid"]})
+            if r.get("ok"):
+                return r["value"]
+        return os.waitpid(p["pid"], 0)[1]
+
+    def command(proc, op, args, thread=None) -> dict:
+        cmd, res = io[proc]
+        try:
+            cmd.write(json.dumps({"op": op, "args": args, "thread": thread}) + "\n")
+            cmd.flush()
+            reply = res.readline()
+        except OSError:
+            reply = ""
+        if not reply:               # the process died on this operation (a SIGSEGV, say)
+            status = reap(proc)
+            if os.WIFSIGNALED(status):
+                sig = signal.Signals(os.WTERMSIG(status)).name
+                return {"ok": False, "killed": sig, "error": f"process {proc} was killed by {sig}"}
+            return {"ok": False, "error": f"process {proc} exited with status {os.WEXITSTATUS(status)}"}
+        return json.loads(reply)
+
     for step in plan["steps"]:
         proc, op, args = step["process"], step["op"], step["args"]
         out = {"ok": True, "value": None}
         try:
-            if op == "ksm_merge":
+            if proc in procs and procs[proc].get("dead"):
+                out = {"ok": False, "not_run": True, "error": f"process {proc} had died: the operation was not run"}
+            elif op == "ksm_merge":
                 # ksmd runs until the two pages share a page frame (or gives up); the processes only wait
                 a, other = args["addr"], args.get("of") or proc
                 b = args.get("other_addr", a)
 
                 def pfn_of(name, page):
-                    present, _, pfn, _ = pagemap(procs[name]["pid"], mem.base + page * PAGE_SIZE, 1)[0]
+                    present, _, pfn, _ = pagemap(procs[name]["pid"], base + page * PAGE_SIZE, 1)[0]
                     return pfn if present else None
                 ksm_run_until(lambda: pfn_of(proc, a) is not None and pfn_of(proc, a) == pfn_of(other, b))
-            elif "thread" in step:
-                # another thread of the first process, on its own CPU (its own lru_add batch)
-                out["value"] = _on_cpu(plan["thread_cpus"][step["thread"]], lambda: mem.op(op, args))
-            elif proc == first:
-                if op == "fork":
-                    cr, cw = os.pipe()
-                    rr, rw = os.pipe()
-                    parent = os.getpid()
-                    pid = os.fork()
-                    if pid == 0:
-                        try:
-                            die_with_parent(parent)
-                            os.close(cw)
-                            os.close(rr)
-                            _serve(mem, cr, rw)
-                        finally:
-                            os._exit(1)      # a forked process never goes on as the first one
-                    os.close(cr)
-                    os.close(rw)
-                    procs[args["child"]] = {"pid": pid, "cmd": os.fdopen(cw, "w"), "res": os.fdopen(rr, "r")}
-                elif op == "exit":
-                    out = {"ok": False, "error": "the first process cannot exit in a conformance run"}
-                else:
-                    out["value"] = mem.op(op, args)
+            elif op == "exit" and proc == first:
+                out = {"ok": False, "error": "the first process cannot exit in a conformance run"}
             else:
-                p = procs[proc]
-                p["cmd"].write(json.dumps({"op": op, "args": args}) + "\n")
-                p["cmd"].flush()
-                reply = p["res"].readline()
-                if not reply:               # the process died on this operation (a SIGSEGV, say)
-                    _, status = os.waitpid(p["pid"], 0)
-                    p["dead"] = True
-                    import signal
-                    how = (f"killed by {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
-                           else f"exited with status {os.WEXITSTATUS(status)}")
-                    raise OSError(0, f"process {proc} was {how}")
-                out = json.loads(reply)
-                if op == "exit":
-                    os.waitpid(p["pid"], 0)
-                    p["dead"] = True
+                out = command(proc, op, args, step.get("thread"))
+                if op == "fork" and out.get("ok"):
+                    procs[args["child"]] = {"pid": out.pop("value")}
+                    out["value"] = None
+                elif op == "exit" and out.get("ok"):
+                    reap(proc)
         except Unsupported as e:
             out = {"ok": False, "skip": str(e), "error": str(e)}
         except Exception as e:
-            out = {"ok": False, "error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc(limit=2)}
-        out["snapshot"] = stable_snapshot(procs, mem.base, pages)
+            out = dict(_failure(e), trace=traceback.format_exc(limit=2))
+        out["snapshot"] = stable_snapshot(procs, base, pages)
         stdout.write(json.dumps(out) + "\n")
         stdout.flush()
-        if not out["ok"]:
-            break
-    for name, p in procs.items():
-        if name != first and not p.get("dead"):
-            p["cmd"].write(json.dumps({"op": "exit", "args": {}}) + "\n")
-            p["cmd"].flush()
-            os.waitpid(p["pid"], 0)
+        if not out["ok"] and not (out.get("errno") or out.get("killed") or out.get("not_run")):
+            break       # the program itself failed: nothing after this step is the kernel's answer
+    for name in sorted(procs, key=lambda n: n == first):        # the first process last: it waits for the others
+        if not procs[name].get("dead"):
+            try:
+                if command(name, "exit", {}).get("ok"):
+                    reap(name)
+            except Exception:
+                pass
+    for cmd, res in io.values():
+        cmd.close()
+        res.close()
+    for a in ours.values():
+        a.close()
 
 
 def serve() -> None:
-    """``--serve``: one plan per line on stdin; each runs in a fresh fork()ed
-    process (so every case starts from a clean address space without a new
-    interpreter), its lines streamed to stdout, then ``{"done": status}``."""
+    """``--serve``: one plan per line on stdin, each coordinated by this
+    process (``run_plan``: the case's processes are fresh fork()s of it, so
+    every case starts from a clean address space without a new interpreter),
+    its lines streamed to stdout, then ``{"done": status}``."""
     for line in sys.stdin:
         if not line.strip():
             continue
         plan = json.loads(line)
-        r, w = os.pipe()
-        server = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            die_with_parent(server)
-            os.close(r)
-            os.dup2(os.open(os.devnull, os.O_RDONLY), 0)     # the command stream is the server's
-            with os.fdopen(w, "w") as out:
-                try:
-                    run_plan(plan, out)
-                except BaseException as e:       # reported as a failed step; the server goes on
-                    out.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}", "snapshot": {}}) + "\n")
-                    out.flush()
-            os._exit(0)
-        os.close(w)
-        last = "\n"
-        with os.fdopen(r) as res:
-            for out_line in res:
-                sys.stdout.write(out_line)
-                sys.stdout.flush()
-                last = out_line[-1:]
-        _, status = os.waitpid(pid, 0)
-        if last != "\n":
-            sys.stdout.write("\n")          # a plan process killed mid-line: "done" stays a line of its own
+        status = 0
+        try:
+            run_plan(plan, sys.stdout)
+        except Exception as e:       # reported as a failed step; the server goes on
+            sys.stdout.write(json.dumps({"ok": False, "error": f"{type(e).__name__}: {e}", "snapshot": {}}) + "\n")
+            status = 1
         sys.stdout.write(json.dumps({"done": status}) + "\n")
         sys.stdout.flush()
 

@@ -184,10 +184,16 @@ class Error(NamedTuple):
     (gup_test.c pin_longterm_test_start(), ``gup_test.pin_longterm_test_started()``),
     ``"io_uring_register"`` (io_sqe_buffer_register(),
     ``rsrc.io_sqe_buffer_registered()``), ``"vmsplice"`` (vmsplice_to_pipe(),
-    ``splice.vmsplice_done()``): GUP failed on the range."""
+    ``splice.vmsplice_done()``), ``"odirect_read"`` / ``"odirect_write"``
+    (__iomap_dio_rw(), ``direct_io.dio_read_io()``), ``"io_uring_read_fixed"``
+    / ``"io_uring_write_fixed"`` (no buffer registered: io_import_fixed()),
+    ``"madvise(MADV_PAGEOUT)"`` (``vmscan.madvise_pageout()``): GUP failed on
+    the range, or the call was refused.  ``errno``: the error the call returns
+    to the process (EFAULT 14, EINVAL 22), 0 where the model does not say."""
     call: str
     mm: int
     addr: int
+    errno: int = 0
 
 
 class KsmMerge(NamedTuple):

@@ -148,7 +148,7 @@ def _kernel_lines(prep, bug):
     m, out = prep.m, []
     pagesn = prep.case.pages
     names = list(prep.case.processes)
-    for i, ((proc, op, s, stores, loads, thread), step) in enumerate(zip(prep.msteps, prep.plan["steps"])):
+    for i, ((proc, op, s, stores, loads, thread, res), step) in enumerate(zip(prep.msteps, prep.plan["steps"])):
         snap = {}
         for pi, name in enumerate(names):
             if not s.mms[pi].alive:
@@ -163,7 +163,16 @@ def _kernel_lines(prep, bug):
                 ents.append(e)
             snap[name] = ents
         value = [runner._token_byte(t) for t in loads] if op.name in runner.DATA_READ_BY else None
+        if op.name == "vmsplice" and res.kind == "ok":
+            value = res.pages
         line = {"ok": True, "value": value, "snapshot": snap}
+        # (a refused call, a kill, a step of a dead process: the worker's lines for them)
+        if res.kind == "error":
+            line = {"ok": False, "errno": res.errno, "error": "OSError", "snapshot": snap}
+        elif res.kind == "killed":
+            line = {"ok": False, "killed": "SIGSEGV", "error": "killed", "snapshot": snap}
+        elif res.kind == "not_run":
+            line = {"ok": False, "not_run": True, "error": "not run", "snapshot": snap}
         bug(i, step, line, prep.plan["steps"][:i])
         out.append(line)
     return out

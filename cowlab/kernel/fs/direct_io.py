@@ -6,13 +6,20 @@ A read(2) from a file into memory is FOLL_WRITE: the device DMAs into the
 pages; a write(2) from memory reads them.  The reference lives while the I/O
 is in flight: ``odirect_read``/``odirect_write`` start it, the
 ``odirect_complete`` step finishes it (bio completion, put/unpin).
+
+A range GUP cannot take whole: the bios of the pages it took are submitted
+and complete (the data moves for those pages), then the call returns -EFAULT
+(__iomap_dio_rw() sets the iomap_iter() error on the dio: ext4/xfs pass no
+IOMAP_DIO_PARTIAL; 5.7 .. 6.18; seen on 6.18 ext4: a 2-page O_DIRECT read
+whose second page is unmapped returns EFAULT with page 0 filled).
 """
 from __future__ import annotations
 
-from ..effects import Load
+from ..effects import Error, Load
 from ..paths import step, op, Goto
 from ..types import FOLL_WRITE, FOLL_FAST
 from ..mm.gup import start_gup
+from ..mm.internal import EFAULT
 from ..mm.memory import store
 
 
@@ -29,9 +36,12 @@ def dio_read_start(k, fr, op):
 
 @step("dio.read_io")
 def dio_read_io(k, fr, op):
-    """The device writes the file data into the referenced pages."""
+    """The device writes the file data into the referenced pages; a GUP
+    that failed part-way makes the call -EFAULT."""
     for r in sorted(r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)):
         store(k, r.mm, r.addr, k.mk_pte(r.pfn, r.idx), op.get("value") or k.new_token(), via=r)
+    if k.ret:
+        k.effect(Error("odirect_read", k.mm, op["addr"], -EFAULT))
     return Goto("dio.complete")
 
 
@@ -44,9 +54,12 @@ def dio_write_start(k, fr, op):
 
 @step("dio.write_io")
 def dio_write_io(k, fr, op):
-    """The device reads the referenced pages."""
+    """The device reads the referenced pages; a GUP that failed part-way
+    makes the call -EFAULT."""
     for r in sorted(r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)):
         k.effect(Load("odirect", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
+    if k.ret:
+        k.effect(Error("odirect_write", k.mm, op["addr"], -EFAULT))
     return Goto("dio.complete")
 
 

@@ -5,6 +5,13 @@ iov_iter_get_pages2() -> get_user_pages_fast(): a short-term FOLL_GET, R/O
 reference per page kept in the pipe buffer until the pipe is read (all
 versions through 6.18: vmsplice never became FOLL_PIN).  A pipe read copies
 the page's current content (what the reader observes) and drops the reference.
+
+A range GUP cannot take whole (a page unmapped, or in a PROT_NONE vma:
+check_vma_flags()) is taken up to that page: iter_to_pipe() keeps the pages
+iov_iter_get_pages2() returned and vmsplice() returns the bytes spliced (a
+short count); only when not even the first page could be taken does it
+return -EFAULT (vmsplice_to_pipe(), all versions 5.7 .. 6.18; seen on 6.18:
+a 2-page vmsplice whose second page is unmapped returns 4096).
 """
 from __future__ import annotations
 
@@ -12,23 +19,32 @@ from ..effects import Error, Load
 from ..paths import step, op
 from ..types import FOLL_GET, FOLL_FAST
 from ..mm.gup import start_gup
+from ..mm.internal import EFAULT
 
 
 def pipe_owner(op) -> str:
     return f"{op['process']}:{op['pipe']}"
 
 
+def _held(k, op) -> int:
+    return sum(1 for r in k.refs if r.kind == "pipe" and r.owner == pipe_owner(op))
+
+
 @step("vmsplice")
 def vmsplice_to_pipe(k, fr, op):
+    """vmsplice_to_pipe() -> iter_to_pipe(): GUP the range into the pipe
+    (the caller's locals: how many pages the pipe held before)."""
     n = op.get("pages", 1)
-    return start_gup(fr, range(op["addr"], op["addr"] + n), FOLL_GET | FOLL_FAST, "pipe", pipe_owner(op),
-                     "vmsplice.done")
+    return start_gup(_held(k, op), range(op["addr"], op["addr"] + n), FOLL_GET | FOLL_FAST, "pipe",
+                     pipe_owner(op), "vmsplice.done")
 
 
 @step("vmsplice.done")
-def vmsplice_done(k, fr, op):
-    if k.ret:
-        k.effect(Error("vmsplice", k.mm, op["addr"]))
+def vmsplice_done(k, held_before, op):
+    """iter_to_pipe()'s return: the bytes spliced, or -EFAULT when GUP took
+    no page of the range (the pages it took stay in the pipe)."""
+    if k.ret and _held(k, op) == (held_before or 0):
+        k.effect(Error("vmsplice", k.mm, op["addr"], -EFAULT))
     return None
 
 

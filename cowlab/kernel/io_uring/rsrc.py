@@ -8,6 +8,12 @@ observation that must equal what the process has there).
 
 Versions: 5.7 .. 6.18 (fs/io_uring.c before 6.0; pin_user_pages() under
 mmap_lock in 5.x, pin_user_pages_fast() later: the ``fast`` argument).
+
+A registration fails whole: io_pin_pages() (io_sqe_buffer_register() in 5.x)
+unpins the pages pin_user_pages() did take when it took fewer than asked and
+returns -EFAULT (5.7 .. 6.18).  A READ_FIXED / WRITE_FIXED through a ring with
+no buffer registered fails with -EFAULT (io_import_fixed(); io_find_buf_node()
+from 6.14).
 """
 from __future__ import annotations
 
@@ -15,6 +21,7 @@ from ..effects import Error, Load
 from ..paths import step, op
 from ..types import FOLL_PIN, FOLL_WRITE, FOLL_LONGTERM, FOLL_FAST
 from ..mm.gup import start_gup
+from ..mm.internal import EFAULT
 from ..mm.memory import store
 
 
@@ -32,8 +39,12 @@ def io_sqe_buffer_register(k, fr, op):
 
 @step("io_uring.registered")
 def io_sqe_buffer_registered(k, fr, op):
+    """io_pin_pages()'s end: on a failure unpin_user_pages() of what was
+    pinned, and the registration returns -EFAULT."""
     if k.ret:
-        k.effect(Error("io_uring_register", k.mm, op["addr"]))
+        for r in _bufs(k, op):
+            k.drop_ref(r)
+        k.effect(Error("io_uring_register", k.mm, op["addr"], -EFAULT))
     return None
 
 
@@ -44,6 +55,8 @@ def _bufs(k, op):
 @step("io_uring.read_fixed")
 def io_read_fixed(k, fr, op):
     """IORING_OP_READ_FIXED: the file's data lands in the pinned pages."""
+    if not _bufs(k, op):
+        k.effect(Error("io_uring_read_fixed", k.mm, -1, -EFAULT))
     for r in _bufs(k, op):
         pte = k.mk_pte(r.pfn, r.idx)
         store(k, r.mm, r.addr, pte, op.get("value") or k.new_token(), via=r)
@@ -53,6 +66,8 @@ def io_read_fixed(k, fr, op):
 @step("io_uring.write_fixed")
 def io_write_fixed(k, fr, op):
     """IORING_OP_WRITE_FIXED: the pinned pages' data goes to the file."""
+    if not _bufs(k, op):
+        k.effect(Error("io_uring_write_fixed", k.mm, -1, -EFAULT))
     for r in _bufs(k, op):
         k.effect(Load("io_uring", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
     return None

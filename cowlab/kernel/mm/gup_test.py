@@ -34,7 +34,7 @@ def pin_longterm_test_start(k, fr, op):
 @step("gup_test.started")
 def pin_longterm_test_started(k, fr, op):
     if k.ret:
-        k.effect(Error("PIN_LONGTERM_TEST_START", k.mm, op["addr"]))
+        k.effect(Error("PIN_LONGTERM_TEST_START", k.mm, op["addr"], 14))     # EFAULT
     return None
 
 

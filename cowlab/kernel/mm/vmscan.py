@@ -37,7 +37,7 @@ def madvise_pageout(k, fr, op):
     vma = k.find_vma(op["addr"])
     if vma is not None and vma.flags & VM_HUGETLB:
         # madvise_behavior_valid()/can_madv_lru_vma(): MADV_PAGEOUT on a hugetlb vma is -EINVAL
-        k.effect(Error("madvise(MADV_PAGEOUT)", k.mm, op["addr"]))
+        k.effect(Error("madvise(MADV_PAGEOUT)", k.mm, op["addr"], 22))     # EINVAL
         k.mmap_read_unlock()
         return None
     lru.lru_add_drain(k)
