@@ -235,11 +235,16 @@ class Oracle:
                 st.detached.add(ref_key(r))
 
     def judge_move(self, st: _Step, e: Move) -> None:
-        """mremap carries the data (and its history) to the new address."""
+        """mremap carries the data (and its history) to the new address; the
+        old address reads zero.  A history only grows (every value the process
+        ever had there): a reference left on a page that no longer maps at its
+        address -- unmapped under a fixed buffer, or not moved with it -- may
+        still return what the process had at that address, even once mremap
+        has brought other data there."""
         mm, a, b = e.mm, e.old_addr, e.new_addr
         value, hist = st.value, st.hist
-        value[mm][b], hist[mm][b] = value[mm][a], hist[mm][a]
-        value[mm][a], hist[mm][a] = ZERO, frozenset({ZERO})
+        value[mm][b], hist[mm][b] = value[mm][a], hist[mm][b] | hist[mm][a]
+        value[mm][a], hist[mm][a] = ZERO, hist[mm][a] | {ZERO}
 
     def judge_exit(self, st: _Step, e: Exit) -> None:
         """Every address of the process reads zero."""
@@ -282,7 +287,9 @@ class Oracle:
         if okind == "cpu":
             must_equal = True
         else:
-            r = next((r for r in st.before.refs if r.owner == owner and r.mm == mm and r.addr == a), None)
+            # (two references of one holder can name one address once mremap() moved a page onto it)
+            r = next((r for r in st.before.refs if r.owner == owner and r.mm == mm and r.addr == a
+                      and r.pfn == e.pfn and r.idx == e.idx), None)
             must_equal = r is not None and coherent(r.gup_flags) and ref_key(r) not in st.detached
         if token == expected or (not must_equal and (token in hist[mm][a] or (mm, token) in st.dma)):
             return
