@@ -458,7 +458,7 @@ def plots(out_dir, walks, seed):
 @click.option("--seed", type=int, default=1, show_default=True, help="with --random: the same seed, the same scenarios")
 @click.option("--exclude", multiple=True, metavar="CLASS",
               help="with --random: leave out a known false-verdict class (segfault, efault, write-gup-prot-read, "
-                   "dma-after-unmap, mremap-pinned; 'known' for all); by default nothing is left out")
+                   "...; 'known' for all); by default nothing is left out")
 @click.option("--findings", "findings_dir", default="cowlab-findings", show_default=True,
               help="with --random: where the shrunk reproducers go")
 @_guard
