@@ -60,7 +60,10 @@ def coherent(gup_flags: int) -> bool:
 
 
 def ref_key(r) -> tuple:
-    return (r.kind, r.owner, r.mm, r.addr)
+    """A reference's identity for the spec (``Spec.detached``): its holder, the
+    address it stands for now and the one it was taken at (so that a reference
+    mremap() moved onto an address is not one unmapped there before)."""
+    return (r.kind, r.owner, r.mm, r.addr, r.taken_at)
 
 
 class _Step:
@@ -142,7 +145,7 @@ class Oracle:
         pending = None
         detached = s.spec.detached
         for r in self.coherent_refs(s.refs):
-            if detached and (r.kind, r.owner, r.mm, r.addr) in detached:     # ref_key(r)
+            if detached and (r.kind, r.owner, r.mm, r.addr, r.taken_at) in detached:     # ref_key(r)
                 continue
             if r.mm < 0 or not s.mms[r.mm].alive:
                 continue
@@ -223,12 +226,14 @@ class Oracle:
             hist[e.child][a] = hist[e.parent][a]
 
     def judge_unmap(self, st: _Step, e: Unmap) -> None:
-        """The address reads zero again; references taken for it are detached."""
+        """The address reads zero again; references taken for it are detached
+        (not one the same step's mremap() moves onto it afterwards: its
+        ``addr`` is new, its ``taken_at`` another address)."""
         mm, a = e.mm, e.addr
         st.value[mm][a] = ZERO
         st.hist[mm][a] = st.hist[mm][a] | {ZERO}
         for r in st.after.refs:
-            if r.mm == mm and r.addr == a:
+            if r.mm == mm and r.addr == a and r.taken_at == a:
                 st.detached.add(ref_key(r))
         for r in st.before.refs:
             if r.mm == mm and r.addr == a:

@@ -286,8 +286,30 @@ def mremap_buffer_order():
     return s.build()
 
 
+def mremap_pinned_onto_buffer():
+    """A fixed buffer over pages 0 and 1; mremap() moves page 0 onto page 1
+    (unmapping the buffer's second page there): the buffer's first page is
+    what the process maps at page 1 now, and must stay so over fork and a
+    write (5.7/5.8 share it at fork and the write copies it away from the pin)."""
+    s = Script("mremap-pinned-onto-buffer", "mremap() of a fixed buffer's page onto its next page; fork; write",
+               pages=2, source=f"{SRC_MREMAP_FIXED}; {SRC_MREMAP}", tags=("trust", "io_uring"))
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=2)
+    p.write(0, pages=2)
+    p.io_uring_register(0, pages=2, buf="b")
+    p.mremap(0, new_addr=1)
+    p.io_uring_read_fixed(buf="b")
+    p.read(1)
+    p.fork(c)
+    p.write(1)
+    p.io_uring_write_fixed(buf="b")
+    c.read(1)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), mmap_fixed_over_shared(),
             mremap_fixed_onto_shared(), mremap_ksm_unmerge(), dma_after_munmap_mremap(), mremap_vmsplice_swapped(),
-            mremap_buffer_order()]
+            mremap_buffer_order(), mremap_pinned_onto_buffer()]

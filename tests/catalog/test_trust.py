@@ -40,6 +40,9 @@ S_VMSPLICE_SWAP = ("mm/mremap.c move_ptes() moves the swap entry; the pipe holds
                    "MADV_PAGEOUT): it returns what the process wrote")
 S_BUF_ORDER = ("io_uring/rsrc.c: the fixed buffer's pages, fs/splice.c: the pipe's buffers, in the order they were "
                "taken; move_ptes() moves the mappings only: nothing is disconnected or shared")
+S_MREMAP_ONTO_PIN = ("mm/mremap.c mremap_to(): do_munmap() of the destination (the buffer's second page, which the "
+                     "buffer keeps), then move_ptes() of its first page there: that pin stays coherent with page 1; "
+                     "from 5.9 fork copies it for the child (70e806e4e645)")
 
 
 EXPECT = {
@@ -57,6 +60,8 @@ EXPECT = {
     "dma-after-munmap-mremap": row(("", S_DMA_MREMAP)),
     "mremap-vmsplice-swapped": row(("", S_VMSPLICE_SWAP)),
     "mremap-buffer-order": row(("", S_BUF_ORDER)),
+    "mremap-pinned-onto-buffer": row(("", S_MREMAP_ONTO_PIN), linux_5_7=("wrong", S_MREMAP_57),
+                                     linux_5_8=("wrong", S_MREMAP_57)),
     "race-fork-odirect": row(("missed", S_FORK_DMA_GET), linux_6_5=("unnecessary", S_FORK_DMA_PIN),
                              linux_6_9=("unnecessary", S_FORK_DMA_PIN), linux_6_18=("unnecessary", S_FORK_DMA_PIN)),
 }

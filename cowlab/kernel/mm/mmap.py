@@ -236,13 +236,15 @@ def do_mremap(k, fr, op):
       end (remap_is_valid()/vma_to_resize(): "can't remap across vm area
       boundaries") is -EFAULT; overlapping source and destination is -EINVAL
       (an ``Error`` effect, nothing changes).  Where these checks fall relative
-      to the destination's unmapping differs between releases (5.7 .. 5.15
-      unmap it before looking the source up); the model checks first.  6.17+
+      to the destination's unmapping differs between releases (5.7's
+      mremap_to() unmaps it before vma_to_resize() looks at the source; 6.15+
+      look the vma up in do_mremap() first and check its end after the
+      unmapping); the model checks first.  6.17+
       (d23cb648e365) also moves a range spanning several vmas, one vma at a
       time; the model refuses it as 5.7 .. 6.16 do.
     * do_munmap() of the destination (MREMAP_FIXED: "munmap dst first"), as
       munmap() would (``do_vmi_munmap``).
-    * move_vma() -> prep_move_vma() (6.15+; inline in move_vma() before):
+    * move_vma() (its prep_move_vma() since the 6.15 rework; inline before):
       ksm_madvise(MADV_UNMERGEABLE) of the source range, which for a
       VM_MERGEABLE vma breaks every KSM page mapped there (break_ksm(), since
       1ff829957316 "ksm: prevent mremap move poisoning", 2.6.32; the vma keeps
@@ -260,8 +262,9 @@ def do_mremap(k, fr, op):
 
 
 def _ksm_page_at(k, a) -> bool:
-    """break_ksm()'s test (follow_page() 5.7 .. 6.5, the ksm_walk_ops pte walk
-    6.6+): a present pte mapping a KSM page (a swap entry is left alone)."""
+    """break_ksm()'s test (follow_page() in older releases, a page-table walk,
+    ksm_walk_ops, in newer ones): a present pte mapping a KSM page (a swap
+    entry is left alone)."""
     if k.pmd(a // k.HPAGE_PMD_NR) is not None:
         return False
     pte = k.pte(a)
