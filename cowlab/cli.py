@@ -637,9 +637,8 @@ def plots(out_dir, walks, seed):
 @click.option("--seed", type=SEED, default=1, show_default=True,
               help="with --random: the same seed, the same scenarios")
 @click.option("--exclude", multiple=True, metavar="CLASS",
-              help="with --random: leave out a known false-verdict class (dma-after-unmap, mremap-pinned, ...; "
-                   "'known' for all) or the steps the kernel refuses (segfault, efault, write-gup-prot-read); by "
-                   "default nothing is left out")
+              help="with --random: leave out a known false-verdict class ('known' for all) or the steps the "
+                   "kernel refuses (segfault, efault, write-gup-prot-read); by default nothing is left out")
 @click.option("--findings", "findings_dir", default="cowlab-findings", show_default=True,
               help="with --random: where the shrunk reproducers go")
 @_guard

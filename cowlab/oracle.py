@@ -60,7 +60,10 @@ def coherent(gup_flags: int) -> bool:
 
 
 def ref_key(r) -> tuple:
-    return (r.kind, r.owner, r.mm, r.addr)
+    """A reference's identity for the spec (``Spec.detached``): its holder, the
+    address it stands for now and the one it was taken at (so that a reference
+    mremap() moved onto an address is not one unmapped there before)."""
+    return (r.kind, r.owner, r.mm, r.addr, r.taken_at)
 
 
 class _Step:
@@ -142,7 +145,7 @@ class Oracle:
         pending = None
         detached = s.spec.detached
         for r in self.coherent_refs(s.refs):
-            if detached and (r.kind, r.owner, r.mm, r.addr) in detached:     # ref_key(r)
+            if detached and (r.kind, r.owner, r.mm, r.addr, r.taken_at) in detached:     # ref_key(r)
                 continue
             if r.mm < 0 or not s.mms[r.mm].alive:
                 continue
@@ -223,23 +226,30 @@ class Oracle:
             hist[e.child][a] = hist[e.parent][a]
 
     def judge_unmap(self, st: _Step, e: Unmap) -> None:
-        """The address reads zero again; references taken for it are detached."""
+        """The address reads zero again; references taken for it are detached
+        (not one the same step's mremap() moves onto it afterwards: its
+        ``addr`` is new, its ``taken_at`` another address)."""
         mm, a = e.mm, e.addr
         st.value[mm][a] = ZERO
         st.hist[mm][a] = st.hist[mm][a] | {ZERO}
         for r in st.after.refs:
-            if r.mm == mm and r.addr == a:
+            if r.mm == mm and r.addr == a and r.taken_at == a:
                 st.detached.add(ref_key(r))
         for r in st.before.refs:
             if r.mm == mm and r.addr == a:
                 st.detached.add(ref_key(r))
 
     def judge_move(self, st: _Step, e: Move) -> None:
-        """mremap carries the data (and its history) to the new address."""
+        """mremap carries the data (and its history) to the new address; the
+        old address reads zero.  A history only grows (every value the process
+        ever had there): a reference left on a page that no longer maps at its
+        address -- unmapped under a fixed buffer, or not moved with it -- may
+        still return what the process had at that address, even once mremap
+        has brought other data there."""
         mm, a, b = e.mm, e.old_addr, e.new_addr
         value, hist = st.value, st.hist
-        value[mm][b], hist[mm][b] = value[mm][a], hist[mm][a]
-        value[mm][a], hist[mm][a] = ZERO, frozenset({ZERO})
+        value[mm][b], hist[mm][b] = value[mm][a], hist[mm][b] | hist[mm][a]
+        value[mm][a], hist[mm][a] = ZERO, hist[mm][a] | {ZERO}
 
     def judge_exit(self, st: _Step, e: Exit) -> None:
         """Every address of the process reads zero."""
@@ -282,7 +292,9 @@ class Oracle:
         if okind == "cpu":
             must_equal = True
         else:
-            r = next((r for r in st.before.refs if r.owner == owner and r.mm == mm and r.addr == a), None)
+            # (two references of one holder can name one address once mremap() moved a page onto it)
+            r = next((r for r in st.before.refs if r.owner == owner and r.mm == mm and r.addr == a
+                      and r.pfn == e.pfn and r.idx == e.idx), None)
             must_equal = r is not None and coherent(r.gup_flags) and ref_key(r) not in st.detached
         if token == expected or (not must_equal and (token in hist[mm][a] or (mm, token) in st.dma)):
             return

@@ -43,17 +43,10 @@ FIRST = "parent"
 
 #: known false-verdict classes the generator can produce, by name (issue 11)
 KNOWN_CLASSES = {
-    "dma-after-unmap": "io_uring READ_FIXED / WRITE_FIXED after the buffer's pages were unmapped "
-                       "(munmap, MADV_DONTNEED, mmap over them): a missed COW although nothing can leak",
-    "mremap-pinned": "mremap of a page under an io_uring pin or a vmsplice reference: the fixed buffer and the pipe "
-                     "hold the pages, not the address (the oracle's references keep the address they were taken at)",
     "pageout-hugetlb": "MADV_PAGEOUT of a hugetlb mapping: the kernel returns EINVAL, the model splits it into ptes",
     "huge-zero-page": "a read (or R/O GUP) of a THP-sized range nothing has faulted yet: the kernel maps the huge zero "
                       "page (a PMD: every subpage present), the model maps the 4 KiB zero page at that address only",
     # found by the random run (cowlab conformance --random) on 6.18
-    "mmap-over-mapping": "mmap(MAP_FIXED) over mapped pages: the kernel unmaps them first, the model keeps their ptes",
-    "mremap-onto-mapping": "mremap onto a mapped destination: the kernel unmaps the destination first, the model "
-                           "refuses the move",
 }
 FAULT_CLASSES = ("pageout-hugetlb",)
 #: the steps the kernel refuses that the generator makes (``Tracker.classify``): a CPU access answered with SIGSEGV
@@ -61,7 +54,7 @@ FAULT_CLASSES = ("pageout-hugetlb",)
 #: O_DIRECT, io_uring register: EFAULT), a write GUP of a PROT_READ mapping (EFAULT), and the fault classes
 REFUSALS = ("segfault", "efault", "write-gup-prot-read") + FAULT_CLASSES
 #: classes after which the kernel and the model hold different page tables (later differences follow from them)
-STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "huge-zero-page")
+STATE_CLASSES = ("huge-zero-page",)
 
 #: ops the generator draws from, with their weights
 WEIGHTS = {
@@ -239,20 +232,7 @@ class Tracker:
 
     def known_class(self, proc: str, op: str, args: dict) -> str | None:
         """The known false-verdict class a valid step belongs to, if any."""
-        if op in ("io_uring_read_fixed", "io_uring_write_fixed"):
-            b = self.bufs.get(args.get("buf", "buf"))
-            if b is not None and not b.attached:
-                return "dma-after-unmap"
         p = self.procs.get(proc)
-        if op == "mremap":
-            dst = range(args["new_addr"], args["new_addr"] + args.get("pages", 1))
-            if any(p.pages[a] is not None for a in dst):
-                return "mremap-onto-mapping"
-        if op == "mremap" and (self.pinned(proc, self._range(args)) or any(
-                o == proc and set(self.pipe_at[n]) & set(self._range(args)) for n, o in self.pipes.items())):
-            return "mremap-pinned"
-        if op == "mmap" and any(p.pages[a] is not None for a in self._range(args)):
-            return "mmap-over-mapping"
         if op in ("read", "vmsplice", "odirect_write") and self.large == "thp" and any(
                 self._unfaulted_thp(p, a) for a in self._range(args)):
             return "huge-zero-page"
@@ -393,7 +373,7 @@ class Tracker:
 
     def sweep(self, exclude=()) -> list:
         """The observation sweep (see the module docstring); a buffer whose
-        pages were unmapped is read back unless ``dma-after-unmap`` is excluded."""
+        pages were unmapped is read back too (it still holds its pages)."""
         if self.ended:
             return []
         out = []
@@ -404,8 +384,7 @@ class Tracker:
             rng = range(b.addr, b.addr + b.pages)
             if b.attached and all(p.pages[a] is not None and p.pages[a].prot == "rw" for a in rng):
                 out.append((b.proc, "write", {"addr": b.addr, "pages": b.pages} if b.pages > 1 else {"addr": b.addr}))
-            if b.attached or "dma-after-unmap" not in exclude:
-                out.append((b.proc, "io_uring_write_fixed", {"buf": name}))
+            out.append((b.proc, "io_uring_write_fixed", {"buf": name}))
         for name in self.live():
             p = self.procs[name]
             if self.nr and self.large:

@@ -219,7 +219,7 @@ class Kernel:
         else:
             units = 1
             self.folios[pfn] = f._replace(refcount=f.refcount + 1)
-        r = Ref(kind, owner or f"t{self.tid}", mm, addr, pfn, idx, gup_flags, units)
+        r = Ref(kind, owner or f"t{self.tid}", mm, addr, pfn, idx, gup_flags, units, addr)
         self.refs.append(r)
         return r
 

@@ -195,6 +195,10 @@ class Ref(NamedTuple):
     ``mm``/``addr`` name the process address it was taken for (-1 if none),
     ``owner`` the holder (pipe or buffer name, thread id), ``gup_flags`` the
     FOLL_* flags it was taken with, ``units`` what it adds to the refcount.
+    ``taken_at`` is the address it was taken at, which mremap() does not
+    change (``addr`` follows the page, mmap._move_refs()): a pipe's buffers
+    and a fixed buffer's pages keep the order of the range they were taken
+    from (fs/splice.c iter_to_pipe(), io_uring/rsrc.c io_sqe_buffer_register()).
     """
     kind: str
     owner: str
@@ -204,6 +208,7 @@ class Ref(NamedTuple):
     idx: int
     gup_flags: int
     units: int
+    taken_at: int = -1
 
 
 #: Reference kinds that exist only for a moment inside the kernel and never

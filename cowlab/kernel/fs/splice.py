@@ -50,10 +50,11 @@ def vmsplice_done(k, held_before, op):
 
 @step("pipe_read")
 def pipe_read(k, fr, op):
-    """pipe_read() -> copy_page_to_iter() of each buffer, then
-    anon_pipe_buf_release() -> put_page()."""
+    """pipe_read() -> copy_page_to_iter() of each buffer, in the order
+    vmsplice() filled them (Ref.taken_at: mremap() may have moved a page
+    since), then anon_pipe_buf_release() -> put_page()."""
     owner = pipe_owner(op)
-    for r in sorted(r for r in k.refs if r.kind == "pipe" and r.owner == owner):
+    for r in sorted((r for r in k.refs if r.kind == "pipe" and r.owner == owner), key=lambda r: (r.taken_at, r)):
         k.effect(Load("pipe", owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
         k.drop_ref(r)
     return None

@@ -49,7 +49,10 @@ def io_sqe_buffer_registered(k, fr, op):
 
 
 def _bufs(k, op):
-    return sorted(r for r in k.refs if r.kind == "io_uring" and r.owner == buf_owner(op))
+    """The fixed buffer's pinned pages in the order they were registered
+    (Ref.taken_at: mremap() may have moved a page since)."""
+    return sorted((r for r in k.refs if r.kind == "io_uring" and r.owner == buf_owner(op)),
+                  key=lambda r: (r.taken_at, r))
 
 
 @step("io_uring.read_fixed")

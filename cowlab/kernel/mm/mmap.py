@@ -6,12 +6,16 @@ Versions: 5.7 .. 6.18; what changed (mprotect making exclusive ptes writable
 in 6.0, clear_refs leaving pinned pages alone in 5.11) is asked of the design."""
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from ..effects import Error, Exit, Move
 from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
-                     VM_HUGETLB, VM_MERGEABLE, PG_hugetlb)
+                     VM_HUGETLB, VM_MERGEABLE, PG_hugetlb, PG_swapcache, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP,
+                     ZERO_PFN)
 from . import huge_memory
-from .memory import zap_pte, vm_normal_page, lookup
+from .internal import VM_FAULT_SIGSEGV
+from .memory import enter_fault, zap_pte, vm_normal_page, lookup
 
 PROT = {"rw": VM_READ | VM_WRITE, "r": VM_READ, "none": 0}
 
@@ -89,8 +93,12 @@ def vma_adjust_trans_huge(k) -> None:
 
 @step("mmap")
 def do_mmap(k, fr, op):
-    """do_mmap(MAP_PRIVATE|MAP_ANONYMOUS [|MAP_HUGETLB]): a new private
-    anonymous vma (VM_SOFTDIRTY set, as every new vma)."""
+    """do_mmap(MAP_PRIVATE|MAP_ANONYMOUS|MAP_FIXED [|MAP_HUGETLB]) -> mmap_region():
+    whatever is mapped in the range is unmapped first, as munmap() would
+    (do_munmap() 5.7 .. 6.0, do_mas_munmap() 6.1, do_vmi_munmap() 6.2 .. 6.11,
+    vms_gather_munmap_vmas() + vms_complete_munmap_vmas() 6.12+, all under
+    mmap_write_lock: ``do_vmi_munmap`` here), then a new private anonymous vma
+    (VM_SOFTDIRTY set, as every new vma) with nothing present."""
     k.mmap_write_lock()
     flags = PROT[op.get("prot", "rw")] | VM_MAYWRITE | VM_SOFTDIRTY
     if op.get("hugetlb"):
@@ -98,6 +106,7 @@ def do_mmap(k, fr, op):
     if op.get("thp"):
         flags |= VM_HUGEPAGE
     start, n = op["addr"], op.get("pages", 1)
+    do_vmi_munmap(k, start, start + n)
     m = k.mmv()
     k.set_mm(k.mm, vmas=_vma_edit(m.vmas, start, start + n, lambda f: None, new=Vma(start, start + n, flags)))
     k.mmap_write_unlock()
@@ -112,14 +121,25 @@ def _zap_range(k, mm, start, end):
     k.pte_unlock(mm)
 
 
+def do_vmi_munmap(k, start, end) -> None:
+    """do_munmap() (do_vmi_munmap() 6.2+) of [start, end) in the current mm, its
+    mmap_lock held for write by the caller: unmap_region() zaps every entry
+    under the PT lock (zap_pte_range(): a present page loses its rmap and the
+    mapping's reference, a swap entry is freed with free_swap_and_cache(), a
+    THP's PMD is split where the range cuts it; references others hold -- pins,
+    pipe buffers -- stay on the page), then the vmas are cut out (split_vma()).
+    munmap(), mmap(MAP_FIXED) over a mapping and mremap(MREMAP_FIXED) onto one
+    all unmap this way.  Versions: 5.7 .. 6.18."""
+    _zap_range(k, k.mm, start, end)
+    k.set_mm(k.mm, vmas=_vma_edit(k.mmv().vmas, start, end, lambda f: None))
+
+
 @step("munmap")
 def do_munmap(k, fr, op):
-    """__do_munmap(): mmap_write_lock, unmap_region() (zap under the PT lock, pages
-    freed after the TLB flush), remove the vmas."""
+    """__vm_munmap(): mmap_write_lock, do_vmi_munmap() (``do_vmi_munmap``)."""
     k.mmap_write_lock()
     start, n = op["addr"], op.get("pages", 1)
-    _zap_range(k, k.mm, start, start + n)
-    k.set_mm(k.mm, vmas=_vma_edit(k.mmv().vmas, start, start + n, lambda f: None))
+    do_vmi_munmap(k, start, start + n)
     k.mmap_write_unlock()
     return None
 
@@ -228,20 +248,86 @@ op("clear_refs", "clear_refs", "echo 4 > /proc/self/clear_refs", (), "clear soft
 op("exit", "exit", "exit()", (), "the process exits")
 
 
+class MremapFrame(NamedTuple):
+    """The locals of move_vma()'s prep_move_vma() -> ksm_madvise(MADV_UNMERGEABLE)
+    -> unmerge_ksm_pages() loop: ``i``, the page of the range break_ksm() is
+    at; ``faulted``: its fault has just returned."""
+    i: int = 0
+    faulted: bool = False
+
+
 @step("mremap")
 def do_mremap(k, fr, op):
-    """mremap(MREMAP_MAYMOVE|MREMAP_FIXED) -> move_vma() -> move_page_tables():
-    the page-table entries of [addr, addr+pages) move to new_addr (no
-    reference or mapcount changes); a PMD only partly moved is split first
-    (the cow.c "partially mremap()'ed THP" variant)."""
+    """mremap(old_len == new_len, MREMAP_MAYMOVE|MREMAP_FIXED) -> mremap_to(),
+    mmap_lock held for write throughout.
+
+    * No vma at addr (vma_lookup()) or a source range that runs past its vma's
+      end (remap_is_valid()/vma_to_resize(): "can't remap across vm area
+      boundaries") is -EFAULT; overlapping source and destination is -EINVAL
+      (an ``Error`` effect, nothing changes).  Where these checks fall relative
+      to the destination's unmapping differs between releases (5.7's
+      mremap_to() unmaps it before vma_to_resize() looks at the source; 6.15+
+      look the vma up in do_mremap() first and check its end after the
+      unmapping); the model checks first.  6.17+
+      (d23cb648e365) also moves a range spanning several vmas, one vma at a
+      time; the model refuses it as 5.7 .. 6.16 do.
+    * do_munmap() of the destination (MREMAP_FIXED: "munmap dst first"), as
+      munmap() would (``do_vmi_munmap``).
+    * move_vma() (its prep_move_vma() since the 6.15 rework; inline before):
+      ksm_madvise(MADV_UNMERGEABLE) of the source range, which for a
+      VM_MERGEABLE vma breaks every KSM page mapped there (break_ksm(), since
+      1ff829957316 "ksm: prevent mremap move poisoning", 2.6.32; the vma keeps
+      VM_MERGEABLE) -- ``mremap_unmerge``.
+    * move_page_tables() (``mremap_move``)."""
     k.mmap_write_lock()
     start, n, dst = op["addr"], op.get("pages", 1), op["new_addr"]
-    m = k.mmv()
     vma = k.find_vma(start)
-    if vma is None or any(k.find_vma(a) is not None for a in range(dst, dst + n)):
+    if vma is None or start + n > vma.end or (start + n > dst and dst + n > start):
         k.effect(Error("mremap", k.mm, start))
         k.mmap_write_unlock()
         return None
+    do_vmi_munmap(k, dst, dst + n)
+    return mremap_unmerge(k, MremapFrame(0), op)
+
+
+def _ksm_page_at(k, a) -> bool:
+    """break_ksm()'s test (follow_page() in older releases, a page-table walk,
+    ksm_walk_ops, in newer ones): a present pte mapping a KSM page (a swap
+    entry is left alone)."""
+    if k.pmd(a // k.HPAGE_PMD_NR) is not None:
+        return False
+    pte = k.pte(a)
+    return k.is_present(pte) and pte.pfn != ZERO_PFN and k.PageKsm(pte.pfn)
+
+
+@step("mremap.unmerge")
+def mremap_unmerge(k, fr: MremapFrame, op):
+    """unmerge_ksm_pages() over the source range of a VM_MERGEABLE vma:
+    break_ksm() faults on each KSM page until it is one no longer
+    (handle_mm_fault(): FAULT_FLAG_WRITE 5.7 .. 6.0, FAULT_FLAG_UNSHARE from
+    6cce3314b928, 6.1: the design's break_ksm_unshare) with mmap_lock held;
+    then the move."""
+    start, n = op["addr"], op.get("pages", 1)
+    vma = k.find_vma(start)
+    first = fr.i + 1 if fr.faulted and k.ret == VM_FAULT_SIGSEGV else fr.i    # break_ksm() gives up on an error
+    if vma.flags & VM_MERGEABLE:
+        for i in range(first, n):
+            if _ksm_page_at(k, start + i):
+                unshare = k.design.break_ksm_unshare
+                return enter_fault(MremapFrame(i, faulted=True), start + i, write=not unshare, unshare=unshare,
+                                   then="mremap.unmerge", mm_locked=True)
+    return mremap_move(k, op)
+
+
+def mremap_move(k, op):
+    """move_vma() -> copy_vma() + move_page_tables(): the page-table entries
+    of [addr, addr+pages) move to new_addr (move_ptes(): present and swap
+    entries alike, no reference or mapcount changes); a PMD only partly moved
+    is split first (the cow.c "partially mremap()'ed THP" variant); then the
+    source is unmapped (unmap_source_vma(): nothing is left there to zap)."""
+    start, n, dst = op["addr"], op.get("pages", 1), op["new_addr"]
+    m = k.mmv()
+    vma = k.find_vma(start)
     k.pte_lock()
     _move_refs(k, start, n, dst)
     for a in range(start, start + n):
@@ -285,15 +371,28 @@ def copy_vma(vmas, new):
 
 def _move_refs(k, start, n, dst) -> None:
     """The references taken for an address in the moved range and still on
-    the page mapped there now belong to the new address: move_ptes() moves
-    the entries, and a pin or pipe buffer holds the page, not the address
-    (the model's Ref.addr names the mapping a reference must stay coherent
-    with)."""
+    the page that address's entry refers to now belong to the new address:
+    move_ptes() moves the entries -- present, migration and swap entries
+    alike -- and a pin or pipe buffer holds the page, not the address (the
+    model's Ref.addr names the mapping a reference must stay coherent with).
+    A page swapped out under a reference stays in the swap cache, where the
+    moved swap entry still finds it."""
     for j, r in enumerate(k.refs):
-        if r.mm == k.mm and start <= r.addr < start + n:
-            cur = lookup(k, r.addr)
-            if k.is_present(cur) and cur.pfn == r.pfn and cur.idx == r.idx:
-                k.refs[j] = r._replace(addr=r.addr + dst - start)
+        if r.mm == k.mm and start <= r.addr < start + n and _entry_holds(k, lookup(k, r.addr), r.pfn, r.idx):
+            k.refs[j] = r._replace(addr=r.addr + dst - start)
+
+
+def _entry_holds(k, pte, pfn, idx) -> bool:
+    """Does this page-table entry refer to subpage (pfn, idx): a present or
+    migration entry of it, or a swap entry of its swap-cache slot."""
+    if pte is None:
+        return False
+    if pte.kind in (PTE_PRESENT, PTE_MIGRATION):
+        return pte.pfn == pfn and pte.idx == idx
+    if pte.kind == PTE_SWAP:
+        f = k.folios[pfn] if 0 <= pfn < len(k.folios) else None
+        return f is not None and bool(f.flags & PG_swapcache) and f.swap[idx] == pte.pfn
+    return False
 
 
 op("mremap", "mremap", "mremap(MREMAP_MAYMOVE|MREMAP_FIXED)", ("addr", "pages", "new_addr"),
