@@ -269,13 +269,16 @@ class Tracker:
             p.pages[x] is not None and p.pages[x].thp and not p.pages[x].faulted for x in span)
 
     def _touch(self, p: Proc, rng) -> None:
+        huge = set()
         for a in rng:
             if self.large == "thp" and self.nr and p.pages[a] is not None and p.pages[a].thp:
-                for x in range(a - a % self.nr, min(self.npages, a - a % self.nr + self.nr)):
-                    if p.pages[x] is not None:
-                        p.pages[x].faulted = True
+                huge.add(a // self.nr)
             elif p.pages[a] is not None:
                 p.pages[a].faulted = True
+        for h in huge:
+            for x in range(h * self.nr, min(self.npages, h * self.nr + self.nr)):
+                if p.pages[x] is not None:
+                    p.pages[x].faulted = True
 
     def _split(self, p: Proc, rng) -> None:
         """A VMA that [rng) cuts: the part after the range becomes a VMA of its
@@ -441,7 +444,13 @@ class Scenario:
     sweep: list
     origin: str = ""
     exclude: tuple = ()         # the known classes left out (the sweep leaves them out too)
-    large: str | None = None    # "thp" | "hugetlb": over huge pages of the model's THP size
+    large: str | None = None    # "thp" | "hugetlb": over huge pages of hpage_pmd_nr subpages
+    hpage_pmd_nr: int = 0       # the THP / hugetlb size the scenario is built at (0: the model's default)
+
+    @property
+    def nr(self) -> int:
+        from .kernel.types import HPAGE_PMD_NR
+        return self.hpage_pmd_nr or HPAGE_PMD_NR
 
     @property
     def steps(self) -> list:
@@ -451,7 +460,7 @@ class Scenario:
         procs = [FIRST] + [a["child"] for _, op, a in self.body if op == "fork"]
         script = [(p, op, dict(a), None) for p, op, a in self.steps]
         return compile_case(self.id, f"random scenario {self.id}", self.origin or "cowlab scenario_gen",
-                            self.pages, procs, {p: p for p in procs}, script, (), self.tags)
+                            self.pages, procs, {p: p for p in procs}, script, (), self.tags, hpage_pmd_nr=self.nr)
 
     @property
     def tags(self) -> tuple:
@@ -461,12 +470,17 @@ class Scenario:
         return any(o == op for _, o, _ in self.steps)
 
 
-def normalize(pages: int, body: list, exclude=(), large: str | None = None) -> tuple[list, list]:
+def _size(nr: int | None) -> int:
+    from .kernel.types import HPAGE_PMD_NR
+    return nr or HPAGE_PMD_NR
+
+
+def normalize(pages: int, body: list, exclude=(), large: str | None = None, nr: int | None = None
+              ) -> tuple[list, list]:
     """Drop the steps that are impossible after the steps before them (the
     shrinker removes steps freely), and everything after a faulting step;
-    -> (body, sweep)."""
-    from .kernel.types import HPAGE_PMD_NR
-    t = Tracker(pages, large, HPAGE_PMD_NR)
+    -> (body, sweep).  ``nr``: the huge-page size (default the model's)."""
+    t = Tracker(pages, large, _size(nr))
     out = []
     for proc, op, args in body:
         if t.ended:
@@ -478,11 +492,10 @@ def normalize(pages: int, body: list, exclude=(), large: str | None = None) -> t
     return out, t.sweep(exclude)
 
 
-def classes(steps: list, pages: int, large: str | None = None) -> dict:
+def classes(steps: list, pages: int, large: str | None = None, nr: int | None = None) -> dict:
     """Step index -> the known false-verdict class of that step (a fault
     class, or a valid step of a known class), for the steps that have one."""
-    from .kernel.types import HPAGE_PMD_NR
-    t = Tracker(pages, large, HPAGE_PMD_NR)
+    t = Tracker(pages, large, _size(nr))
     out = {}
     for i, (proc, op, args) in enumerate(steps):
         k = t.classify(proc, op, args)
@@ -505,18 +518,20 @@ def host_ops(host: dict | None) -> dict:
 
 
 def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: int = 16, prefix: str = "random",
-             large: str | None = None) -> Scenario:
+             large: str | None = None, nr: int | None = None) -> Scenario:
     """One scenario.  ``exclude``: known classes (``KNOWN_CLASSES``) never
     to produce; ``unavailable``: generator ops (``WEIGHTS``) -> reason, left
     out; ``large``: "thp" or "hugetlb" for a scenario over two huge pages of
-    the model's THP size (``HPAGE_PMD_NR``: conformance runs these with the
-    kernel's), its operations on whole huge pages, half of one, or one of
-    the subpages ``offsets`` names."""
-    from .kernel.types import HPAGE_PMD_NR
+    ``nr`` subpages (default the model's ``HPAGE_PMD_NR``; conformance
+    passes the kernel's), its operations on whole huge pages, half of one,
+    or one of the subpages ``offsets`` names: the same choices at every
+    size, so a seed gives the same scenario scaled (and, for one size,
+    always the same scenario).  A base-page scenario does not depend on
+    ``nr``."""
     exclude = set(exclude)
     unavailable = unavailable or {}
     c = chooser
-    nr = HPAGE_PMD_NR
+    nr = _size(nr)
     pages = 2 * nr if large else c.randint(2, 6)
     t = Tracker(pages, large, nr)
     body = []
@@ -556,17 +571,19 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
         if not steps:
             continue
         ok, probe = True, None
-        for s in steps:
-            # check the whole group (the KSM preamble) before taking any of it
-            probe = probe or _copy_tracker(t)
+        for k, s in enumerate(steps):
+            # check the whole group (the KSM preamble) before taking any of it (one step: checked on t itself)
+            probe = probe or (t if len(steps) == 1 else _copy_tracker(t))
             if probe.classify(*s) != "ok" or probe.known_class(*s) in exclude:
                 ok = False
                 break
-            probe.apply(*s)
+            if k < len(steps) - 1:
+                probe.apply(*s)
         if ok:
             for s in steps:
                 add(*s)
-    return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)), large=large)
+    return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)), large=large,
+                    hpage_pmd_nr=nr)
 
 
 def _copy_tracker(t: Tracker) -> Tracker:
@@ -728,7 +745,7 @@ def _faulting(c, t: Tracker, proc: str, exclude) -> tuple | None:
     """A step the kernel refuses (a fault class not excluded), or None."""
     p = t.procs[proc]
     cands = []
-    for a in range(t.npages):
+    for a in (offsets(t.npages, t.nr) if t.large else range(t.npages)):     # (huge pages: the same at every size)
         pg = p.pages[a]
         if "segfault" not in exclude:
             if pg is None or pg.prot == "none":
@@ -764,16 +781,18 @@ def large_kind(seed: int, i: int, kinds=()) -> str | None:
     return None
 
 
-def scenarios(seed: int, count: int, exclude=(), unavailable=None, start: int = 0, large=(), part: str = "all"):
+def scenarios(seed: int, count: int, exclude=(), unavailable=None, start: int = 0, large=(), part: str = "all",
+              nr: int | None = None):
     """The run's scenarios: scenario i comes from its own generator seeded
     with (seed, i), so one can be made again on its own.  ``large``: the
-    huge-page kinds the host allows; ``part``: "base" or "large" yields only
-    those (they run in interpreters with different THP sizes)."""
+    huge-page kinds the host allows; ``nr``: their size in subpages (the
+    kernel's in a live run; default the model's); ``part``: "base" or
+    "large" yields only those."""
     for i in range(start, start + count):
         kind = large_kind(seed, i, large)
         if part == "all" or (part == "large") == (kind is not None):
             yield generate(_random.Random(f"{seed}:{i}"), i, exclude, unavailable, prefix=f"random-s{seed}",
-                           large=kind)
+                           large=kind, nr=nr)
 
 
 # ----------------------------------------------------------------------------- TOML
@@ -794,7 +813,10 @@ def to_toml(scn: Scenario, header: str = "", title: str = "") -> str:
     lines = [f"# {ln}".rstrip() for ln in header.splitlines()] if header else []
     lines += [f"id = {_toml_value(scn.id)}", f"title = {_toml_value(title or 'random scenario ' + scn.id)}",
               f"source = {_toml_value(scn.origin or 'cowlab scenario_gen')}", f"pages = {scn.pages}",
-              "tags = [" + ", ".join(_toml_value(x) for x in scn.tags) + "]", ""]
+              "tags = [" + ", ".join(_toml_value(x) for x in scn.tags) + "]"]
+    if scn.large:
+        lines.append(f"hpage_pmd_nr = {scn.nr}")
+    lines.append("")
     nbody = len(scn.body)
     for i, (proc, op, args) in enumerate(scn.steps):
         if i == nbody and scn.sweep:
