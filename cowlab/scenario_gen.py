@@ -52,8 +52,6 @@ KNOWN_CLASSES = {
     "mremap-pinned": "mremap of a page under an io_uring pin or a vmsplice reference: the fixed buffer and the pipe "
                      "hold the pages, not the address (the oracle's references keep the address they were taken at)",
     "pageout-hugetlb": "MADV_PAGEOUT of a hugetlb mapping: the kernel returns EINVAL, the model splits it into ptes",
-    "huge-zero-page": "a read (or R/O GUP) of a THP-sized range nothing has faulted yet: the kernel maps the huge zero "
-                      "page (a PMD: every subpage present), the model maps the 4 KiB zero page at that address only",
     # found by the random run (cowlab conformance --random) on 6.18
     "mmap-over-mapping": "mmap(MAP_FIXED) over mapped pages: the kernel unmaps them first, the model keeps their ptes",
     "mremap-onto-mapping": "mremap onto a mapped destination: the kernel unmaps the destination first, the model "
@@ -63,7 +61,7 @@ KNOWN_CLASSES = {
 }
 FAULT_CLASSES = ("segfault", "efault", "write-gup-prot-read", "pageout-hugetlb")
 #: classes after which the kernel and the model hold different page tables (later differences follow from them)
-STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "fork-no-anon-vma", "huge-zero-page")
+STATE_CLASSES = ("mmap-over-mapping", "mremap-onto-mapping", "fork-no-anon-vma")
 
 #: ops the generator draws from, with their weights
 WEIGHTS = {
@@ -257,16 +255,15 @@ class Tracker:
             return "mmap-over-mapping"
         if op == "fork" and any(pg is not None and pg.zero and not pg.anon_vma and not pg.dontfork for pg in p.pages):
             return "fork-no-anon-vma"
-        if op in ("read", "vmsplice", "odirect_write") and self.large == "thp" and any(
-                self._unfaulted_thp(p, a) for a in self._range(args)):
-            return "huge-zero-page"
         return None
 
     def _unfaulted_thp(self, p: Proc, a: int) -> bool:
-        """Is the aligned huge page holding ``a`` a whole THP mapping that nothing has faulted in?"""
+        """Is the aligned huge page holding ``a`` inside one THP mapping (VMA) that nothing has faulted in
+        (the kernel's pmd_none() there: a fault maps a whole PMD, do_huge_pmd_anonymous_page())?"""
         span = range(a - a % self.nr, a - a % self.nr + self.nr)
         return span.stop <= self.npages and all(
-            p.pages[x] is not None and p.pages[x].thp and not p.pages[x].faulted for x in span)
+            p.pages[x] is not None and p.pages[x].thp and not p.pages[x].faulted
+            and p.pages[x].vma == p.pages[span.start].vma for x in span)
 
     def _touch(self, p: Proc, rng) -> None:
         huge = set()
@@ -325,6 +322,12 @@ class Tracker:
             self._detach(proc, rng)
             for a in rng:
                 p.pages[a] = None
+        # a read fault where a whole THP could go maps the huge zero page, and prepares the VMA's anon_vma
+        # first (do_huge_pmd_anonymous_page(): anon_vma_prepare() for a read fault too)
+        huge_read = [a for a in rng if op in ("read", "vmsplice", "odirect_write") and self.large == "thp"
+                     and self._unfaulted_thp(p, a)]
+        if huge_read:
+            self._fault_anon(p, huge_read)
         if op in ("write", "read", "vmsplice", "odirect_read", "odirect_write", "io_uring_register"):
             self._touch(p, rng)
         if op == "write":
@@ -417,8 +420,7 @@ class Tracker:
             p = self.procs[name]
             if self.nr and self.large:
                 for a in offsets(self.npages, self.nr):
-                    if p.pages[a] is not None and p.pages[a].prot != "none" and not (
-                            "huge-zero-page" in exclude and self._unfaulted_thp(p, a)):
+                    if p.pages[a] is not None and p.pages[a].prot != "none":
                         out.append((name, "read", {"addr": a}))
                 continue
             a = 0

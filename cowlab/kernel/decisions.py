@@ -137,6 +137,8 @@ class DesignInterface(Protocol):
     unshare_non_anon: bool
     #: break_ksm() faults with FAULT_FLAG_UNSHARE (6.1, 6cce3314b928) instead of FAULT_FLAG_WRITE
     break_ksm_unshare: bool
+    #: a write/unshare fault on the huge zero page maps a fresh THP (5.7; 6.13+ 1ced09e0331f) instead of splitting it
+    huge_zero_wp_thp: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

@@ -63,7 +63,9 @@ def handle_pte_fault(k, fr: FaultFrame, op):
     k.pte_lock()
     pte = k.pte(addr)
     if pte is None:
-        if fr.write and huge_memory_wants_thp(k, vma, addr):
+        if huge_memory_wants_thp(k, vma, addr):
+            # __handle_mm_fault(): pmd_none() and thp_vma_allowable_order() -> create_huge_pmd() (a read
+            # fault too: the huge zero page)
             k.pte_unlock()
             return huge_memory.do_huge_pmd_anonymous_page(k, fr, vma)
         return do_anonymous_page(k, fr, vma)

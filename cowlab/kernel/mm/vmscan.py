@@ -42,7 +42,15 @@ def madvise_pageout(k, fr, op):
         return None
     lru.lru_add_drain(k)
     pte = k.pte(op["addr"])
-    if k.pmd(op["addr"] // k.HPAGE_PMD_NR) is not None:
+    pmd = k.pmd(op["addr"] // k.HPAGE_PMD_NR)
+    if pmd is not None:
+        # madvise_cold_or_pageout_pte_range() on a PMD: the huge zero page is left; a THP goes to
+        # shrink_folio_list() whole, which gives up on one it cannot split (can_split_folio(), the
+        # isolation's reference its caller_pins: not taken yet here, so 0) and leaves the PMD as it is
+        if k.is_huge_zero_pfn(pmd.pfn) or (k.PageAnon(pmd.pfn) and not k.PageSwapCache(pmd.pfn)
+                                           and not huge_memory.can_split_folio(k, pmd.pfn, 0)):
+            k.mmap_read_unlock()
+            return None
         huge_memory.split_for_reclaim(k, op["addr"])
         pte = k.pte(op["addr"])
     if not k.is_present(pte) or pte.pfn == ZERO_PFN or not k.PageAnon(pte.pfn):
@@ -81,6 +89,10 @@ def reclaim_add_to_swap(k, fr, op):
     (the design decides whether a maybe-pinned page may go there)."""
     pfn = fr.page
     if not k.PageSwapCache(pfn):
+        if k.folio_test_large(pfn) and not huge_memory.can_split_folio(k, pfn, 1):
+            # shrink_folio_list(): "cannot split folio, skip it" (activate_locked; the isolation is the caller's pin)
+            _putback(k, fr)
+            return None
         if not k.design.may_add_to_swap(k, pfn):
             _putback(k, fr)
             return None
