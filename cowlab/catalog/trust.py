@@ -21,6 +21,9 @@ SRC_HUGE_ZERO = ("mm/huge_memory.c do_huge_pmd_anonymous_page(): a read fault wh
 SRC_PAGEOUT_REF = ("mm/vmscan.c shrink_folio_list(): a large anon folio not in the swap cache that "
                    "can_split_folio() refuses (a reference beyond its mappings and the isolation's) is kept "
                    "mapped (activate_locked), since b8f593cd0896 (4.13)")
+SRC_PAGEOUT_RANGE = ("mm/madvise.c madvise_cold_or_pageout_pte_range(): MADV_PAGEOUT walks every pte of its range "
+                     "and isolates each folio mapped only by this process (a large folio mapped by another process "
+                     "is left: folio_maybe_mapped_shared()), then reclaim_pages() reclaims the list")
 SRC_UNMAP = ("io_uring/rsrc.c: a fixed buffer keeps its pages pinned after munmap()/MADV_DONTNEED of the "
              "range; the DMA reaches pages no process maps any more")
 
@@ -152,6 +155,24 @@ def thp_pageout_extra_ref(nr: int):
     return s.build()
 
 
+def thp_pageout_range(nr: int):
+    """MADV_PAGEOUT of a whole huge page whose THP a COW split: the child
+    still maps the THP by its PMD, the parent by ptes but for subpage 1, a
+    4 KiB copy of its own -- the only folio of the range reclaim takes."""
+    s = Script("thp-pageout-range", "MADV_PAGEOUT of a range over a shared THP and a 4 KiB page of the parent's",
+               pages=nr, source=SRC_PAGEOUT_RANGE, tags=("trust", "thp", "thp-swap"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=nr, thp=True)
+    p.write(0, pages=nr)
+    p.fork(c)
+    p.write(1)
+    p.pageout(0, pages=nr)
+    p.read(0, pages=nr)
+    c.read(0, pages=nr)
+    c.exit()
+    return s.build()
+
+
 def write_gup_prot_read():
     """Write GUPs (O_DIRECT read, a R/W long-term pin, io_uring register) of
     a PROT_READ mapping fail with -EFAULT; the page stays read-only."""
@@ -211,4 +232,4 @@ def race_fork_dma():
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), huge_zero_page(nr),
-            thp_pageout_extra_ref(nr)]
+            thp_pageout_extra_ref(nr), thp_pageout_range(nr)]

@@ -86,7 +86,10 @@ S_HUGE_ZERO = ("do_huge_pmd_anonymous_page(): a read fault maps the huge zero fo
                "(5.8 .. 6.12): nothing is shared that was written")
 S_PAGEOUT_REF = ("shrink_folio_list(): can_split_folio() refuses a THP with the pipe's extra reference, so it stays "
                  "PMD-mapped; fork shares it, the child's write copies (no pin: 5.7's mapcount sees two mappers)")
-EXPECT_HUGE = {"huge-zero-page": row(("", S_HUGE_ZERO)), "thp-pageout-extra-ref": row(("", S_PAGEOUT_REF))}
+S_PAGEOUT_RANGE = ("madvise_cold_or_pageout_pte_range(): the parent's own 4 KiB copy is reclaimed, the THP the child "
+                   "maps is left; the swap-in reads the parent's own data")
+EXPECT_HUGE = {"huge-zero-page": row(("", S_HUGE_ZERO)), "thp-pageout-extra-ref": row(("", S_PAGEOUT_REF)),
+               "thp-pageout-range": row(("", S_PAGEOUT_RANGE))}
 
 
 @pytest.mark.parametrize("case,design", [(c, d) for c in EXPECT_HUGE for d in ALL])
@@ -137,6 +140,20 @@ def test_pageout_of_a_thp_a_pipe_holds_leaves_it_mapped(design, nr):
     before, after = st[ops.index("pageout") - 1][2], st[ops.index("pageout")][2]
     assert after.mms[0].pmds[0] is not None and after.mms[0].pmds[0].pfn == before.mms[0].pmds[0].pfn
     assert all(p is None for p in after.mms[0].ptes) and not any(after.swap)
+
+
+@pytest.mark.parametrize("nr", [2, 8])
+@pytest.mark.parametrize("design", ALL)
+def test_pageout_walks_its_range(design, nr):
+    """Every folio of the range mapped only by this process is reclaimed: the parent's 4 KiB copy of subpage 1
+    (not the folio at addr, the THP the child still maps, which stays)."""
+    from cowlab.kernel.types import PTE_PRESENT, PTE_SWAP
+    st = _states("thp-pageout-range", design, nr)
+    ops = [op for _, op, _ in st]
+    s = st[ops.index("pageout")][2]
+    kinds = [p.kind for p in s.mms[0].ptes]
+    assert kinds[1] == PTE_SWAP and all(k == PTE_PRESENT for i, k in enumerate(kinds) if i != 1), kinds
+    assert s.mms[1].pmds[0] is not None
 
 
 @pytest.mark.parametrize("design", ["linux-6.18", "linux-5.9"])
