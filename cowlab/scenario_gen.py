@@ -43,10 +43,8 @@ FIRST = "parent"
 
 #: known false-verdict classes the generator can produce, by name (issue 11)
 KNOWN_CLASSES = {
-    "pageout-hugetlb": "MADV_PAGEOUT of a hugetlb mapping: the kernel returns EINVAL, the model splits it into ptes",
-    "huge-zero-page": "a read (or R/O GUP) of a THP-sized range nothing has faulted yet: the kernel maps the huge zero "
-                      "page (a PMD: every subpage present), the model maps the 4 KiB zero page at that address only",
-    # found by the random run (cowlab conformance --random) on 6.18
+    "pageout-hugetlb": "MADV_PAGEOUT of a hugetlb mapping: the kernel returns EINVAL (the model too since issue 11; "
+                       "compared as a refusal, kept here so that --exclude can leave it out)",
 }
 FAULT_CLASSES = ("pageout-hugetlb",)
 #: the steps the kernel refuses that the generator makes (``Tracker.classify``): a CPU access answered with SIGSEGV
@@ -54,7 +52,7 @@ FAULT_CLASSES = ("pageout-hugetlb",)
 #: O_DIRECT, io_uring register: EFAULT), a write GUP of a PROT_READ mapping (EFAULT), and the fault classes
 REFUSALS = ("segfault", "efault", "write-gup-prot-read") + FAULT_CLASSES
 #: classes after which the kernel and the model hold different page tables (later differences follow from them)
-STATE_CLASSES = ("huge-zero-page",)
+STATE_CLASSES = ()
 
 #: ops the generator draws from, with their weights
 WEIGHTS = {
@@ -231,27 +229,30 @@ class Tracker:
         return "impossible"
 
     def known_class(self, proc: str, op: str, args: dict) -> str | None:
-        """The known false-verdict class a valid step belongs to, if any."""
-        p = self.procs.get(proc)
-        if op in ("read", "vmsplice", "odirect_write") and self.large == "thp" and any(
-                self._unfaulted_thp(p, a) for a in self._range(args)):
-            return "huge-zero-page"
+        """The known false-verdict class a valid step belongs to, if any: none
+        is left among valid steps since issue 11's fixes (the refusals are
+        ``classify``'s); the hook the generator and ``classes()`` call."""
         return None
 
     def _unfaulted_thp(self, p: Proc, a: int) -> bool:
-        """Is the aligned huge page holding ``a`` a whole THP mapping that nothing has faulted in?"""
+        """Is the aligned huge page holding ``a`` inside one THP mapping (VMA) that nothing has faulted in
+        (the kernel's pmd_none() there: a fault maps a whole PMD, do_huge_pmd_anonymous_page())?"""
         span = range(a - a % self.nr, a - a % self.nr + self.nr)
         return span.stop <= self.npages and all(
-            p.pages[x] is not None and p.pages[x].thp and not p.pages[x].faulted for x in span)
+            p.pages[x] is not None and p.pages[x].thp and not p.pages[x].faulted
+            and p.pages[x].vma == p.pages[span.start].vma for x in span)
 
     def _touch(self, p: Proc, rng) -> None:
+        huge = set()
         for a in rng:
             if self.large == "thp" and self.nr and p.pages[a] is not None and p.pages[a].thp:
-                for x in range(a - a % self.nr, min(self.npages, a - a % self.nr + self.nr)):
-                    if p.pages[x] is not None:
-                        p.pages[x].faulted = True
+                huge.add(a // self.nr)
             elif p.pages[a] is not None:
                 p.pages[a].faulted = True
+        for h in huge:
+            for x in range(h * self.nr, min(self.npages, h * self.nr + self.nr)):
+                if p.pages[x] is not None:
+                    p.pages[x].faulted = True
 
     def _split(self, p: Proc, rng) -> None:
         """A VMA that [rng) cuts: the part after the range becomes a VMA of its
@@ -298,6 +299,12 @@ class Tracker:
             self._detach(proc, rng)
             for a in rng:
                 p.pages[a] = None
+        # a read fault where a whole THP could go maps the huge zero page, and prepares the VMA's anon_vma
+        # first (do_huge_pmd_anonymous_page(): anon_vma_prepare() for a read fault too)
+        huge_read = [a for a in rng if op in ("read", "vmsplice", "odirect_write") and self.large == "thp"
+                     and self._unfaulted_thp(p, a)]
+        if huge_read:
+            self._fault_anon(p, huge_read)
         if op in ("write", "read", "vmsplice", "odirect_read", "odirect_write", "io_uring_register"):
             self._touch(p, rng)
         if op == "write":
@@ -389,8 +396,7 @@ class Tracker:
             p = self.procs[name]
             if self.nr and self.large:
                 for a in offsets(self.npages, self.nr):
-                    if p.pages[a] is not None and p.pages[a].prot != "none" and not (
-                            "huge-zero-page" in exclude and self._unfaulted_thp(p, a)):
+                    if p.pages[a] is not None and p.pages[a].prot != "none":
                         out.append((name, "read", {"addr": a}))
                 continue
             a = 0
@@ -416,7 +422,13 @@ class Scenario:
     sweep: list
     origin: str = ""
     exclude: tuple = ()         # the known classes left out (the sweep leaves them out too)
-    large: str | None = None    # "thp" | "hugetlb": over huge pages of the model's THP size
+    large: str | None = None    # "thp" | "hugetlb": over huge pages of hpage_pmd_nr subpages
+    hpage_pmd_nr: int = 0       # the THP / hugetlb size the scenario is built at (0: the model's default)
+
+    @property
+    def nr(self) -> int:
+        from .kernel.types import HPAGE_PMD_NR
+        return self.hpage_pmd_nr or HPAGE_PMD_NR
 
     @property
     def steps(self) -> list:
@@ -426,7 +438,7 @@ class Scenario:
         procs = [FIRST] + [a["child"] for _, op, a in self.body if op == "fork"]
         script = [(p, op, dict(a), None) for p, op, a in self.steps]
         return compile_case(self.id, f"random scenario {self.id}", self.origin or "cowlab scenario_gen",
-                            self.pages, procs, {p: p for p in procs}, script, (), self.tags)
+                            self.pages, procs, {p: p for p in procs}, script, (), self.tags, hpage_pmd_nr=self.nr)
 
     @property
     def tags(self) -> tuple:
@@ -436,12 +448,17 @@ class Scenario:
         return any(o == op for _, o, _ in self.steps)
 
 
-def normalize(pages: int, body: list, exclude=(), large: str | None = None) -> tuple[list, list]:
+def _size(nr: int | None) -> int:
+    from .kernel.types import HPAGE_PMD_NR
+    return nr or HPAGE_PMD_NR
+
+
+def normalize(pages: int, body: list, exclude=(), large: str | None = None, nr: int | None = None
+              ) -> tuple[list, list]:
     """Drop the steps that are impossible after the steps before them (the
     shrinker removes steps freely), and everything after a faulting step;
-    -> (body, sweep)."""
-    from .kernel.types import HPAGE_PMD_NR
-    t = Tracker(pages, large, HPAGE_PMD_NR)
+    -> (body, sweep).  ``nr``: the huge-page size (default the model's)."""
+    t = Tracker(pages, large, _size(nr))
     out = []
     for proc, op, args in body:
         if t.ended:
@@ -453,11 +470,10 @@ def normalize(pages: int, body: list, exclude=(), large: str | None = None) -> t
     return out, t.sweep(exclude)
 
 
-def classes(steps: list, pages: int, large: str | None = None) -> dict:
+def classes(steps: list, pages: int, large: str | None = None, nr: int | None = None) -> dict:
     """Step index -> the known false-verdict class of that step (a fault
     class, or a valid step of a known class), for the steps that have one."""
-    from .kernel.types import HPAGE_PMD_NR
-    t = Tracker(pages, large, HPAGE_PMD_NR)
+    t = Tracker(pages, large, _size(nr))
     out = {}
     for i, (proc, op, args) in enumerate(steps):
         k = t.classify(proc, op, args)
@@ -481,18 +497,20 @@ def host_ops(host: dict | None) -> dict:
 
 
 def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: int = 16, prefix: str = "random",
-             large: str | None = None) -> Scenario:
+             large: str | None = None, nr: int | None = None) -> Scenario:
     """One scenario.  ``exclude``: known classes (``KNOWN_CLASSES``) never
     to produce; ``unavailable``: generator ops (``WEIGHTS``) -> reason, left
     out; ``large``: "thp" or "hugetlb" for a scenario over two huge pages of
-    the model's THP size (``HPAGE_PMD_NR``: conformance runs these with the
-    kernel's), its operations on whole huge pages, half of one, or one of
-    the subpages ``offsets`` names."""
-    from .kernel.types import HPAGE_PMD_NR
+    ``nr`` subpages (default the model's ``HPAGE_PMD_NR``; conformance
+    passes the kernel's), its operations on whole huge pages, half of one,
+    or one of the subpages ``offsets`` names: the same choices at every
+    size, so a seed gives the same scenario scaled (and, for one size,
+    always the same scenario).  A base-page scenario does not depend on
+    ``nr``."""
     exclude = set(exclude)
     unavailable = unavailable or {}
     c = chooser
-    nr = HPAGE_PMD_NR
+    nr = _size(nr)
     pages = 2 * nr if large else c.randint(2, 6)
     t = Tracker(pages, large, nr)
     body = []
@@ -532,17 +550,19 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
         if not steps:
             continue
         ok, probe = True, None
-        for s in steps:
-            # check the whole group (the KSM preamble) before taking any of it
-            probe = probe or _copy_tracker(t)
+        for k, s in enumerate(steps):
+            # check the whole group (the KSM preamble) before taking any of it (one step: checked on t itself)
+            probe = probe or (t if len(steps) == 1 else _copy_tracker(t))
             if probe.classify(*s) != "ok" or probe.known_class(*s) in exclude:
                 ok = False
                 break
-            probe.apply(*s)
+            if k < len(steps) - 1:
+                probe.apply(*s)
         if ok:
             for s in steps:
                 add(*s)
-    return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)), large=large)
+    return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)), large=large,
+                    hpage_pmd_nr=nr)
 
 
 def _copy_tracker(t: Tracker) -> Tracker:
@@ -704,7 +724,7 @@ def _faulting(c, t: Tracker, proc: str, exclude) -> tuple | None:
     """A step the kernel refuses (a fault class not excluded), or None."""
     p = t.procs[proc]
     cands = []
-    for a in range(t.npages):
+    for a in (offsets(t.npages, t.nr) if t.large else range(t.npages)):     # (huge pages: the same at every size)
         pg = p.pages[a]
         if "segfault" not in exclude:
             if pg is None or pg.prot == "none":
@@ -740,16 +760,18 @@ def large_kind(seed: int, i: int, kinds=()) -> str | None:
     return None
 
 
-def scenarios(seed: int, count: int, exclude=(), unavailable=None, start: int = 0, large=(), part: str = "all"):
+def scenarios(seed: int, count: int, exclude=(), unavailable=None, start: int = 0, large=(), part: str = "all",
+              nr: int | None = None):
     """The run's scenarios: scenario i comes from its own generator seeded
     with (seed, i), so one can be made again on its own.  ``large``: the
-    huge-page kinds the host allows; ``part``: "base" or "large" yields only
-    those (they run in interpreters with different THP sizes)."""
+    huge-page kinds the host allows; ``nr``: their size in subpages (the
+    kernel's in a live run; default the model's); ``part``: "base" or
+    "large" yields only those."""
     for i in range(start, start + count):
         kind = large_kind(seed, i, large)
         if part == "all" or (part == "large") == (kind is not None):
             yield generate(_random.Random(f"{seed}:{i}"), i, exclude, unavailable, prefix=f"random-s{seed}",
-                           large=kind)
+                           large=kind, nr=nr)
 
 
 # ----------------------------------------------------------------------------- TOML
@@ -770,7 +792,10 @@ def to_toml(scn: Scenario, header: str = "", title: str = "") -> str:
     lines = [f"# {ln}".rstrip() for ln in header.splitlines()] if header else []
     lines += [f"id = {_toml_value(scn.id)}", f"title = {_toml_value(title or 'random scenario ' + scn.id)}",
               f"source = {_toml_value(scn.origin or 'cowlab scenario_gen')}", f"pages = {scn.pages}",
-              "tags = [" + ", ".join(_toml_value(x) for x in scn.tags) + "]", ""]
+              "tags = [" + ", ".join(_toml_value(x) for x in scn.tags) + "]"]
+    if scn.large:
+        lines.append(f"hpage_pmd_nr = {scn.nr}")
+    lines.append("")
     nbody = len(scn.body)
     for i, (proc, op, args) in enumerate(scn.steps):
         if i == nbody and scn.sweep:

@@ -69,7 +69,7 @@ def test_the_issues_operations_and_known_classes_are_all_produced():
 
 
 #: classes only scenarios over huge pages have
-LARGE_ONLY = {"pageout-hugetlb", "huge-zero-page"}
+LARGE_ONLY = {"pageout-hugetlb"}
 
 
 @pytest.mark.parametrize("kind", ["thp", "hugetlb"])
@@ -89,7 +89,7 @@ def test_scenarios_over_huge_pages(kind, tmp_path):
                 assert a["addr"] % HPAGE_PMD_NR == 0 and a.get("pages", 1) % HPAGE_PMD_NR == 0, (s.id, op, a)
             assert op not in ("ksm_merge",)
     assert {"fork", "write", "read", "io_uring_register", "vmsplice", "pageout" if kind == "thp" else "munmap"} <= ops
-    assert ("huge-zero-page" if kind == "thp" else "pageout-hugetlb") in cls
+    assert kind == "thp" or "pageout-hugetlb" in cls
     path = tmp_path / "large.toml"
     path.write_text(to_toml(s))
     assert _ops(load_case(str(path))) == _ops(s.case())
@@ -97,6 +97,41 @@ def test_scenarios_over_huge_pages(kind, tmp_path):
     kinds = [scenario_gen.large_kind(1, i, ("thp", "hugetlb")) for i in range(400)]
     assert 0 < kinds.count("thp") < 80 and 0 < kinds.count("hugetlb") < 50
     assert all(scenario_gen.large_kind(1, i, ()) is None for i in range(400))
+
+
+@pytest.mark.parametrize("kind", ["thp", "hugetlb"])
+def test_huge_page_scenarios_are_built_at_a_given_size(kind, tmp_path):
+    """At the kernel's THP size (512 on x86-64; conformance passes runner.kernel_thp_nr()): the same draws as at
+    the model's default size, every offset scaled (a whole huge page, half of one, or subpage 0, 1, nr/2, nr-1);
+    one seed gives one scenario for one size; the TOML file carries hpage_pmd_nr and loads at that size."""
+    from cowlab.kernel.types import HPAGE_PMD_NR
+
+    def scale(steps, frm, to):
+        def one(k, v):
+            if k not in ("addr", "new_addr", "pages") or not isinstance(v, int):
+                return v
+            h, o = divmod(v, frm)
+            if k == "pages" and v in (frm // 2, frm):
+                return v * to // frm
+            return h * to + {0: 0, 1: 1, frm // 2: to // 2, frm - 1: to - 1}[o]
+        return [(p, op, {k: one(k, v) for k, v in a.items()}) for p, op, a in steps]
+
+    for i in range(60):
+        at8 = generate(random.Random(f"sized:{i}"), i, large=kind, nr=8)
+        at512 = generate(random.Random(f"sized:{i}"), i, large=kind, nr=512)
+        assert generate(random.Random(f"sized:{i}"), i, large=kind, nr=512).steps == at512.steps
+        assert at512.pages == 1024 and at512.case().hpage_pmd_nr == 512 and at8.case().hpage_pmd_nr == 8
+        assert normalize(at512.pages, at512.body, (), kind, 512) == (at512.body, at512.sweep)
+        assert scale(at8.steps, 8, 512) == at512.steps, at512.id
+        assert set(classes(at8.steps, 16, kind, 8).values()) == set(classes(at512.steps, 1024, kind, 512).values())
+    path = tmp_path / "sized.toml"
+    path.write_text(to_toml(at512))
+    assert "hpage_pmd_nr = 512" in path.read_text()
+    case = load_case(str(path))
+    assert case.hpage_pmd_nr == 512 and _ops(case) == _ops(at512.case())
+    # a base-page scenario is the same whatever the huge-page size
+    assert [s.steps for s in scenarios(1, 30, nr=512)] == [s.steps for s in scenarios(1, 30)]
+    assert generate(random.Random("x"), 0, large=kind).case().hpage_pmd_nr == HPAGE_PMD_NR
 
 
 def test_excluded_classes_and_unavailable_ops_are_never_produced():

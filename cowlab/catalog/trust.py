@@ -14,6 +14,16 @@ SRC_EFAULT = "mm/gup.c check_vma_flags(): FOLL_WRITE without VM_WRITE (and no FO
 SRC_PAGEOUT = "mm/madvise.c madvise_pageout() -> can_madv_lru_vma(): a VM_HUGETLB vma is -EINVAL"
 SRC_PROTNONE = ("arch/x86/mm/fault.c access_error(): a read of a vma without VM_READ|VM_WRITE|VM_EXEC is a "
                 "SIGSEGV, whose default action kills the process")
+SRC_HUGE_ZERO = ("mm/huge_memory.c do_huge_pmd_anonymous_page(): a read fault where a THP fits maps the huge zero "
+                 "folio (set_huge_zero_folio()); do_huge_pmd_wp_page(): a write on it maps a fresh THP "
+                 "(do_huge_zero_wp_pmd(), 1ced09e0331f, 6.13; 5.7 'goto alloc') or splits it (3917c80280c9, 5.8 .. "
+                 "6.12); copy_huge_pmd() shares it with the child as it is")
+SRC_PAGEOUT_REF = ("mm/vmscan.c shrink_folio_list(): a large anon folio not in the swap cache that "
+                   "can_split_folio() refuses (a reference beyond its mappings and the isolation's) is kept "
+                   "mapped (activate_locked), since b8f593cd0896 (4.13)")
+SRC_PAGEOUT_RANGE = ("mm/madvise.c madvise_cold_or_pageout_pte_range(): MADV_PAGEOUT walks every pte of its range "
+                     "and isolates each folio mapped only by this process (a large folio mapped by another process "
+                     "is left: folio_maybe_mapped_shared()), then reclaim_pages() reclaims the list")
 SRC_UNMAP = ("io_uring/rsrc.c: a fixed buffer keeps its pages pinned after munmap()/MADV_DONTNEED of the "
              "range; the DMA reaches pages no process maps any more")
 
@@ -95,6 +105,70 @@ def pageout_hugetlb(nr: int):
     c.read(0, pages=nr)
     p.write(1)
     c.read(1)
+    c.exit()
+    return s.build()
+
+
+def huge_zero_page(nr: int):
+    """A read of a THP-sized range nothing has faulted maps the huge zero
+    page (every subpage present, read-only); fork shares it with the child,
+    whose pipe takes one subpage of it; the parent's write then maps a fresh THP
+    (5.7, 6.13+) or copies one 4 KiB page out of the split zero PMD (5.8 ..
+    6.12).  Nothing can leak: every page reads zero or what its own process
+    wrote."""
+    s = Script("huge-zero-page", "read of an unfaulted THP range (the huge zero page), vmsplice, fork, write",
+               pages=2 * nr, source=SRC_HUGE_ZERO, tags=("trust", "thp"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=2 * nr, thp=True)
+    p.read(0)
+    p.fork(c)
+    c.vmsplice(1, pipe="p")
+    p.write(1)
+    c.pipe_read(pipe="p")
+    c.read(1)
+    c.read(nr - 1)
+    p.read(nr - 1)
+    c.write(nr - 1)
+    p.read(nr - 1)
+    c.exit()
+    return s.build()
+
+
+def thp_pageout_extra_ref(nr: int):
+    """MADV_PAGEOUT of a PMD-mapped THP one of whose subpages a pipe holds
+    (vmsplice, FOLL_GET): reclaim cannot split it, so it stays mapped, PMD
+    and data; fork then shares it and the child's write copies."""
+    s = Script("thp-pageout-extra-ref", "MADV_PAGEOUT of a THP a pipe holds a subpage of; fork; write",
+               pages=nr, source=SRC_PAGEOUT_REF, tags=("trust", "thp"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=nr, thp=True)
+    p.write(0, pages=nr)
+    p.vmsplice(1, pipe="p")
+    p.pageout(0, pages=nr)
+    p.read(1)
+    p.pipe_read(pipe="p")
+    p.fork(c)
+    c.write(1)
+    p.read(1)
+    c.read(0)
+    c.exit()
+    return s.build()
+
+
+def thp_pageout_range(nr: int):
+    """MADV_PAGEOUT of a whole huge page whose THP a COW split: the child
+    still maps the THP by its PMD, the parent by ptes but for subpage 1, a
+    4 KiB copy of its own -- the only folio of the range reclaim takes."""
+    s = Script("thp-pageout-range", "MADV_PAGEOUT of a range over a shared THP and a 4 KiB page of the parent's",
+               pages=nr, source=SRC_PAGEOUT_RANGE, tags=("trust", "thp", "thp-swap"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=nr, thp=True)
+    p.write(0, pages=nr)
+    p.fork(c)
+    p.write(1)
+    p.pageout(0, pages=nr)
+    p.read(0, pages=nr)
+    c.read(0, pages=nr)
     c.exit()
     return s.build()
 
@@ -496,4 +570,5 @@ def cases(nr: int = HPAGE_PMD_NR):
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma(),
             swapin_fresh_exclusive(), ksm_merge_lru_batch(), lru_batch_fork_child_cpu(), gup_partial(),
             segv_first_process(), mmap_fixed_over_shared(), mremap_fixed_onto_shared(), mremap_ksm_unmerge(),
-            dma_after_munmap_mremap(), mremap_vmsplice_swapped(), mremap_buffer_order(), mremap_pinned_onto_buffer()]
+            dma_after_munmap_mremap(), mremap_vmsplice_swapped(), mremap_buffer_order(), mremap_pinned_onto_buffer(),
+            huge_zero_page(nr), thp_pageout_extra_ref(nr), thp_pageout_range(nr)]

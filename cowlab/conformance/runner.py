@@ -15,7 +15,7 @@ from .. import catalog, designs
 from ..catalog import CatalogError
 from ..kernel.effects import Error, Exit, Load, Store
 from ..designs import design_for_release
-from ..kernel.types import PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN
+from ..kernel.types import PG_huge_zero, PG_ksm, PTE_PRESENT, PTE_SWAP, ZERO_PFN
 from ..model import CowModel
 from ..schedule import in_operation, sequential
 from .probe import die_with_parent
@@ -163,6 +163,9 @@ def _model_view(m, s, proc_index, pages):
         pmd = mm.pmds[a // nr]
         if pmd is not None:
             f = s.folios[pmd.pfn]
+            if f.flags & PG_huge_zero:      # the huge zero page: present, not compared further (as the zero page)
+                view.append(("present", "zero", None, None, True, None))
+                continue
             view.append(("present", (pmd.pfn, a % nr), f.anon_exclusive[a % nr],
                          f.mapcount[a % nr] + f.entire_mapcount, False, f.anon_exclusive[0]))
             continue

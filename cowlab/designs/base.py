@@ -159,6 +159,10 @@ class Design:
     #: do_swap_page() maps a page it maps exclusive writable on a read fault too, not only on a write fault
     #: (6.11, c18160dba5ff "mm: swap: reuse exclusive folio directly instead of wp page faults")
     swapin_read_mkwrite: bool = False
+    #: a write (or unshare) fault on the huge zero page maps a fresh THP: 5.7 (do_huge_pmd_wp_page()'s
+    #: "goto alloc"; 3917c80280c9, 5.8, split the PMD instead) and 6.13+ (do_huge_zero_wp_pmd(), 1ced09e0331f);
+    #: otherwise the PMD is split into ptes of the 4 KiB zero page and the pte fault copies one
+    huge_zero_wp_thp: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

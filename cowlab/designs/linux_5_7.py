@@ -22,6 +22,7 @@ from ..kernel.mm.ksm import reuse_ksm_page
 @dataclass
 class Linux57(Design):
     name: str = "linux-5.7"
+    huge_zero_wp_thp: bool = True       # do_huge_pmd_wp_page(): is_huge_zero_pmd() -> goto alloc
     kernel: str = "v5.7 .. v5.7.2"
     summary: str = "mapcount(+swapcount) reuse under the page lock; GUP refs invisible; fork shares all"
     sources: tuple = ("mm/memory.c do_wp_page() v5.7", "mm/swapfile.c reuse_swap_page() v5.7",

@@ -18,6 +18,7 @@ class Linux58(Linux57):
     kernel: str = "v5.7.3 .. v5.8"
     summary: str = "5.7 + GUP forces a COW break (FOLL_WRITE) on COW mappings"
     thp_split_page_lock: bool = True
+    huge_zero_wp_thp: bool = False      # 3917c80280c9 (5.8): the huge zero PMD is split, the pte COWs
     sources: tuple = ("17839856fd58 gup: document and work around 'COW can break either way' issue",
                       "c444eb564fb1 mm: thp: make the THP mapcount atomic against __split_huge_pmd_locked()")
     gup_fast_only_writable: bool = True

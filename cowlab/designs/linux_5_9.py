@@ -22,6 +22,7 @@ class Linux59(Linux57):
     kernel: str = "v5.9 .. v5.10"
     summary: str = "page_count()==1 reuse; fork copies maybe-pinned pages; swapin/THP still mapcount"
     thp_split_page_lock: bool = True
+    huge_zero_wp_thp: bool = False      # 3917c80280c9 (5.8): the huge zero PMD is split, the pte COWs
     sources: tuple = ("09854ba94c6a mm: do_wp_page() simplification",
                       "a308c71bf1e6 mm/gup: Remove enfornced COW mechanism",
                       "70e806e4e645 mm: Do early cow for pinned pages during fork() for ptes",

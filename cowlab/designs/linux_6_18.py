@@ -20,7 +20,9 @@ class Linux618(Linux69):
     kernel: str = "v6.15 .. v6.18"
     summary: str = "5.19 + mprotect maps exclusive pages writable, unshare of non-anon, O_DIRECT FOLL_PIN, mTHP reuse"
     sources: tuple = Linux69.sources + ("1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
-                                        "6af8cb80d3a9 mm/rmap: basic MM owner tracking for large folios (!hugetlb)")
+                                        "6af8cb80d3a9 mm/rmap: basic MM owner tracking for large folios (!hugetlb)",
+                                        "1ced09e0331f mm: allocate THP on hugezeropage wp-fault")
+    huge_zero_wp_thp: bool = True       # do_huge_zero_wp_pmd() (6.13)
 
     def default_settings(self):
         return {}

@@ -18,8 +18,8 @@ reported apart from the oracle's verdicts.
 from __future__ import annotations
 
 from .effects import Pin
-from .types import (FOLL_PIN, PG_hugetlb, PG_ksm, PG_large, PG_swapcache, PTE_PRESENT, PTE_SWAP, PTE_MIGRATION,
-                    ZERO_PFN, State)
+from .types import (FOLL_PIN, PG_huge_zero, PG_hugetlb, PG_ksm, PG_large, PG_swapcache, PTE_PRESENT, PTE_SWAP,
+                    PTE_MIGRATION, ZERO_PFN, State)
 
 
 def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=None) -> list[str]:
@@ -51,6 +51,10 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
             if pmd.pfn >= nf or s.folios[pmd.pfn] is None:
                 bugs.append(f"mm{mm} pmd {h} maps freed pfn {pmd.pfn}")
                 continue
+            if s.folios[pmd.pfn].flags & PG_huge_zero:
+                if pmd.write:
+                    bugs.append(f"mm{mm} pmd {h} maps the huge zero folio writable")
+                continue        # (the huge zero folio is not mapcounted: a global reference keeps it)
             entire[pmd.pfn] = entire.get(pmd.pfn, 0) + 1
             if design.anon_exclusive and pmd.write and not s.folios[pmd.pfn].anon_exclusive[0] and m.ptl == -1:
                 bugs.append(f"I1: mm{mm} pmd {h} is writable but pfn {pmd.pfn} is not PageAnonExclusive")
@@ -69,7 +73,7 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
         if r.gup_flags & FOLL_PIN:
             pins[r.pfn] = pins.get(r.pfn, 0) + 1
     for pfn, f in enumerate(s.folios):
-        if f is None or pfn == ZERO_PFN:
+        if f is None or pfn == ZERO_PFN or f.flags & PG_huge_zero:
             continue
         mc = sum(mapc.get((pfn, i), 0) for i in range(f.nr))
         for i in range(f.nr):

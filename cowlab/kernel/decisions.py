@@ -139,6 +139,8 @@ class DesignInterface(Protocol):
     break_ksm_unshare: bool
     #: do_swap_page() maps an exclusive page writable on a read fault too (6.11, c18160dba5ff)
     swapin_read_mkwrite: bool
+    #: a write/unshare fault on the huge zero page maps a fresh THP (5.7; 6.13+ 1ced09e0331f) instead of splitting it
+    huge_zero_wp_thp: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

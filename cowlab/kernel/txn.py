@@ -16,7 +16,7 @@ from __future__ import annotations
 import operator
 
 from .types import (
-    GUP_PIN_COUNTING_BIAS, PG_anon, PG_ksm, PG_large, PG_locked, PG_lru, PG_swapcache, PG_hugetlb,
+    GUP_PIN_COUNTING_BIAS, PG_anon, PG_huge_zero, PG_ksm, PG_large, PG_locked, PG_lru, PG_swapcache, PG_hugetlb,
     PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, ZERO, ZERO_PFN, FOLL_PIN, Folio, Mm, Pte, Ref, State, SwapSlot,
     MMF_HAS_PINNED,
 )
@@ -164,6 +164,11 @@ class Kernel:
 
     def folio_test_large(self, pfn: int) -> bool:
         return self.test(pfn, PG_large)
+
+    def is_huge_zero_pfn(self, pfn: int) -> bool:
+        """is_huge_zero_folio() / is_huge_zero_pmd()."""
+        f = self.folios[pfn]
+        return f is not None and bool(f.flags & PG_huge_zero)
 
     def PageAnonExclusive(self, pfn: int, idx: int = 0) -> bool:
         return self.folio(pfn).anon_exclusive[idx]

@@ -45,11 +45,12 @@ PG_writeback = 1 << 5   # PageWriteback
 PG_dirty = 1 << 6       # PageDirty
 PG_hugetlb = 1 << 7     # folio_test_hugetlb
 PG_large = 1 << 8       # folio_test_large (THP)
+PG_huge_zero = 1 << 9   # is_huge_zero_folio(): the huge zero folio (mm/huge_memory.c huge_zero_folio)
 
 FLAG_NAMES = {
     PG_anon: "anon", PG_ksm: "ksm", PG_swapcache: "swapcache", PG_locked: "locked",
     PG_lru: "lru", PG_writeback: "writeback", PG_dirty: "dirty", PG_hugetlb: "hugetlb",
-    PG_large: "large",
+    PG_large: "large", PG_huge_zero: "huge_zero",
 }
 
 # gup flags (include/linux/mm_types.h / mm.h)

@@ -317,3 +317,97 @@ def test_buffers_keep_their_order_after_mremap(design):
     written = [e.data for p, op, _, es in steps if op == "write" for e in es if type(e) is Store]
     for name in ("io_uring_write_fixed", "pipe_read"):
         assert [e.data for p, op, _, es in steps if op == name for e in es if type(e) is Load] == written, name
+
+
+# ----------------------------------------------------------------------------- huge pages (the random run at 512)
+S_HUGE_ZERO = ("do_huge_pmd_anonymous_page(): a read fault maps the huge zero folio; copy_huge_pmd() shares it; a "
+               "write maps a fresh THP (6.13+ do_huge_zero_wp_pmd(); 5.7) or splits it and copies a 4 KiB zero page "
+               "(5.8 .. 6.12): nothing is shared that was written")
+S_PAGEOUT_REF = ("shrink_folio_list(): can_split_folio() refuses a THP with the pipe's extra reference, so it stays "
+                 "PMD-mapped; fork shares it, the child's write copies (no pin: 5.7's mapcount sees two mappers)")
+S_PAGEOUT_RANGE = ("madvise_cold_or_pageout_pte_range(): the parent's own 4 KiB copy is reclaimed, the THP the child "
+                   "maps is left; the swap-in reads the parent's own data")
+EXPECT_HUGE = {"huge-zero-page": row(("", S_HUGE_ZERO)), "thp-pageout-extra-ref": row(("", S_PAGEOUT_REF)),
+               "thp-pageout-range": row(("", S_PAGEOUT_RANGE))}
+
+
+@pytest.mark.parametrize("case,design", [(c, d) for c in EXPECT_HUGE for d in ALL])
+def test_huge_page_case(case, design):
+    check(case, design, *EXPECT_HUGE[case][design])
+
+
+def _states(case, design, nr):
+    """Per operation of the sequential run: (process, op name, state after it)."""
+    from cowlab.conformance.runner import model_steps
+    m, steps = model_steps(catalog.get(case, hpage_pmd_nr=nr), designs.load(design))
+    return [(proc, op.name, s) for proc, op, s, *_ in steps]
+
+
+@pytest.mark.parametrize("nr", [2, 8])
+@pytest.mark.parametrize("design", ALL)
+def test_a_read_of_an_unfaulted_thp_maps_the_huge_zero_page(design, nr):
+    """set_huge_zero_folio(): one read-only PMD of the huge zero folio (every subpage present, not anon, not
+    mapcounted); fork gives the child the same PMD; the parent's write then maps a fresh exclusive THP where the
+    design says so (huge_zero_wp_thp: 5.7, 6.13+) or splits the PMD into zero-page ptes and copies one page."""
+    from cowlab.kernel.types import PG_anon, PG_huge_zero, ZERO_PFN
+    d = designs.load(design)
+    st = _states("huge-zero-page", design, nr)
+    ops = [op for _, op, _ in st]
+    s = st[ops.index("read")][2]
+    hz = s.mms[0].pmds[0]
+    assert hz is not None and not hz.write and s.folios[hz.pfn].flags & PG_huge_zero
+    assert not s.folios[hz.pfn].flags & PG_anon and s.mms[0].pmds[1] is None     # the other huge page: untouched
+    s = st[ops.index("fork")][2]
+    assert s.mms[1].pmds[0] == hz
+    s = st[ops.index("write")][2]
+    new = s.mms[0].pmds[0]
+    if d.huge_zero_wp_thp:
+        assert new is not None and new.pfn != hz.pfn and s.folios[new.pfn].flags & PG_anon and new.write
+        assert not d.anon_exclusive or all(s.folios[new.pfn].anon_exclusive)
+    else:
+        assert new is None and s.mms[0].ptes[0].pfn == ZERO_PFN and s.mms[0].ptes[1].pfn != ZERO_PFN
+    # the child still maps the huge zero page (but 5.8's vmsplice broke COW first, should_force_cow_break())
+    assert (s.mms[1].pmds[0] == hz) == (design != "linux-5.8")
+
+
+@pytest.mark.parametrize("nr", [2, 8])
+@pytest.mark.parametrize("design", ALL)
+def test_pageout_of_a_thp_a_pipe_holds_leaves_it_mapped(design, nr):
+    """can_split_folio() fails with the pipe's reference: the THP stays PMD-mapped, nothing is swapped."""
+    st = _states("thp-pageout-extra-ref", design, nr)
+    ops = [op for _, op, _ in st]
+    before, after = st[ops.index("pageout") - 1][2], st[ops.index("pageout")][2]
+    assert after.mms[0].pmds[0] is not None and after.mms[0].pmds[0].pfn == before.mms[0].pmds[0].pfn
+    assert all(p is None for p in after.mms[0].ptes) and not any(after.swap)
+
+
+@pytest.mark.parametrize("nr", [2, 8])
+@pytest.mark.parametrize("design", ALL)
+def test_pageout_walks_its_range(design, nr):
+    """Every folio of the range mapped only by this process is reclaimed: the parent's 4 KiB copy of subpage 1
+    (not the folio at addr, the THP the child still maps, which stays)."""
+    from cowlab.kernel.types import PTE_PRESENT, PTE_SWAP
+    st = _states("thp-pageout-range", design, nr)
+    ops = [op for _, op, _ in st]
+    s = st[ops.index("pageout")][2]
+    kinds = [p.kind for p in s.mms[0].ptes]
+    assert kinds[1] == PTE_SWAP and all(k == PTE_PRESENT for i, k in enumerate(kinds) if i != 1), kinds
+    assert s.mms[1].pmds[0] is not None
+
+
+@pytest.mark.parametrize("design", ["linux-6.18", "linux-5.9"])
+def test_pageout_of_a_thp_nothing_else_holds_swaps_it(design):
+    """The control: without the pipe's reference the THP is reclaimed (split and swapped out whole)."""
+    from cowlab.scenario import Script
+    from cowlab.kernel.types import PTE_SWAP
+    s = Script("thp-pageout-control", "MADV_PAGEOUT of a THP nothing else holds", pages=4, hpage_pmd_nr=4,
+               tags=("thp",))
+    p = s.process("parent")
+    p.mmap(0, pages=4, thp=True)
+    p.write(0, pages=4)
+    p.pageout(0, pages=4)
+    m = CowModel(s.build(), designs.load(design))
+    st = m.init_state()
+    for tr in sequential(m):
+        st = tr.state
+    assert all(x is not None and x.kind == PTE_SWAP for x in st.mms[0].ptes), st.mms[0].ptes

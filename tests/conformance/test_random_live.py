@@ -53,26 +53,21 @@ def test_every_scenario_is_reported_and_compared(small_run):
     assert c["agree"] > 0 and c["steps_compared"] >= 5 * c["agree"]
 
 
-def scenario_gen_nr() -> int:
-    from cowlab.kernel.types import HPAGE_PMD_NR
-    return HPAGE_PMD_NR
-
-
 def test_scenarios_over_huge_pages_ran(small_run):
-    """Where the host has PMD THP, the run's THP and hugetlb scenarios run (in the sized interpreter) and are
-    compared: a sized run that silently did nothing would pass the tests above."""
+    """Where the host has PMD THP, the run's THP and hugetlb scenarios are built at the kernel's THP size and
+    compared: a run that silently skipped them would pass the tests above."""
     rep, _, _, _ = small_run
     kinds, why = cr.large_kinds()
     if not kinds:
         pytest.skip("; ".join(f"{k}: {w}" for k, w in why.items()))
-    if scenario_gen_nr() != cr.runner.kernel_thp_nr():
-        pytest.skip("open: the generator builds huge-page scenarios at the model's default THP size, and the "
-                    "second interpreter that ran them at the kernel's size is gone with COWLAB_HPAGE_PMD_NR; "
-                    "they are skipped with that reason until the generator builds cases of the kernel's size")
     large = {f"random-s1-{i}" for i in range(40) if scenario_gen.large_kind(1, i, kinds)}
     assert large
     ran = [r for r in rep.results if r.case in large and r.result != "skip"]
     assert ran and all(r.steps_compared > 0 for r in ran), [r.as_json() for r in rep.results if r.case in large]
+    assert not any("THP size" in r.reason for r in rep.results if r.case in large)
+    nr = cr.runner.kernel_thp_nr()
+    some = next(s for s in scenario_gen.scenarios(1, 40, large=kinds, part="large", nr=nr))
+    assert some.pages == 2 * nr and some.case().hpage_pmd_nr == nr
 
 
 def test_the_machine_is_put_back(small_run):

@@ -5,7 +5,12 @@ folio's entire_mapcount and holds one reference; PG_anon_exclusive of a
 PMD-mapped THP is kept equal on every subpage (the kernel keeps it on the
 head page and copies it to each subpage when the PMD is split).
 
-* ``do_huge_pmd_anonymous_page``: write fault in a VM_HUGEPAGE range.
+* ``do_huge_pmd_anonymous_page``: a fault in a VM_HUGEPAGE range: a write
+  maps a fresh THP, a read the huge zero folio (``set_huge_zero_folio``).
+* the huge zero page: a read-only PMD of a shared, never-freed, unmapcounted
+  folio; a write or unshare fault on it maps a fresh THP (5.7, 6.13+) or
+  splits it into ptes of the 4 KiB zero page (5.8 .. 6.12); fork copies it
+  as it is; a split gives zero-page ptes; MADV_PAGEOUT leaves it.
 * ``do_huge_pmd_wp_page``: the design's ``huge_pmd_wp`` (5.7..5.17
   reuse_swap_page() / mapcount; 5.18 page_count; 5.19+ PageAnonExclusive
   or page_count) -> reuse the PMD, or ``__split_huge_pmd`` and COW at pte level.
@@ -22,7 +27,7 @@ from typing import NamedTuple
 
 from ..paths import step, op as _op, Goto, InFlight, Pfn
 from ..txn import ModelBug
-from ..types import PG_anon, PG_hugetlb, PG_lru, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE
+from ..types import PG_anon, PG_huge_zero, PG_hugetlb, PG_lru, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE, ZERO_PFN
 from ..decisions import Vmf, REUSE, SPLIT
 from . import hugetlb, rmap
 from .internal import FaultFrame, GupFrame, enter_fault, fault_done, gup_next, try_grab_page
@@ -33,15 +38,38 @@ def _set_excl_all(k, pfn, value: bool) -> None:
     k.folios[pfn] = f._replace(anon_exclusive=(value,) * f.nr)
 
 
+def get_huge_zero_folio(k) -> int:
+    """mm_get_huge_zero_folio(): the one huge zero folio (allocated on first
+    use, never freed while the model runs: its own reference, not a mapping's,
+    keeps it; the kernel's per-mm MMF_HUGE_ZERO_FOLIO reference is not
+    modelled).  Not PageAnon, every subpage reads zero."""
+    for pfn, f in enumerate(k.folios):
+        if f is not None and f.flags & PG_huge_zero:
+            return pfn
+    pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR, flags=PG_huge_zero)
+    k.ref_to_mapping(pfn)       # (the temporary reference stays as the global one)
+    return pfn
+
+
 def do_huge_pmd_anonymous_page(k, fr: FaultFrame, vma):
-    """do_huge_pmd_anonymous_page() -> __do_huge_pmd_anonymous_page(); the
-    vma's anon_vma is prepared first (anon_vma_prepare(), vmf_anon_prepare()
-    6.8+), before the huge zero page is considered."""
+    """do_huge_pmd_anonymous_page() -> __do_huge_pmd_anonymous_page() (PMD
+    still none).  A read fault maps the huge zero folio read-only
+    (``!(vmf->flags & FAULT_FLAG_WRITE) && !mm_forbids_zeropage() &&
+    transparent_hugepage_use_zero_page()``: x86 never forbids it, and the
+    model takes use_zero_page at its default, 1) -- the same in every
+    release 5.7 .. 6.18 (since 3.8, 79da5407eeadc); the kernel prepares the
+    VMA's anon_vma first for either kind of fault (anon_vma_prepare(), 6.8+
+    vmf_anon_prepare()).  A write fault allocates a THP."""
     addr = fr.address
     rmap.anon_vma_prepare(k, addr)
     hidx = addr // k.HPAGE_PMD_NR
     k.pte_lock()
     if k.pmd(hidx) is not None:
+        k.pte_unlock()
+        return fault_done(k, fr)
+    if not fr.write:
+        # set_huge_zero_folio(): a read-only (special) PMD, no mapcount
+        k.set_pmd_at(hidx, Pmd(get_huge_zero_folio(k), write=False, dirty=False))
         k.pte_unlock()
         return fault_done(k, fr)
     pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR)
@@ -66,6 +94,8 @@ def huge_pmd_fault(k, fr: FaultFrame, vma):
     if pmd is None:
         k.pte_unlock()
         return Goto("fault.handle", fr)
+    if (fr.write or fr.unshare) and not pmd.write and k.is_huge_zero_pfn(pmd.pfn):
+        return do_huge_zero_wp_pmd(k, fr, vma, hidx)
     if (fr.write or fr.unshare) and not pmd.write:
         unshare = fr.unshare and not fr.write
         vmf = Vmf(k.mm, addr, pmd.pfn, addr % k.HPAGE_PMD_NR, write=not unshare, unshare=unshare)
@@ -87,12 +117,48 @@ def huge_pmd_fault(k, fr: FaultFrame, vma):
     return fault_done(k, fr)
 
 
+def do_huge_zero_wp_pmd(k, fr: FaultFrame, vma, hidx):
+    """do_huge_pmd_wp_page() on the huge zero PMD (PT lock held), a write or
+    FAULT_FLAG_UNSHARE fault: from 6.13 do_huge_zero_wp_pmd() (1ced09e0331f)
+    replaces it by a fresh, exclusive, zeroed THP (map_anon_folio_pmd():
+    writable where the VMA is, for an unshare too), as 5.7 did ("goto
+    alloc"); 5.8 .. 6.12 (3917c80280c9) split it ("goto fallback":
+    __split_huge_pmd() -> __split_huge_zero_page_pmd(), ptes of the 4 KiB
+    zero page) and fault again at pte level, which copies the zero page."""
+    if not k.design.huge_zero_wp_thp:
+        __split_huge_pmd_locked(k, k.mm, hidx)
+        k.pte_unlock()
+        return Goto("fault.handle", fr)
+    pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR)
+    f = k.folio(pfn)
+    k.folios[pfn] = f._replace(entire_mapcount=1, flags=f.flags | PG_anon)
+    if k.design.anon_exclusive:
+        _set_excl_all(k, pfn, True)
+    k.set_flag(pfn, PG_lru)
+    k.ref_to_mapping(pfn)
+    k.set_pmd_at(hidx, Pmd(pfn, write=bool(vma.flags & VM_WRITE), dirty=True))
+    k.pte_unlock()
+    return fault_done(k, fr)
+
+
+def __split_huge_zero_page_pmd(k, mm, hidx) -> None:
+    """__split_huge_zero_page_pmd(): the huge zero PMD becomes read-only ptes
+    of the 4 KiB zero page (no mapcount, no reference)."""
+    k.set_pmd_at(hidx, None, mm)
+    for i in range(k.HPAGE_PMD_NR):
+        k.set_pte_at(hidx * k.HPAGE_PMD_NR + i, k.mk_pte(ZERO_PFN, 0, write=False), mm)
+
+
 def __split_huge_pmd_locked(k, mm, hidx) -> None:
     """__split_huge_pmd_locked() (PT lock held; from 5.8 also under the page
     lock, c444eb564fb1): replace the PMD by ptes of each subpage; the entire
-    mapcount becomes one mapcount per subpage (and a reference each)."""
+    mapcount becomes one mapcount per subpage (and a reference each).  The
+    huge zero PMD: __split_huge_zero_page_pmd()."""
     pmd = k.pmd(hidx, mm)
     pfn = pmd.pfn
+    if k.is_huge_zero_pfn(pfn):
+        __split_huge_zero_page_pmd(k, mm, hidx)
+        return
     f = k.folio(pfn)
     k.folios[pfn] = f._replace(entire_mapcount=f.entire_mapcount - 1,
                                mapcount=tuple(m + 1 for m in f.mapcount),
@@ -103,9 +169,27 @@ def __split_huge_pmd_locked(k, mm, hidx) -> None:
     k.effect(SplitPmd(mm, hidx, pfn))
 
 
+def can_split_folio(k, pfn, caller_pins: int) -> bool:
+    """can_split_folio() (can_split_huge_page() before 5.19's folio rename;
+    in shrink_folio_list() since 4.13, b8f593cd0896): a large anon folio can
+    be split -- so reclaimed -- only if nothing but its mappings, the swap
+    cache (one per subpage) and the caller's ``caller_pins`` references
+    hold it: ``folio_mapcount() == folio_ref_count() - extra_pins -
+    caller_pins``.  Any other reference (a pipe's FOLL_GET, a pin, a DMA in
+    flight) makes reclaim give up on it (``activate_locked``): it stays
+    mapped as it was, a PMD-mapped THP unsplit."""
+    f = k.folio(pfn)
+    extra = f.nr if k.PageSwapCache(pfn) else 0
+    return k.total_mapcount(pfn) == f.refcount - extra - caller_pins
+
+
 def split_for_reclaim(k, addr) -> None:
     """Reclaim of a PMD-mapped THP: the model splits the PMD mapping and
-    reclaims the (now pte-mapped) large folio as one unit (THP_SWAP)."""
+    reclaims the (now pte-mapped) large folio as one unit (THP_SWAP).  The
+    huge zero PMD is left as it is (madvise_cold_or_pageout_pte_range():
+    is_huge_zero_pmd() -> nothing to do)."""
+    if k.is_huge_zero_pfn(k.pmd(addr // k.HPAGE_PMD_NR).pfn):
+        return
     k.pte_lock()
     __split_huge_pmd_locked(k, k.mm, addr // k.HPAGE_PMD_NR)
     k.pte_unlock()
@@ -121,6 +205,11 @@ def copy_huge(k, fr, vma, addr, child):
     hidx = addr // k.HPAGE_PMD_NR
     pmd = k.pmd(hidx)
     if pmd is None:
+        return None
+    if k.is_huge_zero_pfn(pmd.pfn):
+        # copy_huge_pmd(): is_huge_zero_pmd() -> mm_get_huge_zero_folio(), the child gets the same R/O PMD
+        k.set_pmd_at(hidx, pmd, child)
+        k.effect(CopyPte(k.mm, child, hidx * k.HPAGE_PMD_NR, k.HPAGE_PMD_NR))
         return None
     d = k.design.copy_huge_anon(k, k.mm, pmd.pfn)
     if d == SPLIT:
@@ -225,6 +314,12 @@ def split_huge_pmd_lock(k, fr, op):
     h = op["addr"] // k.HPAGE_PMD_NR
     pmd = k.pmd(h)
     if pmd is None or k.test(pmd.pfn, PG_hugetlb):
+        return None
+    if k.is_huge_zero_pfn(pmd.pfn):
+        # no page to lock: __split_huge_pmd_locked() -> __split_huge_zero_page_pmd()
+        k.pte_lock()
+        __split_huge_pmd_locked(k, k.mm, h)
+        k.pte_unlock()
         return None
     if k.design.thp_split_page_lock:
         k.lock_page(pmd.pfn)

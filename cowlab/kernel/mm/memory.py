@@ -64,11 +64,10 @@ def handle_pte_fault(k, fr: FaultFrame, op):
     pte = k.pte(addr)
     if pte is None:
         if huge_memory_wants_thp(k, vma, addr):
-            if fr.write:
-                k.pte_unlock()
-                return huge_memory.do_huge_pmd_anonymous_page(k, fr, vma)
-            # a read: do_huge_pmd_anonymous_page() prepares the anon_vma before it maps the huge zero page
-            rmap.anon_vma_prepare(k, addr)
+            # __handle_mm_fault(): pmd_none() and thp_vma_allowable_order() -> create_huge_pmd() (a read
+            # fault too: the huge zero page)
+            k.pte_unlock()
+            return huge_memory.do_huge_pmd_anonymous_page(k, fr, vma)
         return do_anonymous_page(k, fr, vma)
     if pte.kind == PTE_SWAP:
         k.pte_unlock()

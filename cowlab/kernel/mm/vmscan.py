@@ -24,8 +24,19 @@ from . import rmap, swapfile, swap as lru, huge_memory
 
 
 class ReclaimFrame(NamedTuple):
-    """shrink_folio_list()'s locals: the isolated folio."""
+    """shrink_folio_list()'s locals: the isolated folio, and the folios of
+    the list still to reclaim after it (reclaim_pages() of what the
+    madvise walk isolated)."""
     page: Pfn
+    todo: tuple = ()
+
+
+def _next_folio(k, fr):
+    """reclaim_pages(): on to the next isolated folio, or (the list done) mmap_read_unlock()."""
+    if fr.todo:
+        return Goto("reclaim.lock", ReclaimFrame(fr.todo[0], fr.todo[1:]))
+    k.mmap_read_unlock()
+    return None
 
 
 @step("reclaim.isolate")
@@ -41,20 +52,55 @@ def madvise_pageout(k, fr, op):
         k.mmap_read_unlock()
         return None
     lru.lru_add_drain(k)
-    pte = k.pte(op["addr"])
-    if k.pmd(op["addr"] // k.HPAGE_PMD_NR) is not None:
+    pmd = k.pmd(op["addr"] // k.HPAGE_PMD_NR)
+    if pmd is not None:
+        # madvise_cold_or_pageout_pte_range() on a PMD: the huge zero page is left; a THP goes to
+        # shrink_folio_list() whole, which gives up on one it cannot split (can_split_folio(), the
+        # isolation's reference its caller_pins: not taken yet here, so 0) and leaves the PMD as it is
+        if k.is_huge_zero_pfn(pmd.pfn) or (k.PageAnon(pmd.pfn) and not k.PageSwapCache(pmd.pfn)
+                                           and not huge_memory.can_split_folio(k, pmd.pfn, 0)):
+            k.mmap_read_unlock()
+            return None
         huge_memory.split_for_reclaim(k, op["addr"])
-        pte = k.pte(op["addr"])
-    if not k.is_present(pte) or pte.pfn == ZERO_PFN or not k.PageAnon(pte.pfn):
+    isolated = []
+    here: dict = {}         # pfn -> ptes of this mm mapping it
+    for p in k.mmv().ptes:
+        if k.is_present(p):
+            here[p.pfn] = here.get(p.pfn, 0) + 1
+    for a in range(op["addr"], op["addr"] + op.get("pages", 1)):
+        pfn = _pageout_candidate(k, a, op.get("shared_ok"), isolated, here)
+        if pfn is not None:
+            k.clear_flag(pfn, PG_lru)
+            k.add_ref("isolate", pfn, owner=f"t{k.tid}")
+            isolated.append(pfn)
+    if not isolated:
         k.mmap_read_unlock()
+        return None
+    return Goto("reclaim.lock", ReclaimFrame(isolated[0], tuple(isolated[1:])))
+
+
+def _pageout_candidate(k, a, shared_ok, isolated, here):
+    """madvise_cold_or_pageout_pte_range(), the pte at ``a`` of the range:
+    the anon folio to isolate there, or None -- not present, the zero page,
+    already taken, not on the LRU, or mapped by others: a small folio whose
+    mapcount is not 1; a large one mapped by another process
+    (folio_maybe_mapped_shared(), for a folio the range maps only part of)
+    or, fully mapped here, whose folio_mapcount() is not its number of
+    pages.  (A partly mapped, unshared large folio is split there and its
+    subpages reclaimed one by one; the model reclaims it as one unit.)"""
+    pte = k.pte(a)
+    if k.pmd(a // k.HPAGE_PMD_NR) is not None or not k.is_present(pte) or pte.pfn == ZERO_PFN \
+            or not k.PageAnon(pte.pfn) or pte.pfn in isolated or not k.PageLRU(pte.pfn):
         return None
     pfn = pte.pfn
-    if (not op.get("shared_ok") and k.page_mapcount(pfn, pte.idx) != 1) or not k.PageLRU(pfn):
-        k.mmap_read_unlock()
-        return None
-    k.clear_flag(pfn, PG_lru)
-    k.add_ref("isolate", pfn, owner=f"t{k.tid}")
-    return Goto("reclaim.lock", ReclaimFrame(pfn))
+    if shared_ok:
+        return pfn
+    if not k.folio_test_large(pfn):
+        return pfn if k.page_mapcount(pfn, pte.idx) == 1 else None
+    f = k.folio(pfn)
+    if here.get(pfn, 0) < f.nr:
+        return None if k.folio_maybe_mapped_shared(pfn) else pfn
+    return pfn if k.total_mapcount(pfn) == f.nr else None
 
 
 def _putback(k, fr, locked=True) -> None:
@@ -64,14 +110,13 @@ def _putback(k, fr, locked=True) -> None:
         k.unlock_page(pfn)
     k.set_flag(pfn, PG_lru)
     k.drop_ref(next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn))
-    k.mmap_read_unlock()
 
 
 @step("reclaim.lock")
 def reclaim_trylock(k, fr, op):
     if not k.trylock_page(fr.page):
         _putback(k, fr, locked=False)
-        return None
+        return _next_folio(k, fr)
     return Goto("reclaim.add_to_swap", fr)
 
 
@@ -81,9 +126,13 @@ def reclaim_add_to_swap(k, fr, op):
     (the design decides whether a maybe-pinned page may go there)."""
     pfn = fr.page
     if not k.PageSwapCache(pfn):
+        if k.folio_test_large(pfn) and not huge_memory.can_split_folio(k, pfn, 1):
+            # shrink_folio_list(): "cannot split folio, skip it" (activate_locked; the isolation is the caller's pin)
+            _putback(k, fr)
+            return _next_folio(k, fr)
         if not k.design.may_add_to_swap(k, pfn):
             _putback(k, fr)
-            return None
+            return _next_folio(k, fr)
         f = k.folio(pfn)
         for i in range(f.nr):
             slot = k.swap_alloc(f.data[i])
@@ -118,7 +167,7 @@ def try_to_unmap(k, fr, op):
             k.set_flag(pfn, PG_dirty)
     if k.total_mapcount(pfn) > 0:
         _putback(k, fr)
-        return None
+        return _next_folio(k, fr)
     return Goto("reclaim.pageout", fr)
 
 
@@ -148,10 +197,9 @@ def remove_mapping(k, fr, op):
         iso = next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn)
         swapfile.delete_from_swap_cache(k, pfn)
         k.drop_ref(iso)
-        k.mmap_read_unlock()
-        return None
+        return _next_folio(k, fr)
     _putback(k, fr)
-    return None
+    return _next_folio(k, fr)
 
 
 @step("swapcache.free")
