@@ -173,6 +173,8 @@ def export_toml(case: Case) -> str:
         lines.append(f"tags = {_toml_value(list(case.tags))}")
     if case.expect_stuck:
         lines.append("expect_stuck = true")
+    if case.setting("swap_device", "zram") != "zram":
+        lines.append(f"swap_device = {_toml_value(case.setting('swap_device'))}")
 
     def step(thread, op, args, group=None):
         out = ["", "[[step]]", f"thread = {_toml_value(thread)}"]
@@ -210,7 +212,7 @@ def _load_text(text: str, path: str) -> Case:
 
 def shape(case: Case) -> tuple:
     """What the model runs of a case (operations without their file lines)."""
-    return (case.pages, case.hpage_pmd_nr, case.processes, case.expect_stuck,
+    return (case.pages, case.hpage_pmd_nr, case.processes, case.expect_stuck, tuple(case.settings),
             tuple((t.name, t.process, tuple((o.name, o.args) for o in t.ops)) for t in case.threads))
 
 
@@ -282,8 +284,9 @@ def scenario_format_markdown() -> str:
     top_doc = {"id": "stable kebab-case id (required)", "title": "one line", "source": "where the expected "
                "behaviour comes from (default: the file's path)", "pages": "each process's address space, in "
                "pages (1..1024)", "hpage_pmd_nr": "subpages of a THP / hugetlb page: a power of two, 2..512",
-               "tags": "labels `cowlab cases --tag` and `-c ... --tag` select by", "expect_stuck": "a thread left "
-               "waiting for ever is the expected end (otherwise the run is inconclusive)",
+               "tags": "labels `cowlab cases --tag` and `-c ... --tag` select by", "swap_device": "the swap device "
+               "the model assumes: `zram` (SWP_SYNCHRONOUS_IO: a swap-in may skip the swap cache) or `disk`",
+               "expect_stuck": "a thread left waiting for ever is the expected end (otherwise the run is inconclusive)",
                "step": "the sequential script: `[[step]]` tables, run in order", "thread": "`[[thread]]` tables: "
                "concurrent threads, unordered against the script"}
     for name, f in CaseModel.model_fields.items():

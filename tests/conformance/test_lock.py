@@ -1,6 +1,7 @@
 """One live-kernel run at a time: zram.machine_lock (no root needed, a lock
 file of the test's own)."""
 import multiprocessing
+import os
 import threading
 import time
 
@@ -36,5 +37,32 @@ def test_the_lock_is_free_again_after_its_holder_exits(tmp_path):
         pass
     said = []
     with machine_lock(path, say=said.append):
+        pass
+    assert said == []
+
+
+def _killed_mid_run(path, knob):
+    from cowlab.conformance import zram
+    with machine_lock(path):
+        zram._undo_add(("write", knob, "old"))    # what temporary_sysctl / temporary_ksm write before a change
+        with open(knob, "w") as f:
+            f.write("new")
+        os._exit(9)                               # SIGKILL-like: no finally, no restoration
+
+
+def test_what_a_killed_run_left_changed_is_undone_by_the_next(tmp_path):
+    path, knob = str(tmp_path / "lock"), str(tmp_path / "knob")
+    with open(knob, "w") as f:
+        f.write("old")
+    p = multiprocessing.get_context("fork").Process(target=_killed_mid_run, args=(path, knob))
+    p.start()
+    p.join(10)
+    assert p.exitcode == 9 and open(knob).read() == "new"
+    said = []
+    with machine_lock(path, say=said.append):
+        assert open(knob).read() == "old"
+    assert any("interrupted run" in s and knob in s for s in said), said
+    said.clear()
+    with machine_lock(path, say=said.append):    # the ledger is gone once undone
         pass
     assert said == []
