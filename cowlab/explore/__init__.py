@@ -98,12 +98,30 @@ def _trace(parents, s, last=None):
     return out
 
 
+def _stuck(rep: Report, expect_stuck: bool) -> None:
+    if rep.stuck:
+        stuck = f"{rep.stuck} stuck state(s) (no thread can move)"
+        if rep.status != "complete":
+            rep.reason += f"; {stuck}"
+        elif expect_stuck:
+            rep.reason = f"{stuck}, as the case expects"
+        else:
+            rep.status, rep.reason = "inconclusive", f"{stuck}: a thread waits for something nobody does"
+
+
 def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
-            progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False) -> Report:
+            progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False,
+            dpor: bool = False) -> Report:
     """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs";
     ``por``: partial-order reduction by persistent sets (see the module doc);
+    ``dpor``: dynamic partial-order reduction from the model's footprints
+    (``explore.dpor``: depth-first, witnesses not necessarily shortest; the
+    model must have ``footprint`` and ``dependent``; overrides ``order``,
+    ``por`` and ``symmetry``);
     ``expect_stuck``: stuck states are the expected end (the search may then
     be "complete")."""
+    if dpor and hasattr(model, "footprint"):
+        return _explore_dpor(model, limits, stop_on_first, progress, expect_stuck)
     rep = Report()
     canon = model.canonical if symmetry and hasattr(model, "canonical") else (lambda x: x)
     groups = model.independent_groups() if por and hasattr(model, "independent_groups") else None
@@ -187,15 +205,27 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         frontier.clear()         # room to report in
         depth_of.clear()
         rep.status, rep.reason = "inconclusive", "out of memory (MemoryError)"
-    if rep.stuck:
-        stuck = f"{rep.stuck} stuck state(s) (no thread can move)"
-        if rep.status != "complete":
-            rep.reason += f"; {stuck}"
-        elif expect_stuck:
-            rep.reason = f"{stuck}, as the case expects"
-        else:
-            rep.status, rep.reason = "inconclusive", f"{stuck}: a thread waits for something nobody does"
+    _stuck(rep, expect_stuck)
     rep.states = len(parents)
+    rep.seconds = time.monotonic() - t0
+    return rep
+
+
+def _explore_dpor(model, limits, stop_on_first, progress, expect_stuck) -> Report:
+    from .dpor import CycleFound, explore_dpor
+    rep = Report()
+    t0 = time.monotonic()
+    try:
+        explore_dpor(model, limits, rep, stop_on_first, progress, POLL_SECONDS)
+    except CycleFound as e:
+        r = explore(model, limits, stop_on_first=stop_on_first, progress=progress, expect_stuck=expect_stuck)
+        r.reason = (r.reason + "; " if r.reason else "") + f"explored without DPOR ({e})"
+        return r
+    except KeyboardInterrupt:
+        rep.status, rep.reason = "inconclusive", "interrupted"
+    except MemoryError:
+        rep.status, rep.reason = "inconclusive", "out of memory (MemoryError)"
+    _stuck(rep, expect_stuck)
     rep.seconds = time.monotonic() - t0
     return rep
 
