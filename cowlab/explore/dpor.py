@@ -63,7 +63,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
     enabled_at = []         # the threads enabled there
     #: state -> [the sleep set it was explored with (thread ids), its summary]
     cache = {}
-    rep.revisits = 0
+
 
     class Stop(Exception):
         pass
