@@ -6,7 +6,7 @@ import random
 import pytest
 
 from cowlab import catalog, designs
-from cowlab.explore import Limits, explore, omission_probability
+from cowlab.explore import Limits, explore, omission_probability, replay
 from cowlab.model import CowModel
 from cowlab.scenario import combine
 from cowlab.scenario_gen import generate
@@ -29,7 +29,7 @@ def test_dpor_same_verdicts_on_the_catalog(design):
         plain_states += a.states
         dpor_states += b.states
         for w in b.found.values():          # a DPOR witness replays to the same violation
-            trs = list(__import__("cowlab.explore", fromlist=["replay"]).replay(m, w.trace))
+            trs = list(replay(m, w.trace))
             assert w.kind in {k for k, _, _ in m.violations(trs[-1])}, (c.id, w.kind)
     assert dpor_states < plain_states
 
@@ -64,7 +64,7 @@ def test_dpor_reduces_independent_families():
     """Two processes that never share a page: DPOR walks far fewer states."""
     from cowlab.scenario import Script
     s = Script("indep", pages=1)
-    p, q = s.process("p"), s.process("q")
+    s.process("p"), s.process("q")
     s.parallel({"p": [("mmap", {"addr": 0}), ("write", {"addr": 0}), ("read", {"addr": 0})],
                 "q": [("mmap", {"addr": 0}), ("write", {"addr": 0}), ("read", {"addr": 0})]})
     m = CowModel(s.build(), designs.load("linux-6.18"))
