@@ -334,7 +334,7 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
 def footprint(model, s, tid: int):
     """``CowModel.footprint``: run the step against a ``TrackingKernel``."""
     rec = _Rec()
-    tr = model.step(s, tid, kernel=lambda *a: TrackingKernel(rec, *a))
+    tr = model.step(s, tid, kernel_cls=lambda *a: TrackingKernel(rec, *a))
     reads = rec.reads
     reads.add(("alive", model.tmm[tid]))
     if tr is None:

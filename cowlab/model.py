@@ -150,8 +150,8 @@ class CowModel:
     def actions(self, s: State) -> list[int]:
         return [i for i in range(len(s.threads)) if self.step(s, i) is not None]
 
-    def step(self, s: State, tid: int, kernel=Kernel) -> Transition | None:
-        """``kernel``: the Kernel class the step runs against (``footprint``
+    def step(self, s: State, tid: int, kernel_cls=Kernel) -> Transition | None:
+        """``kernel_cls``: the Kernel class the step runs against (``footprint``
         passes one that records what the step reads)."""
         t = s.threads[tid]
         if self.thread_done(s, tid):
@@ -171,7 +171,7 @@ class CowModel:
         else:
             label, fr = OPS[op.name][0], None
         fn = STEPS[label]
-        k = kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
+        k = kernel_cls(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
         try:
             nxt = fn(k, fr, args)
         except Blocked:
