@@ -140,16 +140,41 @@ def _stream(client, fn, jobs: dict, on_result, progress=None, retries: int = 2):
             f.cancel()
 
 
-def sweep(client, store: Store, design_specs=None, case_ids=None, settings=None, progress=None) -> Matrix:
+def run_units(units) -> list:
+    """A batch of ``matrix.run_unit`` calls as one task (most units take
+    milliseconds; one task each would cost more in scheduling than in work)."""
+    return [(u, run_unit(*u)) for u in units]
+
+
+def sweep(client, store: Store, design_specs=None, case_ids=None, settings=None, progress=None,
+          batch: int = 16) -> Matrix:
     """``cowlab matrix`` over the cluster: every unit not yet in ``store`` is
-    run (``matrix.run_unit``) and stored; returns the Matrix of every unit."""
+    run (``matrix.run_unit``, ``batch`` units a task; races one a task) and
+    stored as it arrives; returns the Matrix of every unit."""
     dspecs = list(design_specs or designs.names())
     cspecs = list(case_ids) if case_ids else [c.id for c in catalog.all_cases()]
     st = tuple(sorted((settings or {}).items()))
     units = [(c, d, st) for c in cspecs for d in dspecs]
     done = store.sweep_done()
-    jobs = {u: u for u in units if (u[0], u[1], json.dumps(u[2])) not in done}
-    _stream(client, run_unit, jobs, lambda u, r: store.put_unit(u, r), progress)
+    todo = [u for u in units if (u[0], u[1], json.dumps(u[2])) not in done]
+    races = {c.id for c in catalog.all_cases() if "race" in c.tags}
+    chunks, cur = [], []
+    for u in todo:
+        if u[0] in races:
+            chunks.append([u])          # explored: seconds each
+        else:
+            cur.append(u)
+            if len(cur) >= batch:
+                chunks.append(cur)
+                cur = []
+    if cur:
+        chunks.append(cur)
+    jobs = {i: (ch,) for i, ch in enumerate(chunks)}
+
+    def stored(_, pairs):
+        for u, r in pairs:
+            store.put_unit(u, r)
+    _stream(client, run_units, jobs, stored, progress)
     got = store.results(units)
     m = Matrix([designs.load(d, settings) for d in dspecs], [catalog.get(c) for c in cspecs], [])
     for c, d, s in units:

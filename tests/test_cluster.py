@@ -54,7 +54,7 @@ def test_sweep_resumes_without_running_twice(client, tmp_path):
     store.db.commit()
     ran = []
     m = cluster.sweep(client, store, ["linux-5.9"], SOME[:4], progress=lambda i, t: ran.append(t))
-    assert ran and ran[-1] == 1                 # only the missing unit ran again
+    assert ran and ran[-1] == 1                 # only the missing unit ran again (one task)
     assert store.count("sweep") == n == 4 and len(m.results) == 4
     assert m.table() == compute(["linux-5.9"], SOME[:4]).table()
     store.close()
