@@ -188,7 +188,9 @@ class CowModel:
     def actions(self, s: State) -> list[int]:
         return [i for i in range(len(s.threads)) if self.step(s, i) is not None]
 
-    def step(self, s: State, tid: int) -> Transition | None:
+    def step(self, s: State, tid: int, kernel_cls=Kernel) -> Transition | None:
+        """``kernel_cls``: the Kernel class the step runs against (``footprint``
+        passes one that records what the step reads)."""
         t = s.threads[tid]
         if self.thread_done(s, tid):
             return None
@@ -207,7 +209,7 @@ class CowModel:
         else:
             label, fr = OPS[op.name][0], None
         fn = STEPS[label]
-        k = Kernel(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
+        k = kernel_cls(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
         k.SWP_SYNCHRONOUS_IO = self.swp_synchronous_io
         k.cpu = self.cpu_of[tid]
         try:
@@ -247,6 +249,20 @@ class CowModel:
                 bugs += check_thread_end(new, tid)
         return Transition(new, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), tuple(events), tuple(bugs),
                           tuple(k.effects))
+
+    def footprint(self, s: State, tid: int):
+        """(the step's Transition or None, its footprint): what the next step
+        of ``tid`` reads and writes (see ``cowlab.footprint``), for dynamic
+        partial-order reduction; for a blocked step, what it read before it
+        blocked."""
+        from .footprint import footprint
+        return footprint(self, s, tid)
+
+    @staticmethod
+    def dependent(a, b) -> bool:
+        """Whether two steps' footprints conflict (``cowlab.footprint.dependent``)."""
+        from .footprint import dependent
+        return dependent(a, b)
 
     def _in_flight(self, s: State) -> InFlight:
         """What the threads' frames declare in flight (see kernel.paths.InFlight):

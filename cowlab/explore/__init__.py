@@ -78,6 +78,9 @@ class Report:
     deadlocks: list = field(default_factory=list)  # traces to stuck states (the first 5)
     stuck: int = 0                                 # how many stuck states were reached
     bugs: list = field(default_factory=list)       # (text, trace)
+    #: with hash compaction (``fingerprints=True``): the probability a state was missed, else None
+    omission: float | None = None
+    revisits: int = 0                              # DPOR: states reached again and not walked again
 
     def outcomes(self, kinds) -> dict:
         return {k: len(self.incidents.get(k, ())) for k in kinds}
@@ -98,12 +101,35 @@ def _trace(parents, s, last=None):
     return out
 
 
+def _stuck(rep: Report, expect_stuck: bool) -> None:
+    if rep.stuck:
+        stuck = f"{rep.stuck} stuck state(s) (no thread can move)"
+        if rep.status != "complete":
+            rep.reason += f"; {stuck}"
+        elif expect_stuck:
+            rep.reason = f"{stuck}, as the case expects"
+        else:
+            rep.status, rep.reason = "inconclusive", f"{stuck}: a thread waits for something nobody does"
+
+
 def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
-            progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False) -> Report:
+            progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False,
+            dpor: bool = False, fingerprints: bool = False) -> Report:
     """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs";
     ``por``: partial-order reduction by persistent sets (see the module doc);
+    ``dpor``: dynamic partial-order reduction from the model's footprints
+    (``explore.dpor``: depth-first, witnesses not necessarily shortest; the
+    model must have ``footprint`` and ``dependent``; overrides ``order``,
+    ``por`` and ``symmetry``);
+    ``fingerprints``: hash compaction -- the visited set keeps a 64-bit
+    fingerprint of each state (and its parent's, for the trace), not the
+    state; two states with one fingerprint are taken for one, so a
+    "complete" search is complete only up to the omission probability it
+    reports (``Report.omission``, in ``reason``: TLC's optimistic estimate);
     ``expect_stuck``: stuck states are the expected end (the search may then
     be "complete")."""
+    if dpor and hasattr(model, "footprint"):
+        return _explore_dpor(model, limits, stop_on_first, progress, expect_stuck)
     rep = Report()
     canon = model.canonical if symmetry and hasattr(model, "canonical") else (lambda x: x)
     groups = model.independent_groups() if por and hasattr(model, "independent_groups") else None
@@ -113,9 +139,10 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     deadline = t0 + limits.max_seconds
     next_poll = t0
     s0 = canon(model.init_state())
-    parents = {s0: None}
-    depth_of = {s0: 0}
-    frontier = deque([s0])
+    fkey = _fingerprint if fingerprints else (lambda x: x)
+    parents = {fkey(s0): None}
+    depth_of = {fkey(s0): 0}
+    frontier = deque([(s0, fkey(s0))])
     n = model.nthreads
     pop = frontier.popleft if order == "bfs" else frontier.pop
     try:
@@ -134,8 +161,8 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                     break
                 if progress:
                     progress(len(parents), rep.transitions, len(frontier), rep.depth, now - t0)
-            s = pop()
-            d = depth_of[s]
+            s, ks = pop()
+            d = depth_of[ks]
             if d >= limits.max_depth:
                 rep.status, rep.reason = "inconclusive", f"depth limit {limits.max_depth} reached"
                 continue
@@ -153,7 +180,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 # looked at, so expanding fully there is enough (with DFS order: any
                 # state already seen)
                 if len(chosen) < len(succ) and not any(
-                        depth_of.get(tr.state, d + 1) <= d or (order != "bfs" and tr.state in parents)
+                        depth_of.get(fkey(tr.state), d + 1) <= d or (order != "bfs" and fkey(tr.state) in parents)
                         for _, tr in chosen):
                     succ = chosen
             for tid, tr in succ:
@@ -163,21 +190,22 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                     keys = rep.incidents.setdefault(kind, set())
                     keys.add(key if key is not None else text)
                     if kind not in rep.found:
-                        rep.found[kind] = Witness(kind, text, _trace(parents, s, (tid, tr.label)), d + 1)
+                        rep.found[kind] = Witness(kind, text, _trace(parents, ks, (tid, tr.label)), d + 1)
                 for b in model.model_bugs(tr):
                     if len(rep.bugs) < 20:
-                        rep.bugs.append((b, _trace(parents, s, (tid, tr.label))))
+                        rep.bugs.append((b, _trace(parents, ks, (tid, tr.label))))
                 ns = tr.state
-                if ns not in parents:
-                    parents[ns] = (s, tid, tr.label)
-                    depth_of[ns] = d + 1
+                kn = fkey(ns)
+                if kn not in parents:
+                    parents[kn] = (ks, tid, tr.label)
+                    depth_of[kn] = d + 1
                     if d + 1 > rep.depth:
                         rep.depth = d + 1
-                    frontier.append(ns)
+                    frontier.append((ns, kn))
             if not moved and not model.is_done(s):
                 rep.stuck += 1
                 if len(rep.deadlocks) < 5:
-                    rep.deadlocks.append(_trace(parents, s))
+                    rep.deadlocks.append(_trace(parents, ks))
             if stop_on_first and rep.found:
                 rep.status, rep.reason = "inconclusive", "stopped at the first violation"
                 break
@@ -187,15 +215,52 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         frontier.clear()         # room to report in
         depth_of.clear()
         rep.status, rep.reason = "inconclusive", "out of memory (MemoryError)"
-    if rep.stuck:
-        stuck = f"{rep.stuck} stuck state(s) (no thread can move)"
-        if rep.status != "complete":
-            rep.reason += f"; {stuck}"
-        elif expect_stuck:
-            rep.reason = f"{stuck}, as the case expects"
-        else:
-            rep.status, rep.reason = "inconclusive", f"{stuck}: a thread waits for something nobody does"
+    _stuck(rep, expect_stuck)
     rep.states = len(parents)
+    rep.seconds = time.monotonic() - t0
+    if fingerprints:
+        rep.omission = omission_probability(rep.states, rep.transitions)
+        note = (f"hash compaction (64-bit fingerprints): probability that a state was missed "
+                f"{rep.omission:.1e} (TLC's optimistic estimate)")
+        rep.reason = f"{rep.reason}; {note}" if rep.reason else note
+    return rep
+
+
+#: fingerprints are 64 bits
+FP_BITS = 64
+_FP_MASK = (1 << FP_BITS) - 1
+
+
+def _fingerprint(s) -> int:
+    """A 64-bit fingerprint of a state (Python's hash of the tuple tree, which
+    is 64 bits on a 64-bit build: xxHash's mixing over the fields' hashes)."""
+    return hash(s) & _FP_MASK
+
+
+def omission_probability(states: int, transitions: int) -> float:
+    """TLC's optimistic estimate of the probability that hash compaction made
+    the search skip a state: each of the ``transitions - states`` successors
+    found already visited could have collided with one of ``states``
+    fingerprints, ``states * (transitions - states) / 2**64``.  (Holzmann's
+    and TLC's model: fingerprints as independent uniform 64-bit values.)"""
+    return min(1.0, states * max(transitions - states, 0) / 2.0 ** FP_BITS)
+
+
+def _explore_dpor(model, limits, stop_on_first, progress, expect_stuck) -> Report:
+    from .dpor import CycleFound, explore_dpor
+    rep = Report()
+    t0 = time.monotonic()
+    try:
+        explore_dpor(model, limits, rep, stop_on_first, progress, POLL_SECONDS)
+    except CycleFound as e:
+        r = explore(model, limits, stop_on_first=stop_on_first, progress=progress, expect_stuck=expect_stuck)
+        r.reason = (r.reason + "; " if r.reason else "") + f"explored without DPOR ({e})"
+        return r
+    except KeyboardInterrupt:
+        rep.status, rep.reason = "inconclusive", "interrupted"
+    except MemoryError:
+        rep.status, rep.reason = "inconclusive", "out of memory (MemoryError)"
+    _stuck(rep, expect_stuck)
     rep.seconds = time.monotonic() - t0
     return rep
 

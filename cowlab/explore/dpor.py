@@ -1,0 +1,234 @@
+"""Dynamic partial-order reduction: source sets and sleep sets (Abdulla,
+Aronis, Jonsson, Sagonas, "Optimal dynamic partial order reduction", POPL
+2014, Algorithm 1 "source-DPOR"), over the footprints the model gives each
+step.
+
+The explorer still knows nothing about memory: it asks the model for
+``footprint(state, tid)`` -> (transition or None, footprint) and for
+``dependent(fp1, fp2)``; footprints are opaque.  Two events of one thread are
+always dependent (program order).
+
+The search is a depth-first walk over executions (stateless: a state reached
+by two inequivalent executions is walked from twice).  At each state, for the
+thread about to run and for every thread that is blocked, the explorer finds
+the earlier events its next step races with (dependent, of another thread, not
+ordered through a third event) and adds, to the backtrack set of the state
+before that event, a thread that starts an execution reversing the race (an
+initial of ``notdep(e, E).p``) unless one is there already.  Sleep sets skip
+threads whose step was already explored from an equivalent execution.  A
+blocked thread's "next step" is what it read before it blocked (a lock, an
+event), so the step that wakes it is dependent on it and the race with the
+step that blocked it is reversed.
+
+Soundness needs an acyclic state graph (every execution finite): the walk
+checks every path it takes -- a state that repeats on the current path raises
+``CycleFound`` and ``explore`` redoes the search without DPOR, saying so.
+
+Every maximal execution of the model is equivalent (up to swapping
+independent adjacent steps) to one this search walks, so it finds every kind of
+violation plain search finds and every stuck state.  It does not keep BFS's
+shortest witnesses: a witness here is a real trace, the first found in
+depth-first order, not necessarily a shortest one.  The model's own invariant
+checks run on the states walked (fewer than plain search visits).
+
+``Report.states`` counts the distinct states walked, ``transitions`` the
+steps taken (a state reached twice is walked twice).
+"""
+from __future__ import annotations
+
+import resource
+import sys
+import time
+
+
+class CycleFound(Exception):
+    """A state repeated on the current path: the state graph has a cycle."""
+
+
+def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.1):
+    """Fill ``rep`` (an explore.Report) by source-DPOR with sleep sets."""
+    from . import Witness
+    n = model.nthreads
+    fpf = model.footprint
+    dep = model.dependent
+    t0 = time.monotonic()
+    deadline = t0 + limits.max_seconds
+    poll_at = [t0]
+    seen = set()
+    onpath = set()
+    # the current execution E: per event its thread, footprint, label and happens-before
+    # predecessors (a bitmask over event positions, itself included)
+    ev_tid, ev_fp, ev_hb, path = [], [], [], []
+    backtrack = []          # backtrack set of the state before each event (and the current one)
+    enabled_at = []         # the threads enabled there
+    #: state -> [the sleep set it was explored with (thread ids), its summary]
+    cache = {}
+
+
+    class Stop(Exception):
+        pass
+
+    def preds(tid, fp):
+        """Positions of E the step (tid, fp) depends on, and its happens-before mask."""
+        d, mask = [], 0
+        for i in range(len(ev_tid)):
+            if ev_tid[i] == tid or dep(ev_fp[i], fp):
+                d.append(i)
+                mask |= ev_hb[i]
+        return d, mask
+
+    def races(tid, fp, summary=False):
+        """Add backtrack points reversing the races of the step (tid, fp) with E.
+        ``summary``: the step was taken below a state already explored (the events
+        between are not on E): add ``tid`` where it is enabled, else every
+        enabled thread (Flanagan and Godefroid's rule), which covers any
+        reversal whatever those events were."""
+        d, hbnext = preds(tid, fp)
+        if not d:
+            return
+        covered = 0
+        for i in d:
+            covered |= ev_hb[i] & ~(1 << i)
+        for i in d:
+            if ev_tid[i] == tid or (covered >> i) & 1:
+                continue
+            bt = backtrack[i]
+            if summary:
+                en = enabled_at[i]
+                if tid in en:
+                    bt.add(tid)
+                else:
+                    bt.update(en)
+                continue
+            # u = notdep(e_i, E).tid: the events after i not after e_i, then the step
+            bit = 1 << i
+            umask, init = 0, []
+            seen_t = set()
+            for j in range(i + 1, len(ev_tid)):
+                if ev_hb[j] & bit:
+                    continue
+                if ev_tid[j] not in seen_t and not (ev_hb[j] & umask):
+                    init.append(ev_tid[j])
+                seen_t.add(ev_tid[j])
+                umask |= 1 << j
+            if tid not in seen_t and not (hbnext & umask):
+                init.append(tid)
+            if init and not bt.intersection(init):
+                bt.add(tid if tid in init else init[0])
+
+    def visit(s, sleep, depth):
+        """Walk from ``s``; returns the steps (tid, footprint) taken or tried
+        below it (its summary)."""
+        hit = cache.get(s)
+        if hit is not None:
+            if hit[0] <= sleep.keys():
+                # explored before with no more asleep: what was explored from s then covers
+                # every continuation now; reverse the races of its steps with the current path
+                rep.revisits += 1
+                for t, f in hit[1]:
+                    races(t, f, summary=True)
+                return hit[1]
+            hit[0] &= sleep.keys()       # explore again, and remember the smaller sleep set
+        if len(seen) > limits.max_states:
+            rep.status, rep.reason = "inconclusive", f"state limit {limits.max_states} reached"
+            raise Stop
+        now = time.monotonic()
+        if now > deadline:
+            rep.status, rep.reason = "inconclusive", f"time limit {limits.max_seconds:g}s reached"
+            raise Stop
+        if now >= poll_at[0]:
+            poll_at[0] = now + poll
+            if resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024 > limits.max_memory_mb:
+                rep.status, rep.reason = "inconclusive", f"memory limit {limits.max_memory_mb} MB reached"
+                raise Stop
+            if progress:
+                progress(len(seen), rep.transitions, 0, rep.depth, now - t0)
+        seen.add(s)
+        summ = set()
+        nxt = [fpf(s, t) for t in range(n)]
+        enabled = [t for t in range(n) if nxt[t][0] is not None]
+        for t in range(n):
+            if nxt[t][0] is None and not model.thread_done(s, t):
+                races(t, nxt[t][1])          # a blocked thread: reverse what blocked it
+                summ.add((t, nxt[t][1]))
+        if hit is None:
+            cache[s] = [set(sleep), summ]
+        else:
+            hit[1] = summ
+        if not enabled:
+            if not model.is_done(s):
+                rep.stuck += 1
+                if len(rep.deadlocks) < 5:
+                    rep.deadlocks.append(list(path))
+            return summ
+        if depth >= limits.max_depth:
+            rep.status, rep.reason = "inconclusive", f"depth limit {limits.max_depth} reached"
+            return summ
+        awake = [t for t in enabled if t not in sleep]
+        if not awake:
+            return summ                      # sleep-set blocked: everything here was explored before
+        bt = {awake[0]}
+        backtrack.append(bt)
+        enabled_at.append(enabled)
+        done = []
+        sleep = dict(sleep)
+        onpath.add(s)
+        try:
+            while True:
+                todo = [t for t in sorted(bt) if t not in sleep and t not in done and nxt[t][0] is not None]
+                if not todo:
+                    break
+                p = todo[0]
+                tr, fp = nxt[p]
+                races(p, fp)
+                done.append(p)
+                summ.add((p, fp))
+                rep.transitions += 1
+                step = (p, tr.label)
+                for kind, key, text in model.violations(tr):
+                    rep.incidents.setdefault(kind, set()).add(key if key is not None else text)
+                    if kind not in rep.found:
+                        rep.found[kind] = Witness(kind, text, path + [step], depth + 1)
+                for b in model.model_bugs(tr):
+                    if len(rep.bugs) < 20:
+                        rep.bugs.append((b, path + [step]))
+                if stop_on_first and rep.found:
+                    rep.status, rep.reason = "inconclusive", "stopped at the first violation"
+                    raise Stop
+                ns = tr.state
+                if ns in onpath:
+                    raise CycleFound(f"a cycle through the state after {path + [step]}")
+                if depth + 1 > rep.depth:
+                    rep.depth = depth + 1
+                child_sleep = {q: f for q, f in sleep.items() if not dep(f, fp)}
+                _, hb = preds(p, fp)
+                ev_tid.append(p)
+                ev_fp.append(fp)
+                ev_hb.append(hb | (1 << len(ev_hb)))
+                path.append(step)
+                try:
+                    summ |= visit(ns, child_sleep, depth + 1)
+                finally:
+                    ev_tid.pop()
+                    ev_fp.pop()
+                    ev_hb.pop()
+                    path.pop()
+                sleep[p] = fp
+        finally:
+            onpath.discard(s)
+            backtrack.pop()
+            enabled_at.pop()
+        return summ
+
+    old = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(old, 3 * min(limits.max_depth, 20000) + 200))
+    try:
+        visit(model.init_state(), {}, 0)
+    except Stop:
+        pass
+    except RecursionError:
+        rep.status, rep.reason = "inconclusive", "path too deep for the depth-first walk"
+    finally:
+        sys.setrecursionlimit(old)
+    rep.states = len(seen)
+    return rep

@@ -1,0 +1,416 @@
+"""Footprints: what one atomic step of the model reads and writes, for
+dynamic partial-order reduction (``explore(..., dpor=True)``).
+
+The explorer sees a footprint as an opaque value and asks the model whether
+two are dependent (``CowModel.dependent``).  Here a footprint is
+
+* ``reads`` / ``writes``: sets of keys naming one object --
+  ``("f", pfn)`` a folio, ``("sw", slot)`` a swap slot, ``("refs", pfn)`` the
+  references held on a folio, ``("pte", mm, addr)``, ``("pmd", mm, h)``,
+  ``("vmas", mm)``, ``("alive", mm)``, ``("mmflags", mm)``, ``("mmap_lock", mm)``,
+  ``("ptl", mm)``, ``("wps", mm)`` (write_protect_seq), ``("sig", event)`` a
+  sync event, ``("inflight", mm, addr)`` a mapping a path declares in flight,
+  ``("pin", mm, addr)`` the coherence of the pins at that address;
+* ``rgroups``: whole classes a step read by scanning (``("mm", i)``: any
+  field of mm i; ``("f",)``, ``("refs",)``, ``("sw",)``, ``("sig",)``: every
+  folio, reference, slot, event), dependent on any write in that class;
+* ``glob``: the step is dependent on every other step.
+
+Writes are exact: the difference between the state before and after.  Reads
+are recorded while the step runs (``TrackingKernel``): the helpers name what
+they read, and a direct scan of a class reads the whole class.  The oracle
+judges a step by its effects against the whole state, so a step with effects
+(a store, a load, a copy, a fork, ...) is ``glob``; a step without effects can
+only change which pins are disconnected, so it reads and writes
+``("pin", mm, addr)`` for every coherent pin whose inputs (its pte or pmd, the
+references and folio of its page, its mm's liveness, mappings in flight at its
+address) it writes.  The model's own invariant checks are not part of a
+footprint: a reduced search checks them on the states it visits.
+
+Page frames, swap slots and content tokens are interchangeable identities
+(allocation takes any free one; no verdict names one), so allocating one is
+not a read of the others: two steps that allocate commute up to renaming them,
+as the static partition of ``independent_groups`` already assumes.
+"""
+from __future__ import annotations
+
+from .kernel.txn import Kernel
+from .kernel.effects import Copy, DupMmap, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Store, Unmap
+from .kernel.types import PTE_SWAP, TRANSIENT_REFS
+from .oracle import coherent
+
+#: Mm fields -> footprint key class
+_MM_FIELDS = (("alive", "alive"), ("flags", "mmflags"), ("mmap_lock", "mmap_lock"), ("ptl", "ptl"),
+              ("write_protect_seq", "wps"), ("vmas", "vmas"))
+
+
+class Footprint:
+    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob")
+
+    def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False):
+        self.reads, self.writes, self.rgroups, self.wgroups, self.glob = reads, writes, rgroups, wgroups, glob
+
+    def _key(self):
+        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups)
+
+    def __eq__(self, other):
+        return type(other) is Footprint and self._key() == other._key()
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __repr__(self):
+        if self.glob:
+            return "Footprint(global)"
+        return f"Footprint(reads={sorted(map(str, self.reads))}, writes={sorted(map(str, self.writes))}, " \
+               f"scans={sorted(map(str, self.rgroups))})"
+
+
+def dependent(a: Footprint, b: Footprint) -> bool:
+    """Two steps (of different threads) are dependent when one writes what the
+    other reads or writes, or one is global."""
+    if a.glob or b.glob:
+        return True
+    aw, bw = a.writes, b.writes
+    return bool((aw and (aw & b.reads or aw & bw)) or (bw and bw & a.reads)
+                or (a.wgroups and a.wgroups & b.rgroups) or (b.wgroups and b.wgroups & a.rgroups))
+
+
+class _Rec:
+    __slots__ = ("reads", "groups", "quiet", "fresh")
+
+    def __init__(self):
+        self.reads, self.groups, self.quiet = set(), set(), 0
+        self.fresh = set()       # ("f", pfn) / ("sw", slot) this step allocated
+
+
+class _TList(list):
+    """A list that records which items a step reads (``cls``: the key class)."""
+    __slots__ = ("rec", "cls")
+
+    def __getitem__(self, i):
+        rec = self.rec
+        if not rec.quiet:
+            if type(i) is int:
+                rec.reads.add((self.cls, i))
+            else:
+                rec.groups.add((self.cls,))
+        return list.__getitem__(self, i)
+
+    def __iter__(self):
+        if not self.rec.quiet:
+            self.rec.groups.add((self.cls,))
+        return list.__iter__(self)
+
+    def __reversed__(self):
+        if not self.rec.quiet:
+            self.rec.groups.add((self.cls,))
+        return list.__reversed__(self)
+
+    def __contains__(self, x):
+        if not self.rec.quiet:
+            self.rec.groups.add((self.cls,))
+        return list.__contains__(self, x)
+
+    def index(self, *a):
+        if not self.rec.quiet:
+            self.rec.groups.add((self.cls,))
+        return list.index(self, *a)
+
+
+class _MmList(_TList):
+    """The mms: reading one Mm whole reads every field of it (group ``("mm", i)``)."""
+    __slots__ = ()
+
+    def __getitem__(self, i):
+        rec = self.rec
+        if not rec.quiet:
+            if type(i) is int:
+                rec.groups.add(("mm", i))
+            else:
+                rec.groups.update(("mm", j) for j in range(len(self)))
+        return list.__getitem__(self, i)
+
+    def __iter__(self):
+        if not self.rec.quiet:
+            self.rec.groups.update(("mm", j) for j in range(len(self)))
+        return list.__iter__(self)
+
+
+class _RefList(_TList):
+    __slots__ = ()
+
+    def remove(self, r):
+        if not self.rec.quiet:
+            self.rec.reads.add(("refs", r.pfn))
+        list.remove(self, r)
+
+
+class _TSet(frozenset):
+    """The set of sync events: membership reads one event."""
+    rec = None
+
+    def __contains__(self, x):
+        if self.rec is not None and not self.rec.quiet:
+            self.rec.reads.add(("sig", x))
+        return frozenset.__contains__(self, x)
+
+    def __iter__(self):
+        if self.rec is not None and not self.rec.quiet:
+            self.rec.groups.add(("sig",))
+        return frozenset.__iter__(self)
+
+
+def _tl(cls_, rec, key, items):
+    t = cls_(items)
+    t.rec, t.cls = rec, key
+    return t
+
+
+def _quiet(keys):
+    """Wrap a Kernel helper: record ``keys(self, *args)`` as its reads and run it untracked."""
+    def deco(name):
+        base = getattr(Kernel, name)
+
+        def f(self, *a, **kw):
+            rec = self.rec
+            if not rec.quiet:
+                rec.reads.update(keys(self, *a, **kw))
+            rec.quiet += 1
+            try:
+                return base(self, *a, **kw)
+            finally:
+                rec.quiet -= 1
+        f.__name__ = f.__qualname__ = name
+        f.__doc__ = base.__doc__
+        return f
+    return deco
+
+
+def _mm(k, mm):
+    return k.mm if mm is None else mm
+
+
+_HELPERS = {
+    # page tables and the mm's fields: exactly the entry or field read
+    "pte": lambda k, addr, mm=None: (("pte", _mm(k, mm), addr),),
+    "set_pte_at": lambda k, addr, pte, mm=None: (),
+    "pmd": lambda k, hidx, mm=None: (("pmd", _mm(k, mm), hidx),),
+    "set_pmd_at": lambda k, hidx, pmd, mm=None: (),
+    "find_vma": lambda k, addr, mm=None: (("vmas", _mm(k, mm)),),
+    "set_mm": lambda k, mm, **kw: (),
+    "mm_set_has_pinned_flag": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
+    "mm_has_pinned": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
+    "mmap_read_lock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
+    "mmap_read_unlock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
+    "mmap_write_lock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
+    "mmap_write_unlock": lambda k, mm=None: (),
+    "pte_lock": lambda k, mm=None: (("ptl", _mm(k, mm)),),
+    "pte_unlock": lambda k, mm=None: (),
+    # allocation takes any free frame or slot (interchangeable identities, see the module doc)
+    "alloc_folio": lambda k, nr=1, flags=0, data=None: (),
+    "swap_alloc": lambda k, data: (),
+    # a path's own temporary reference on a folio: the references on that folio
+    "my_tmp_ref": lambda k, pfn: (("refs", pfn),),
+    # building the new State reads nothing the step decides by
+    "commit": lambda k: (),
+}
+
+
+class TrackingKernel(Kernel):
+    """A ``Kernel`` that records what the step reads (into ``rec``)."""
+    __slots__ = ("rec",)
+
+    def __init__(self, rec, state, design, tid, mm, hpage_pmd_nr=2, ret=None):
+        Kernel.__init__(self, state, design, tid, mm, hpage_pmd_nr, ret)
+        self.rec = rec
+        self.folios = _tl(_TList, rec, "f", self.folios)
+        self.swap = _tl(_TList, rec, "sw", self.swap)
+        self.refs = _tl(_RefList, rec, "refs", self.refs)
+        self.mms = _tl(_MmList, rec, "mm", self.mms)
+        sig = _TSet(self.signals)
+        sig.rec = rec
+        self.signals = sig
+
+
+for _name, _keys in _HELPERS.items():
+    setattr(TrackingKernel, _name, _quiet(_keys)(_name))
+
+
+def _alloc_folio(self, *a, **kw):
+    pfn = _quiet_alloc_folio(self, *a, **kw)
+    self.rec.fresh.add(pfn)
+    return pfn
+
+
+def _swap_alloc(self, *a, **kw):
+    slot = _quiet_swap_alloc(self, *a, **kw)
+    self.rec.fresh.add(("sw", slot))
+    return slot
+
+
+_quiet_alloc_folio, _quiet_swap_alloc = TrackingKernel.alloc_folio, TrackingKernel.swap_alloc
+TrackingKernel.alloc_folio, TrackingKernel.swap_alloc = _alloc_folio, _swap_alloc
+
+
+def _drop_fresh(keys, fresh):
+    """A frame or slot free before the step is no other step's business (allocation
+    takes any free one): keys naming what the step allocated are left out."""
+    if not fresh:
+        return keys
+    return {k for k in keys if not ((k[0] in ("f", "refs", "rmap", "ifp") and k[1] in fresh)
+                                    or (k[0] in ("sw", "rmapswap") and ("sw", k[1]) in fresh))}
+
+
+# ----------------------------------------------------------------------------- writes
+
+
+def _diff_tuple(old, new, cls, out):
+    if old is new:
+        return
+    n = max(len(old), len(new))
+    for i in range(n):
+        a = old[i] if i < len(old) else None
+        b = new[i] if i < len(new) else None
+        if a != b:
+            out.add((cls, i))
+
+
+def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
+    """The keys ``after`` differs from ``before`` in (and their classes)."""
+    w = set()
+    _diff_tuple(before.folios, after.folios, "f", w)
+    _diff_tuple(before.swap, after.swap, "sw", w)
+    groups = {(c,) for c, _ in w}
+    if before.mms is not after.mms:
+        for i, (a, b) in enumerate(zip(before.mms, after.mms)):
+            if a is b or a == b:
+                continue
+            groups.add(("mm", i))
+            for f, key in _MM_FIELDS:
+                if getattr(a, f) != getattr(b, f):
+                    w.add((key, i))
+            if a.ptes != b.ptes:
+                for j, (p, q) in enumerate(zip(a.ptes, b.ptes)):
+                    if p != q:
+                        w.add(("pte", i, j))
+                        for x in (p, q):       # who maps which folio (the oracle's observers)
+                            if x is not None:
+                                w.add(("rmapswap", x.pfn) if x.kind == PTE_SWAP else ("rmap", x.pfn))
+            if a.pmds != b.pmds:
+                for j, (p, q) in enumerate(zip(a.pmds, b.pmds)):
+                    if p != q:
+                        w.add(("pmd", i, j))
+                        for x in (p, q):
+                            if x is not None:
+                                w.add(("rmap", x.pfn))
+    if before.refs is not after.refs and before.refs != after.refs:
+        ra, rb = set(before.refs), set(after.refs)
+        for r in ra ^ rb:
+            w.add(("refs", r.pfn))
+        groups.add(("refs",))
+    if before.signals != after.signals:
+        for e in before.signals ^ after.signals:
+            w.add(("sig", e))
+        groups.add(("sig",))
+    fa, fb = set(in_flight_maps(before)), set(in_flight_maps(after))
+    if fa != fb:
+        for mm, a, pfn, _ in fa ^ fb:
+            w.add(("inflight", mm, a))
+            w.add(("ifp", pfn))
+        groups.add(("inflight",))
+    # pins whose coherence inputs the step wrote
+    if w:
+        for r in set(before.refs) | set(after.refs):
+            if r.kind in TRANSIENT_REFS or not coherent(r.gup_flags) or r.mm < 0:
+                continue
+            ins = (("pte", r.mm, r.addr), ("pmd", r.mm, r.addr // nr), ("refs", r.pfn), ("f", r.pfn),
+                   ("alive", r.mm), ("inflight", r.mm, r.addr))
+            if any(x in w for x in ins):
+                w.add(("pin", r.mm, r.addr))
+    return w, groups
+
+
+def footprint(model, s, tid: int):
+    """``CowModel.footprint``: run the step against a ``TrackingKernel``."""
+    rec = _Rec()
+    tr = model.step(s, tid, kernel_cls=lambda *a: TrackingKernel(rec, *a))
+    reads = rec.reads
+    reads.add(("alive", model.tmm[tid]))
+    if tr is None:
+        return None, Footprint(frozenset(reads), rgroups=frozenset(rec.groups))
+    if tr.bugs:
+        return tr, Footprint(glob=True)
+    w, g = state_writes(s, tr.state, model.case.hpage_pmd_nr, model._in_flight_maps)
+    groups = rec.groups
+    if tr.effects:
+        if model.oracle is None:
+            pass
+        elif not oracle_footprint(s, tr.state, tr.effects, reads, w, groups):
+            return tr, Footprint(glob=True)
+    fresh = rec.fresh
+    return tr, Footprint(frozenset(_drop_fresh(reads, fresh)), frozenset(_drop_fresh(w, fresh)),
+                         frozenset(groups), frozenset(g))
+
+
+#: effects the footprint does not analyse (KSM's two processes, migration): a step with one is global
+GLOBAL_EFFECTS = (KsmMerge, KsmBreakCow, Migrate, MigrateFailed)
+
+
+def oracle_footprint(before, after, effects, reads: set, writes: set, groups: set) -> bool:
+    """Add what the oracle reads and writes judging ``effects`` (see
+    ``oracle.Oracle.check``): the spec of each process an effect names (read
+    and written), and for each folio it names, who maps or references it
+    (``("rmap", pfn)``, ``("rmapswap",)``, its references and the folio), the
+    mappings in flight, every mm's liveness, and the spec of every process
+    that maps or references it.  False when an effect is one of
+    ``GLOBAL_EFFECTS``."""
+    pfns = set()
+    for e in effects:
+        if isinstance(e, GLOBAL_EFFECTS):
+            return False
+        for f in ("mm", "parent", "child", "tree_mm"):
+            m = getattr(e, f, -1)
+            if type(m) is int and m >= 0:
+                reads.add(("spec", m))
+                writes.add(("spec", m))
+        for f in ("pfn", "old_pfn", "new_pfn"):
+            p = getattr(e, f, None)
+            if type(p) is int:
+                pfns.add(p)
+        t = type(e)
+        if t is Load:
+            reads.add(("det", e.mm, e.addr))          # the reader's reference detached?
+            if e.reader != "cpu":
+                groups.add(("refs",))
+        elif t is Unmap:
+            # detaches the references taken for the address (their coherence is no longer required)
+            writes.update((("det", e.mm, e.addr), ("pin", e.mm, e.addr)))
+            groups.add(("refs",))
+        elif t is Store and e.via is not None:
+            reads.add(("det", e.via.mm, e.via.addr))
+        elif t is Copy:
+            reads.add(("det", e.mm, e.addr))
+        elif t is DupMmap:
+            reads.add(("vmas", e.child))
+    if not pfns:
+        return True
+    for st in (before, after):
+        for p in pfns:
+            f = st.folios[p] if p < len(st.folios) else None
+            slots = {x for x in f.swap if x >= 0} if f is not None else ()
+            reads.update(("rmapswap", x) for x in slots)
+            for i, m in enumerate(st.mms):
+                hit = False
+                for a, q in enumerate(m.ptes):
+                    if q is not None and (q.pfn in slots if q.kind == PTE_SWAP else q.pfn == p):
+                        hit = True
+                        reads.add(("inflight", i, a))       # a path replacing the entry
+                if hit or any(q is not None and q.pfn == p for q in m.pmds):
+                    reads.update((("spec", i), ("alive", i)))
+        for r in st.refs:
+            if r.pfn in pfns and r.mm >= 0:
+                reads.update((("spec", r.mm), ("alive", r.mm)))
+    for p in pfns:
+        reads.update((("rmap", p), ("refs", p), ("f", p), ("ifp", p)))
+    return True
