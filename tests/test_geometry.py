@@ -199,6 +199,7 @@ def test_run_builds_the_thp_variants_in_process(monkeypatch):
     monkeypatch.setattr(runner.subprocess, "Popen", no_process)
     monkeypatch.setattr(zram, "temporary_swap", nothing)
     monkeypatch.setattr(zram, "temporary_sysctl", nothing)
+    monkeypatch.setattr(zram, "machine_lock", nothing)         # (a live run elsewhere must not hold this up)
     ids = ["basic-cow-fork", "basic-cow-fork-thp", "cve-2020-29374-hugetlb", "basic-cow-fork-swap"]
     _, _, _, res, _ = runner.run(ids, controls=False, thp=True)
     assert calls == [[("basic-cow-fork", 2), ("basic-cow-fork-swap", 2)],
