@@ -194,17 +194,19 @@ def test_random_scenarios_in_the_model_alone(dname):
         assert rep.outcomes(seq.outcomes) == seq.outcomes, s.id
 
 
-def test_every_false_verdict_under_linux_6_18_is_of_a_known_class():
-    """The host design's missed and wrong COWs in random sequential scenarios
-    all belong to a known false-verdict class (KNOWN_CLASSES, issue 11): a new
-    kind shows up here."""
+def test_the_host_design_calls_no_missed_or_wrong_cow_in_random_scenarios():
+    """linux-6.18 on 600 random sequential scenarios (a sixth over huge pages): no missed and no wrong COW at all
+    (issue 11's target; the hugetlb + FOLL_GET exception of cow.c is a concurrent DMA, which a sequential
+    scenario does not make), and no model bug, the anon_vma invariant included.  Before issue 11's fixes, 54 of
+    1,000 such scenarios had one."""
     d = designs.load("linux-6.18")
-    unknown = []
-    for s in scenarios(21, 200):
-        r = run_sequential(CowModel(s.case(), d))
-        if (r.outcomes["missed"] or r.outcomes["wrong"]) and not classes(s.steps, s.pages):
-            unknown.append((s.id, r.events))
-    assert not unknown, unknown
+    found = []
+    for s in scenarios(21, 600, large=("thp", "hugetlb")):
+        r = run_sequential(CowModel(s.case(), d), max_steps=3000)
+        assert not r.bugs, (s.id, r.bugs)
+        if r.outcomes["missed"] or r.outcomes["wrong"]:
+            found.append((s.id, r.events))
+    assert not found, found
 
 
 @settings(max_examples=25, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck))

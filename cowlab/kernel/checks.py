@@ -13,7 +13,10 @@ reported apart from the oracle's verdicts.
   (I1, outside PT-locked sections: fork clears the flag before it
   write-protects the pte); an exclusive page is mapped by one mm only and no other mm has a swap
   entry for it; FOLL_PIN only on exclusive anon pages (I2); KSM pages are
-  never exclusive (I4).
+  never exclusive (I4);
+* an anonymous page, swap entry or migration entry lies in a vma with an
+  anon_vma (anon_vma_prepare() precedes every anonymous page a fault maps;
+  fork copies no entry of a vma without one).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
         for a, p in enumerate(m.ptes):
             if p is None:
                 continue
+            if (p.kind != PTE_PRESENT or p.pfn != ZERO_PFN) and not _in_anon_vma(m, a):
+                bugs.append(f"mm{mm} pte {a} maps an anonymous page or entry in a vma without an anon_vma")
             if p.kind == PTE_PRESENT and p.pfn != ZERO_PFN:
                 if p.pfn >= nf or s.folios[p.pfn] is None:
                     bugs.append(f"mm{mm} pte {a} maps freed pfn {p.pfn}")
@@ -56,6 +61,8 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
                     bugs.append(f"mm{mm} pmd {h} maps the huge zero folio writable")
                 continue        # (the huge zero folio is not mapcounted: a global reference keeps it)
             entire[pmd.pfn] = entire.get(pmd.pfn, 0) + 1
+            if not _in_anon_vma(m, h * len(s.folios[pmd.pfn].data)):
+                bugs.append(f"mm{mm} pmd {h} maps a huge page in a vma without an anon_vma")
             if design.anon_exclusive and pmd.write and not s.folios[pmd.pfn].anon_exclusive[0] and m.ptl == -1:
                 bugs.append(f"I1: mm{mm} pmd {h} is writable but pfn {pmd.pfn} is not PageAnonExclusive")
     pend = {}
@@ -118,6 +125,12 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
         if slot.count == 0 and slot.cache == -1 and not swapptes.get(sl, 0):
             bugs.append(f"swap slot {sl} is referenced by nothing but was not freed")
     return bugs
+
+
+def _in_anon_vma(m, addr: int) -> bool:
+    """The vma at ``addr`` has an anon_vma (anon_vma_prepare() precedes every anonymous page a fault maps; fork
+    copies no entry of a vma without one: vma_needs_copy())."""
+    return any(v.start <= addr < v.end and v.anon_vma for v in m.vmas)
 
 
 def check_pin(s: State, design, e: Pin) -> list[str]:
