@@ -354,6 +354,11 @@ def _step_json(model, tr) -> dict:
 @click.option("--dfs", is_flag=True, help="depth-first (default breadth-first: shortest traces)")
 @click.option("--no-por", is_flag=True, help="no partial-order reduction (search every interleaving)")
 @click.option("--symmetry", is_flag=True, help="merge states equal up to renaming page frames and swap slots")
+@click.option("--dpor", is_flag=True,
+              help="dynamic partial-order reduction from each step's footprint (depth-first: traces not shortest)")
+@click.option("--fingerprints", is_flag=True,
+              help="hash compaction: keep 64-bit fingerprints of visited states (less memory; \"complete\" then "
+                   "comes with the probability that a state was missed)")
 @click.option("--random", "walks", type=click.IntRange(min=0, max=10**9), default=0,
               help="seeded random walks instead of exhaustive search")
 @click.option("--seed", type=SEED, default=0)
@@ -366,8 +371,8 @@ def _step_json(model, tr) -> dict:
 @click.option("--quiet", "-q", is_flag=True, help="no progress display")
 @ec.fail_on_option
 @_guard
-def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no_por, symmetry, walks, seed,
-            kinds, save_trace, fmt, quiet, fail_on):
+def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no_por, symmetry, dpor, fingerprints,
+            walks, seed, kinds, save_trace, fmt, quiet, fail_on):
     """Try every interleaving of the case's threads; report the shortest trace
     to each violation (--kind: which ones to print and save)."""
     from .explore import Limits, explore as run_explore, random_walks
@@ -383,8 +388,11 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
     else:
         with _Progress(quiet, None, f"exploring {c.id} under {d.label}") as prog:
             rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry,
-                              progress=prog.explore, expect_stuck=c.expect_stuck)
+                              progress=prog.explore, expect_stuck=c.expect_stuck, dpor=dpor,
+                              fingerprints=fingerprints)
     res = _explore_json(c, d, rep, m, VERDICTS)
+    if rep.omission is not None:
+        res["omission_probability"] = rep.omission
     code = ec.status(set(rep.found), fail_on, inconclusive=rep.status != "complete" or bool(rep.bugs))
     # the kinds whose traces are shown and saved
     want = set(kinds) or {"shortest"}
