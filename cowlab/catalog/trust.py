@@ -24,6 +24,11 @@ SRC_PAGEOUT_REF = ("mm/vmscan.c shrink_folio_list(): a large anon folio not in t
 SRC_PAGEOUT_RANGE = ("mm/madvise.c madvise_cold_or_pageout_pte_range(): MADV_PAGEOUT walks every pte of its range "
                      "and isolates each folio mapped only by this process (a large folio mapped by another process "
                      "is left: folio_maybe_mapped_shared()), then reclaim_pages() reclaims the list")
+SRC_PAGEOUT_SPLIT = ("mm/madvise.c madvise_cold_or_pageout_pte_range(): a large folio the range (one vma's part of "
+                     "it) does not fully map, or a PMD it does not cover, is split (split_folio()) unless another "
+                     "process maps it; mm/huge_memory.c __split_huge_page() -> remap_page(RMP_USE_SHARED_ZEROPAGE) "
+                     "maps each all-zero subpage to the shared zero page from 6.12 (b1f202060afe, "
+                     "try_to_map_unused_to_zeropage()); before, each subpage is its own small folio and reclaimed")
 SRC_UNMAP = ("io_uring/rsrc.c: a fixed buffer keeps its pages pinned after munmap()/MADV_DONTNEED of the "
              "range; the DMA reaches pages no process maps any more")
 
@@ -169,6 +174,57 @@ def thp_pageout_range(nr: int):
     p.pageout(0, pages=nr)
     p.read(0, pages=nr)
     c.read(0, pages=nr)
+    c.exit()
+    return s.build()
+
+
+def thp_pageout_partial(nr: int):
+    """MADV_PAGEOUT of subpage 0 of a THP written only at subpage 1, after
+    an mprotect() of subpage 1 split its PMD and vma: the range does not
+    cover the folio, so it is split first; from 6.12 every all-zero subpage
+    (0, and 2 on) is mapped to the shared zero page and nothing is reclaimed
+    (subpage 0 is no anon page any more), before 6.12 subpage 0 is a small
+    folio of its own and goes to swap.  Fork and writes then COW the zero
+    page or the swapped-in page: each process reads zero or its own data."""
+    s = Script("thp-pageout-partial", "MADV_PAGEOUT of part of a pte-mapped THP (split, zero pages); fork; writes",
+               pages=nr, source=SRC_PAGEOUT_SPLIT, tags=("trust", "thp", "thp-swap"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=nr, thp=True)
+    p.write(1)
+    p.mprotect(1, prot="r")
+    p.pageout(0)
+    p.read(0)
+    p.fork(c)
+    p.write(0)
+    c.read(0)
+    c.read(1)
+    c.write(nr - 1)
+    p.read(nr - 1)
+    p.read(1)
+    c.exit()
+    return s.build()
+
+
+def thp_pageout_partial_pmd(nr: int):
+    """MADV_PAGEOUT of subpage 0 of a PMD-mapped THP written at subpage 1:
+    the range does not cover the PMD, so the folio is split (split_folio(),
+    then the pte walk); from 6.12 the all-zero subpages become the shared
+    zero page and nothing is reclaimed, before 6.12 subpage 0 goes to swap.
+    Fork then shares subpage 1's small folio, and the child's write copies
+    it; the parent's write to a zero page copies that."""
+    s = Script("thp-pageout-partial-pmd", "MADV_PAGEOUT of one subpage of a PMD-mapped THP; fork; writes",
+               pages=nr, source=SRC_PAGEOUT_SPLIT, tags=("trust", "thp", "thp-swap"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=nr, thp=True)
+    p.write(1)
+    p.pageout(0)
+    p.fork(c)
+    c.write(1)
+    c.read(0)
+    p.read(0)
+    p.read(1)
+    p.write(nr - 1)
+    c.read(nr - 1)
     c.exit()
     return s.build()
 
@@ -571,4 +627,5 @@ def cases(nr: int = HPAGE_PMD_NR):
             swapin_fresh_exclusive(), ksm_merge_lru_batch(), lru_batch_fork_child_cpu(), gup_partial(),
             segv_first_process(), mmap_fixed_over_shared(), mremap_fixed_onto_shared(), mremap_ksm_unmerge(),
             dma_after_munmap_mremap(), mremap_vmsplice_swapped(), mremap_buffer_order(), mremap_pinned_onto_buffer(),
-            huge_zero_page(nr), thp_pageout_extra_ref(nr), thp_pageout_range(nr)]
+            huge_zero_page(nr), thp_pageout_extra_ref(nr), thp_pageout_range(nr), thp_pageout_partial(nr),
+            thp_pageout_partial_pmd(nr)]

@@ -163,6 +163,9 @@ class Design:
     #: "goto alloc"; 3917c80280c9, 5.8, split the PMD instead) and 6.13+ (do_huge_zero_wp_pmd(), 1ced09e0331f);
     #: otherwise the PMD is split into ptes of the 4 KiB zero page and the pte fault copies one
     huge_zero_wp_thp: bool = False
+    #: __split_huge_page() maps every all-zero subpage of an anon THP it splits to the shared zero page instead of
+    #: its own page (remap_page(RMP_USE_SHARED_ZEROPAGE) -> try_to_map_unused_to_zeropage(); 6.12, b1f202060afe)
+    thp_split_zeropage: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

@@ -4,7 +4,8 @@ O_DIRECT FOLL_PIN, no refcount reuse of large folios) plus 1da190f4d0a6
 reused when it has two or more mappings, none from another MM, and no
 reference beyond them (__wp_can_reuse_large_anon_folio()); and from 6.11
 (c18160dba5ff) a read swap-in maps an exclusive page writable
-(``swapin_read_mkwrite``)."""
+(``swapin_read_mkwrite``), from 6.12 (b1f202060afe) a THP split maps its
+all-zero subpages to the shared zero page (``thp_split_zeropage``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,7 +22,9 @@ class Linux618(Linux69):
     summary: str = "5.19 + mprotect maps exclusive pages writable, unshare of non-anon, O_DIRECT FOLL_PIN, mTHP reuse"
     sources: tuple = Linux69.sources + ("1da190f4d0a6 mm: Copy-on-Write (COW) reuse support for PTE-mapped THP",
                                         "6af8cb80d3a9 mm/rmap: basic MM owner tracking for large folios (!hugetlb)",
-                                        "1ced09e0331f mm: allocate THP on hugezeropage wp-fault")
+                                        "1ced09e0331f mm: allocate THP on hugezeropage wp-fault",
+                                        "b1f202060afe mm: remap unused subpages to shared zeropage when splitting "
+                                        "isolated thp")
     huge_zero_wp_thp: bool = True       # do_huge_zero_wp_pmd() (6.13)
 
     def default_settings(self):
@@ -30,6 +33,7 @@ class Linux618(Linux69):
     def __post_init__(self):
         super().__post_init__()
         self.swapin_read_mkwrite = True          # c18160dba5ff (6.11)
+        self.thp_split_zeropage = True           # b1f202060afe (6.12)
 
     def wp_large_anon_folio(self, k, vmf):
         return self.wp_can_reuse_large_anon_folio(k, vmf)

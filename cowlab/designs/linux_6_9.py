@@ -9,7 +9,15 @@ page it maps exclusive writable on a read fault too (``swapin_read_mkwrite``).
 The design models v6.9/v6.10 by default; the setting ``swapin_read_mkwrite``
 (``--set swapin_read_mkwrite=true``) gives v6.11 .. v6.14.  No verdict
 depends on it: the page is PageAnonExclusive either way, and the later write
-fault of v6.9/v6.10 reuses it (wp_anon: REUSE when exclusive)."""
+fault of v6.9/v6.10 reuses it (wp_anon: REUSE when exclusive).
+
+It also straddles b1f202060afe (6.12): from then a THP split (split_folio(),
+e.g. MADV_PAGEOUT of part of a THP) maps each all-zero subpage to the shared
+zero page (``thp_split_zeropage``).  Off by default (v6.9 .. v6.11); v6.12
+.. v6.14 are ``--set swapin_read_mkwrite=true --set thp_split_zeropage=true``
+(6.13's do_huge_zero_wp_pmd(), ``huge_zero_wp_thp``, stays off: a write to
+the huge zero page splits it, as in 6.12).  Only the page tables differ (a
+zero-page pte instead of a private zero-filled page, which reads the same)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,11 +35,12 @@ class Linux69(Linux65):
                                         "large folio",)
 
     def default_settings(self):
-        return {"swapin_read_mkwrite": False}
+        return {"swapin_read_mkwrite": False, "thp_split_zeropage": False}
 
     def __post_init__(self):
         super().__post_init__()
         self.swapin_read_mkwrite = bool(self.settings.get("swapin_read_mkwrite", False))
+        self.thp_split_zeropage = bool(self.settings.get("thp_split_zeropage", False))
 
     def wp_anon(self, k, vmf):
         if k.PageAnonExclusive(vmf.pfn, vmf.idx):

@@ -141,6 +141,8 @@ class DesignInterface(Protocol):
     swapin_read_mkwrite: bool
     #: a write/unshare fault on the huge zero page maps a fresh THP (5.7; 6.13+ 1ced09e0331f) instead of splitting it
     huge_zero_wp_thp: bool
+    #: a THP split maps its all-zero subpages to the shared zero page (6.12, b1f202060afe)
+    thp_split_zeropage: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

@@ -327,8 +327,12 @@ S_PAGEOUT_REF = ("shrink_folio_list(): can_split_folio() refuses a THP with the 
                  "PMD-mapped; fork shares it, the child's write copies (no pin: 5.7's mapcount sees two mappers)")
 S_PAGEOUT_RANGE = ("madvise_cold_or_pageout_pte_range(): the parent's own 4 KiB copy is reclaimed, the THP the child "
                    "maps is left; the swap-in reads the parent's own data")
+S_PAGEOUT_SPLIT = ("madvise_cold_or_pageout_pte_range(): split_folio() of the THP the range does not cover; "
+                   "remap_page() maps its all-zero subpages to the shared zero page from 6.12 (b1f202060afe): the "
+                   "writes after fork copy the zero page or the swapped-in page, nothing is shared that was written")
 EXPECT_HUGE = {"huge-zero-page": row(("", S_HUGE_ZERO)), "thp-pageout-extra-ref": row(("", S_PAGEOUT_REF)),
-               "thp-pageout-range": row(("", S_PAGEOUT_RANGE))}
+               "thp-pageout-range": row(("", S_PAGEOUT_RANGE)), "thp-pageout-partial": row(("", S_PAGEOUT_SPLIT)),
+               "thp-pageout-partial-pmd": row(("", S_PAGEOUT_SPLIT))}
 
 
 @pytest.mark.parametrize("case,design", [(c, d) for c in EXPECT_HUGE for d in ALL])
@@ -411,3 +415,72 @@ def test_pageout_of_a_thp_nothing_else_holds_swaps_it(design):
     for tr in sequential(m):
         st = tr.state
     assert all(x is not None and x.kind == PTE_SWAP for x in st.mms[0].ptes), st.mms[0].ptes
+
+
+def _zeropage_split(design, settings=None):
+    """(the design, its thp_split_zeropage)."""
+    d = designs.load(design, settings or None)
+    return d, d.thp_split_zeropage
+
+
+@pytest.mark.parametrize("nr", [2, 8])
+@pytest.mark.parametrize("design", ALL)
+def test_pageout_of_part_of_a_pte_mapped_thp_splits_it(design, nr):
+    """split_folio() of the pte-mapped THP (mprotect split its PMD and vma; MADV_PAGEOUT of subpage 0 covers only
+    part of it): every subpage is a small folio of its own afterwards; from 6.12 (thp_split_zeropage) the all-zero
+    ones map the shared zero page and nothing is swapped, before 6.12 subpage 0 is reclaimed.  Subpage 1 (written)
+    keeps its data in its own small folio either way, exclusive where the design has PG_anon_exclusive."""
+    from cowlab.kernel.types import PG_anon, PTE_PRESENT, PTE_SWAP, ZERO, ZERO_PFN
+    d, zero = _zeropage_split(design)
+    st = _states("thp-pageout-partial", design, nr)
+    ops = [op for _, op, _ in st]
+    before, s = st[ops.index("pageout") - 1][2], st[ops.index("pageout")][2]
+    large = before.mms[0].ptes[0].pfn
+    assert len(before.folios[large].data) == nr and before.mms[0].pmds[0] is None
+    ptes = s.mms[0].ptes
+    one = s.folios[ptes[1].pfn]
+    assert ptes[1].kind == PTE_PRESENT and len(one.data) == 1 and one.data[0] != ZERO and one.flags & PG_anon
+    assert not d.anon_exclusive or one.anon_exclusive == (True,)
+    rest = [ptes[i] for i in range(2, nr)]
+    if zero:
+        assert ptes[0].kind == PTE_PRESENT and ptes[0].pfn == ZERO_PFN and not any(s.swap)
+        assert all(p.kind == PTE_PRESENT and p.pfn == ZERO_PFN for p in rest)
+        assert sum(f is not None for f in s.folios) == sum(f is not None for f in before.folios)   # the rest freed
+    else:
+        assert ptes[0].kind == PTE_SWAP
+        assert all(p.kind == PTE_PRESENT and p.pfn != ZERO_PFN and len(s.folios[p.pfn].data) == 1 for p in rest)
+        assert len({p.pfn for p in rest} | {ptes[1].pfn}) == nr - 1
+
+
+@pytest.mark.parametrize("nr", [2, 8])
+@pytest.mark.parametrize("design", ALL)
+def test_pageout_of_part_of_a_pmd_mapped_thp_splits_it(design, nr):
+    """The PMD case: MADV_PAGEOUT of subpage 0 of a PMD-mapped THP splits the folio (PMD and all); fork then shares
+    subpage 1's own small folio and the child's write copies it."""
+    from cowlab.kernel.types import PTE_PRESENT, PTE_SWAP, ZERO_PFN
+    _, zero = _zeropage_split(design)
+    st = _states("thp-pageout-partial-pmd", design, nr)
+    ops = [op for _, op, _ in st]
+    s = st[ops.index("pageout")][2]
+    ptes = s.mms[0].ptes
+    assert s.mms[0].pmds[0] is None and len(s.folios[ptes[1].pfn].data) == 1
+    if zero:
+        assert all(ptes[i].kind == PTE_PRESENT and ptes[i].pfn == ZERO_PFN for i in range(nr) if i != 1)
+        assert not any(s.swap)
+    else:
+        assert ptes[0].kind == PTE_SWAP and all(ptes[i].pfn != ZERO_PFN for i in range(1, nr))
+    s = st[ops.index("fork") + 1][2]                            # the child's write copied subpage 1
+    assert s.mms[1].ptes[1].pfn != s.mms[0].ptes[1].pfn
+
+
+@pytest.mark.parametrize("settings,zero", [({}, False), ({"thp_split_zeropage": True}, True)])
+def test_linux_6_9_reaches_6_12_by_setting(settings, zero):
+    """linux-6.9 covers 6.9 .. 6.14: off by default (6.9 .. 6.11), thp_split_zeropage=true for 6.12 .. 6.14."""
+    from cowlab.conformance.runner import model_steps
+    from cowlab.kernel.types import PTE_PRESENT, PTE_SWAP
+    d, got = _zeropage_split("linux-6.9", settings)
+    assert got == zero
+    _, steps = model_steps(catalog.get("thp-pageout-partial", hpage_pmd_nr=2), d)
+    s = [st for _, op, st, *_ in steps if op.name == "pageout"][0]
+    p = s.mms[0].ptes[0]
+    assert p.kind == (PTE_PRESENT if zero else PTE_SWAP) and (not zero or p.pfn == ZERO_PFN)

@@ -26,10 +26,11 @@ from ..effects import CopyPte, Reuse, SplitPmd, Unmap
 from typing import NamedTuple
 
 from ..paths import step, op as _op, Goto, InFlight, Pfn
-from ..txn import ModelBug
-from ..types import PG_anon, PG_huge_zero, PG_hugetlb, PG_lru, Pmd, VM_WRITE, VM_HUGETLB, FOLL_WRITE, ZERO_PFN
+from ..txn import Blocked, ModelBug
+from ..types import (PG_anon, PG_huge_zero, PG_hugetlb, PG_large, PG_locked, PG_lru, PG_swapcache, Pmd, VM_WRITE,
+                     VM_HUGETLB, FOLL_WRITE, PTE_PRESENT, PTE_SWAP, ZERO, ZERO_PFN)
 from ..decisions import Vmf, REUSE, SPLIT
-from . import hugetlb, rmap
+from . import hugetlb, rmap, swapfile
 from .internal import FaultFrame, GupFrame, enter_fault, fault_done, gup_next, try_grab_page
 
 
@@ -365,3 +366,72 @@ def split_huge_pmd_fill(k, fr: SplitFrame, op):
 
 _op("split_pmd", "split.lock", "__split_huge_pmd() (partial mprotect/munmap of a THP)", ("addr",),
     "split the PMD mapping of the THP at addr into ptes")
+
+
+# ------------------------------------------------------------------ folio split (split_folio())
+def split_folio(k, pfn) -> bool:
+    """split_folio() -> split_huge_page_to_list_to_order(folio, NULL, 0) of
+    an anonymous THP (the caller holds the page lock and one reference,
+    ``folio_get()``: can_split_folio()'s ``caller_pins`` is 1): False
+    (-EAGAIN) when anything else holds the folio.  Otherwise unmap_folio()
+    (every PMD mapping is split first, TTU_SPLIT_HUGE_PMD), __split_huge_page()
+    makes each subpage a small folio with its own mapcount, PG_anon_exclusive,
+    data and swap slot (the head keeps the pfn and the caller's reference; a
+    tail gets a new pfn; the swap cache follows each slot's page), and
+    remap_page() maps every subpage again where it was mapped -- from 6.12
+    (b1f202060afe, the design's ``thp_split_zeropage``) an all-zero subpage
+    of an anon folio instead as the shared zero page (RMP_USE_SHARED_ZEROPAGE
+    -> try_to_map_unused_to_zeropage(): not for an mlocked folio or VM_LOCKED
+    vma, neither of which the model has; the soft-dirty bit is kept), and a
+    tail left unmapped is freed (free_page_and_swap_cache()).  The same in
+    every release 5.7 .. 6.18 apart from the zero-page remap."""
+    if not can_split_folio(k, pfn, 1):
+        return False
+    for mm, m in enumerate(k.mms):
+        if m.alive and any(p is not None and p.pfn == pfn for p in m.pmds):
+            if m.ptl != -1 and m.ptl != k.tid:
+                raise Blocked("page-table lock held")
+            for h, p in enumerate(m.pmds):
+                if p is not None and p.pfn == pfn:
+                    __split_huge_pmd_locked(k, mm, h)
+    f = k.folio(pfn)
+    swapcache = bool(f.flags & PG_swapcache)
+    flags = f.flags & ~PG_large
+    held = [0] * f.nr                      # references with a holder record, per subpage
+    for r in k.refs:
+        if r.pfn == pfn:
+            held[r.idx] += r.units
+    counts = [f.mapcount[i] + swapcache + held[i] for i in range(f.nr)]
+    if sum(counts) != f.refcount or f.pincount:
+        raise ModelBug(f"split of pfn {pfn}: references {f.refcount} are not its mappings, swap cache and holders")
+    new = [pfn]
+    for i in range(1, f.nr):
+        p = k.alloc_folio(nr=1, flags=flags & ~PG_locked, data=(f.data[i],))
+        k.refs.remove(k.my_tmp_ref(p))
+        k.folios[p] = k.folio(p)._replace(refcount=counts[i], mapcount=(f.mapcount[i],),
+                                          anon_exclusive=(f.anon_exclusive[i],), swap=(f.swap[i],))
+        new.append(p)
+    k.folios[pfn] = f._replace(flags=flags, refcount=counts[0], mapcount=(f.mapcount[0],), entire_mapcount=0,
+                               anon_exclusive=(f.anon_exclusive[0],), data=(f.data[0],), swap=(f.swap[0],))
+    for i in range(1, f.nr):
+        if swapcache and f.swap[i] >= 0:
+            k.set_slot(f.swap[i], cache=new[i])
+    k.refs = [r._replace(pfn=new[r.idx], idx=0) if r.pfn == pfn else r for r in k.refs]
+    zero = k.design.thp_split_zeropage and bool(flags & PG_anon)
+    for mm, m in enumerate(k.mms):
+        if not m.alive:
+            continue
+        for a, p in enumerate(m.ptes):
+            if p is None or p.kind == PTE_SWAP or p.pfn != pfn:
+                continue
+            if zero and p.kind == PTE_PRESENT and f.data[p.idx] == ZERO:
+                # try_to_map_unused_to_zeropage()
+                k.set_pte_at(a, k.mk_pte(ZERO_PFN, 0, write=False, soft_dirty=p.soft_dirty), mm)
+                rmap.page_remove_rmap(k, new[p.idx], 0)
+                k.put_page(new[p.idx])
+            else:
+                k.set_pte_at(a, p._replace(pfn=new[p.idx], idx=0), mm)
+    for p in new[1:]:
+        if k.folios[p] is not None and k.total_mapcount(p) == 0:
+            swapfile.free_swap_cache(k, p)
+    return True

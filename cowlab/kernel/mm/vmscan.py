@@ -42,8 +42,16 @@ def _next_folio(k, fr):
 @step("reclaim.isolate")
 def madvise_pageout(k, fr, op):
     """madvise_pageout() -> madvise_cold_or_pageout_pte_range(): drain the
-    local lru_add batch, skip pages mapped by more than this process
-    (page_mapcount() != 1), isolate_lru_page()."""
+    local lru_add batch, then per vma of the range (madvise_walk_vmas())
+    skip pages mapped by more than this process (page_mapcount() != 1),
+    isolate_lru_page().  A large folio the vma's part of the range does not
+    fully map (madvise_folio_pte_batch() shorter than the folio), or a PMD
+    it does not cover, is split first (split_folio(), unless
+    folio_maybe_mapped_shared()), and the walk looks at its ptes again.
+    That is 6.10+ (Ryan Roberts' "avoid split during MADV_PAGEOUT and
+    MADV_COLD"); 5.7 .. 6.9 split every pte-mapped large folio it meets,
+    which the model does not (a fully mapped one is reclaimed whole here:
+    the same pages end in swap, as one folio instead of small ones)."""
     k.mmap_read_lock()
     vma = k.find_vma(op["addr"])
     if vma is not None and vma.flags & VM_HUGETLB:
@@ -52,42 +60,98 @@ def madvise_pageout(k, fr, op):
         k.mmap_read_unlock()
         return None
     lru.lru_add_drain(k)
-    pmd = k.pmd(op["addr"] // k.HPAGE_PMD_NR)
+    lo, hi = op["addr"], op["addr"] + op.get("pages", 1)
+    pmd = k.pmd(lo // k.HPAGE_PMD_NR)
     if pmd is not None:
         # madvise_cold_or_pageout_pte_range() on a PMD: the huge zero page is left; a THP goes to
         # shrink_folio_list() whole, which gives up on one it cannot split (can_split_folio(), the
         # isolation's reference its caller_pins: not taken yet here, so 0) and leaves the PMD as it is
+        base = lo // k.HPAGE_PMD_NR * k.HPAGE_PMD_NR
         if k.is_huge_zero_pfn(pmd.pfn) or (k.PageAnon(pmd.pfn) and not k.PageSwapCache(pmd.pfn)
                                            and not huge_memory.can_split_folio(k, pmd.pfn, 0)):
             k.mmap_read_unlock()
             return None
-        huge_memory.split_for_reclaim(k, op["addr"])
+        if lo > base or hi < base + k.HPAGE_PMD_NR:
+            # a range that does not cover the PMD: split_folio() (a folio mapped by another mm is left), then
+            # on to the ptes ("goto regular_folio"); a split that fails leaves the PMD
+            if op.get("shared_ok") or k.folio_maybe_mapped_shared(pmd.pfn) or \
+                    not _split_for_pageout(k, pmd.pfn):
+                k.mmap_read_unlock()
+                return None
+        else:
+            huge_memory.split_for_reclaim(k, lo)
     isolated = []
     here: dict = {}         # pfn -> ptes of this mm mapping it
     for p in k.mmv().ptes:
         if k.is_present(p):
             here[p.pfn] = here.get(p.pfn, 0) + 1
-    for a in range(op["addr"], op["addr"] + op.get("pages", 1)):
-        pfn = _pageout_candidate(k, a, op.get("shared_ok"), isolated, here)
-        if pfn is not None:
-            k.clear_flag(pfn, PG_lru)
-            k.add_ref("isolate", pfn, owner=f"t{k.tid}")
-            isolated.append(pfn)
+    for vma in k.mmv().vmas:
+        # madvise_walk_vmas(): each vma's part of the range on its own
+        a, end = max(lo, vma.start), min(hi, vma.end)
+        while a < end:
+            nr = _folio_pte_batch(k, a, end)
+            pte = k.pte(a)
+            if nr and nr < k.folio(pte.pfn).nr and not op.get("shared_ok"):
+                # a large folio the range does not fully map: split it unless another mm maps it; then look
+                # at the pte again (now a small folio's, or the zero page's); a failed split skips its ptes
+                if not k.folio_maybe_mapped_shared(pte.pfn) and _split_for_pageout(k, pte.pfn):
+                    here = {}
+                    for p in k.mmv().ptes:
+                        if k.is_present(p):
+                            here[p.pfn] = here.get(p.pfn, 0) + 1
+                    continue
+                a += nr
+                continue
+            pfn = _pageout_candidate(k, a, op.get("shared_ok"), isolated, here)
+            if pfn is not None:
+                k.clear_flag(pfn, PG_lru)
+                k.add_ref("isolate", pfn, owner=f"t{k.tid}")
+                isolated.append(pfn)
+            a += max(nr, 1)
     if not isolated:
         k.mmap_read_unlock()
         return None
     return Goto("reclaim.lock", ReclaimFrame(isolated[0], tuple(isolated[1:])))
 
 
+def _folio_pte_batch(k, a, end) -> int:
+    """madvise_folio_pte_batch() (folio_pte_batch()): how many ptes from
+    ``a`` (before ``end``) map consecutive subpages of the large anon folio
+    mapped at ``a`` -- the write, dirty and soft-dirty bits are not compared
+    -- or 0 when ``a`` maps no large folio."""
+    pte = k.pte(a)
+    if k.pmd(a // k.HPAGE_PMD_NR) is not None or not k.is_present(pte) or pte.pfn == ZERO_PFN \
+            or not k.folio_test_large(pte.pfn):
+        return 0
+    nr = 1
+    while a + nr < end and nr < k.folio(pte.pfn).nr - pte.idx:
+        p = k.pte(a + nr)
+        if not k.is_present(p) or p.pfn != pte.pfn or p.idx != pte.idx + nr:
+            break
+        nr += 1
+    return nr
+
+
+def _split_for_pageout(k, pfn) -> bool:
+    """madvise_cold_or_pageout_pte_range(): folio_trylock(), folio_get(),
+    split_folio(), folio_unlock(), folio_put() (the PT lock dropped around
+    it); True when the folio was split."""
+    if not k.trylock_page(pfn):
+        return False
+    r = k.add_ref("tmp", pfn)
+    ok = huge_memory.split_folio(k, pfn)
+    k.unlock_page(pfn)
+    k.drop_ref(r)            # (the head keeps the pfn and the caller's reference: it is freed here if unmapped)
+    return ok
+
+
 def _pageout_candidate(k, a, shared_ok, isolated, here):
     """madvise_cold_or_pageout_pte_range(), the pte at ``a`` of the range:
     the anon folio to isolate there, or None -- not present, the zero page,
     already taken, not on the LRU, or mapped by others: a small folio whose
-    mapcount is not 1; a large one mapped by another process
-    (folio_maybe_mapped_shared(), for a folio the range maps only part of)
-    or, fully mapped here, whose folio_mapcount() is not its number of
-    pages.  (A partly mapped, unshared large folio is split there and its
-    subpages reclaimed one by one; the model reclaims it as one unit.)"""
+    mapcount is not 1; a large one (the range maps all of it here: one it
+    maps only part of was split first, 6.10+, see madvise_pageout) whose
+    folio_mapcount() is not its number of pages."""
     pte = k.pte(a)
     if k.pmd(a // k.HPAGE_PMD_NR) is not None or not k.is_present(pte) or pte.pfn == ZERO_PFN \
             or not k.PageAnon(pte.pfn) or pte.pfn in isolated or not k.PageLRU(pte.pfn):
@@ -218,5 +282,6 @@ def free_swap_cache_op(k, fr, op):
 
 
 op("pageout", "reclaim.isolate", "madvise(MADV_PAGEOUT) -> reclaim_pages()", ("addr", "pages", "shared_ok"),
-   "swap out the folio mapped at addr (a THP as one unit; ``pages`` is the madvise range, for the real kernel)")
+   "swap out the folios of the range (``pages`` long): a THP it covers as one unit, one it covers part of split "
+   "first")
 op("free_swapcache", "swapcache.free", "try_to_free_swap()", (), "drop idle swap-cache pages")
