@@ -250,12 +250,19 @@ class Memory:
         return self.spliced[pipe]
 
     def op_pipe_read(self, pipe):
+        """Read what the pipe holds.  Non-blocking, not until EOF: a child
+        forked after the vmsplice() holds the write end too, so EOF would
+        wait for that child (a live run hung on it twice)."""
         r, w = self.pipes.pop(pipe)
         self.spliced.pop(pipe, None)
         os.close(w)
+        os.set_blocking(r, False)
         data = b""
         while True:
-            chunk = os.read(r, 1 << 16)
+            try:
+                chunk = os.read(r, 1 << 16)
+            except BlockingIOError:
+                break
             if not chunk:
                 break
             data += chunk

@@ -72,6 +72,11 @@ def _undo_done(entry: tuple) -> None:
     _undo_save([e for e in _undo_load() if e != entry])
 
 
+def _main_thread() -> bool:
+    import threading
+    return threading.current_thread() is threading.main_thread()
+
+
 def recover(say=None) -> list:
     """Undo what an earlier run changed and never put back (its ledger);
     -> the lines said.  Called by machine_lock once the lock is held."""
@@ -123,11 +128,18 @@ def machine_lock(path: str = LOCK_PATH, say=None):
                 f"cowlab: another live-kernel run holds {path}; waiting for it to finish")
             fcntl.flock(fd, fcntl.LOCK_EX)
         outer, _undo_path = _undo_path, os.path.join(os.path.dirname(path), UNDO_NAME)
+
+        def on_term(signum, frame):     # SIGTERM (timeout(1), a CI job cancelled) restores as Ctrl-C does
+            raise KeyboardInterrupt
+
+        old_term = signal.signal(signal.SIGTERM, on_term) if _main_thread() else None
         try:
             recover(say)
             yield
         finally:
             _undo_path = outer
+            if old_term is not None:
+                signal.signal(signal.SIGTERM, old_term)
     finally:
         os.close(fd)
 

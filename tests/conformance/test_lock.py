@@ -66,3 +66,24 @@ def test_what_a_killed_run_left_changed_is_undone_by_the_next(tmp_path):
     with machine_lock(path, say=said.append):    # the ledger is gone once undone
         pass
     assert said == []
+
+
+def _terminated_mid_run(path, marker):
+    import signal
+    try:
+        with machine_lock(path):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+    except KeyboardInterrupt:          # what the restorations' finally blocks and runner.Interrupted run on
+        with open(marker, "w") as f:
+            f.write("restored")
+    os._exit(0)
+
+
+def test_sigterm_during_a_run_unwinds_like_ctrl_c(tmp_path):
+    """timeout(1) or a cancelled CI job sends SIGTERM: the run must put the machine back, not die in place."""
+    marker = tmp_path / "marker"
+    p = multiprocessing.get_context("fork").Process(target=_terminated_mid_run, args=(str(tmp_path / "lock"), marker))
+    p.start()
+    p.join(10)
+    assert p.exitcode == 0 and marker.read_text() == "restored"
