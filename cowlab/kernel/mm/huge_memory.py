@@ -73,17 +73,24 @@ def do_huge_pmd_anonymous_page(k, fr: FaultFrame, vma):
         k.set_pmd_at(hidx, Pmd(get_huge_zero_folio(k), write=False, dirty=False))
         k.pte_unlock()
         return fault_done(k, fr)
+    map_anon_folio_pmd(k, hidx, vma)
+    k.pte_unlock()
+    return fault_done(k, fr)
+
+
+def map_anon_folio_pmd(k, hidx: int, vma) -> None:
+    """map_anon_folio_pmd() (6.13+; open-coded in __do_huge_pmd_anonymous_page()
+    before): a fresh THP, anon (folio_add_new_anon_rmap(), PageAnonExclusive
+    where the design has it), on the LRU at once (lru_cache_add() drains
+    compound pages), mapped by the PMD, writable as the vma is."""
     pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR)
     f = k.folio(pfn)
     k.folios[pfn] = f._replace(entire_mapcount=1, flags=f.flags | PG_anon)
     if k.design.anon_exclusive:
         _set_excl_all(k, pfn, True)
-    # lru_cache_add() drains at once for compound pages (__pagevec_lru_add for PageCompound)
     k.set_flag(pfn, PG_lru)
     k.ref_to_mapping(pfn)
     k.set_pmd_at(hidx, Pmd(pfn, write=bool(vma.flags & VM_WRITE), dirty=True))
-    k.pte_unlock()
-    return fault_done(k, fr)
 
 
 def huge_pmd_fault(k, fr: FaultFrame, vma):
@@ -130,14 +137,7 @@ def do_huge_zero_wp_pmd(k, fr: FaultFrame, vma, hidx):
         __split_huge_pmd_locked(k, k.mm, hidx)
         k.pte_unlock()
         return Goto("fault.handle", fr)
-    pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR)
-    f = k.folio(pfn)
-    k.folios[pfn] = f._replace(entire_mapcount=1, flags=f.flags | PG_anon)
-    if k.design.anon_exclusive:
-        _set_excl_all(k, pfn, True)
-    k.set_flag(pfn, PG_lru)
-    k.ref_to_mapping(pfn)
-    k.set_pmd_at(hidx, Pmd(pfn, write=bool(vma.flags & VM_WRITE), dirty=True))
+    map_anon_folio_pmd(k, hidx, vma)
     k.pte_unlock()
     return fault_done(k, fr)
 
