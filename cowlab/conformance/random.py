@@ -635,11 +635,25 @@ def _shrink_and_write(f: Finding, scn, live: Live, sig, out_dir, budget, design,
         os.makedirs(out_dir, exist_ok=True)
         name = "-".join(str(x) for x in sig).replace("_", "-")
         path = os.path.join(out_dir, f"{name}.toml")
-        small.id = f"random-{name}".lower()
+        # (a scenario id is a name, at most toml_format.MAX_NAME characters: a long class is cut, with a hash of
+        # the whole so that two long classes keep apart; the file name keeps the whole class)
+        small.id = _finding_id(name)
         with open(path, "w") as fh:
             fh.write(scenario_gen.to_toml(small, _header(f, small, design, command, release)
                                           + f"\nreproduced {f.reproduced} times on replay") + "\n")
         f.file = path
+
+
+def _finding_id(name: str) -> str:
+    """The id of a reproducer of class ``name``: ``random-NAME``, cut to the
+    scenario format's name limit with a short hash of the whole."""
+    import hashlib
+    from ..toml_format import MAX_NAME
+    cid = f"random-{name}".lower()
+    if len(cid) <= MAX_NAME:
+        return cid
+    h = hashlib.sha256(cid.encode()).hexdigest()[:8]
+    return cid[:MAX_NAME - 9].rstrip("-") + "-" + h
 
 
 # ----------------------------------------------------------------------------- scenario files

@@ -259,3 +259,15 @@ def test_models_computed_in_the_pool_give_the_same_results(fake_kernel):
     b = cr.run_random(8, 12, D618, True, HOST, None, jobs=1)
     assert [(r.case, r.result, r.steps_compared) for r in a.results] == \
         [(r.case, r.result, r.steps_compared) for r in b.results]
+
+
+def test_a_reproducer_id_fits_the_scenario_format():
+    """A long class (dma-after-unmap / verdict-missed / io_uring_write_fixed / unconfirmed once gave a 70-character
+    id that `cowlab run` refused): the id is cut to the name limit, kebab-case, and two long classes stay apart."""
+    from cowlab.toml_format import KEBAB, MAX_NAME
+    long_a = "dma-after-unmap-verdict-missed-io-uring-write-fixed-unconfirmed"
+    long_b = "dma-after-unmap-verdict-missed-io-uring-read-fixed-unconfirmed"
+    a, b = cr._finding_id(long_a), cr._finding_id(long_b)
+    assert len(a) <= MAX_NAME and len(b) <= MAX_NAME and a != b
+    assert KEBAB.match(a) and KEBAB.match(b)
+    assert cr._finding_id("exclusive-read") == "random-exclusive-read"
