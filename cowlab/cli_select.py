@@ -510,6 +510,7 @@ def diff(design_a, design_b, cases, tags, show, fmt, jobs):
     import sys
     from .matrix import compute
     specs = select_cases(cases, tags) if cases or tags else catalog.ids()
+    design_a, design_b = _cli()._design_spec(design_a), _cli()._design_spec(design_b)   # -d 6.6, host, ... too
     n = jobs or os.cpu_count() or 1
     ma_, mb_ = compute([design_a], specs, jobs=n), compute([design_b], specs, jobs=n)
     da, db = ma_.designs[0], mb_.designs[0]

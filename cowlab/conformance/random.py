@@ -685,15 +685,7 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
     """Set the machine up (swap on zram, ksmd's knobs), run, put it back.
     -> (release, design name, note, results, changed, RandomReport or None)."""
     import contextlib
-    import platform
-    release = platform.release()
-    dname, note = runner.design_for_release(release)
-    if design_spec:
-        design = designs.load(design_spec)
-        note = f"kernel {release}: design {design.name} as asked (this kernel's own would be {dname})"
-        dname = design.name
-    else:
-        design = designs.load(dname)
+    release, dname, note, design = runner.host_design(design_spec)
     changed: list = []
     rep = report
     if os.geteuid() != 0:

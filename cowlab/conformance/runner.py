@@ -641,19 +641,25 @@ def run_case(case, design, shared: bool = False, have_swap: bool = False) -> Cas
     return run_cases([case], design, have_swap, shared)[0]
 
 
+def host_design(design_spec: str | None = None):
+    """-> (release, design name, note, design): the design for this kernel
+    (``design_for_release``), or ``design_spec`` (a name or file) in its
+    place, the note saying which and what the host's own would be."""
+    release = platform.release()
+    dname, note = design_for_release(release)
+    if not design_spec:
+        return release, dname, note, designs.load(dname)
+    design = designs.load(design_spec)
+    return (release, design.name, f"kernel {release}: design {design.name} as asked (this kernel's own would be "
+            f"{dname})", design)
+
+
 def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp: bool = False,
         design_spec: str | None = None):
     """-> (release, design name, note, [CaseResult], changes made and restored).
     ``design_spec`` (a design name or file) replaces the host's design: where
     an older design disagrees is where the kernel changed."""
-    release = platform.release()
-    dname, note = design_for_release(release)
-    if design_spec:
-        design = designs.load(design_spec)
-        note = f"kernel {release}: design {design.name} as asked (this kernel's own would be {dname})"
-        dname = design.name
-    else:
-        design = designs.load(dname)
+    release, dname, note, design = host_design(design_spec)
     changed = []
     if os.geteuid() != 0:
         cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()

@@ -71,3 +71,13 @@ def test_a_race_diverges_on_the_explored_witness():
     assert all(s["a"] == s["b"] for s in f["steps"][:i])
     assert f["steps"][i]["thread"] == "parent.cpu1" and "gup_fast" in f["steps"][i]["a"]
     assert f["steps"][i]["a"] != f["steps"][i]["b"]
+
+
+def test_diff_takes_kernel_versions_as_the_other_commands_do():
+    by_name = cli("diff", "linux-5.7", "linux-6.18", "cve-2020-29374", "--format", "json")
+    by_version = cli("diff", "5.7", "6.18.44", "cve-2020-29374", "--format", "json")
+    assert by_version.exit_code == by_name.exit_code == 1
+    a, b = json.loads(by_name.stdout), json.loads(by_version.stdout)
+    assert "linux-5.7" in by_version.stderr                            # it says which design the version chose
+    assert (b["design_a"], b["design_b"]) == ("linux-5.7", "linux-6.18")
+    assert b["differ"] == a["differ"]
