@@ -308,6 +308,8 @@ def _explore_json(case, d, rep, model, kinds) -> dict:
             "seconds": round(rep.seconds, 3), "depth": rep.depth}
     if rep.reason:
         out_["reason"] = rep.reason
+    if rep.omission is not None:                         # hash compaction: what "complete" rests on
+        out_["omission_probability"] = rep.omission
     if rep.found:
         first = min(rep.found.values(), key=lambda w: (w.depth, w.kind))
         out_["verdicts"] = {k: {"depth": w.depth, "text": w.text} for k, w in sorted(rep.found.items())}
@@ -391,8 +393,6 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
                               progress=prog.explore, expect_stuck=c.expect_stuck, dpor=dpor,
                               fingerprints=fingerprints)
     res = _explore_json(c, d, rep, m, VERDICTS)
-    if rep.omission is not None:
-        res["omission_probability"] = rep.omission
     code = ec.status(set(rep.found), fail_on, inconclusive=rep.status != "complete" or bool(rep.bugs))
     # the kinds whose traces are shown and saved
     want = set(kinds) or {"shortest"}

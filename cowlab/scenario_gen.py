@@ -228,11 +228,6 @@ class Tracker:
             return "ok"
         return "impossible"
 
-    def known_class(self, proc: str, op: str, args: dict) -> str | None:
-        """The known false-verdict class a valid step belongs to, if any: none
-        is left among valid steps since issue 11's fixes (the refusals are
-        ``classify``'s); the hook the generator and ``classes()`` call."""
-        return None
 
     def _unfaulted_thp(self, p: Proc, a: int) -> bool:
         """Is the aligned huge page holding ``a`` inside one THP mapping (VMA) that nothing has faulted in
@@ -479,11 +474,8 @@ def classes(steps: list, pages: int, large: str | None = None, nr: int | None = 
         k = t.classify(proc, op, args)
         if k == "impossible":
             continue
-        if k != "ok":
-            if k in KNOWN_CLASSES:
-                out[i] = k
-        elif t.known_class(proc, op, args):
-            out[i] = t.known_class(proc, op, args)
+        if k in KNOWN_CLASSES:
+            out[i] = k
         t.apply(proc, op, args)
     return out
 
@@ -553,7 +545,7 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
         for k, s in enumerate(steps):
             # check the whole group (the KSM preamble) before taking any of it (one step: checked on t itself)
             probe = probe or (t if len(steps) == 1 else _copy_tracker(t))
-            if probe.classify(*s) != "ok" or probe.known_class(*s) in exclude:
+            if probe.classify(*s) != "ok":
                 ok = False
                 break
             if k < len(steps) - 1:
