@@ -31,6 +31,7 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
     mapc = {}
     entire = {}
     swapptes = {}
+    mappers = {}        # (pfn, idx) -> the mms whose ptes map it; (pfn, -1): the mms whose PMDs map it
     for mm, m in enumerate(s.mms):
         for a, p in enumerate(m.ptes):
             if p is None:
@@ -42,6 +43,7 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
                     bugs.append(f"mm{mm} pte {a} maps freed pfn {p.pfn}")
                     continue
                 mapc[(p.pfn, p.idx)] = mapc.get((p.pfn, p.idx), 0) + 1
+                mappers.setdefault((p.pfn, p.idx), set()).add(mm)
                 f = s.folios[p.pfn]
                 if design.anon_exclusive and p.write and not f.anon_exclusive[p.idx] and m.ptl == -1:
                     bugs.append(f"I1: mm{mm} pte {a} is writable but pfn {p.pfn}/{p.idx} is not PageAnonExclusive")
@@ -61,6 +63,7 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
                     bugs.append(f"mm{mm} pmd {h} maps the huge zero folio writable")
                 continue        # (the huge zero folio is not mapcounted: a global reference keeps it)
             entire[pmd.pfn] = entire.get(pmd.pfn, 0) + 1
+            mappers.setdefault((pmd.pfn, -1), set()).add(mm)
             if not _in_anon_vma(m, h * len(s.folios[pmd.pfn].data)):
                 bugs.append(f"mm{mm} pmd {h} maps a huge page in a vma without an anon_vma")
             if design.anon_exclusive and pmd.write and not s.folios[pmd.pfn].anon_exclusive[0] and m.ptl == -1:
@@ -106,9 +109,7 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
             for i in range(f.nr):
                 if not f.anon_exclusive[i]:
                     continue
-                mms = {mm for mm, m in enumerate(s.mms) for p in m.ptes
-                       if p is not None and p.kind == PTE_PRESENT and p.pfn == pfn and p.idx == i}
-                mms |= {mm for mm, m in enumerate(s.mms) for p in m.pmds if p is not None and p.pfn == pfn}
+                mms = mappers.get((pfn, i), set()) | mappers.get((pfn, -1), set())
                 if len(mms) > 1:
                     bugs.append(f"pfn {pfn}/{i} is PageAnonExclusive but mapped by {len(mms)} processes")
                 if f.flags & PG_swapcache and f.swap[i] >= 0 and swapptes.get(f.swap[i], 0) and mms:
