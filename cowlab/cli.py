@@ -534,33 +534,68 @@ def _load_trace(path):
 
 
 @main.command()
-@click.option("--design", "-d", "design_spec", required=True, help=DESIGN_HELP)
+@click.option("--design", "-d", "design_spec", default=None,
+              help=DESIGN_HELP + "; required, but with --compare, where it defaults to host")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=SET_HELP)
-@click.option("--format", "fmt", type=click.Choice(["ktap", "json", "junit"]), default="ktap")
+@click.option("--format", "fmt", type=click.Choice(["ktap", "json", "junit"]), default="ktap",
+              help="ktap (with --compare: a table), json, junit")
 @click.option("--test", "-t", "tests", multiple=True, metavar="PATTERN",
-              help="only these tests, like run_vmtests.sh -t: a variant (hugetlb), a glob over the case ids "
-                   "('vmsplice-*'), or words of the test's title (repeatable)")
+              help="only these tests, like run_vmtests.sh -t: a variant (hugetlb, pte-thp, zeropage), a glob over "
+                   "the case ids ('vmsplice-*', '*-16k'), or words of the test's name or title (repeatable)")
+@click.option("--sizes", "sizes", default=None, metavar="host|all|KB,KB...",
+              help="the THP sizes cow.c runs: host (what this machine lists in /sys/kernel/mm/transparent_hugepage/"
+                   "hugepages-*kB and /sys/kernel/mm/hugepages/, as cow.c detects them), all (x86-64's 16 .. 2048 kB "
+                   "and hugetlb 2048, 1048576 kB; the default) or THP sizes in kB (the PMD size, 2048, is always "
+                   "one)")
+@click.option("--hugetlb-sizes", "hugetlb_sizes", default=None, metavar="KB,KB...|none",
+              help="the hugetlb sizes in kB (x86-64: 2048, 1048576); default: the host's with --sizes host, else "
+                   "both")
+@click.option("--geometry", type=click.Choice(["model", "real"]), default="model", show_default=True,
+              help="model: THPs of the model's size; real: the kernel's (512 subpages per PMD THP; slower)")
+@click.option("--compare", "compare_file", default=None, metavar="KTAP_FILE",
+              help="compare a real cow.c run (its KTAP output, runner prefixes allowed) with the model, test by "
+                   "test: agree, disagree, model has none, kernel skipped")
 @_guard
-def selftest(design_spec, sets, fmt, tests):
-    """Run the cow.c catalog (every anon test in every memory variant) as the
-    kernel selftest does and print KTAP; exits 1 if a test fails (cow.c's own
-    judgement: a leak test on a missed COW, a pin test on a wrong one, an
-    inconclusive run; a hugetlb vmsplice leak is XFAIL)."""
+def selftest(design_spec, sets, fmt, tests, sizes, hugetlb_sizes, geometry, compare_file):
+    """Run tools/testing/selftests/mm/cow.c on the model: its tests named,
+    ordered and counted as cow.c prints them (anon tests in every memory
+    variant and THP size, the collapse tests, the non-anon tests), judged as
+    cow.c judges them (a leak test fails on a missed COW, a pin test on a
+    wrong one, a hugetlb vmsplice leak is XFAIL; a test the model has no
+    case for is SKIP "model has none"), printed as KTAP; exits 1 if a test
+    fails.  With --compare: a real cow.c run's KTAP against the model's
+    verdict of each of its tests; exits 1 on a disagreement."""
     from . import selftest as st
-    from .cli_select import selftest_cases
+    from .cli_select import selftest_compare, selftest_select, selftest_sizes
+    real = geometry == "real"
+    if compare_file is not None:
+        if sizes is not None or hugetlb_sizes is not None:
+            raise UserError("--sizes/--hugetlb-sizes: a --compare run has the sizes of its KTAP file")
+        if fmt == "junit":
+            raise UserError("--format junit: not with --compare (ktap: a table, or json)")
+        selftest_compare(compare_file, _load_design(design_spec or "host", sets), fmt, tests, real)
+        return
+    if design_spec is None:
+        raise UserError("selftest: --design/-d is required (a name, a kernel version or host)")
     d = _load_design(design_spec, sets)
-    rows = st.run(d, cases=selftest_cases(tests) if tests else None)
+    size_info = selftest_sizes(sizes, hugetlb_sizes)
+    ktests = selftest_select(tests, st.kernel_tests(size_info[1], size_info[2], size_info[0]))
+    with _Progress(False, len(ktests), "cow.c tests") as prog:
+        rows = st.run(d, ktests, progress=prog.advance, real=real)
     if fmt == "json":
-        click.echo(json.dumps({"results": [dict(r.as_json(), selftest=v) for _, r, v in rows]}, indent=2))
+        click.echo(json.dumps(st.as_json(d, rows, size_info), indent=2))
     elif fmt == "junit":
         from .report.junit import suite
         click.echo(suite(f"cow.c under {d.name}", [
-            {"classname": f"cow.{d.name}", "name": c.title,
-             "failure": ("; ".join(t for _, _, t in r.events) or r.reason or "failed") if v == "fail" else None,
-             "out": "XFAIL: expected failure (hugetlb vmsplice)" if v == "xfail" else ""} for c, r, v in rows]))
+            {"classname": f"cow.{d.name}", "name": row.test.name,
+             "failure": "; ".join([row.message] + [t for _, _, t in (row.result.events if row.result else [])])
+             if row.verdict == "fail" else None,
+             "skipped": row.message if row.verdict in ("skip", "none") else None,
+             "out": f"XFAIL: expected failure (hugetlb vmsplice): {row.message}" if row.verdict == "xfail" else ""}
+            for row in rows]))
     else:
-        click.echo(st.ktap(d, rows))
-    _exit(ec.status(failed=any(v == "fail" for _, _, v in rows)))
+        click.echo(st.ktap(d, rows, size_info))
+    _exit(ec.status(failed=any(row.verdict == "fail" for row in rows)))
 
 
 @main.command()

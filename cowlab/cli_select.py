@@ -67,26 +67,98 @@ def cases_selected(patterns, tags) -> list:
     return [catalog.get(s) for s in specs]
 
 
-def selftest_cases(patterns) -> list:
-    """``selftest -t PATTERN`` (as run_vmtests.sh -t): the cow.c cases whose
-    memory variant is PATTERN, whose id matches it as a glob, or whose title
-    has its words; every pattern must select a test."""
+def selftest_select(patterns, tests) -> list:
+    """``selftest -t PATTERN`` (as run_vmtests.sh -t): the cow.c tests whose
+    memory variant is PATTERN, whose case id matches it as a glob, or whose
+    name (cow.c's "[RUN]" text) or title has its words; every pattern must
+    select a test."""
+    if not patterns:
+        return tests
     from .catalog import cow_c
-    from .selftest import test_of
-    cases = cow_c.cases()
     chosen = set()
     for p in patterns:
-        hit = set()
-        for c in cases:
-            _, variant = test_of(c)
-            if fnmatch.fnmatchcase(variant, p) or fnmatch.fnmatchcase(c.id, p) or \
-                    (not is_glob(p) and p.lower() in c.title.lower()):
-                hit.add(c.id)
+        hit = {t.id for t in tests
+               if fnmatch.fnmatchcase(t.variant, p) or fnmatch.fnmatchcase(t.id, p) or
+               (not is_glob(p) and (p.lower() in t.name.lower() or p.lower() in t.title.lower()))}
         if not hit:
-            raise _usage(f"-t {p!r}: no cow.c test matches (a variant: {', '.join(cow_c.VARIANTS)}; a glob over "
-                         f"the case ids; or words of a test's title)")
+            variants = ", ".join(list(cow_c.VARIANTS) + list(cow_c.NON_ANON_VARIANTS))
+            raise _usage(f"-t {p!r}: no cow.c test matches (a variant: {variants}; a glob over the case ids; or "
+                         f"words of a test's name)")
         chosen |= hit
-    return [c for c in cases if c.id in chosen]
+    return [t for t in tests if t.id in chosen]
+
+
+def _kb_list(text: str, what: str, allowed, hint: str) -> tuple:
+    out = []
+    for item in text.split(","):
+        item = item.strip().lower().removesuffix("kb").removesuffix("k")
+        if not item.isdigit() or int(item) not in allowed:
+            raise _usage(f"{what} {text!r}: {item or 'an empty item'!r} is not {hint}")
+        if int(item) not in out:
+            out.append(int(item))
+    return tuple(out)
+
+
+def selftest_sizes(sizes, hugetlb_sizes) -> tuple:
+    """``--sizes host|all|KB,...`` and ``--hugetlb-sizes KB,...|none`` ->
+    (PMD size kB or None, THP sizes kB, hugetlb sizes kB)."""
+    from .catalog.cow_c import HUGETLB_KB, PMD_KB, THP_KB
+    from .selftest import host_sizes
+    spec = (sizes or "all").strip().lower()
+    if spec == "host":
+        pmd, thp, huge = host_sizes()
+    elif spec == "all":
+        pmd, thp, huge = PMD_KB, THP_KB, HUGETLB_KB
+    else:
+        pmd, huge = PMD_KB, HUGETLB_KB
+        thp = tuple(sorted(set(_kb_list(spec, "--sizes", THP_KB, "an x86-64 THP size in kB (16, 32, .. 2048), "
+                                        "host or all")) | {PMD_KB}))
+    if hugetlb_sizes is not None:
+        h = hugetlb_sizes.strip().lower()
+        huge = () if h == "none" else _kb_list(h, "--hugetlb-sizes", HUGETLB_KB,
+                                                "an x86-64 hugetlb size in kB (2048, 1048576) or none")
+    return pmd, thp, huge
+
+
+def selftest_compare(path, design, fmt, patterns, real) -> None:
+    """``selftest --compare KTAP_FILE``: print the comparison, exit with its status."""
+    from . import exitcodes as ec
+    from . import ktap, selftest as st
+    cli = _cli()
+    try:
+        run = ktap.read(path)
+    except ktap.KtapError as e:
+        raise _usage(str(e)) from None
+    select = None
+    if patterns:
+        select = {t.id for t in selftest_select(patterns, st.kernel_tests(run.thp_kb, run.hugetlb_kb, run.pmd_kb))}
+    pairs, missing = ktap.compare(run, design, real, select)
+    n = ktap.counts(pairs)
+    if fmt == "json":
+        click.echo(json.dumps(ktap.as_json(run, design, pairs, missing), indent=2))
+    else:
+        o = cli.out
+        t = Table(title=f"{escape(path)}: the kernel's cow.c run vs the model under {escape(design.name)}",
+                  box=box.SIMPLE_HEAD)
+        t.add_column("#", justify="right", no_wrap=True)
+        t.add_column("test (cow.c [RUN] name)", overflow="fold", ratio=3)
+        t.add_column("kernel", overflow="fold", ratio=1)
+        t.add_column("model", overflow="fold", ratio=1)
+        t.add_column("", no_wrap=True)
+        style = {ktap.AGREE: "green", ktap.DISAGREE: "bold red", ktap.NONE: "dim", ktap.KSKIP: "yellow",
+                 ktap.NORESULT: "yellow", ktap.INCONCLUSIVE: "yellow"}
+        for p in pairs:
+            k = p.kernel.status + (f": {p.kernel.reason}" if p.kernel.reason and p.kernel.status != "pass" else "")
+            m = (p.model or "-") + (f" ({p.case})" if p.case else "")
+            if p.model in ("none", "skip"):
+                m = p.message
+            t.add_row(str(p.kernel.n or "-"), escape(p.kernel.name), escape(k), escape(m),
+                      f"[{style[p.outcome]}]{p.outcome}[/]")
+        o.print(t)
+        said = ", ".join(f"{v} {k}" for k, v in n.items() if v or k in (ktap.AGREE, ktap.DISAGREE))
+        o.print(f"{len(pairs)} kernel tests: {said}" + (f"; {len(missing)} of the model's tests not in the "
+                                                        f"kernel's run" if missing else ""))
+    cli._exit(ec.status(failed=n[ktap.DISAGREE] > 0, inconclusive=n[ktap.INCONCLUSIVE] > 0))
 
 
 def designs_json() -> dict:

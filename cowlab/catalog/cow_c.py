@@ -12,6 +12,9 @@ variants' verdicts do not depend on the size.
 """
 from __future__ import annotations
 
+import dataclasses
+from functools import lru_cache
+
 from ..kernel.types import HPAGE_PMD_NR
 from ..scenario import Script
 
@@ -202,3 +205,199 @@ def cases(variants=None, nr: int = HPAGE_PMD_NR):
         for tid, title, fn, kw in TESTS:
             out.append(fn(case_id(tid, variant), title, variant, nr, **kw))
     return out
+
+
+# ----------------------------------------------------------------------------- the rest of cow.c
+#: anon_thp_test_cases[] (run_anon_thp_test_cases(), at the PMD size only): (case id, desc).  The cases are
+#: the ``collapse`` work's (MADV_COLLAPSE in the model); case_for() looks them up in the catalog by these ids
+COLLAPSE_TESTS = [
+    ("collapse-before-fork", "Basic COW after fork() when collapsing before fork()"),
+    ("collapse-after-fork-fully-shared", "Basic COW after fork() when collapsing after fork() (fully shared)"),
+    ("collapse-after-fork-lower-shared", "Basic COW after fork() when collapsing after fork() (lower shared)"),
+    ("collapse-after-fork-upper-shared", "Basic COW after fork() when collapsing after fork() (upper shared)"),
+]
+
+SRC_NON_ANON = "tools/testing/selftests/mm/cow.c non_anon_test_cases[] (109364fce504 / 49850bd02658)"
+
+#: non_anon_test_cases[]: (test id, desc, fn); the case id of a test in a variant is ``<test id>-<variant>``
+NON_ANON_TESTS = [
+    ("non-anon-cow", "Basic COW", "test_cow"),
+    ("ro-pin", "R/O longterm GUP pin", "test_ro_pin"),
+    ("ro-fast-pin", "R/O longterm GUP-fast pin", "test_ro_fast_pin"),
+]
+
+#: run_non_anon_test_case()'s memory variants: variant -> (title suffix, what the model has: None, the model
+#: maps it; else why not).  The huge zeropage runs only with THP (pmdsize), memfd hugetlb once per hugetlb size
+NON_ANON_VARIANTS = {
+    "zeropage": ("with shared zeropage", None),
+    "memfd": ("with memfd", "file pages (a memfd's page cache) are not in the model"),
+    "tmpfile": ("with tmpfile", "file pages (a tmpfile's page cache) are not in the model"),
+    "huge-zeropage": ("with huge zeropage", None),
+    "memfd-hugetlb": ("with memfd hugetlb", "hugetlbfs file pages (memfd hugetlb) are not in the model"),
+}
+
+
+def _non_anon_setup(id, title, variant, N):
+    """run_with_zeropage() / run_with_huge_zeropage(): ``mem``, a private
+    anonymous R/W mapping, and ``smem``, a second one mapped R/O, both
+    populated by a read -- the shared zeropage (FORCE_READ of one byte), or
+    with MADV_HUGEPAGE on a PMD-aligned range the huge zero folio
+    (do_huge_pmd_anonymous_page(): a read fault maps it, use_zero_page at
+    its default, 1).  -> (script, process, pages of each mapping); ``smem``
+    starts at page ``n``."""
+    huge = variant == "huge-zeropage"
+    n = N if huge else 1
+    s = Script(id, f"{title} {NON_ANON_VARIANTS[variant][0]}", pages=2 * n, source=SRC_NON_ANON,
+               tags=("cow.c-non-anon", variant), hpage_pmd_nr=N)
+    p = s.process("parent")
+    p.mmap(0, pages=n, thp=huge)                # mem: PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANON
+    p.mmap(n, pages=n, prot="r", thp=huge)      # smem: PROT_READ
+    p.read(0)                                   # FORCE_READ(*mem)
+    p.read(n)                                   # FORCE_READ(*smem)
+    return s, p, n
+
+
+def non_anon_cow(id, title, variant, N):
+    """test_cow(): memcpy(old, smem), memset(mem, 0xff), smem must still
+    read ``old`` ("Other mapping modified" otherwise): the write to the
+    zero page must COW it (do_wp_page() -> wp_page_copy(); the huge zero
+    PMD: do_huge_pmd_wp_page() allocates a THP or splits, 5.7 .. 6.18)."""
+    s, p, n = _non_anon_setup(id, title, variant, N)
+    p.read(n, pages=n)                          # memcpy(old, smem, size)
+    p.write(0, pages=n)                         # memset(mem, 0xff, size)
+    p.read(n, pages=n)                          # memcmp(smem, old, size)
+    return s.build()
+
+
+def non_anon_ro_pin(id, title, variant, N, fast):
+    """test_ro_pin() / test_ro_fast_pin(): do_test_ro_pin(RO_PIN_TEST): a
+    R/O long-term pin of the zero page mapped there, memset 0xff,
+    PIN_LONGTERM_TEST_READ must see it (84209e87c696, 6.2: FOLL_LONGTERM
+    unshares the zeropage and the huge zeropage first)."""
+    s, p, n = _non_anon_setup(id, title, variant, N)
+    p.pin_longterm(0, pages=n, fast=fast)       # PIN_LONGTERM_TEST_START, R/O
+    p.write(0, pages=n)                         # memset(mem, 0xff, size)
+    p.pin_read()                                # PIN_LONGTERM_TEST_READ
+    p.unpin()
+    return s.build()
+
+
+#: the non-anon cases built here; the R/O pins of the shared zeropage are catalog/mutation.py's
+#: (``ro-pin-zeropage``, ``ro-fast-pin-zeropage``, the same scenario, older)
+_NON_ANON_BUILT = [("non-anon-cow", "zeropage"), ("non-anon-cow", "huge-zeropage"), ("ro-pin", "huge-zeropage"),
+                   ("ro-fast-pin", "huge-zeropage")]
+
+
+def non_anon_cases(nr: int = HPAGE_PMD_NR):
+    """The non_anon_test_cases[] the model can express: the shared zeropage
+    and the huge zeropage (THPs of ``nr`` subpages)."""
+    desc = {t: d for t, d, _ in NON_ANON_TESTS}
+    out = []
+    for tid, variant in _NON_ANON_BUILT:
+        cid = f"{tid}-{variant}"
+        if tid == "non-anon-cow":
+            out.append(non_anon_cow(cid, desc[tid], variant, nr))
+        else:
+            out.append(non_anon_ro_pin(cid, desc[tid], variant, nr, fast=tid == "ro-fast-pin"))
+    return out
+
+
+# ----------------------------------------------------------------------------- cow.c's tests -> the model's cases
+#: x86-64: the PMD size and the sizes cow.c can detect (hugepages-<kB>kB of anonymous THP: orders 2 .. 9;
+#: /sys/kernel/mm/hugepages/: 2 MiB and 1 GiB)
+PMD_KB = 2048
+THP_KB = (16, 32, 64, 128, 256, 512, 1024, 2048)
+HUGETLB_KB = (2048, 1048576)
+#: the kernel's subpages per PMD THP (x86-64, 4 KiB pages)
+KERNEL_PMD_NR = 512
+
+THP_VARIANTS = [v for v, (_, huge) in VARIANTS.items() if huge and v != "hugetlb"]
+#: run only at the PMD size (THP_RUN_PMD / THP_RUN_PMD_SWAPOUT: ``assert(thpsize == pmdsize)``)
+PMD_ONLY = ("thp", "thp-swap")
+
+
+def kernel_case_id(tid: str, variant: str, size_kb: int | None = None) -> str:
+    """The case id of cow.c test ``tid`` in ``variant`` at ``size_kb`` (the
+    ids pinned for issue 12): the PMD size (2048 kB) keeps today's
+    ``case_id()``, an mTHP size adds ``-<kB>k``, the 1 GiB hugetlb page
+    ``-hugetlb-1g``; a non-anon test ``<test>-<variant>`` (``-1g`` for memfd
+    hugetlb of 1 GiB); a collapse test is its id."""
+    if tid in _COLLAPSE_IDS:
+        return tid
+    if tid in _NON_ANON_IDS:
+        cid = f"{tid}-{variant}"
+        return cid + "-1g" if variant == "memfd-hugetlb" and size_kb == 1048576 else cid
+    cid = case_id(tid, variant)
+    if variant == "hugetlb" and size_kb == 1048576:
+        return cid + "-1g"
+    if variant in THP_VARIANTS and size_kb not in (None, PMD_KB):
+        return f"{cid}-{size_kb}k"
+    return cid
+
+
+_COLLAPSE_IDS = {t for t, _ in COLLAPSE_TESTS}
+_NON_ANON_IDS = {t for t, _, _ in NON_ANON_TESTS}
+_ANON_IDS = {t[0] for t in TESTS}
+
+
+def _catalog_case(cid: str, real: bool):
+    """The catalog case ``cid`` at the model's geometry, or at the kernel's
+    (``real``: ``cases(real=True)`` where the cow.c builder offers it, else
+    the catalog case rebuilt at 512 subpages); None if there is none."""
+    from . import CatalogError, _all, get
+    if cid not in _all():
+        return None
+    if not real:
+        return _all()[cid]
+    built = _real_cases()
+    if cid in built:
+        return built[cid]
+    try:
+        return get(cid, hpage_pmd_nr=KERNEL_PMD_NR)
+    except CatalogError:
+        return None
+
+
+@lru_cache(maxsize=None)
+def _real_cases() -> dict:
+    """cases(real=True) by id, when cases() takes ``real`` (the kernel's
+    geometry for every variant, mTHP sizes included); else {}."""
+    import inspect
+    if "real" not in inspect.signature(cases).parameters:
+        return {}
+    return {c.id: c for c in cases(real=True)}
+
+
+def case_for(tid: str, variant: str, size_kb: int = 2048, real: bool = False):
+    """The model's case for cow.c test ``tid`` (an anon_test_cases[] id of
+    TESTS, a COLLAPSE_TESTS id, a NON_ANON_TESTS id) in memory ``variant``
+    at ``size_kb`` (a THP or hugetlb size in kB; ignored where cow.c has
+    none), at the model's geometry or the kernel's (``real``) -> Case, or
+    None when the model has none.  Every case is looked up in the catalog by
+    its ``kernel_case_id()``, so mTHP and collapse cases appear once the
+    catalog has them; the 1 GiB hugetlb variant behaves as the 2 MiB one
+    (the same hugetlb paths: hugetlb_wp(), copy_hugetlb_page_range()) and
+    is that case under its own id until the catalog has one.  KeyError for
+    a test or variant cow.c does not have."""
+    if tid in _COLLAPSE_IDS:
+        return _catalog_case(tid, real)
+    if tid in _NON_ANON_IDS:
+        if variant not in NON_ANON_VARIANTS:
+            raise KeyError(f"{tid}: no non-anon variant {variant!r}")
+        if NON_ANON_VARIANTS[variant][1] is not None:
+            return None
+        return _catalog_case(kernel_case_id(tid, variant), real)
+    if tid not in _ANON_IDS or variant not in VARIANTS:
+        raise KeyError(f"cow.c has no test {tid!r} in variant {variant!r}")
+    if variant == "hugetlb":
+        if size_kb not in HUGETLB_KB:
+            return None
+        c = _catalog_case(kernel_case_id(tid, variant, size_kb), real)
+        if c is None and size_kb == 1048576:
+            base = _catalog_case(case_id(tid, variant), real)
+            if base is not None:
+                c = dataclasses.replace(base, id=kernel_case_id(tid, variant, size_kb), title=base.title + " (1 GiB)")
+        return c
+    if variant in THP_VARIANTS and (size_kb != PMD_KB and variant in PMD_ONLY):
+        return None
+    return _catalog_case(kernel_case_id(tid, variant, size_kb if variant in THP_VARIANTS else None), real)
