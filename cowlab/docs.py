@@ -14,9 +14,9 @@ NOT_EXPRESSIBLE = [
     "khugepaged collapsing PTE-mapped pages into a THP in place, merging PageAnonExclusive (6.1+).",
     "cow.c mTHP sizes (`hugepages-*kB`): large folios of several orders; a case has one THP order "
     "(its `hpage_pmd_nr`: 2 subpages by default, the kernel's 512 in conformance).",
-    "cow.c `non_anon_test_cases[]` (but the R/O pins of the shared zeropage: `ro-pin-zeropage`, "
-    "`ro-fast-pin-zeropage`) and gup_longterm.c: private and shared *file* mappings (memfd, tmpfile, page cache, "
-    "the huge zero page) and their R/O long-term pins.",
+    "cow.c `non_anon_test_cases[]` with memfd, tmpfile and memfd hugetlb (the shared zeropage and the huge "
+    "zeropage are cases: `non-anon-cow-zeropage`, `ro-pin-zeropage`, `ro-pin-huge-zeropage` ...) and "
+    "gup_longterm.c: private and shared *file* mappings (page cache, hugetlbfs) and their R/O long-term pins.",
     "Dirty COW (CVE-2016-5195), huge Dirty COW (CVE-2017-1000405) and CVE-2022-2590: FOLL_FORCE writes through "
     "/proc/pid/mem into private file / shmem mappings, FOLL_COW and uffd (UFFDIO_CONTINUE).",
     "vfio_swap.c and io_uring_swap.c under memory pressure: the model has MADV_PAGEOUT-style reclaim of one page, "

@@ -140,6 +140,8 @@ def parse(text: str, path: str = "<ktap>") -> KRun:
                 raise KtapError(f"{path}:{i}: test number {n}, expected {expect} (a KTAP run numbers its tests "
                                 f"1, 2, 3 ...)")
             expect += 1
+            if plan is not None and n > plan:
+                raise KtapError(f"{path}:{i}: test {n}, more than the plan's {plan} ('1..{plan}')")
             if cur is None:
                 raise KtapError(f"{path}:{i}: result '{m.group(1)} {n}' has no '# [RUN] <test>' line before it")
             desc = (m.group(3) or "").strip()
@@ -159,8 +161,6 @@ def parse(text: str, path: str = "<ktap>") -> KRun:
                           "ERROR": "error"}[dm.group(1).upper()]
             close(status, n, text)
     close()
-    if plan is not None and expect - 1 > plan:
-        raise KtapError(f"{path}:{len(lines)}: {expect - 1} results, more than the plan's {plan}")
     if not any(t.n is not None for t in tests):
         raise KtapError(f"{path}:{runs[0][0]}: no test result ('ok N' / 'not ok N') after the '# [RUN]' lines")
     for t in tests:                              # the sizes the run's names show (older runs print no [INFO])
