@@ -139,11 +139,11 @@ def selftest_compare(path, design, fmt, patterns, real) -> None:
     else:
         o = cli.out
         t = Table(title=f"{escape(path)}: the kernel's cow.c run vs the model under {escape(design.name)}",
-                  box=box.SIMPLE_HEAD)
+                  box=box.SIMPLE_HEAD, expand=True)
         t.add_column("#", justify="right", no_wrap=True)
-        t.add_column("test (cow.c [RUN] name)", overflow="fold", ratio=3)
-        t.add_column("kernel", overflow="fold", ratio=1)
-        t.add_column("model", overflow="fold", ratio=1)
+        t.add_column("test (cow.c [RUN] name)", overflow="fold", ratio=5)
+        t.add_column("kernel", overflow="fold", ratio=3)
+        t.add_column("model", overflow="fold", ratio=3)
         t.add_column("", no_wrap=True)
         style = {ktap.AGREE: "green", ktap.DISAGREE: "bold red", ktap.NONE: "dim", ktap.KSKIP: "yellow",
                  ktap.NORESULT: "yellow", ktap.INCONCLUSIVE: "yellow"}
