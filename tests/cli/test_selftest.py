@@ -157,8 +157,10 @@ def _as(case, cid):
 
 
 def test_mthp_and_collapse_cases_appear_once_the_catalog_has_them(with_catalog_cases):
-    assert cow_c.case_for("basic-cow-fork", "pte-thp", 16) is None
-    assert cow_c.case_for("collapse-before-fork", "thp") is None
+    if "basic-cow-fork-pte-thp-16k" not in catalog.ids():          # until the mthp work is merged
+        assert cow_c.case_for("basic-cow-fork", "pte-thp", 16) is None
+    if "collapse-before-fork" not in catalog.ids():                # until the collapse work is merged
+        assert cow_c.case_for("collapse-before-fork", "thp") is None
     base = catalog.get("basic-cow-fork-pte-thp")
     with_catalog_cases(_as(base, "basic-cow-fork-pte-thp-16k"), _as(base, "collapse-before-fork"))
     assert cow_c.case_for("basic-cow-fork", "pte-thp", 16).id == "basic-cow-fork-pte-thp-16k"
@@ -166,7 +168,8 @@ def test_mthp_and_collapse_cases_appear_once_the_catalog_has_them(with_catalog_c
     rows = {r.test.id: r for r in st.run(designs.load("linux-6.18"), st.kernel_tests((16,), ()))}
     assert rows["basic-cow-fork-pte-thp-16k"].verdict == "pass"
     assert rows["collapse-before-fork"].verdict == "pass"
-    assert rows["basic-cow-fork-pte-thp-swap-16k"].verdict == "none"
+    if "basic-cow-fork-pte-thp-swap-16k" not in catalog.ids():
+        assert rows["basic-cow-fork-pte-thp-swap-16k"].verdict == "none"
 
 
 def test_identical_runs_are_made_once(with_catalog_cases, monkeypatch):
@@ -421,3 +424,12 @@ def test_the_models_own_ktap_compares_as_agreeing(tmp_path):
     assert n["disagree"] == 0 and n["agree"] + n["kernel skipped"] == 778 and n["agree"] > 150
     j = json.loads(cli("selftest", "--compare", str(f), "-d", "linux-6.18", "--format", "json").output)
     assert j["totals"]["disagree"] > 0                    # 5.11 fails tests 6.18 passes
+
+
+def test_every_kernel_test_id_names_its_test():
+    """judge() (docs/catalog.md, tools/mutate.py) finds the cow.c test of any case id of the pinned forms:
+    mTHP '-<kB>k', '-hugetlb-1g', the collapse ids, the non-anon ids."""
+    for t in st.kernel_tests():
+        assert st.test_of(t.id) == (t.tid, t.variant), t.id
+    with pytest.raises(KeyError):
+        st.test_of("cve-2020-29374")
