@@ -37,6 +37,7 @@ import dataclasses
 import os
 from typing import NamedTuple
 
+from . import designs
 from .catalog import cow_c
 from .catalog.cow_c import HUGETLB_KB, PMD_KB, THP_KB, THP_VARIANTS
 from .model import CowModel
@@ -243,7 +244,7 @@ def _key(case):
 def model_test(t: KTest, design, real: bool = False, memo: dict | None = None):
     """-> (case, result, verdict, message) of one cow.c test under
     ``design``; ``memo`` keeps the runs of identical cases."""
-    if t.mthp and getattr(design, "anon_mthp", None) is False:
+    if t.mthp and designs.anon_mthp(design) is False:
         return None, None, "skip", NO_THP_POPULATED          # do_run_with_thp(): the last subpage not populated
     c = cow_c.case_for(t.tid, t.variant, t.size_kb or PMD_KB, real=real)
     if c is None:

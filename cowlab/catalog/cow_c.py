@@ -9,6 +9,12 @@ The cases are built at a THP/hugetlb size ``nr`` (``cases(nr)``; by default
 the model's HPAGE_PMD_NR, 2 subpages, so "the upper half" of a THP is its
 second page); conformance builds them again at the kernel's 512.  The
 variants' verdicts do not depend on the size.
+
+``non_anon_cases()`` are the ``non_anon_test_cases[]`` the model can express
+(the shared zeropage and the huge zeropage; memfd, tmpfile and memfd hugetlb
+are file pages).  ``case_for()`` maps each test cow.c's main() runs (test,
+variant, size; ``cowlab.selftest.kernel_tests()``) to its case by the ids
+pinned for issue 12 (``kernel_case_id()``), or None where the model has none.
 """
 from __future__ import annotations
 

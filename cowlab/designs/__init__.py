@@ -296,3 +296,10 @@ def _load_file(path: str):
                           f"say which with DESIGN = {leaves[0].__name__}()")
     check_class(leaves[0], path)
     return _construct(path, leaves[0]), mod
+
+
+def anon_mthp(d) -> bool | None:
+    """Does design ``d`` fault anonymous multi-size THPs (mTHP, 19eaf44954df "mm: thp: support allocation of
+    anonymous multi-size THP", v6.8)?  Its ``anon_mthp`` fact; None while a design does not state it (the fact
+    comes with the model's mTHP folios: a design from before them, a user design that does not declare it)."""
+    return getattr(d, "anon_mthp", None)
