@@ -433,3 +433,13 @@ def test_every_kernel_test_id_names_its_test():
         assert st.test_of(t.id) == (t.tid, t.variant), t.id
     with pytest.raises(KeyError):
         st.test_of("cve-2020-29374")
+
+
+def test_compare_takes_the_selection(tmp_path):
+    f = tmp_path / "cow.ktap"
+    f.write_text(NEW_FORMAT_NESTED)
+    j = json.loads(cli("selftest", "--compare", str(f), "-d", "linux-6.18", "-t", "base", "--format",
+                       "json").output)
+    assert [t["n"] for t in j["tests"]] == [1, 4]                       # the two "... with base page" tests
+    r = cli("selftest", "--compare", str(f), "-d", "linux-6.18", "--sizes", "all")
+    assert r.exit_code == 2 and "--compare" in r.output
