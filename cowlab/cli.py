@@ -535,7 +535,7 @@ def _load_trace(path):
 
 @main.command()
 @click.option("--design", "-d", "design_spec", default=None,
-              help=DESIGN_HELP + "; required, but with --compare, where it defaults to host")
+              help=DESIGN_HELP + " (required; with --compare the default is host)")
 @click.option("--set", "sets", multiple=True, metavar="NAME=VALUE", help=SET_HELP)
 @click.option("--format", "fmt", type=click.Choice(["ktap", "json", "junit"]), default="ktap",
               help="ktap (with --compare: a table), json, junit")

@@ -158,6 +158,10 @@ def selftest_compare(path, design, fmt, patterns, real) -> None:
         said = ", ".join(f"{v} {k}" for k, v in n.items() if v or k in (ktap.AGREE, ktap.DISAGREE))
         o.print(f"{len(pairs)} kernel tests: {said}" + (f"; {len(missing)} of the model's tests not in the "
                                                         f"kernel's run" if missing else ""))
+        for p in pairs:
+            if p.outcome == ktap.DISAGREE:
+                o.print(f"[bold red]disagree[/]: {p.kernel.n} {escape(p.kernel.name)} (kernel {p.kernel.status}, "
+                        f"model {p.model}: {escape(p.message)})")
     cli._exit(ec.status(failed=n[ktap.DISAGREE] > 0, inconclusive=n[ktap.INCONCLUSIVE] > 0))
 
 
