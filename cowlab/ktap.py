@@ -80,9 +80,27 @@ def _depth(line: str) -> tuple[int, str]:
         d += 1
 
 
+BANNER = re.compile(r"running (\S+)")
+
+
+def _cow_section(lines: list) -> list:
+    """The lines of cow's own run when the file is run_vmtests.sh's log of
+    several programs (its "running ./cow" banners); the others blanked, so
+    line numbers stay the file's."""
+    marks = [(i, m.group(1)) for i, raw in enumerate(lines)
+             if (m := BANNER.fullmatch(_depth(raw.strip())[1].strip()))]
+    if not any(prog.rsplit("/", 1)[-1] == "cow" for _, prog in marks):
+        return lines
+    keep = [False] * len(lines)
+    for (i, prog), nxt in zip(marks, [j for j, _ in marks[1:]] + [len(lines)]):
+        if prog.rsplit("/", 1)[-1] == "cow":
+            keep[i:nxt] = [True] * (nxt - i)
+    return [x if k else "" for x, k in zip(lines, keep)]
+
+
 def parse(text: str, path: str = "<ktap>") -> KRun:
     """A cow.c KTAP run; KtapError naming the file and line when it is none."""
-    lines = text.splitlines()
+    lines = _cow_section(text.splitlines())
     runs = [(i, d) for i, raw in enumerate(lines, 1)
             for d, rest in [_depth(raw.rstrip("\r").lstrip())] if d > 0 and rest.startswith("[RUN] ")]
     if not runs:

@@ -443,3 +443,17 @@ def test_compare_takes_the_selection(tmp_path):
     assert [t["n"] for t in j["tests"]] == [1, 4]                       # the two "... with base page" tests
     r = cli("selftest", "--compare", str(f), "-d", "linux-6.18", "--sizes", "all")
     assert r.exit_code == 2 and "--compare" in r.output
+
+
+def test_a_run_vmtests_log_of_several_programs_keeps_cows_part():
+    """run_vmtests.sh prints '# running ./<program>' before each program; gup_longterm's output (LKML, Itaru
+    Kitayama's log) has '[RUN]' lines and a plan of its own at the same level."""
+    other = ("# # --------------------\n# # running ./gup_longterm\n# # --------------------\n# # TAP version 13\n"
+             "# # 1..56\n# # # [RUN] R/W longterm GUP pin in MAP_SHARED file mapping ... with memfd\n"
+             "# # ok 1 Should have worked\n# # # Totals: pass:1 fail:0 xfail:0 xpass:0 skip:0 error:0\n")
+    text = NEW_FORMAT_NESTED.replace("# # --------------------\n# # running ./cow", other + "# # --------------------\n"
+                                     "# # running ./cow")
+    run = ktap.parse(text, "vmtests.log")
+    assert [k.n for k in run.tests] == [1, 2, 3, 4, 5, 6] and run.plan == 999
+    assert run.tests[0].name == "Basic COW after fork() ... with base page"
+    assert run.tests[0].line == text.splitlines().index("# # # [RUN] Basic COW after fork() ... with base page") + 1
