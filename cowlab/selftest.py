@@ -20,7 +20,15 @@ LEAK_TESTS = {t[0] for t in cow_c.TESTS[:6]}
 VMSPLICE_TESTS = {t[0] for t in cow_c.TESTS[2:6]}
 
 
+#: anon_thp_test_cases[] (do_test_anon_thp_collapse()): "No leak from parent into child", a leak test
+THP_TESTS = {t[0] for t in cow_c.THP_TESTS}
+#: the call whose failure makes cow.c skip a collapse test ("MADV_COLLAPSE failed: %s")
+COLLAPSE_CALL = "madvise(MADV_COLLAPSE)"
+
+
 def test_of(case):
+    if case.id in THP_TESTS:
+        return case.id, "thp"
     for tid, *_ in cow_c.TESTS:
         for v in cow_c.VARIANTS:
             if cow_c.case_id(tid, v) == case.id:
@@ -33,6 +41,11 @@ def judge(case, result) -> str:
     tid, variant = test_of(case)
     if result.status != "complete" or result.bugs:
         return "fail"
+    if tid in THP_TESTS:
+        # do_test_anon_thp_collapse(): ksft_test_result_skip("MADV_COLLAPSE failed: ...") when madvise() fails
+        if any(call == COLLAPSE_CALL for _, call, _ in getattr(result, "errors", ())):
+            return "skip"
+        return "fail" if result.outcomes[MISSED] > 0 else "pass"
     failed = result.outcomes[MISSED] > 0 if tid in LEAK_TESTS else result.outcomes[WRONG] > 0
     if failed and variant == "hugetlb" and tid in VMSPLICE_TESTS:
         return "xfail"

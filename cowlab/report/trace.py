@@ -161,7 +161,8 @@ def _render_move(n, e: Move) -> str:
 RENDERERS = {Reuse: _render_reuse, Copy: _render_copy, Store: _render_store, Load: _render_load,
              Swapin: _render_swapin, Pin: _render_pin, Fork: _render_fork, DupMmap: _render_dup_mmap,
              CopyPte: _render_copy_pte, Unmap: _render_unmap,
-             SplitPmd: _render_split_pmd, CollapsePmd: _render_collapse_pmd, KsmBreakCow: _render_ksm_break_cow, Migrate: _render_migrate,
+             SplitPmd: _render_split_pmd, CollapsePmd: _render_collapse_pmd,
+             KsmBreakCow: _render_ksm_break_cow, Migrate: _render_migrate,
              MigrateFailed: _render_migrate_failed, KsmMerge: _render_ksm_merge, Segv: _render_segv,
              Exit: _render_exit, Error: _render_error, Move: _render_move}
 
