@@ -190,3 +190,26 @@ def test_collapse_waits_for_gup_fast_with_irqs_off():
     fr = CollapseFrame(0, 1, locked=False, hpage=None)
     with pytest.raises(Blocked):
         STEPS["collapse.huge"](k, fr, {"addr": 0, "pages": N})
+
+
+def test_the_scenario_file_knows_madv_collapse_and_khugepaged(tmp_path):
+    from cowlab.toml_format import load_case
+    f = tmp_path / "c.toml"
+    f.write_text('id = "c"\npages = 4\nhpage_pmd_nr = 4\n'
+                 '[[step]]\nthread = "p"\nop = "mmap"\naddr = 0\npages = 4\nthp = true\n'
+                 '[[step]]\nthread = "p"\nop = "write"\naddr = 0\npages = 4\n'
+                 '[[step]]\nthread = "p"\nop = "split_pmd"\naddr = 0\n'
+                 '[[step]]\nthread = "p"\nop = "madvise"\naddr = 0\npages = 4\nadvice = "collapse"\n'
+                 '[[step]]\nthread = "p"\nop = "khugepaged"\naddr = 0\n')
+    c = load_case(str(f))
+    st = None
+    r = sequential(CowModel(c, designs.load("linux-6.18")), max_steps=5000)
+    for tr in r:
+        assert not tr.bugs
+        st = tr.state
+    assert r.end == "done" and st.mms[0].pmds[0] is not None     # split, then collapsed again
+    bad = tmp_path / "b.toml"
+    bad.write_text('id = "b"\npages = 1\n[[step]]\nthread = "p"\nop = "madvise"\naddr = 0\nadvice = "colapse"\n')
+    with pytest.raises(Exception) as e:
+        load_case(str(bad))
+    assert "b.toml" in str(e.value) and "advice" in str(e.value)
