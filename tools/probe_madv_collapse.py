@@ -1,52 +1,82 @@
 """Live probe: does madvise(MADV_COLLAPSE) collapse a PTE-mapped anonymous THP
-in cow.c's four anon_thp_test_cases[] setups on this kernel?  Prints, per
-setup, AnonHugePages of the range before and after PTE-mapping it, the
-madvise() result and AnonHugePages after the collapse.  Changes no sysfs
-knob (needs THP enabled=madvise or always); no swap.
+in cow.c's four anon_thp_test_cases[] setups (do_test_anon_thp_collapse())
+on this kernel?  Prints, per setup, AnonHugePages (kB) of the range after
+populating it and after PTE-mapping it, the madvise() result, and
+AnonHugePages after the collapse.  Changes no sysfs knob (it needs THP
+enabled=madvise or always) and uses no swap.
 
     python tools/probe_madv_collapse.py unshared fully lower upper
 
 On this machine (6.18.44, 2026-12-02) every setup collapses (madvise() 0,
-2048 kB PMD-mapped after), the fully shared one included: the range's ptes
-are all R/O after fork(), so 6.18 has dropped the SCAN_PAGE_RO test.
+2048 kB PMD-mapped after), the fully shared one included: fork() made all of
+the range's ptes R/O, so 6.18 no longer fails it with SCAN_PAGE_RO.
 """
-import ctypes, ctypes.util, os, mmap, sys
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import sys
+
+MADV_DOFORK, MADV_DONTFORK, MADV_HUGEPAGE, MADV_COLLAPSE = 11, 10, 14, 25
+PROT_READ, PROT_RW = 1, 3
+PAGE, THP = 4096, 2 << 20
+
 libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
 libc.mmap.restype = ctypes.c_void_p
 libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
 libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-MADV_HUGEPAGE, MADV_COLLAPSE, MADV_DONTFORK, MADV_DOFORK = 14, 25, 10, 11
-PS = 4096; THP = 2 << 20
-def anonhuge(addr):
+
+
+def anon_huge_kb(addr: int):
+    """AnonHugePages of the mapping holding addr (/proc/self/smaps)."""
+    inside = False
     with open("/proc/self/smaps") as f:
-        cur = None
         for line in f:
-            if "-" in line.split()[0] and len(line.split()) >= 5:
-                lo, hi = [int(x, 16) for x in line.split()[0].split("-")]
-                cur = lo <= addr < hi
-            elif cur and line.startswith("AnonHugePages:"):
-                return int(line.split()[1])
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                inside = lo <= addr < hi
+            elif inside and line.startswith("AnonHugePages:"):
+                return int(head[1])
     return None
-def run(test):
-    raw = libc.mmap(None, 2 * THP, 3, 0x22, -1, 0)
+
+
+def collapse(mem: int) -> str:
+    r = libc.madvise(mem, THP, MADV_COLLAPSE)
+    return "0" if r == 0 else f"{r} ({os.strerror(ctypes.get_errno())})"
+
+
+def run(test: str) -> None:
+    raw = libc.mmap(None, 2 * THP, PROT_RW, 0x22, -1, 0)          # MAP_PRIVATE | MAP_ANONYMOUS
     mem = (raw + THP) & ~(THP - 1)
     assert libc.madvise(mem, THP, MADV_HUGEPAGE) == 0
     ctypes.memset(mem, 1, THP)
-    before = anonhuge(mem)
-    libc.mprotect(mem + PS, PS, 1); libc.mprotect(mem + PS, PS, 3)
-    pte_mapped = anonhuge(mem)
+    populated = anon_huge_kb(mem)
+    libc.mprotect(mem + PAGE, PAGE, PROT_READ)
+    libc.mprotect(mem + PAGE, PAGE, PROT_RW)
+    pte_mapped = anon_huge_kb(mem)
     if test == "unshared":
-        r = libc.madvise(mem, THP, MADV_COLLAPSE); e = ctypes.get_errno()
-        print(test, "thp", before, "after-mprotect", pte_mapped, "collapse", r, os.strerror(e) if r else "", "after", anonhuge(mem)); return
-    if test == "lower": libc.madvise(mem + THP // 2, THP // 2, MADV_DONTFORK)
-    if test == "upper": libc.madvise(mem, THP // 2, MADV_DONTFORK)
+        print(test, populated, pte_mapped, collapse(mem), anon_huge_kb(mem))
+        return
+    if test == "lower":
+        libc.madvise(mem + THP // 2, THP // 2, MADV_DONTFORK)
+    elif test == "upper":
+        libc.madvise(mem, THP // 2, MADV_DONTFORK)
     rd, wr = os.pipe()
     pid = os.fork()
     if pid == 0:
-        os.read(rd, 1); os._exit(0)
-    if test in ("lower", "upper"): libc.madvise(mem, THP, MADV_DOFORK)
-    r = libc.madvise(mem, THP, MADV_COLLAPSE); e = ctypes.get_errno()
-    print(test, "thp", before, "after-mprotect", pte_mapped, "collapse", r, os.strerror(e) if r else "", "after", anonhuge(mem))
-    os.write(wr, b"0"); os.waitpid(pid, 0)
-for t in sys.argv[1:]: run(t)
+        os.read(rd, 1)
+        os._exit(0)
+    if test in ("lower", "upper"):
+        libc.madvise(mem, THP, MADV_DOFORK)
+    print(test, populated, pte_mapped, collapse(mem), anon_huge_kb(mem))
+    os.write(wr, b"0")
+    os.waitpid(pid, 0)
+
+
+if __name__ == "__main__":
+    print("setup populated_kB pte_mapped_kB madvise() after_kB")
+    for t in sys.argv[1:] or ("unshared", "fully", "lower", "upper"):
+        run(t)

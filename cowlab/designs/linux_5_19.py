@@ -17,8 +17,9 @@ advice is -EINVAL); ``--set madv_collapse=true`` gives v6.1."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from .base import REUSE, COPY, SHARE, MigrateUnmapResult, UnmapResult
+from .base import REUSE, COPY, SHARE, MigrateUnmapResult, Setting, UnmapResult
 from .linux_5_18 import Linux518
 from ..kernel.mm import rmap
 from ..kernel.mm.swapfile import try_to_free_swap, swap_free
@@ -39,8 +40,7 @@ class Linux519(Linux518):
                       "cover letter 20220428083441.37290-1-david@redhat.com")
     anon_exclusive: bool = True
 
-    def default_settings(self):
-        return {"madv_collapse": False}
+    SETTINGS: ClassVar[tuple] = (Setting("madv_collapse", False, "v6.1: madvise(MADV_COLLAPSE) exists (7d8faaf15545)"),)
 
     def __post_init__(self):
         super().__post_init__()

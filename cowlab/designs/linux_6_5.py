@@ -13,6 +13,7 @@ refcount (the "last subpage" case) until 6.9."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .linux_5_19 import Linux519
 from ..kernel.types import FOLL_PIN, FOLL_LONGTERM, VM_WRITE, VM_SOFTDIRTY
@@ -30,9 +31,7 @@ class Linux65(Linux519):
     odirect_gup: int = FOLL_PIN
     break_ksm_unshare: bool = True       # 6cce3314b928 (6.1)
     madv_collapse: bool = True           # 7d8faaf15545 (6.1): madvise(MADV_COLLAPSE)
-
-    def default_settings(self):
-        return {}
+    SETTINGS: ClassVar[tuple] = ()
 
     def gup_must_unshare_non_anon(self, k, gup_flags, pfn):
         return bool(gup_flags & FOLL_LONGTERM)
