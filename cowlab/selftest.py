@@ -11,6 +11,8 @@ XFAIL", 20240502085259.103784-2-david@redhat.com): a leak there is
 """
 from __future__ import annotations
 
+import os
+
 from .catalog import cow_c
 from .model import CowModel
 from .run import run_sequential
@@ -36,6 +38,19 @@ def test_of(case):
     raise KeyError(case.id)
 
 
+def skip_reason(case, result) -> str | None:
+    """What cow.c prints when it skips this test, or None: a collapse test
+    whose madvise(MADV_COLLAPSE) failed -- do_test_anon_thp_collapse():
+    ``ksft_test_result_skip("MADV_COLLAPSE failed: %s\\n", strerror(errno))``,
+    the errno from the case's ``Error`` effect (``Result.errors``)."""
+    if case.id not in THP_TESTS:
+        return None
+    for _, call, errno in getattr(result, "errors", ()):
+        if call == COLLAPSE_CALL:
+            return f"MADV_COLLAPSE failed: {os.strerror(errno)}"
+    return None
+
+
 def judge(case, result) -> str:
     """pass | fail | xfail | skip"""
     tid, variant = test_of(case)
@@ -43,7 +58,7 @@ def judge(case, result) -> str:
         return "fail"
     if tid in THP_TESTS:
         # do_test_anon_thp_collapse(): ksft_test_result_skip("MADV_COLLAPSE failed: ...") when madvise() fails
-        if any(call == COLLAPSE_CALL for _, call, _ in getattr(result, "errors", ())):
+        if skip_reason(case, result) is not None:
             return "skip"
         return "fail" if result.outcomes[MISSED] > 0 else "pass"
     failed = result.outcomes[MISSED] > 0 if tid in LEAK_TESTS else result.outcomes[WRONG] > 0

@@ -90,3 +90,12 @@ def test_collapse_cases_at_other_geometries(nr):
         for design in ("linux-6.9", "linux-6.18"):
             r = run_sequential(CowModel(c, designs.load(design)))
             assert judge(c, r) == expected(test)[design][0], (test, nr, design)
+
+
+def test_skip_reason_is_what_cow_c_prints():
+    # cover letter 20230104144905.460075-1-david@redhat.com: "ok 170 # SKIP MADV_COLLAPSE failed: Invalid argument"
+    from cowlab.selftest import skip_reason
+    c = catalog.get("collapse-after-fork-fully-shared")
+    r = run_sequential(CowModel(c, designs.load("linux-6.5")))
+    assert skip_reason(c, r) == "MADV_COLLAPSE failed: Invalid argument"
+    assert skip_reason(c, run_sequential(CowModel(c, designs.load("linux-6.18")))) is None
