@@ -213,3 +213,13 @@ def test_the_scenario_file_knows_madv_collapse_and_khugepaged(tmp_path):
     with pytest.raises(Exception) as e:
         load_case(str(bad))
     assert "b.toml" in str(e.value) and "advice" in str(e.value)
+
+
+def test_a_vma_too_small_for_a_pmd_is_refused():
+    # hugepage_vma_check() / thp_vma_allowable_order(): transhuge_vma_suitable(vma, vm_end - HPAGE_PMD_SIZE) fails
+    # for a VMA that holds no aligned PMD: madvise_collapse() returns -EINVAL
+    s = Script("t", pages=N, hpage_pmd_nr=N); p = s.process("parent")
+    p.mmap(1, pages=2); p.write(1, pages=2)
+    p.madvise(1, pages=2, advice="collapse")
+    st, eff = run(s, "linux-6.18")
+    assert errors(eff) == [("madvise(MADV_COLLAPSE)", 22)]

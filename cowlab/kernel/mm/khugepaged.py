@@ -101,6 +101,7 @@ SCAN_VMA_NULL = 21
 SCAN_VMA_CHECK = 22
 SCAN_ADDRESS_RANGE = 23
 SCAN_DEL_PAGE_LRU = 24
+SCAN_ALLOC_HUGE_PAGE_FAIL = 25        # (the model's allocations do not fail)
 
 SCAN_NAMES = {v: k for k, v in globals().items() if k.startswith("SCAN_") and isinstance(v, int)}
 
@@ -117,7 +118,9 @@ def madvise_collapse_errno(r: int) -> int:
     transient ones (page count, page lock, LRU), -EINVAL for the rest (a
     R/O range, a VMA that does not fit: "trying again likely not to
     succeed")."""
-    if r in (SCAN_EXCEED_NONE_PTE,):
+    if r == SCAN_ALLOC_HUGE_PAGE_FAIL:
+        return ENOMEM
+    if r == SCAN_EXCEED_NONE_PTE:
         return EBUSY
     if r in (SCAN_PAGE_COUNT, SCAN_PAGE_LOCK, SCAN_PAGE_LRU, SCAN_DEL_PAGE_LRU):
         return EAGAIN
@@ -147,10 +150,16 @@ class CollapseFrame(NamedTuple):
 
 # ----------------------------------------------------------------------------- checks
 def _thp_vma_allowable(k, vma, khugepaged: bool) -> bool:
-    """thp_vma_allowable_order(PMD_ORDER) for an anonymous VMA: not
-    VM_NOHUGEPAGE (vma_thp_disabled()), not hugetlb; with TVA_ENFORCE_SYSFS
-    (khugepaged) VM_HUGEPAGE too (enabled=madvise)."""
+    """thp_vma_allowable_order(PMD_ORDER) (hugepage_vma_check() in 6.1) for
+    an anonymous VMA outside a fault: not VM_NOHUGEPAGE (vma_thp_disabled()),
+    not hugetlb, large enough for an aligned PMD below its end
+    (transhuge_vma_suitable(vma, vm_end - HPAGE_PMD_SIZE)); with
+    TVA_ENFORCE_SYSFS (khugepaged) VM_HUGEPAGE too (enabled=madvise)."""
     if vma is None or vma.flags & (VM_NOHUGEPAGE | VM_HUGETLB):
+        return False
+    N = k.HPAGE_PMD_NR
+    haddr = (vma.end - N) // N * N
+    if vma.end < N or haddr < vma.start:
         return False
     return not khugepaged or bool(vma.flags & VM_HUGEPAGE)
 
@@ -400,8 +409,8 @@ def collapse_huge_page(k, fr: CollapseFrame, op):
     """collapse_huge_page() from mmap_write_lock to mmap_write_unlock (see
     the module docstring: one step, as no path of the model can run in
     between): revalidate, check_pmd_still_valid(), pmdp_collapse_flush() and
-    tlb_remove_table_sync_one() (not enabled while gup-fast runs on this mm
-    with IRQs off), __collapse_huge_page_isolate(), then on success
+    tlb_remove_table_sync_one() (not enabled while any other CPU runs
+    gup-fast with IRQs off: the IPI goes to every CPU), __collapse_huge_page_isolate(), then on success
     __collapse_huge_page_copy() and the PMD: folio_add_new_anon_rmap(
     RMAP_EXCLUSIVE), folio_add_lru_vma(), set_pmd_at(); on failure the page
     table is restored (pmd_populate()) untouched."""
