@@ -249,9 +249,9 @@ def hpage_collapse_scan_pmd(k, fr: CollapseFrame) -> tuple[int, int]:
         if not k.PageAnon(pfn):
             result = SCAN_PAGE_ANON
             break
-        if _shared(k, pfn):
+        if fr.khugepaged and _shared(k, pfn):       # (counted only against khugepaged's max_ptes_shared)
             shared += 1
-            if fr.khugepaged and shared > max_shared:
+            if shared > max_shared:
                 result = SCAN_EXCEED_SHARED_PTE
                 break
         if not k.PageLRU(pfn):
@@ -295,9 +295,9 @@ def __collapse_huge_page_isolate(k, fr: CollapseFrame):
         if pte.kind != PTE_PRESENT:
             return SCAN_PTE_NON_PRESENT, ()
         pfn = pte.pfn
-        if _shared(k, pfn):
+        if fr.khugepaged and _shared(k, pfn):
             shared += 1
-            if fr.khugepaged and shared > max_shared:
+            if shared > max_shared:
                 return SCAN_EXCEED_SHARED_PTE, ()
         if pte.write:
             writable = True
