@@ -148,10 +148,40 @@ def race_collapse_gup_fast(N: int = HPAGE_PMD_NR):
     return s.build()
 
 
+def race_collapse_fork(N: int = HPAGE_PMD_NR):
+    """MADV_COLLAPSE of a PTE-mapped THP from one CPU racing with fork() from
+    another; then the parent writes the whole range and the child reads it.
+    dup_mmap() holds mmap_write_lock(oldmm) throughout, so it runs before the
+    collapse's scan, between the scan (mmap_lock for read) and
+    collapse_huge_page()'s write-locked section, or after the collapse.  The
+    kernel (mm/khugepaged.c): a fork before the write-locked section has
+    write-protected every pte, which fails the collapse up to 6.17
+    (SCAN_PAGE_RO in __collapse_huge_page_isolate(), -EINVAL) and is
+    collapsed from 6.18 into a copy private to the parent (the child keeps
+    the old pages); a collapse first gives fork a PMD-mapped THP to share
+    (copy_huge_pmd()).  Every order keeps the processes apart."""
+    s = Script("race-collapse-fork", "MADV_COLLAPSE of a PTE-mapped THP racing with fork()", pages=N,
+               source="mm/khugepaged.c hpage_collapse_scan_pmd() / collapse_huge_page() (7d8faaf15545, 6.1): "
+                      "mmap_lock dropped between scan and collapse, revalidated under mmap_write_lock",
+               tags=("race", "thp", "collapse"), hpage_pmd_nr=N)
+    p, c = s.process("parent"), s.process("child")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0, pages=N, thp=True)
+    p.write(0, pages=N)
+    p.mprotect(1, prot="r")
+    p.mprotect(1, prot="rw")
+    s.parallel({"parent": [("fork", {"child": "child"})],
+                "parent.cpu1": [("madvise", {"addr": 0, "pages": N, "advice": "collapse"})]})
+    p.write(0, pages=N)
+    c.read(0, pages=N)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     """The cases with THPs of ``nr`` subpages."""
     return [race_fork_gup_fast(), race_swapin_mapcount(), race_reclaim_pin(), race_thp_split(nr),
-            race_gup_fast_exclusive(), race_collapse_gup_fast(nr)]
+            race_gup_fast_exclusive(), race_collapse_gup_fast(nr), race_collapse_fork(nr)]
 
 
 def two_families():

@@ -86,6 +86,12 @@ for _d in ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "l
            "rfc-page-anon-shared"):
     EXPECT[("race-collapse-gup-fast", _d)] = ("", S_NO_COLLAPSE)
 EXPECT[("race-collapse-gup-fast", "linux-5.19:madv_collapse")] = ("", S_COLLAPSE + " (v6.1)")
+S_COLLAPSE_FORK = ("mm/khugepaged.c: dup_mmap() holds mmap_write_lock, so fork falls before the scan, between scan and "
+                   "collapse_huge_page()'s revalidation under mmap_write_lock, or after; a fork first write-protects "
+                   "every pte (SCAN_PAGE_RO up to 6.17; 6.18 collapses into the parent's private copy, live probe "
+                   "tools/probe_madv_collapse.py fully); a collapse first leaves fork a PMD THP to share")
+for _d in designs.names():
+    EXPECT[("race-collapse-fork", _d)] = ("", S_COLLAPSE_FORK if designs.load(_d).madv_collapse else S_NO_COLLAPSE)
 # linux-6.5 and linux-6.9 keep 5.19's PageAnonExclusive rules on these paths (they differ from it only in
 # mprotect, non-anon unshare, O_DIRECT pins and large-folio reuse), so each race expects what 5.19 and 6.18 do
 for _race in ("race-fork-gup-fast", "race-swapin-mapcount", "race-reclaim-pin", "race-thp-split",
@@ -139,3 +145,18 @@ def test_collapse_race_needs_the_refcount_check(monkeypatch):
     r = explore(CowModel(catalog.get("race-collapse-gup-fast"), designs.load("linux-6.18")))
     assert r.status == "complete" and not r.bugs
     assert set(r.found) == {"wrong"}
+
+
+def test_collapse_fork_race_reaches_both_outcomes():
+    """The fork-first order (the sequential schedule runs the parent's fork before cpu1's madvise): 6.18
+    collapses the all-R/O range into the parent's own copy, 6.9 refuses it (SCAN_PAGE_RO -> EINVAL), as the
+    source says; the exploration above covers this order among the others."""
+    from cowlab.kernel.effects import CollapsePmd, Error
+    from cowlab.model import CowModel as M
+    from cowlab.schedule import sequential
+    c = catalog.get("race-collapse-fork")
+    for design, fork_first in (("linux-6.18", CollapsePmd), ("linux-6.9", Error)):
+        m = M(c, designs.load(design))
+        # the schedule runs the first runnable thread: the parent forks before cpu1 collapses
+        effects = [type(e) for tr in sequential(m, max_steps=5000) for e in tr.effects]
+        assert fork_first in effects, design
