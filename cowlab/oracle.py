@@ -33,7 +33,7 @@ from __future__ import annotations
 from typing import ClassVar, NamedTuple
 
 from .kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate,
-                             MigrateFailed, Move, Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
+                             MigrateFailed, Move, Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap, CollapsePmd)
 from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapcache, PTE_MIGRATION, PTE_PRESENT,
                            PTE_SWAP, Spec, State, TRANSIENT_REFS, ZERO, ZERO_PFN)
 
@@ -320,6 +320,8 @@ class Oracle:
         Pin: "a pin's coherence is checked after every step (disconnected()); its exclusivity by checks.check_pin",
         Swapin: "the mapping it installs is seen by observers() and disconnected() in the state",
         SplitPmd: "the ptes it installs map the same subpages; the state shows them",
+        CollapsePmd: "the process's data moves to the new THP unchanged (a copy, not a COW); a pin left on an "
+                     "old page would be seen by disconnected() in the state",
         Segv: "no memory changes hands",
         Error: "a failed call changes no process's data",
         KsmMerge: "the merged page is seen in the state (PG_ksm); a store into it without a copy is a missed COW",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .kernel.effects import Error
 from .model import CowModel
 from .schedule import sequential
 from .verdict import MISSED, UNNECESSARY, WRONG
@@ -35,6 +36,9 @@ class Result:
     bugs: list = field(default_factory=list)
     trace: list = field(default_factory=list)
     explored: dict = field(default_factory=dict)   # states / transitions / seconds of an exhaustive search
+    #: (step index, call, errno) of every system call that failed (the ``Error`` effects), as a selftest reads
+    #: its return values: cow.c skips a collapse test when madvise(MADV_COLLAPSE) fails
+    errors: list = field(default_factory=list)
 
     def as_json(self, with_trace=False) -> dict:
         d = {"case": self.case, "design": self.design, "outcomes": self.outcomes, "status": self.status,
@@ -43,6 +47,8 @@ class Result:
              "model_bugs": self.bugs}
         if self.reason:
             d["reason"] = self.reason
+        if self.errors:
+            d["errors"] = [{"step": i, "call": c, "errno": n} for i, c, n in self.errors]
         if self.explored:
             d["mode"] = "explore"
             d.update(self.explored)
@@ -57,7 +63,7 @@ def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
     counts = {MISSED: 0, UNNECESSARY: 0, WRONG: 0}
     copies = {"correct": 0, "unnecessary": 0, "wrong": 0}
     seen = set()
-    events, bugs, trace = [], [], []
+    events, bugs, trace, errors = [], [], [], []
     status, reason = "complete", ""
     run = sequential(model, max_steps)
     for i, tr in enumerate(run):
@@ -72,6 +78,7 @@ def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
                     seen.add(e.key)
                 counts[e.kind] += 1
                 events.append((i, e.kind, e.text))
+        errors.extend((i, e.call, e.errno) for e in tr.effects if type(e) is Error)
         bugs.extend(f"step {i}: {b}" for b in tr.bugs)
         if tr.bugs and tr.state is run.before:
             status, reason = "inconclusive", "model bug"
@@ -87,7 +94,8 @@ def run_sequential(model: CowModel, max_steps: int = 20000) -> Result:
             status, reason = "inconclusive", f"deadlock: no thread can run ({waiting})"
     elif run.end == "limit":
         status, reason = "inconclusive", f"step limit {max_steps} reached"
-    return Result(model.case.id, model.design.name, counts, status, reason, len(trace), copies, events, bugs, trace)
+    return Result(model.case.id, model.design.name, counts, status, reason, len(trace), copies, events, bugs, trace,
+                  errors=errors)
 
 
 def run_unit(unit: WorkUnit) -> Result:

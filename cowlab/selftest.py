@@ -221,8 +221,27 @@ def verdict_of(tid: str, variant: str, result) -> tuple[str, str]:
     return "pass", ok
 
 
+#: the call whose failure makes cow.c skip a collapse test ("MADV_COLLAPSE failed: %s")
+COLLAPSE_CALL = "madvise(MADV_COLLAPSE)"
+
+
+def skip_reason(case, result) -> str | None:
+    """What cow.c prints when it skips this test, or None: a collapse test
+    whose madvise(MADV_COLLAPSE) failed -- do_test_anon_thp_collapse():
+    ``ksft_test_result_skip("MADV_COLLAPSE failed: %s\\n", strerror(errno))``,
+    the errno from the case's ``Error`` effect (``Result.errors``)."""
+    if case.id not in {t for t, _ in cow_c.COLLAPSE_TESTS}:
+        return None
+    for _, call, errno in getattr(result, "errors", ()):
+        if call == COLLAPSE_CALL:
+            return f"MADV_COLLAPSE failed: {os.strerror(errno)}"
+    return None
+
+
 def judge(case, result) -> str:
-    """pass | fail | xfail of a cow.c case's run, as cow.c judges it."""
+    """pass | fail | xfail | skip of a cow.c case's run, as cow.c judges it."""
+    if result.status == "complete" and not result.bugs and skip_reason(case, result) is not None:
+        return "skip"
     return verdict_of(*test_of(case), result)[0]
 
 
@@ -256,6 +275,9 @@ def model_test(t: KTest, design, real: bool = False, memo: dict | None = None):
         if memo is not None:
             memo[key] = r
     r = dataclasses.replace(r, case=c.id) if r.case != c.id else r
+    why = skip_reason(c, r) if r.status == "complete" and not r.bugs else None
+    if why is not None:
+        return c, r, "skip", why
     v, msg = verdict_of(t.tid, t.variant, r)
     return c, r, v, msg
 

@@ -80,7 +80,8 @@ from .scenario import ScenarioError, compile_case
 ARG_TYPES = {
     "addr": int, "pages": int, "other_addr": int, "new_addr": int,
     "prot": Literal["r", "rw", "none"],
-    "advice": Literal["dontneed", "dontfork", "dofork", "hugepage", "nohugepage", "mergeable"],
+    "advice": Literal["dontneed", "dontfork", "dofork", "hugepage", "nohugepage", "mergeable",
+                      "collapse"],
     "pipe": str, "buf": str, "pin": str, "io": str, "who": str, "of": str, "child": str, "event": str,
     "fast": bool, "write": bool, "all": bool, "thp": bool, "hugetlb": bool, "shared_ok": bool,
     "value": Union[int, str],

@@ -34,8 +34,8 @@ def _all(nr: int = HPAGE_PMD_NR) -> dict:
     from . import cow_c, seed, races, history, ksm, direct_io, trust, mutation
     check_hpage_pmd_nr(nr)
     out = {}
-    for c in (cow_c.cases(nr=nr) + cow_c.non_anon_cases(nr) + seed.cases() + history.cases(nr) + ksm.cases() +
-              direct_io.cases() + trust.cases(nr) + mutation.cases() + races.cases(nr)):
+    for c in (cow_c.cases(nr=nr) + cow_c.thp_cases(nr) + cow_c.non_anon_cases(nr) + seed.cases() + history.cases(nr) +
+              ksm.cases() + direct_io.cases() + trust.cases(nr) + mutation.cases() + races.cases(nr)):
         if c.id in out:
             raise RuntimeError(f"duplicate case id {c.id}")
         if c.hpage_pmd_nr != nr:

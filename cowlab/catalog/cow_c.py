@@ -213,15 +213,72 @@ def cases(variants=None, nr: int = HPAGE_PMD_NR):
     return out
 
 
-# ----------------------------------------------------------------------------- the rest of cow.c
-#: anon_thp_test_cases[] (run_anon_thp_test_cases(), at the PMD size only): (case id, desc).  The cases are
-#: the ``collapse`` work's (MADV_COLLAPSE in the model); case_for() looks them up in the catalog by these ids
-COLLAPSE_TESTS = [
-    ("collapse-before-fork", "Basic COW after fork() when collapsing before fork()"),
-    ("collapse-after-fork-fully-shared", "Basic COW after fork() when collapsing after fork() (fully shared)"),
-    ("collapse-after-fork-lower-shared", "Basic COW after fork() when collapsing after fork() (lower shared)"),
-    ("collapse-after-fork-upper-shared", "Basic COW after fork() when collapsing after fork() (upper shared)"),
+# ----------------------------------------------------------------------------- anon_thp_test_cases[]
+THP_SRC = ("tools/testing/selftests/mm/cow.c anon_thp_test_cases[] do_test_anon_thp_collapse() (109364fce504; "
+           "added by 20230104144905.460075-1-david@redhat.com)")
+
+
+def anon_thp_collapse(id, title, N, test):
+    """do_run_with_thp(THP_RUN_PMD) then do_test_anon_thp_collapse(): a
+    PMD-mapped THP of N subpages, PTE-mapped by mprotect()ing its second
+    subpage R/O and back; ``test`` is ANON_THP_COLLAPSE_UNSHARED (collapse,
+    then fork), _FULLY_SHARED (fork, collapse), _LOWER_SHARED /
+    _UPPER_SHARED (MADV_DONTFORK the other half, fork, MADV_DOFORK the whole
+    THP so the VMAs merge again, collapse).  The child backs up its part
+    (child_memcmp_fn), the parent memsets the whole THP, the child compares.
+    When MADV_COLLAPSE fails cow.c reports the test skipped ("MADV_COLLAPSE
+    failed: %s"), writes parent_ready without the memset and waits for the
+    child; the case runs the memset anyway (a case has no branches) and the
+    failure is its ``Error`` effect (``madvise(MADV_COLLAPSE)`` with the
+    errno), which the selftest verdict reads (``selftest.judge``)."""
+    s = Script(id, title, pages=N, source=THP_SRC, tags=("cow.c", "anon-thp", "collapse"), hpage_pmd_nr=N)
+    p, c = s.process("parent"), s.process("child")
+    h = N // 2
+    p.mmap(0, pages=N, thp=True)                # aligned to the PMD size, MADV_HUGEPAGE
+    p.write(0, pages=N)                         # mem[0] = 1 populates the THP; memset(mem, 1, thpsize)
+    p.mprotect(1, pages=1, prot="r")            # PTE-map the THP: one subpage R/O ...
+    p.mprotect(1, pages=1, prot="rw")           # ... and back
+    if test == "unshared":
+        p.madvise(0, pages=N, advice="collapse")
+    elif test == "lower":
+        p.madvise(h, pages=h, advice="dontfork")
+    elif test == "upper":
+        p.madvise(0, pages=h, advice="dontfork")
+    p.fork(c)
+    lo, n = {"unshared": (0, N), "fully": (0, N), "lower": (0, h), "upper": (h, h)}[test]
+    c.read(lo, pages=n)                         # child_memcmp_fn(): memcpy(old, mem, size)
+    if test in ("lower", "upper"):
+        p.madvise(0, pages=N, advice="dofork")  # "Revert MADV_DONTFORK such that we merge the VMAs"
+    if test != "unshared":
+        p.madvise(0, pages=N, advice="collapse")    # "Collapse before anyone modified the COW-shared page"
+    p.write(0, pages=N)                         # memset(mem, 0xff, size)
+    c.read(lo, pages=n)                         # child: memcmp(old, mem, size)
+    c.exit()
+    return s.build()
+
+
+#: (id, title, test) in anon_thp_test_cases[] order
+THP_TESTS = [
+    ("collapse-before-fork", "Basic COW after fork() when collapsing before fork()", "unshared"),
+    ("collapse-after-fork-fully-shared", "Basic COW after fork() when collapsing after fork() (fully shared)",
+     "fully"),
+    ("collapse-after-fork-lower-shared", "Basic COW after fork() when collapsing after fork() (lower shared)",
+     "lower"),
+    ("collapse-after-fork-upper-shared", "Basic COW after fork() when collapsing after fork() (upper shared)",
+     "upper"),
 ]
+
+
+def thp_cases(nr: int = HPAGE_PMD_NR):
+    """cow.c's anon_thp_test_cases[] (run_anon_thp_test_cases(): PMD-size THP
+    only) with a THP of ``nr`` subpages."""
+    return [anon_thp_collapse(tid, title, nr, test) for tid, title, test in THP_TESTS]
+
+
+# ----------------------------------------------------------------------------- the rest of cow.c
+#: anon_thp_test_cases[] (run_anon_thp_test_cases(), at the PMD size only) as (case id, desc) pairs;
+#: case_for() looks them up in the catalog by these ids
+COLLAPSE_TESTS = [(tid, desc) for tid, desc, _ in THP_TESTS]
 
 SRC_NON_ANON = "tools/testing/selftests/mm/cow.c non_anon_test_cases[] (109364fce504 / 49850bd02658)"
 

@@ -115,10 +115,73 @@ def race_gup_fast_exclusive():
     return s.build()
 
 
+def race_collapse_gup_fast(N: int = HPAGE_PMD_NR):
+    """MADV_COLLAPSE of a PTE-mapped THP racing with a R/O gup-fast long-term
+    pin (PIN_LONGTERM_TEST_START with PIN_LONGTERM_TEST_FLAG_USE_FAST) of its
+    first page from another CPU; then the process writes the page and reads
+    it through the pin.  The kernel (mm/khugepaged.c collapse_huge_page(),
+    6.1+): the pin is taken either before pmdp_collapse_flush() -- then
+    __collapse_huge_page_isolate()'s is_refcount_suitable() sees its
+    reference and the collapse fails (SCAN_PAGE_COUNT, -EAGAIN), the ptes put
+    back -- or after it, when gup-fast finds the PMD none (and from
+    70cbc3cc78a9 re-checks the PMD) and the slow path waits for mmap_lock,
+    then pins the new THP; a gup-fast inside its IRQs-off section holds up
+    tlb_remove_table_sync_one() (2ba99c5e0881 "mm/khugepaged: fix GUP-fast
+    interaction by sending IPI", 6.1).  So no interleaving leaves the pin on
+    a page the process no longer maps.  Before 6.1 MADV_COLLAPSE is -EINVAL."""
+    s = Script("race-collapse-gup-fast", "MADV_COLLAPSE of a PTE-mapped THP racing with a R/O gup-fast pin",
+               pages=N, source="mm/khugepaged.c collapse_huge_page(): is_refcount_suitable() after "
+                               "pmdp_collapse_flush() (7d8faaf15545, 6.1); 2ba99c5e0881; 70cbc3cc78a9",
+               tags=("race", "thp", "collapse"), hpage_pmd_nr=N)
+    p = s.process("parent")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0, pages=N, thp=True)
+    p.write(0, pages=N)
+    p.mprotect(1, prot="r")                   # PTE-map the THP (cow.c's way)
+    p.mprotect(1, prot="rw")
+    s.parallel({"parent": [("madvise", {"addr": 0, "pages": N, "advice": "collapse"})],
+                "parent.cpu1": [("pin_longterm", {"addr": 0, "fast": True})]})
+    p.write(0)
+    p.pin_read()
+    p.read(0)
+    p.unpin()
+    return s.build()
+
+
+def race_collapse_fork(N: int = HPAGE_PMD_NR):
+    """MADV_COLLAPSE of a PTE-mapped THP from one CPU racing with fork() from
+    another; then the parent writes the whole range and the child reads it.
+    dup_mmap() holds mmap_write_lock(oldmm) throughout, so it runs before the
+    collapse's scan, between the scan (mmap_lock for read) and
+    collapse_huge_page()'s write-locked section, or after the collapse.  The
+    kernel (mm/khugepaged.c): a fork before the write-locked section has
+    write-protected every pte, which fails the collapse up to 6.17
+    (SCAN_PAGE_RO in __collapse_huge_page_isolate(), -EINVAL) and is
+    collapsed from 6.18 into a copy private to the parent (the child keeps
+    the old pages); a collapse first gives fork a PMD-mapped THP to share
+    (copy_huge_pmd()).  Every order keeps the processes apart."""
+    s = Script("race-collapse-fork", "MADV_COLLAPSE of a PTE-mapped THP racing with fork()", pages=N,
+               source="mm/khugepaged.c hpage_collapse_scan_pmd() / collapse_huge_page() (7d8faaf15545, 6.1): "
+                      "mmap_lock dropped between scan and collapse, revalidated under mmap_write_lock",
+               tags=("race", "thp", "collapse"), hpage_pmd_nr=N)
+    p, c = s.process("parent"), s.process("child")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0, pages=N, thp=True)
+    p.write(0, pages=N)
+    p.mprotect(1, prot="r")
+    p.mprotect(1, prot="rw")
+    s.parallel({"parent": [("fork", {"child": "child"})],
+                "parent.cpu1": [("madvise", {"addr": 0, "pages": N, "advice": "collapse"})]})
+    p.write(0, pages=N)
+    c.read(0, pages=N)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     """The cases with THPs of ``nr`` subpages."""
     return [race_fork_gup_fast(), race_swapin_mapcount(), race_reclaim_pin(), race_thp_split(nr),
-            race_gup_fast_exclusive()]
+            race_gup_fast_exclusive(), race_collapse_gup_fast(nr), race_collapse_fork(nr)]
 
 
 def two_families():

@@ -29,7 +29,7 @@ libc.vmsplice.restype = ctypes.c_ssize_t
 PROT_NONE, PROT_READ, PROT_WRITE = 0, 1, 2
 MAP_SHARED, MAP_PRIVATE, MAP_FIXED, MAP_ANONYMOUS = 0x01, 0x02, 0x10, 0x20
 MADV = {"dontneed": 4, "dontfork": 10, "dofork": 11, "mergeable": 12, "unmergeable": 13, "hugepage": 14,
-        "nohugepage": 15, "pageout": 21}
+        "nohugepage": 15, "pageout": 21, "collapse": 25}
 PROT = {"r": PROT_READ, "rw": PROT_READ | PROT_WRITE, "none": PROT_NONE}
 KPF_ANON_EXCLUSIVE = 34      # /proc/kpageflags: PG_anon_exclusive on anonymous pages (per the guide; 6.x)
 KPF_ANON = 12

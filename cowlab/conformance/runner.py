@@ -36,6 +36,7 @@ NOT_DRIVEN = {
     "speculative_put": "a speculative reference (page-cache or pfn walker) cannot be taken on demand",
     "split_pmd": "the real kernel splits a PMD only inside mprotect()/munmap(), not on its own",
     "free_swapcache": "try_to_free_swap() cannot be called on its own from user space",
+    "khugepaged": "khugepaged scans on its own schedule (scan_sleep_millisecs); MADV_COLLAPSE is the synchronous way",
 }
 NEGATIVE_CONTROLS = ("basic-cow-fork", "vmsplice-unmap-child")
 
@@ -307,7 +308,7 @@ def swap_active() -> bool:
 
 
 THP_TAGS = ("thp", "thp-swap", "pte-thp", "pte-thp-swap", "single-pte-thp", "single-pte-thp-swap",
-            "partial-mremap-thp", "partial-shared-thp")
+            "partial-mremap-thp", "partial-shared-thp", "anon-thp")
 
 
 @functools.lru_cache(maxsize=None)

@@ -166,6 +166,14 @@ class Design:
     #: __split_huge_page() maps every all-zero subpage of an anon THP it splits to the shared zero page instead of
     #: its own page (remap_page(RMP_USE_SHARED_ZEROPAGE) -> try_to_map_unused_to_zeropage(); 6.12, b1f202060afe)
     thp_split_zeropage: bool = False
+    #: madvise(MADV_COLLAPSE) exists (7d8faaf15545 "mm/madvise: introduce MADV_COLLAPSE sync hugepage collapse",
+    #: 6.1); before, madvise_behavior_valid() refuses the advice: -EINVAL
+    madv_collapse: bool = False
+    #: hpage_collapse_scan_pmd() / __collapse_huge_page_isolate() collapse a range none of whose ptes is writable
+    #: (6.18: the SCAN_PAGE_RO test dropped, "mm: Enable khugepaged to operate on non-writable VMAs",
+    #: 20250903054635.19949-1-dev.jain@arm.com; a live probe on 6.18.44 collapses an all-R/O range); before,
+    #: such a range fails with SCAN_PAGE_RO (MADV_COLLAPSE: -EINVAL)
+    collapse_ro_ptes: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

@@ -9,12 +9,17 @@ for maybe-pinned pages: fork (page_try_dup_anon_rmap -> copy for the child),
 swapout / migration / KSM (page_try_share_anon_rmap).  R/O FOLL_PIN on a
 page that is not exclusive triggers FAULT_FLAG_UNSHARE (c89357e27f20,
 a7f226604170).  The swap pte keeps the bit (1493a1913e34).  FOLL_GET (vmsplice)
-still never unshares.  hugetlb: exclusive, else mapcount == 1."""
+still never unshares.  hugetlb: exclusive, else mapcount == 1.
+
+Its range ends with v6.1, which brought madvise(MADV_COLLAPSE) (7d8faaf15545,
+the design's ``madv_collapse``): off by default (v5.19 .. v6.0, where the
+advice is -EINVAL); ``--set madv_collapse=true`` gives v6.1."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
-from .base import REUSE, COPY, SHARE, MigrateUnmapResult, UnmapResult
+from .base import REUSE, COPY, SHARE, MigrateUnmapResult, Setting, UnmapResult
 from .linux_5_18 import Linux518
 from ..kernel.mm import rmap
 from ..kernel.mm.swapfile import try_to_free_swap, swap_free
@@ -34,6 +39,13 @@ class Linux519(Linux518):
                       "1493a1913e34 mm/swap: remember PG_anon_exclusive via a swp pte bit",
                       "cover letter 20220428083441.37290-1-david@redhat.com")
     anon_exclusive: bool = True
+
+    SETTINGS: ClassVar[tuple] = (Setting("madv_collapse", False, "v6.1: madvise(MADV_COLLAPSE) exists (7d8faaf15545)"),)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if "madv_collapse" in self.settings:
+            self.madv_collapse = bool(self.settings["madv_collapse"])
 
     def gup_must_unshare(self, k, gup_flags, pfn, idx):
         """gup_must_unshare(): only R/O FOLL_PIN; anon pages that are not

@@ -26,6 +26,10 @@ class Linux618(Linux69):
                                         "b1f202060afe mm: remap unused subpages to shared zeropage when splitting "
                                         "isolated thp")
     huge_zero_wp_thp: bool = True       # do_huge_zero_wp_pmd() (6.13)
+    #: khugepaged/MADV_COLLAPSE without SCAN_PAGE_RO: v6.18 ("mm: Enable khugepaged to operate on non-writable
+    #: VMAs", 20250903054635.19949-1-dev.jain@arm.com; live probe on 6.18.44: an all-R/O range collapses);
+    #: v6.15 .. v6.17 still refused it (the design models v6.18 here)
+    collapse_ro_ptes: bool = True
 
     def default_settings(self):
         return {}

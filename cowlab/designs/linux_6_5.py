@@ -5,6 +5,7 @@ soft-dirty, PageAnonExclusive);
 84209e87c696 / 8d6a0ac09a16 (6.2): R/O long-term pins unshare non-anon pages
 (the shared zeropage) in COW mappings too;
 6cce3314b928 (6.1): ksmd breaks COW of a KSM page with FAULT_FLAG_UNSHARE;
+7d8faaf15545 (6.1): madvise(MADV_COLLAPSE) (khugepaged.py);
 a7e689dd1c06 (6.5): O_DIRECT pins with FOLL_PIN (vmsplice stays FOLL_GET),
 so gup_must_unshare() unshares a page an O_DIRECT write(2) reads from.
 do_wp_page() is 5.19's: a PTE-mapped large folio is still reused by its
@@ -12,6 +13,7 @@ refcount (the "last subpage" case) until 6.9."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from .linux_5_19 import Linux519
 from ..kernel.types import FOLL_PIN, FOLL_LONGTERM, VM_WRITE, VM_SOFTDIRTY
@@ -28,6 +30,8 @@ class Linux65(Linux519):
     unshare_non_anon: bool = True
     odirect_gup: int = FOLL_PIN
     break_ksm_unshare: bool = True       # 6cce3314b928 (6.1)
+    madv_collapse: bool = True           # 7d8faaf15545 (6.1): madvise(MADV_COLLAPSE)
+    SETTINGS: ClassVar[tuple] = ()
 
     def gup_must_unshare_non_anon(self, k, gup_flags, pfn):
         return bool(gup_flags & FOLL_LONGTERM)

@@ -143,6 +143,10 @@ class DesignInterface(Protocol):
     huge_zero_wp_thp: bool
     #: a THP split maps its all-zero subpages to the shared zero page (6.12, b1f202060afe)
     thp_split_zeropage: bool
+    #: madvise(MADV_COLLAPSE) exists (6.1, 7d8faaf15545); before, the advice is -EINVAL
+    madv_collapse: bool
+    #: a collapse no longer needs a writable pte in the range (SCAN_PAGE_RO gone: 6.18)
+    collapse_ro_ptes: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

@@ -170,6 +170,17 @@ class SplitPmd(NamedTuple):
     pfn: int
 
 
+class CollapsePmd(NamedTuple):
+    """collapse_huge_page() (MADV_COLLAPSE, khugepaged): ``mm``'s PMD number
+    ``hidx`` now maps the new THP ``pfn``, a copy of what the ptes of the
+    range mapped (the folios ``old``, which lost these mappings)
+    (``khugepaged.collapse_huge_page()``)."""
+    mm: int
+    hidx: int
+    pfn: int
+    old: tuple = ()
+
+
 class Segv(NamedTuple):
     """A fault at ``addr`` of ``mm`` found no VMA or a VMA without the access
     (``do_user_addr_fault()``'s access_error(), handle_mm_fault()): SIGSEGV
@@ -187,9 +198,12 @@ class Error(NamedTuple):
     ``splice.vmsplice_done()``), ``"odirect_read"`` / ``"odirect_write"``
     (__iomap_dio_rw(), ``direct_io.dio_read_io()``), ``"io_uring_read_fixed"``
     / ``"io_uring_write_fixed"`` (no buffer registered: io_import_fixed()),
-    ``"madvise(MADV_PAGEOUT)"`` (``vmscan.madvise_pageout()``): GUP failed on
+    ``"madvise(MADV_PAGEOUT)"`` (``vmscan.madvise_pageout()``),
+    ``"madvise(MADV_COLLAPSE)"`` (``khugepaged.madvise_collapse()``: EINVAL
+    before 6.1 or for a range that cannot be collapsed, EAGAIN for a
+    transient failure, ENOMEM for a hole): GUP failed on
     the range, or the call was refused.  ``errno``: the error the call returns
-    to the process (EFAULT 14, EINVAL 22), 0 where the model does not say."""
+    to the process (EAGAIN 11, ENOMEM 12, EFAULT 14, EBUSY 16, EINVAL 22), 0 where the model does not say."""
     call: str
     mm: int
     addr: int
@@ -234,4 +248,4 @@ class MigrateFailed(NamedTuple):
 
 #: every effect type, in the order of this file
 EFFECT_TYPES: tuple[type, ...] = (Store, Load, Copy, Reuse, Pin, Fork, DupMmap, CopyPte, Unmap, Move, Exit, Swapin,
-                                  SplitPmd, Segv, Error, KsmMerge, KsmBreakCow, Migrate, MigrateFailed)
+                                  SplitPmd, CollapsePmd, Segv, Error, KsmMerge, KsmBreakCow, Migrate, MigrateFailed)

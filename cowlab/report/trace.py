@@ -25,7 +25,7 @@ explorer witness into a versioned, JSON-serialisable document:
 from __future__ import annotations
 
 from ..kernel.effects import (Copy, CopyPte, DupMmap, Error, Exit, Fork, KsmBreakCow, KsmMerge, Load, Migrate,
-                              MigrateFailed, Move, Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap)
+                              MigrateFailed, Move, Pin, Reuse, Segv, SplitPmd, Store, Swapin, Unmap, CollapsePmd)
 from ..kernel.types import (ZERO_PFN, FLAG_NAMES, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, TRANSIENT_REFS,
                             gup_flag_names)
 from ..verdict import MISSED, UNNECESSARY, WRONG
@@ -119,6 +119,11 @@ def _render_split_pmd(n, e: SplitPmd) -> str:
     return f"{n(e.mm)} splits the PMD of pfn {e.pfn}"
 
 
+def _render_collapse_pmd(n, e: CollapsePmd) -> str:
+    old = ", ".join(map(str, e.old)) or "none"
+    return f"{n(e.mm)} collapses its PMD {e.hidx} into the new THP pfn {e.pfn} (a copy of pfn {old})"
+
+
 def _render_ksm_break_cow(n, e: KsmBreakCow) -> str:
     return f"ksmd breaks COW of {n(e.mm)}'s page {e.addr} (pfn {e.pfn}, made a KSM page): its twin was refused"
 
@@ -156,7 +161,8 @@ def _render_move(n, e: Move) -> str:
 RENDERERS = {Reuse: _render_reuse, Copy: _render_copy, Store: _render_store, Load: _render_load,
              Swapin: _render_swapin, Pin: _render_pin, Fork: _render_fork, DupMmap: _render_dup_mmap,
              CopyPte: _render_copy_pte, Unmap: _render_unmap,
-             SplitPmd: _render_split_pmd, KsmBreakCow: _render_ksm_break_cow, Migrate: _render_migrate,
+             SplitPmd: _render_split_pmd, CollapsePmd: _render_collapse_pmd,
+             KsmBreakCow: _render_ksm_break_cow, Migrate: _render_migrate,
              MigrateFailed: _render_migrate_failed, KsmMerge: _render_ksm_merge, Segv: _render_segv,
              Exit: _render_exit, Error: _render_error, Move: _render_move}
 

@@ -98,3 +98,14 @@ def test_an_older_design_disagrees_where_the_kernel_changed():
     assert host.result == "agree", host.as_json()
     old = conformance.runner.run_cases([case], designs.load("linux-5.19"), attempts=1)[0]
     assert old.result == "disagree" and "odirect_write" in old.reason, old.as_json()
+
+
+def test_the_collapse_tests_ran(results):
+    """cow.c's anon_thp_test_cases[] run at the kernel's THP size and agree step by step -- MADV_COLLAPSE's
+    outcome included (6.18.44 on the 2026-12-02 machine: all four collapse; linux-6.9 disagrees on the fully
+    shared one, where 6.18 dropped SCAN_PAGE_RO)."""
+    _, _, res, _ = results
+    if not conformance.kernel_thp_nr():
+        pytest.skip("this kernel has no PMD THP")
+    col = [r for r in res if r.case.startswith("collapse-")]
+    assert len(col) == 4 and all(r.result == "agree" for r in col), [r.as_json() for r in col]

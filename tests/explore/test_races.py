@@ -23,6 +23,11 @@ S_RFC_BASE = "derived: the RFCs sit on 5.16, which has write_protect_seq (57efa1
 S_GFE = ("088b8aa537c2: correct under sequential consistency (the model's); before 5.19 R/O pins are unreliable: "
          "a pinned page swapped out comes back as a copy (derived, part-2 cover letter)")
 
+S_COLLAPSE = ("mm/khugepaged.c collapse_huge_page() (7d8faaf15545, 6.1): is_refcount_suitable() after "
+              "pmdp_collapse_flush() refuses a pinned page (SCAN_PAGE_COUNT); a later gup-fast finds the PMD none and "
+              "the slow path pins the new THP; tlb_remove_table_sync_one() waits out a gup-fast in progress")
+S_NO_COLLAPSE = "7d8faaf15545: MADV_COLLAPSE is 6.1+; before, madvise() fails with EINVAL and nothing is collapsed"
+
 EXPECT = {
     ("race-fork-gup-fast", "linux-5.7"): ("missed wrong", S_NOEARLY),
     ("race-fork-gup-fast", "linux-5.8"): ("missed wrong", S_NOEARLY),
@@ -75,6 +80,18 @@ EXPECT = {
     ("race-gup-fast-exclusive", "rfc-mapcount"): ("", S_MAPREUSE),
     ("race-gup-fast-exclusive", "rfc-page-anon-shared"): ("", S_MAPREUSE),
 }
+for _d in ("linux-6.5", "linux-6.9", "linux-6.18"):
+    EXPECT[("race-collapse-gup-fast", _d)] = ("", S_COLLAPSE)
+for _d in ("linux-5.7", "linux-5.8", "linux-5.9", "linux-5.11", "linux-5.18", "linux-5.19", "rfc-mapcount",
+           "rfc-page-anon-shared"):
+    EXPECT[("race-collapse-gup-fast", _d)] = ("", S_NO_COLLAPSE)
+EXPECT[("race-collapse-gup-fast", "linux-5.19:madv_collapse")] = ("", S_COLLAPSE + " (v6.1)")
+S_COLLAPSE_FORK = ("mm/khugepaged.c: dup_mmap() holds mmap_write_lock, so fork falls before the scan, between scan and "
+                   "collapse_huge_page()'s revalidation under mmap_write_lock, or after; a fork first write-protects "
+                   "every pte (SCAN_PAGE_RO up to 6.17; 6.18 collapses into the parent's private copy, live probe "
+                   "tools/probe_madv_collapse.py fully); a collapse first leaves fork a PMD THP to share")
+for _d in designs.names():
+    EXPECT[("race-collapse-fork", _d)] = ("", S_COLLAPSE_FORK if designs.load(_d).madv_collapse else S_NO_COLLAPSE)
 # linux-6.5 and linux-6.9 keep 5.19's PageAnonExclusive rules on these paths (they differ from it only in
 # mprotect, non-anon unshare, O_DIRECT pins and large-folio reuse), so each race expects what 5.19 and 6.18 do
 for _race in ("race-fork-gup-fast", "race-swapin-mapcount", "race-reclaim-pin", "race-thp-split",
@@ -89,6 +106,8 @@ def _design(spec):
         return designs.load(name, {"page_lock": True})
     if opt == "no_page_lock":
         return designs.load(name, {"page_lock": False})
+    if opt == "madv_collapse":
+        return designs.load(name, {"madv_collapse": True})
     return designs.load(name)
 
 
@@ -114,3 +133,30 @@ def test_every_race_has_an_expectation_for_every_design():
     for c in race_module.cases():
         for d in designs.names():
             assert (c.id, d) in EXPECT, (c.id, d)
+
+
+def test_collapse_race_needs_the_refcount_check(monkeypatch):
+    """The race has teeth: without is_refcount_suitable() (a collapse that
+    ignores the pin's reference) some interleaving copies the pinned page
+    away from the pin -- the wrong COW the kernel's check prevents
+    (mm/khugepaged.c: "Check if the page has any GUP (or other external) pins")."""
+    from cowlab.kernel.mm import khugepaged
+    monkeypatch.setattr(khugepaged, "is_refcount_suitable", lambda k, pfn: True)
+    r = explore(CowModel(catalog.get("race-collapse-gup-fast"), designs.load("linux-6.18")))
+    assert r.status == "complete" and not r.bugs
+    assert set(r.found) == {"wrong"}
+
+
+def test_collapse_fork_race_reaches_both_outcomes():
+    """The fork-first order (the sequential schedule runs the parent's fork before cpu1's madvise): 6.18
+    collapses the all-R/O range into the parent's own copy, 6.9 refuses it (SCAN_PAGE_RO -> EINVAL), as the
+    source says; the exploration above covers this order among the others."""
+    from cowlab.kernel.effects import CollapsePmd, Error
+    from cowlab.model import CowModel as M
+    from cowlab.schedule import sequential
+    c = catalog.get("race-collapse-fork")
+    for design, fork_first in (("linux-6.18", CollapsePmd), ("linux-6.9", Error)):
+        m = M(c, designs.load(design))
+        # the schedule runs the first runnable thread: the parent forks before cpu1 collapses
+        effects = [type(e) for tr in sequential(m, max_steps=5000) for e in tr.effects]
+        assert fork_first in effects, design

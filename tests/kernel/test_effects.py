@@ -53,7 +53,7 @@ def test_every_effect_docstring_names_a_kernel_function(t):
     assert t.__doc__ and re.search(r"\w+\(\)", t.__doc__), t.__name__
 
 
-_SAMPLE = {int: 1, str: "x", bool: True, Any: 7, Ref | None: None}
+_SAMPLE = {int: 1, str: "x", bool: True, Any: 7, Ref | None: None, tuple: (2, 3)}
 
 
 @pytest.mark.parametrize("t", EFFECT_TYPES, ids=lambda t: t.__name__)

@@ -13,7 +13,7 @@ from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
                      VM_HUGETLB, VM_MERGEABLE, PG_hugetlb, PG_swapcache, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP,
                      ZERO_PFN)
-from . import huge_memory
+from . import huge_memory, khugepaged
 from .internal import VM_FAULT_SIGSEGV
 from .memory import enter_fault, zap_pte, vm_normal_page, lookup
 
@@ -148,9 +148,12 @@ def do_munmap(k, fr, op):
 def do_madvise(k, fr, op):
     """do_madvise(): MADV_DONTNEED zaps (mmap_lock for read);
     MADV_DONTFORK/DOFORK/HUGEPAGE/NOHUGEPAGE/MERGEABLE edit vm_flags
-    (mmap_lock for write)."""
+    (mmap_lock for write); MADV_COLLAPSE (6.1+, mmap_lock for read) is
+    khugepaged.madvise_collapse()."""
     advice = op["advice"]
     start, n = op["addr"], op.get("pages", 1)
+    if advice == "collapse":
+        return khugepaged.madvise_collapse(k, op)
     if advice == "dontneed":
         k.mmap_read_lock()
         _zap_range(k, k.mm, start, start + n)
@@ -242,7 +245,7 @@ op("mmap", "mmap", "mmap(MAP_PRIVATE|MAP_ANONYMOUS)", ("addr", "pages", "prot", 
    "create a private anonymous mapping")
 op("munmap", "munmap", "munmap()", ("addr", "pages"), "unmap pages")
 op("madvise", "madvise", "madvise()", ("addr", "pages", "advice"),
-   "advice: dontneed | dontfork | dofork | hugepage | nohugepage | mergeable")
+   "advice: dontneed | dontfork | dofork | hugepage | nohugepage | mergeable | collapse (MADV_COLLAPSE, 6.1+)")
 op("mprotect", "mprotect", "mprotect()", ("addr", "pages", "prot"), "prot: r | rw | none")
 op("clear_refs", "clear_refs", "echo 4 > /proc/self/clear_refs", (), "clear soft-dirty bits (write-protects)")
 op("exit", "exit", "exit()", (), "the process exits")
