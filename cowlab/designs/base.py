@@ -166,6 +166,10 @@ class Design:
     #: __split_huge_page() maps every all-zero subpage of an anon THP it splits to the shared zero page instead of
     #: its own page (remap_page(RMP_USE_SHARED_ZEROPAGE) -> try_to_map_unused_to_zeropage(); 6.12, b1f202060afe)
     thp_split_zeropage: bool = False
+    #: a write fault in a VM_HUGEPAGE vma allocates an anonymous large folio of the highest enabled size (the case
+    #: setting ``thp_sizes``) below the PMD size that fits, mapped by ptes (mTHP: alloc_anon_folio(), 6.8,
+    #: 19eaf44954df "mm: thp: support allocation of anonymous multi-size THP"); otherwise only the PMD size exists
+    anon_mthp: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

@@ -143,6 +143,9 @@ class DesignInterface(Protocol):
     huge_zero_wp_thp: bool
     #: a THP split maps its all-zero subpages to the shared zero page (6.12, b1f202060afe)
     thp_split_zeropage: bool
+    #: a write fault in a VM_HUGEPAGE vma may allocate an anonymous large folio of any enabled size below the PMD
+    #: size and map it with ptes (mTHP: alloc_anon_folio(), 6.8, 19eaf44954df)
+    anon_mthp: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:
