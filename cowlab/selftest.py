@@ -21,9 +21,11 @@ VMSPLICE_TESTS = {t[0] for t in cow_c.TESTS[2:6]}
 
 
 def test_of(case):
+    """(cow.c test id, variant) of a cow.c case (an mTHP case's id ends in ``-<kB>k``: cow_c.mthp_case_id())."""
     for tid, *_ in cow_c.TESTS:
         for v in cow_c.VARIANTS:
-            if cow_c.case_id(tid, v) == case.id:
+            if cow_c.case_id(tid, v) == case.id or (v in cow_c.MTHP_VARIANTS and "mthp" in case.tags and any(
+                    cow_c.mthp_case_id(tid, v, kb) == case.id for kb in cow_c.MTHP_SIZES_KB)):
                 return tid, v
     raise KeyError(case.id)
 
