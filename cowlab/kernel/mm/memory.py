@@ -3,7 +3,8 @@
 Paths (each a sequence of atomic steps at the kernel's lock boundaries):
 
 * ``handle_mm_fault`` -> ``handle_pte_fault`` under the PT lock, dispatching to
-  ``do_anonymous_page`` (pte none), ``do_wp_page`` (present, R/O, write or
+  ``do_anonymous_page`` (pte none; a large folio of an enabled mTHP size from
+  6.8, ``alloc_anon_folio``), ``do_wp_page`` (present, R/O, write or
   FAULT_FLAG_UNSHARE) or ``do_swap_page`` (swap pte);
 * ``do_wp_page`` asks the design (``wp_anon``) whether to reuse; a copy
   drops the PT lock, allocates and copies (``wp_page_copy``), retakes the
@@ -432,7 +433,13 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
 def zap_pte(k, mm: int, addr: int) -> None:
     """zap_pte_range() for one pte (PT lock held by the caller): present ->
     page_remove_rmap + put_page (the TLB-gather's deferred free); swap ->
-    free_swap_and_cache(); migration -> drop the entry."""
+    free_swap_and_cache(); migration -> drop the entry.  A large folio that
+    keeps other ptes stays whole and partially mapped: the kernel queues it
+    for a deferred split (folio_remove_rmap_ptes() -> deferred_split_folio(),
+    anon folios partially mapped, 6.8+ for mTHP too), which changes no
+    mapping until the deferred-split shrinker runs under memory pressure; the
+    model has no such shrinker (a split it needs, MADV_PAGEOUT's, is
+    split_folio())."""
     pte = k.pte(addr, mm)
     if pte is None:
         return
