@@ -185,6 +185,8 @@ def thp_sizes_problem(sizes, hpage_pmd_nr: int) -> str:
     hpage_pmd_nr (the PMD size)."""
     if not isinstance(sizes, (tuple, list)) or not sizes:
         return f"must be a non-empty list of folio sizes in pages, not {sizes!r}"
+    if hpage_pmd_nr < 4:
+        return f"no THP size of 4 pages or more fits hpage_pmd_nr = {hpage_pmd_nr}; set hpage_pmd_nr >= 4"
     for n in sizes:
         if isinstance(n, bool) or not isinstance(n, int) or n < 4 or n > hpage_pmd_nr or n & (n - 1):
             return f"{n!r} is not a power of two in 4..{hpage_pmd_nr} (hpage_pmd_nr)"

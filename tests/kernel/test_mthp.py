@@ -169,6 +169,9 @@ def test_thp_sizes_in_a_script_and_a_file():
     bad = text.replace("thp_sizes = [4]", "thp_sizes = [4, 3]")
     with pytest.raises(ScenarioError, match=r"^m.toml:4: thp_sizes: 3 is not a power of two in 4..8"):
         parse_case(tomllib.loads(bad), bad, "m.toml")
+    bad = text.replace("hpage_pmd_nr = 8\n", "")
+    with pytest.raises(ScenarioError, match=r"^m.toml:3: thp_sizes: .*set hpage_pmd_nr >= 4"):
+        parse_case(tomllib.loads(bad), bad, "m.toml")
     bad = text.replace("thp_sizes = [4]", 'thp_sizes = "4"')
     with pytest.raises(ScenarioError, match=r"^m.toml:4: thp_sizes"):
         parse_case(tomllib.loads(bad), bad, "m.toml")
