@@ -75,3 +75,19 @@ def kinds(test, variant, design):
         return "", S_618_REUSE
     return "", ("derived: every copy is of a page the child maps or a pipe / pin holds (cow.c's own test), "
                 "every exclusive page is reused")
+
+
+def unnecessary(test, variant, design, nr):
+    """-> how many unnecessary copies the model must count under linux-6.9 / linux-6.18 for a folio of ``nr``
+    subpages (the sources of ``kinds()``: each copy is one subpage's, so the number follows the pages the test
+    touches: the whole folio, its lower half, its first page)."""
+    want, _ = kinds(test, variant, design)
+    if not want:
+        return 0
+    if test in PREV_SHARED:
+        pages = {"single-pte-thp": 1, "partial-mremap-thp": nr // 2}.get(variant, nr)
+        # 6.9 copies every page the pin unshares; 6.18 reuses the first (unless it is the single remaining one)
+        return pages if design == "linux-6.9" or variant == "single-pte-thp" else pages - 1
+    if test == "iouring-fork":
+        return nr // 2 if variant == "partial-mremap-thp" else 1     # the moved-away half / the once-shared page
+    return 1                                                         # partial-shared-thp: the once-shared page
