@@ -5,7 +5,7 @@ import tomllib
 import pytest
 
 from cowlab import designs
-from cowlab.kernel.types import PG_large, PG_lru, ZERO_PFN
+from cowlab.kernel.types import PG_ksm, PG_large, PG_lru, ZERO_PFN
 from cowlab.model import CowModel
 from cowlab.scenario import ScenarioError, Script
 from cowlab.schedule import sequential
@@ -175,3 +175,54 @@ def test_thp_sizes_in_a_script_and_a_file():
     bad = text.replace("thp_sizes = [4]", 'thp_sizes = "4"')
     with pytest.raises(ScenarioError, match=r"^m.toml:4: thp_sizes"):
         parse_case(tomllib.loads(bad), bad, "m.toml")
+
+
+def _ksm_script(pin=False):
+    s = Script("k", pages=8, hpage_pmd_nr=8, settings={"thp_sizes": (4,)})
+    p, q = s.process("parent"), s.process("other")
+    p.mmap(0, pages=8, thp=True)
+    p.madvise(0, pages=8, advice="mergeable")
+    p.fork(q)
+    p.write(0, pages=4, value=7)       # a fresh mTHP in each (after the fork: nothing shared)
+    q.write(0, pages=4, value=7)
+    if pin:
+        q.pin_longterm(3, pages=1, pin="x")
+    p.ksm_merge(1, of="other", other_addr=1)
+    if pin:
+        q.unpin(pin="x")
+    p.read(0, pages=4)
+    q.read(0, pages=4)
+    q.exit()
+    return s
+
+
+@pytest.mark.parametrize("design", ["linux-6.9", "linux-6.18"])
+def test_ksm_splits_a_pte_mapped_large_folio_and_merges_its_page(design):
+    # try_to_merge_one_page(): "if (folio_test_large(folio)) { if (split_folio(folio)) goto out_unlock; }" for
+    # both pages, then write_protect_page() + replace_page(): one KSM page mapped R/O at page 1 in both mms
+    run = sequential(CowModel(_ksm_script().build(), designs.load(design)), max_steps=20000)
+    merged = None
+    for tr in run:
+        assert not tr.bugs, tr.bugs
+        s = tr.state
+        if tr.label == "ksm.merge":
+            merged = s
+    assert run.end == "done" and merged is not None
+    a, b = merged.mms[0].ptes[1], merged.mms[1].ptes[1]
+    assert a.pfn == b.pfn and not a.write and not b.write and merged.folios[a.pfn].flags & PG_ksm
+    assert merged.folios[a.pfn].nr == 1
+    # the rest of each folio is small folios now (split), still mapped where they were
+    for mm in (0, 1):
+        assert all(merged.folios[merged.mms[mm].ptes[i].pfn].nr == 1 for i in range(4))
+
+
+def test_ksm_leaves_a_pinned_large_folio_alone():
+    # split_folio() fails (-EAGAIN: can_split_folio(), the pin's reference): the tree page is not merged and
+    # break_cow() takes the first page back
+    run = sequential(CowModel(_ksm_script(pin=True).build(), designs.load("linux-6.18")), max_steps=20000)
+    for tr in run:
+        assert not tr.bugs, tr.bugs
+        if tr.label == "ksm.merge":
+            s = tr.state
+            assert s.folios[s.mms[1].ptes[1].pfn].nr == 4          # the pinned folio is whole
+    assert run.end == "done"
