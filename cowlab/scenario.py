@@ -69,7 +69,10 @@ class Case:
     tags: tuple = ()
     #: model settings, (name, value) pairs (``Script(settings=...)``): ``swap_device`` is ``"zram"`` (the
     #: default: SWP_SYNCHRONOUS_IO, a swap-in of an entry one pte references skips the swap cache) or
-    #: ``"disk"`` (every swap-in goes through the swap cache)
+    #: ``"disk"`` (every swap-in goes through the swap cache); ``thp_sizes`` is a tuple of the anonymous THP
+    #: sizes in pages (powers of two, 4 .. hpage_pmd_nr) enabled in VM_HUGEPAGE vmas, as
+    #: ``/sys/kernel/mm/transparent_hugepage/hugepages-<kB>kB/enabled = madvise`` (default ``(hpage_pmd_nr,)``:
+    #: PMD THP only; the sizes below it are mTHP, allocated by designs with ``anon_mthp``)
     settings: tuple = ()
 
     def setting(self, name: str, default=None):
@@ -112,7 +115,10 @@ class Script:
     def __init__(self, id: str, title: str = "", pages: int = 1, source: str = "", tags=(),
                  hpage_pmd_nr: int = HPAGE_PMD_NR, settings: dict | None = None):
         self.id, self.title, self.pages, self.source, self.tags = id, title, pages, source, tuple(tags)
-        self.settings = tuple(sorted((settings or {}).items()))
+        settings = dict(settings or {})
+        if "thp_sizes" in settings and isinstance(settings["thp_sizes"], list):
+            settings["thp_sizes"] = tuple(settings["thp_sizes"])
+        self.settings = tuple(sorted(settings.items()))
         self.hpage_pmd_nr = hpage_pmd_nr
         self._procs: list[str] = []
         self._threads: dict[str, str] = {}
@@ -159,6 +165,10 @@ class Script:
     def build(self) -> Case:
         c = compile_case(self.id, self.title, self.source, self.pages, self._procs, self._threads,
                          self._script, self._free, self.tags, hpage_pmd_nr=self.hpage_pmd_nr)
+        if "thp_sizes" in dict(self.settings):
+            err = thp_sizes_problem(dict(self.settings)["thp_sizes"], self.hpage_pmd_nr)
+            if err:
+                raise ScenarioError(f"{self.id}: thp_sizes: {err}")
         return replace(c, settings=self.settings) if self.settings else c
 
 
@@ -166,6 +176,23 @@ def check_hpage_pmd_nr(nr) -> None:
     """A THP/hugetlb size the model can run: a power of two >= 2."""
     if isinstance(nr, bool) or not isinstance(nr, int) or nr < 2 or nr & (nr - 1):
         raise ScenarioError(f"hpage_pmd_nr must be a power of two >= 2, not {nr!r}")
+
+
+def thp_sizes_problem(sizes, hpage_pmd_nr: int) -> str:
+    """What is wrong with a ``thp_sizes`` setting ("" if nothing): a non-empty
+    tuple of distinct powers of two from 4 (order 2, the smallest anonymous
+    mTHP: thp_vma_allowable_orders() never offers order 1) to the case's
+    hpage_pmd_nr (the PMD size)."""
+    if not isinstance(sizes, (tuple, list)) or not sizes:
+        return f"must be a non-empty list of folio sizes in pages, not {sizes!r}"
+    if hpage_pmd_nr < 4:
+        return f"no THP size of 4 pages or more fits hpage_pmd_nr = {hpage_pmd_nr}; set hpage_pmd_nr >= 4"
+    for n in sizes:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 4 or n > hpage_pmd_nr or n & (n - 1):
+            return f"{n!r} is not a power of two in 4..{hpage_pmd_nr} (hpage_pmd_nr)"
+    if len(set(sizes)) != len(sizes):
+        return f"{list(sizes)} names a size twice"
+    return ""
 
 
 def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), tags=(),

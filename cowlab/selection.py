@@ -175,6 +175,8 @@ def export_toml(case: Case) -> str:
         lines.append("expect_stuck = true")
     if case.setting("swap_device", "zram") != "zram":
         lines.append(f"swap_device = {_toml_value(case.setting('swap_device'))}")
+    if case.setting("thp_sizes") is not None:
+        lines.append(f"thp_sizes = {_toml_value(list(case.setting('thp_sizes')))}")
 
     def step(thread, op, args, group=None):
         out = ["", "[[step]]", f"thread = {_toml_value(thread)}"]
@@ -286,6 +288,9 @@ def scenario_format_markdown() -> str:
                "pages (1..1024)", "hpage_pmd_nr": "subpages of a THP / hugetlb page: a power of two, 2..512",
                "tags": "labels `cowlab cases --tag` and `-c ... --tag` select by", "swap_device": "the swap device "
                "the model assumes: `zram` (SWP_SYNCHRONOUS_IO: a swap-in may skip the swap cache) or `disk`",
+               "thp_sizes": "anonymous THP sizes in pages enabled in MADV_HUGEPAGE vmas (powers of two, 4 .. "
+               "`hpage_pmd_nr`; like `hugepages-<kB>kB/enabled = madvise`); sizes below `hpage_pmd_nr` are mTHP "
+               "(designs with `anon_mthp`, 6.8+); default `[hpage_pmd_nr]`, PMD THP only",
                "expect_stuck": "a thread left waiting for ever is the expected end (otherwise the run is inconclusive)",
                "step": "the sequential script: `[[step]]` tables, run in order", "thread": "`[[thread]]` tables: "
                "concurrent threads, unordered against the script"}
@@ -332,7 +337,7 @@ def _annot(t) -> str:
         return _annot(next(a for a in args if a is not type(None)))
     if origin is list:
         inner = args[0] if args else None
-        return "array of " + ("strings" if inner is str else "tables")
+        return "array of " + ("strings" if inner is str else "integers" if inner is int else "tables")
     return _type_name(t)
 
 

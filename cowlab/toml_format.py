@@ -12,6 +12,9 @@
     expect_stuck = false             # true: a thread left waiting for ever is the expected end (else inconclusive)
     swap_device = "zram"             # the swap device the model assumes: "zram" (SWP_SYNCHRONOUS_IO, the default,
                                      # as conformance sets up) or "disk" (every swap-in through the swap cache)
+    thp_sizes = [4]                  # optional: the anonymous THP sizes (in pages: powers of two, 4 .. hpage_pmd_nr)
+                                     # enabled in MADV_HUGEPAGE vmas, like hugepages-<kB>kB/enabled = madvise; sizes
+                                     # below hpage_pmd_nr are mTHP (6.8+ designs); default [hpage_pmd_nr]
 
     [[step]]                         # a sequential script: steps run in this order
     thread = "parent"                # a thread; by default its own process
@@ -179,6 +182,7 @@ class CaseModel(BaseModel):
     tags: list[str] = []
     expect_stuck: bool = False
     swap_device: Literal["zram", "disk"] = "zram"
+    thp_sizes: Optional[list[int]] = None
     step: list[StepModel] = []
     thread: list[ThreadModel] = []
 
@@ -406,8 +410,17 @@ def parse_case(data: dict, text: str, path: str):
                             hpage_pmd_nr=cm.hpage_pmd_nr)
     except ScenarioError as e:
         raise _err(path, None, "case", str(e)) from None
+    settings = {}
     if cm.swap_device != "zram":
-        case = dataclasses.replace(case, settings=(("swap_device", cm.swap_device),))
+        settings["swap_device"] = cm.swap_device
+    if cm.thp_sizes is not None:
+        from .scenario import thp_sizes_problem
+        err = thp_sizes_problem(cm.thp_sizes, cm.hpage_pmd_nr)
+        if err:
+            raise _err(path, lines.key(None, "thp_sizes"), "thp_sizes", err)
+        settings["thp_sizes"] = tuple(cm.thp_sizes)
+    if settings:
+        case = dataclasses.replace(case, settings=tuple(sorted(settings.items())))
     return dataclasses.replace(case, expect_stuck=True) if cm.expect_stuck else case
 
 

@@ -4,7 +4,10 @@ Every case is built by a function of the THP/hugetlb size (the case's
 ``hpage_pmd_nr``): ``get(id)`` and ``all_cases()`` give the model's default
 (``kernel.types.HPAGE_PMD_NR``, 2), ``get(id, hpage_pmd_nr=512)`` the same
 case at the kernel's size, and ``sized(case, nr)`` rebuilds a case at another
-size.  The ids and verdicts do not depend on the size."""
+size.  The ids and verdicts do not depend on the size.  The cow.c mTHP
+cases (16 kB, ``cow_c.mthp_cases()``) have a geometry of their own: a folio
+of 4 subpages under a PMD of 8 (of ``hpage_pmd_nr`` when that is larger:
+at 512 they are the kernel's 16 kB mTHP)."""
 from __future__ import annotations
 
 import dataclasses
@@ -35,10 +38,13 @@ def _all(nr: int = HPAGE_PMD_NR) -> dict:
     check_hpage_pmd_nr(nr)
     out = {}
     for c in (cow_c.cases(nr=nr) + cow_c.thp_cases(nr) + cow_c.non_anon_cases(nr) + seed.cases() + history.cases(nr) +
-              ksm.cases() + direct_io.cases() + trust.cases(nr) + mutation.cases() + races.cases(nr)):
+              ksm.cases() + direct_io.cases() + trust.cases(nr) + mutation.cases() + races.cases(nr) +
+              cow_c.mthp_cases(16, max(nr, cow_c.MODEL_PMD_NR))):
         if c.id in out:
             raise RuntimeError(f"duplicate case id {c.id}")
-        if c.hpage_pmd_nr != nr:
+        if "mthp" in c.tags:
+            pass      # an mTHP case keeps its folio of 4 under a PMD of at least 8 (cow_c: model geometry)
+        elif c.hpage_pmd_nr != nr:
             # a case without THP/hugetlb is the same at every size; one with them must be built at nr
             if uses_huge(c):
                 raise RuntimeError(f"catalog case {c.id} was built with THP size {c.hpage_pmd_nr}, not {nr}")

@@ -10,6 +10,18 @@ the model's HPAGE_PMD_NR, 2 subpages, so "the upper half" of a THP is its
 second page); conformance builds them again at the kernel's 512.  The
 variants' verdicts do not depend on the size.
 
+mTHP (anonymous large folios below the PMD size, 6.8+): cow.c runs the
+PTE-mapped variants (``MTHP_VARIANTS``; the PMD-mapped ``thp``/``thp-swap``
+only exist for the PMD size, run_anon_test_case()) once per enabled
+hugepages-<kB>kB size.  Their ids add ``-<kB>k`` (``basic-cow-fork-pte-thp-16k``).
+The model runs every mTHP size on a folio of ``MODEL_MTHP_NR`` (4) subpages
+with ``hpage_pmd_nr=MODEL_PMD_NR`` (8) and ``thp_sizes=(4,)``: 16 kB, the
+smallest size that keeps every page class cow.c touches (the first page, the
+rest, the lower and the upper half); ``case_for(..., real=True)`` builds the
+kernel's geometry (size/4 kB subpages, hpage_pmd_nr=512).  The catalog
+proper has the 16 kB cases (``mthp_cases()``); ``case_for()`` builds the
+others on demand.
+
 ``non_anon_cases()`` are the ``non_anon_test_cases[]`` the model can express
 (the shared zeropage and the huge zeropage; memfd, tmpfile and memfd hugetlb
 are file pages).  ``case_for()`` maps each test cow.c's main() runs (test,
@@ -20,11 +32,15 @@ from __future__ import annotations
 
 import dataclasses
 from functools import lru_cache
+from typing import NamedTuple
 
 from ..kernel.types import HPAGE_PMD_NR
 from ..scenario import Script
 
 SRC = "tools/testing/selftests/mm/cow.c anon_test_cases[] (109364fce504)"
+MTHP_SRC = ("; mTHP sizes: cow.c run_anon_test_case() for each hugepages-<kB>kB below the PMD size "
+            "(\"selftests/mm/cow: add tests for anonymous multi-size THP\", Ryan Roberts' mTHP series, 6.8) "
+            "on 19eaf44954df (6.8) anonymous mTHP")
 
 #: variant id -> (title suffix, the address space in THPs/hugetlb pages; 0: one base page)
 VARIANTS = {
@@ -42,20 +58,54 @@ VARIANTS = {
 }
 
 
+#: the variants cow.c runs for an mTHP size (below the PMD size): the PTE-mapped ones (run_anon_test_case())
+MTHP_VARIANTS = ("pte-thp", "pte-thp-swap", "single-pte-thp", "single-pte-thp-swap", "partial-mremap-thp",
+                 "partial-shared-thp")
+#: the variants of the PMD size (2048 kB): the PMD-mapped THP too
+PMD_VARIANTS = ("thp", "thp-swap") + MTHP_VARIANTS
+#: the mTHP sizes (kB) of x86-64 with 4 KiB pages: hugepages-16kB .. hugepages-1024kB (orders 2 .. 8)
+MTHP_SIZES_KB = (16, 32, 64, 128, 256, 512, 1024)
+#: the PMD THP size and the hugetlb sizes (kB) cow.c meets on x86-64
+PMD_SIZE_KB = 2048
+HUGETLB_1G_KB = 1048576
+#: model geometry of every mTHP size: a folio of 4 subpages under a PMD of 8
+MODEL_MTHP_NR = 4
+MODEL_PMD_NR = 8
+#: the kernel's geometry (x86-64, 4 KiB pages)
+REAL_PMD_NR = 512
+
+
 def variant_pages(variant: str, nr: int = HPAGE_PMD_NR) -> int:
     """The address-space pages of a variant at THP size ``nr``."""
     huge = VARIANTS[variant][1]
     return huge * nr if huge else 1
 
 
-def _setup(id, title, variant, N):
+class Mthp(NamedTuple):
+    """The geometry of an mTHP case: the PMD's subpages (the folio's are the
+    builder's N) and the size cow.c names (kB)."""
+    pmd_nr: int
+    kb: int
+
+
+def _setup(id, title, variant, N, mthp=None):
     """do_run_with_base_page() / do_run_with_thp() / run_with_hugetlb() with
     THPs and hugetlb pages of N subpages: returns (script, parent, size in
-    pages of the range under test)."""
+    pages of the range under test).  With ``mthp`` (an ``Mthp``) the THP is
+    an mTHP of N subpages under a PMD of ``mthp.pmd_nr`` (``thp_sizes=(N,)``):
+    the address space is rounded up to whole PMDs, and the PTE-mapping
+    mprotect() is the no-op cow.c says it is (the folio is PTE-mapped from
+    birth; cow.c mprotects its second subpage, ``mem + pagesize``)."""
     suffix = VARIANTS[variant][0]
     full_title = title if variant == "base" else f"{title} {suffix}"
-    s = Script(id, full_title, pages=variant_pages(variant, N), source=SRC, tags=("cow.c", variant),
-               hpage_pmd_nr=N)
+    if mthp is not None:
+        pages = -(-variant_pages(variant, N) // mthp.pmd_nr) * mthp.pmd_nr
+        s = Script(id, full_title, pages=pages, source=SRC + MTHP_SRC,
+                   tags=("cow.c", variant, "mthp", f"{mthp.kb}k"), hpage_pmd_nr=mthp.pmd_nr,
+                   settings={"thp_sizes": (N,)})
+    else:
+        s = Script(id, full_title, pages=variant_pages(variant, N), source=SRC, tags=("cow.c", variant),
+                   hpage_pmd_nr=N)
     p = s.process("parent")
     size = 1
     if variant in ("base", "swap"):
@@ -72,7 +122,10 @@ def _setup(id, title, variant, N):
     p.mmap(0, pages=N, thp=True)                # aligned to thpsize, MADV_HUGEPAGE
     p.write(0, pages=N)                         # mem[0] = 1 populates the THP; memset(mem, 1, thpsize)
     size = N
-    if variant.startswith("pte-thp"):
+    if variant.startswith("pte-thp") and mthp is not None:
+        p.mprotect(1, pages=1, prot="r")        # mprotect(mem + pagesize, pagesize, PROT_READ) and back: a no-op
+        p.mprotect(1, pages=1, prot="rw")       # for an mTHP (already PTE-mapped)
+    elif variant.startswith("pte-thp"):
         p.mprotect(0, pages=1, prot="r")        # mprotect one subpage R and back: PTE-maps the THP
         p.mprotect(0, pages=1, prot="rw")
     elif variant.startswith("single-pte-thp"):
@@ -92,9 +145,9 @@ def _setup(id, title, variant, N):
     return s, p, size
 
 
-def cow_in_parent(id, title, variant, N, mprotect=False, vmsplice=False):
+def cow_in_parent(id, title, variant, N, mprotect=False, vmsplice=False, mthp=None):
     """do_test_cow_in_parent(): child_memcmp_fn / child_vmsplice_memcmp_fn."""
-    s, p, n = _setup(id, title, variant, N)
+    s, p, n = _setup(id, title, variant, N, mthp)
     c = s.process("child")
     p.fork(c)
     c.read(0, pages=n)                          # child: memcpy(old, mem)
@@ -113,9 +166,9 @@ def cow_in_parent(id, title, variant, N, mprotect=False, vmsplice=False):
     return s.build()
 
 
-def vmsplice_in_parent(id, title, variant, N, before_fork):
+def vmsplice_in_parent(id, title, variant, N, before_fork, mthp=None):
     """do_test_vmsplice_in_parent()."""
-    s, p, n = _setup(id, title, variant, N)
+    s, p, n = _setup(id, title, variant, N, mthp)
     c = s.process("child")
     p.read(0, pages=n)                          # memcpy(old, mem)
     if before_fork:
@@ -130,11 +183,11 @@ def vmsplice_in_parent(id, title, variant, N, before_fork):
     return s.build()
 
 
-def iouring(id, title, variant, N, use_fork):
+def iouring(id, title, variant, N, use_fork, mthp=None):
     """do_test_iouring(): register (long-term R/W pin), then fork or
     mprotect(R)+clear_softdirty()+mprotect(RW), memset 0xff, write_fixed to a
     file and compare it with memory."""
-    s, p, n = _setup(id, title, variant, N)
+    s, p, n = _setup(id, title, variant, N, mthp)
     p.io_uring_register(0, pages=n, buf="b")
     if use_fork:
         c = s.process("child")
@@ -151,10 +204,10 @@ def iouring(id, title, variant, N, use_fork):
     return s.build()
 
 
-def ro_pin(id, title, variant, N, test, fast):
+def ro_pin(id, title, variant, N, test, fast, mthp=None):
     """do_test_ro_pin(): PIN_LONGTERM_TEST_START (R/O, fast or not),
     memset 0xff, PIN_LONGTERM_TEST_READ must see it."""
-    s, p, n = _setup(id, title, variant, N)
+    s, p, n = _setup(id, title, variant, N, mthp)
     if test in ("shared", "previously-shared"):
         c = s.process("child")
         p.fork(c)
@@ -211,6 +264,36 @@ def cases(variants=None, nr: int = HPAGE_PMD_NR):
         for tid, title, fn, kw in TESTS:
             out.append(fn(case_id(tid, variant), title, variant, nr, **kw))
     return out
+
+
+def mthp_case_id(test_id: str, variant: str, size_kb: int) -> str:
+    """The id of an mTHP case: ``basic-cow-fork-pte-thp-16k``."""
+    return f"{case_id(test_id, variant)}-{size_kb}k"
+
+
+def _test(test_id: str):
+    for t in TESTS:
+        if t[0] == test_id:
+            return t
+    raise KeyError(f"no cow.c anon test {test_id!r}")
+
+
+def mthp_case(test_id: str, variant: str, size_kb: int, folio_nr: int, pmd_nr: int):
+    """One cow.c test in an mTHP variant: a folio of ``folio_nr`` subpages
+    (the only enabled size, ``thp_sizes=(folio_nr,)``) under a PMD of
+    ``pmd_nr``, named for ``size_kb``."""
+    if variant not in MTHP_VARIANTS:
+        raise KeyError(f"{variant!r} is not an mTHP variant ({', '.join(MTHP_VARIANTS)})")
+    tid, title, fn, kw = _test(test_id)
+    return fn(mthp_case_id(tid, variant, size_kb), title, variant, folio_nr, mthp=Mthp(pmd_nr, size_kb), **kw)
+
+
+def mthp_cases(size_kb: int = 16, pmd_nr: int = MODEL_PMD_NR):
+    """The cow.c tests in every mTHP variant at model geometry (a folio of
+    MODEL_MTHP_NR subpages under a PMD of ``pmd_nr``), named for
+    ``size_kb``: the catalog's 16 kB cases (at ``pmd_nr=512`` those are the
+    kernel's geometry of 16 kB)."""
+    return [mthp_case(t[0], v, size_kb, MODEL_MTHP_NR, pmd_nr) for v in MTHP_VARIANTS for t in TESTS]
 
 
 # ----------------------------------------------------------------------------- anon_thp_test_cases[]
@@ -368,11 +451,11 @@ def non_anon_cases(nr: int = HPAGE_PMD_NR):
 # ----------------------------------------------------------------------------- cow.c's tests -> the model's cases
 #: x86-64: the PMD size and the sizes cow.c can detect (hugepages-<kB>kB of anonymous THP: orders 2 .. 9;
 #: /sys/kernel/mm/hugepages/: 2 MiB and 1 GiB)
-PMD_KB = 2048
-THP_KB = (16, 32, 64, 128, 256, 512, 1024, 2048)
-HUGETLB_KB = (2048, 1048576)
+PMD_KB = PMD_SIZE_KB
+THP_KB = MTHP_SIZES_KB + (PMD_SIZE_KB,)
+HUGETLB_KB = (PMD_SIZE_KB, HUGETLB_1G_KB)
 #: the kernel's subpages per PMD THP (x86-64, 4 KiB pages)
-KERNEL_PMD_NR = 512
+KERNEL_PMD_NR = REAL_PMD_NR
 
 THP_VARIANTS = [v for v, (_, huge) in VARIANTS.items() if huge and v != "hugetlb"]
 #: run only at the PMD size (THP_RUN_PMD / THP_RUN_PMD_SWAPOUT: ``assert(thpsize == pmdsize)``)
@@ -455,12 +538,19 @@ def case_for(tid: str, variant: str, size_kb: int = 2048, real: bool = False):
     if variant == "hugetlb":
         if size_kb not in HUGETLB_KB:
             return None
+        if real and size_kb == HUGETLB_1G_KB:
+            return None         # (262144 subpages: not at the kernel's geometry)
         c = _catalog_case(kernel_case_id(tid, variant, size_kb), real)
-        if c is None and size_kb == 1048576:
+        if c is None and size_kb == HUGETLB_1G_KB:
             base = _catalog_case(case_id(tid, variant), real)
             if base is not None:
                 c = dataclasses.replace(base, id=kernel_case_id(tid, variant, size_kb), title=base.title + " (1 GiB)")
         return c
-    if variant in THP_VARIANTS and (size_kb != PMD_KB and variant in PMD_ONLY):
-        return None
+    if variant in THP_VARIANTS and size_kb != PMD_KB:
+        # an mTHP size: built on demand (the catalog has the 16 kB cases at model geometry: the same case)
+        if variant not in MTHP_VARIANTS or size_kb not in MTHP_SIZES_KB:
+            return None
+        if real:
+            return mthp_case(tid, variant, size_kb, size_kb // 4, REAL_PMD_NR)
+        return mthp_case(tid, variant, size_kb, MODEL_MTHP_NR, MODEL_PMD_NR)
     return _catalog_case(kernel_case_id(tid, variant, size_kb if variant in THP_VARIANTS else None), real)

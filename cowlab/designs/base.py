@@ -174,6 +174,10 @@ class Design:
     #: 20250903054635.19949-1-dev.jain@arm.com; a live probe on 6.18.44 collapses an all-R/O range); before,
     #: such a range fails with SCAN_PAGE_RO (MADV_COLLAPSE: -EINVAL)
     collapse_ro_ptes: bool = False
+    #: a write fault in a VM_HUGEPAGE vma allocates an anonymous large folio of the highest enabled size (the case
+    #: setting ``thp_sizes``) below the PMD size that fits, mapped by ptes (mTHP: alloc_anon_folio(), 6.8,
+    #: 19eaf44954df "mm: thp: support allocation of anonymous multi-size THP"); otherwise only the PMD size exists
+    anon_mthp: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

@@ -43,7 +43,19 @@ class Linux618(Linux69):
         return self.wp_can_reuse_large_anon_folio(k, vmf)
 
     def wp_can_reuse_large_anon_folio(self, k, vmf):
-        """__wp_can_reuse_large_anon_folio() (6.15)."""
+        """__wp_can_reuse_large_anon_folio() (6.15, 1da190f4d0a6): copy when
+        folio_large_mapcount() <= 1 (free a mostly unmapped folio), when the
+        folio is maybe mapped shared (FOLIO_MM_IDS_SHARED_BIT of 6af8cb80d3a9's
+        two mm_id slots), after trying to free its swap cache when its
+        mapcount is not its refcount; else mark the faulting page exclusive and
+        reuse.  The model asks folio_maybe_mapped_shared(), which reads the page
+        tables: "mapped by more than one MM".  The kernel's bit says the same
+        while at most two MMs map the folio (a slot owner that unmaps its last
+        page clears it when the other slot owns every mapping); a third MM
+        mapping it meanwhile can leave it set after only one MM is left (a
+        false "shared": a copy where the model reuses).  The catalog's mTHP
+        cases never map a folio into three MMs at once (tests/catalog/
+        test_mthp_cases.py checks it)."""
         pfn = vmf.pfn
         f = k.folio(pfn)
         mapcount = sum(f.mapcount) + f.entire_mapcount

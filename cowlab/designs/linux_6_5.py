@@ -9,7 +9,11 @@ soft-dirty, PageAnonExclusive);
 a7e689dd1c06 (6.5): O_DIRECT pins with FOLL_PIN (vmsplice stays FOLL_GET),
 so gup_must_unshare() unshares a page an O_DIRECT write(2) reads from.
 do_wp_page() is 5.19's: a PTE-mapped large folio is still reused by its
-refcount (the "last subpage" case) until 6.9."""
+refcount (the "last subpage" case) until 6.9.
+No anonymous mTHP (``anon_mthp`` False): that is 6.8's 19eaf44954df, which
+this design, modelling v6.5 .. v6.7's fault path, leaves out (a v6.8 kernel
+with hugepages-<kB>kB enabled below the PMD size is not modelled here);
+only the PMD size exists, whatever the case's ``thp_sizes`` says."""
 from __future__ import annotations
 
 from dataclasses import dataclass

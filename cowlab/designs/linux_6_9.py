@@ -4,6 +4,11 @@ wp_can_reuse_anon_folio() never reuses a large folio by its refcount, so a
 write fault on a PTE-mapped large folio that is not PageAnonExclusive
 always copies, until 6.15 (see linux-6.18).
 
+It has anonymous mTHP (``anon_mthp``; 19eaf44954df, 6.8): with sizes below
+the PMD size enabled (the case setting ``thp_sizes``) a write fault in a
+VM_HUGEPAGE vma maps a large folio with ptes from its birth, so the write
+fault after fork meets a PTE-mapped large folio -- which this release copies.
+
 Its range straddles c18160dba5ff (6.11): from then do_swap_page() maps a
 page it maps exclusive writable on a read fault too (``swapin_read_mkwrite``).
 The design models v6.9/v6.10 by default; the setting ``swapin_read_mkwrite``
@@ -32,7 +37,9 @@ class Linux69(Linux65):
     kernel: str = "v6.9 .. v6.14"
     summary: str = "6.5 + a large folio is never reused by refcount (copy unless exclusive)"
     sources: tuple = Linux65.sources + ("cd197c3a2040 mm: prohibit the last subpage from reusing the entire "
-                                        "large folio",)
+                                        "large folio",
+                                        "19eaf44954df mm: thp: support allocation of anonymous multi-size THP")
+    anon_mthp: bool = True              # alloc_anon_folio() (6.8)
 
     def default_settings(self):
         return {"swapin_read_mkwrite": False, "thp_split_zeropage": False}

@@ -147,6 +147,9 @@ class DesignInterface(Protocol):
     madv_collapse: bool
     #: a collapse no longer needs a writable pte in the range (SCAN_PAGE_RO gone: 6.18)
     collapse_ro_ptes: bool
+    #: a write fault in a VM_HUGEPAGE vma may allocate an anonymous large folio of any enabled size below the PMD
+    #: size and map it with ptes (mTHP: alloc_anon_folio(), 6.8, 19eaf44954df)
+    anon_mthp: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

@@ -88,7 +88,23 @@ def _copied(k, addr) -> bool:
 @step("fork.pte")
 def copy_present_pte(k, fr, op):
     """copy_pte_range() -> copy_present_pte() / copy_nonpresent_pte() for
-    the next populated pte (PT lock of the parent taken at the first one)."""
+    the next populated pte (PT lock of the parent taken at the first one).
+
+    A PTE-mapped large folio (a split THP, an mTHP) is copied pte by pte.
+    From 6.9 ("mm/memory: optimize fork() with PTE-mapped THP", series
+    20240129124649.189745-1-david@redhat.com)
+    copy_present_ptes() batches the ptes of one folio (folio_pte_batch())
+    and shares them at once with folio_try_dup_anon_rmap_ptes(); that fails
+    (-EBUSY) when any of them is PageAnonExclusive and the folio may be
+    pinned (folio_needs_cow_for_dma(): MMF_HAS_PINNED and the folio's
+    _pincount), and copy_pte_range() retries one pte at a time (-EAGAIN,
+    max_nr = 1), where folio_try_dup_anon_rmap_pte() copies each exclusive
+    subpage for the child (copy_present_page()) and shares the others.  The
+    batch thus ends where the per-pte copy ends -- the same mapcounts,
+    references, PageAnonExclusive bits and copies -- which the design's
+    per-pte ``copy_present_anon`` gives; only its atomicity differs (gup-fast
+    may run between two ptes of a batch here; against a FOLL_PIN gup-fast
+    write_protect_seq covers the whole fork, 5.11+)."""
     child = fr.child
     if not fr.ptl:
         k.pte_lock()

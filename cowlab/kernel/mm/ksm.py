@@ -5,6 +5,9 @@ lock_page; write_protect_page() under the PT lock (refuses pages with
 references beyond mappings + swap cache + the scan's own follow_page()
 reference: ``mapcount + 1 + swapped != page_count``; 5.19+ also page_try_share_anon_rmap()); the first page becomes
 the KSM (stable) page; replace_page() points the second mapping at it.
+A page of a PTE-mapped large folio (a split THP, an mTHP) is split off
+first (split_folio() under the page lock; a pinned folio cannot be split and
+is not merged), as try_to_merge_one_page() does in every release.
 KSM pages are never PageAnonExclusive and, from 5.9, never reused by
 do_wp_page (reuse_ksm_page() is 5.7/5.8 only).
 """
@@ -14,21 +17,62 @@ from ..effects import KsmBreakCow, KsmMerge
 from ..paths import step, op
 from ..txn import Blocked
 from .internal import enter_fault
-from ..types import ZERO_PFN, PG_ksm, VM_MERGEABLE
-from . import rmap, swap as lru
+from ..types import ZERO_PFN, PG_ksm, PG_locked, PTE_SWAP, VM_MERGEABLE
+from . import huge_memory, rmap, swap as lru
 
 
 def _mergeable_page(k, mm, addr) -> int | None:
-    """The page ksmd's scan finds at addr (scan_get_next_rmap_item()): an
-    anonymous small page in a VM_MERGEABLE vma, or None.  A large folio is
-    not merged here (the kernel splits it first: not modelled)."""
+    """The page ksmd's scan finds at addr (scan_get_next_rmap_item(): a
+    page-table walk to a present pte): an anonymous page in a VM_MERGEABLE
+    vma, or None.  A PMD-mapped THP is not scanned here (the model's KSM
+    walks ptes only); a PTE-mapped large folio (a split THP, an mTHP) is,
+    and try_to_merge_one_page() splits it (``_split_for_merge``)."""
     vma = k.find_vma(addr, mm)
-    if vma is None or not vma.flags & VM_MERGEABLE:
+    if vma is None or not vma.flags & VM_MERGEABLE or k.pmd(addr // k.HPAGE_PMD_NR, mm) is not None:
         return None
     pte = k.pte(addr, mm)
-    if not k.is_present(pte) or pte.pfn == ZERO_PFN or not k.PageAnon(pte.pfn) or k.folio_test_large(pte.pfn):
+    if not k.is_present(pte) or pte.pfn == ZERO_PFN or not k.PageAnon(pte.pfn):
         return None
     return pte.pfn
+
+
+def _split_for_merge(k, mm, addr, held):
+    """try_to_merge_one_page(), the page locked by the caller: a large folio
+    is split first ("if (folio_test_large(folio)) { if (split_folio(folio))
+    goto out_unlock; }", PageTransCompound() + split_huge_page() before the
+    folio rename; every release 5.7 .. 6.18): -> (the small folio now at
+    ``addr``, the scan's reference on it), or None when the split fails (a
+    reference beyond the mappings, the swap cache and ksmd's own: a pin;
+    the caller gives up on the merge).  As split_huge_page() does, the page
+    the caller passed keeps the lock and the caller's reference; the model's
+    split_folio() leaves both on the head, so they move to the subpage.
+    On failure nothing of it stays locked."""
+    pfn = k.pte(addr, mm).pfn
+    if not k.folio_test_large(pfn):
+        return pfn, held
+    if any(m.alive and m.ptl != -1 and any(p is not None and p.kind != PTE_SWAP and p.pfn == pfn for p in m.ptes)
+           for m in k.mms):
+        raise Blocked("page-table lock held")    # (the split's unmap_folio() takes each mapping's PT lock)
+    if not huge_memory.split_folio(k, pfn):
+        k.unlock_page(pfn)
+        return None
+    pte = k.pte(addr, mm)
+    if not k.is_present(pte) or pte.pfn == ZERO_PFN:
+        # the split mapped the (all-zero) subpage to the shared zero page (thp_split_zeropage, 6.12+): nothing
+        # left to merge here
+        if k.folios[pfn] is not None:
+            k.unlock_page(pfn)
+        return None
+    new = pte.pfn
+    if new != pfn:
+        k.unlock_page(pfn)
+        k.set_flag(new, PG_locked)
+    return new, _scan_ref(k, held.owner)
+
+
+def _scan_ref(k, owner):
+    """ksmd's reference ``owner`` (``ksmd:a`` / ``ksmd:b``), wherever a split moved it."""
+    return next(r for r in k.refs if r.kind == "tmp" and r.owner == owner)
 
 
 def _write_protect_page(k, mm, addr) -> bool:
@@ -65,8 +109,10 @@ def try_to_merge_two_pages(k, fr, op):
     if p1 is None or p2 is None or p1 == p2 or \
             k.folio(p1).data[k.pte(a, a_mm).idx] != k.folio(p2).data[k.pte(b, b_mm).idx]:
         return None           # nothing the unstable tree would pair up
-    # the scan's follow_page(FOLL_GET) of each page: write_protect_page()'s "+ 1" is this reference
-    held = [k.add_ref("tmp", p1, owner="ksmd"), k.add_ref("tmp", p2, owner="ksmd")]
+    # the scan's follow_page(FOLL_GET) of each page: write_protect_page()'s "+ 1" is this reference (taken on
+    # the subpage the pte maps, so that a split leaves it there)
+    held = [k.add_ref("tmp", p1, k.pte(a, a_mm).idx, owner="ksmd:a"),
+            k.add_ref("tmp", p2, k.pte(b, b_mm).idx, owner="ksmd:b")]
 
     def put_pages():
         for r in held:
@@ -75,12 +121,33 @@ def try_to_merge_two_pages(k, fr, op):
     if not k.trylock_page(p1):
         put_pages()
         return None
+    if k.folio_test_large(p1):
+        got = _split_for_merge(k, a_mm, a, held[0])
+        if got is None:
+            held = [_scan_ref(k, "ksmd:a"), _scan_ref(k, "ksmd:b")]
+            put_pages()
+            return None
+        p1, held[0] = got
+        held[1] = _scan_ref(k, "ksmd:b")
+        p2 = k.pte(b, b_mm).pfn
     if not _write_protect_page(k, a_mm, a):
         k.unlock_page(p1)
         put_pages()
         return None
     i1 = k.pte(a, a_mm).idx
-    if not _write_protect_page(k, b_mm, b):
+    b_ok = True
+    if k.folio_test_large(p2):
+        # try_to_merge_one_page() of the tree page: locked and split as well; a failure (locked elsewhere, or
+        # a reference the split cannot account for) fails this merge like write_protect_page()'s refusal
+        b_ok = k.trylock_page(p2)
+        if b_ok:
+            got = _split_for_merge(k, b_mm, b, held[1])
+            b_ok = got is not None
+            if b_ok:
+                p2 = got[0]
+                k.unlock_page(p2)
+            held[1] = _scan_ref(k, "ksmd:b")
+    if not b_ok or not _write_protect_page(k, b_mm, b):
         put_pages()
         # the first page is a KSM page by now (set_page_stable_node()); break_cow() takes it back by a
         # fault: FAULT_FLAG_WRITE, or FAULT_FLAG_UNSHARE from 6cce3314b928 (6.1)

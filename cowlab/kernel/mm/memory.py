@@ -3,7 +3,8 @@
 Paths (each a sequence of atomic steps at the kernel's lock boundaries):
 
 * ``handle_mm_fault`` -> ``handle_pte_fault`` under the PT lock, dispatching to
-  ``do_anonymous_page`` (pte none), ``do_wp_page`` (present, R/O, write or
+  ``do_anonymous_page`` (pte none; a large folio of an enabled mTHP size from
+  6.8, ``alloc_anon_folio``), ``do_wp_page`` (present, R/O, write or
   FAULT_FLAG_UNSHARE) or ``do_swap_page`` (swap pte);
 * ``do_wp_page`` asks the design (``wp_anon``) whether to reuse; a copy
   drops the PT lock, allocates and copies (``wp_page_copy``), retakes the
@@ -26,7 +27,7 @@ from typing import NamedTuple
 from ..paths import step, op, Goto
 from ..txn import Blocked, ModelBug
 from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_READ, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO,
-                     ZERO_PFN, PG_dirty)
+                     ZERO_PFN, PG_anon, PG_dirty, PG_lru, VM_NOHUGEPAGE)
 from ..decisions import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile, huge_memory, hugetlb
 from .internal import (FaultFrame, SwapMapped, VM_FAULT_SIGSEGV, enter_fault, fault_done, vm_normal_page,
@@ -63,7 +64,7 @@ def handle_pte_fault(k, fr: FaultFrame, op):
     k.pte_lock()
     pte = k.pte(addr)
     if pte is None:
-        if huge_memory_wants_thp(k, vma, addr):
+        if huge_memory_wants_thp(k, vma, addr) and k.HPAGE_PMD_NR in k.THP_SIZES:
             # __handle_mm_fault(): pmd_none() and thp_vma_allowable_order() -> create_huge_pmd() (a read
             # fault too: the huge zero page)
             k.pte_unlock()
@@ -84,7 +85,10 @@ def handle_pte_fault(k, fr: FaultFrame, op):
 
 def huge_memory_wants_thp(k, vma, addr) -> bool:
     """thp_vma_allowable_order() / transhuge_vma_suitable(): VM_HUGEPAGE and
-    an aligned, empty PMD range inside the vma."""
+    an aligned, empty PMD range inside the vma (the caller also asks that the
+    PMD size be enabled: ``k.HPAGE_PMD_NR in k.THP_SIZES``, the case setting
+    ``thp_sizes``; hugepages-2048kB/enabled = never leaves the fault to the
+    pte level)."""
     if not vma.flags & VM_HUGEPAGE:
         return False
     base = addr - addr % k.HPAGE_PMD_NR
@@ -103,8 +107,12 @@ def migration_entry_wait(k, fr: FaultFrame, op):
 
 def do_anonymous_page(k, fr: FaultFrame, vma):
     """do_anonymous_page() (PT lock held; the model allocates under it): read
-    faults map the shared zero page R/O; write faults map a fresh zeroed anon
-    page writable, exclusive (5.19+), queued in the local lru_add batch.
+    faults map the shared zero page R/O (a 4 KiB one: never a large folio);
+    write faults map a fresh zeroed anon folio writable, exclusive (5.19+).
+    A small folio is queued in the local lru_add batch.  From 6.8
+    (19eaf44954df "mm: thp: support allocation of anonymous multi-size THP",
+    the design's ``anon_mthp``) the folio may be large: ``alloc_anon_folio()``
+    picks its size, and all its ptes are mapped at once (set_ptes()).
     Only the write fault prepares the vma's anon_vma (anon_vma_prepare();
     vmf_anon_prepare() 6.8+): a vma only ever read has none."""
     addr = fr.address
@@ -113,6 +121,11 @@ def do_anonymous_page(k, fr: FaultFrame, vma):
         k.pte_unlock()
         return fault_done(k, fr)
     rmap.anon_vma_prepare(k, addr)
+    nr = alloc_anon_folio(k, vma, addr)
+    if nr > 1:
+        map_anon_folio_ptes(k, vma, addr - addr % nr, nr)
+        k.pte_unlock()
+        return fault_done(k, fr)
     pfn = k.alloc_folio()
     rmap.page_add_new_anon_rmap(k, pfn, 0, exclusive=True)
     lru.lru_cache_add(k, pfn)
@@ -120,6 +133,60 @@ def do_anonymous_page(k, fr: FaultFrame, vma):
     k.set_pte_at(addr, k.mk_pte(pfn, 0, write=bool(vma.flags & VM_WRITE), dirty=True))
     k.pte_unlock()
     return fault_done(k, fr)
+
+
+def thp_vma_allowable_orders(k, vma) -> tuple:
+    """thp_vma_allowable_orders(vma, ..., TVA_IN_PF | TVA_ENFORCE_SYSFS,
+    BIT(PMD_ORDER) - 1) as alloc_anon_folio() calls it (6.8+): the enabled
+    sizes below the PMD size (the case's ``thp_sizes``, the model's
+    hugepages-<kB>kB/enabled = madvise), in a VM_HUGEPAGE vma without
+    VM_NOHUGEPAGE; none for a design without anonymous mTHP (before 6.8).
+    Sizes in pages, largest first (highest_order() / next_order())."""
+    if not k.design.anon_mthp or not vma.flags & VM_HUGEPAGE or vma.flags & VM_NOHUGEPAGE:
+        return ()
+    return tuple(sorted((n for n in k.THP_SIZES if 1 < n < k.HPAGE_PMD_NR), reverse=True))
+
+
+def alloc_anon_folio(k, vma, addr) -> int:
+    """alloc_anon_folio() (mm/memory.c, 6.8+, 19eaf44954df): the size in
+    pages of the folio a write fault at ``addr`` allocates.  Of the allowable
+    orders (thp_vma_allowable_orders()) those whose naturally aligned range
+    lies inside the vma (thp_vma_suitable_orders()); of these the highest
+    whose every pte is none (pte_range_none(): a zero-page pte is not none);
+    else 1 (the "fallback" to an order-0 folio).  The kernel checks the ptes
+    without the PT lock and checks again under it (``!pte_range_none()`` ->
+    release the folio and retry the fault); the model decides under the PT
+    lock in one step, which leaves nothing to re-check.  Allocation never
+    fails in the model (no fallback for want of memory or memcg charge)."""
+    for nr in thp_vma_allowable_orders(k, vma):
+        base = addr - addr % nr
+        if vma.start <= base and base + nr <= vma.end and all(k.pte(a) is None for a in range(base, base + nr)):
+            return nr
+    return 1
+
+
+def map_anon_folio_ptes(k, vma, base: int, nr: int) -> None:
+    """do_anonymous_page()'s large-folio path (6.8+, 19eaf44954df; the same
+    in 6.9 .. 6.18): a fresh zeroed folio of ``nr`` pages (PG_large),
+    folio_ref_add(folio, nr_pages - 1) (one reference per pte),
+    folio_add_new_anon_rmap(..., RMAP_EXCLUSIVE) (every subpage mapped once
+    and PageAnonExclusive where the design has it; _nr_pages_mapped = nr,
+    which the model's per-subpage mapcounts say), folio_add_lru_vma() (a
+    large folio is not left in the per-CPU batch: folio_batch_add_and_move()
+    moves the whole local batch to the LRU at once, !folio_test_large()),
+    then set_ptes() of all ``nr`` ptes from ``base``, writable and dirty
+    where the vma is writable (pte_mkwrite(pte_mkdirty()))."""
+    pfn = k.alloc_folio(nr=nr)
+    f = k.folio(pfn)
+    k.folios[pfn] = f._replace(flags=f.flags | PG_anon, mapcount=(1,) * nr, refcount=f.refcount + nr - 1)
+    if k.design.anon_exclusive:
+        k.folios[pfn] = k.folio(pfn)._replace(anon_exclusive=(True,) * nr)
+    lru.lru_add_drain(k)
+    k.set_flag(pfn, PG_lru)
+    k.ref_to_mapping(pfn)
+    w = bool(vma.flags & VM_WRITE)
+    for i in range(nr):
+        k.set_pte_at(base + i, k.mk_pte(pfn, i, write=w, dirty=w))
 
 
 # --------------------------------------------------------------------------- do_wp_page
@@ -366,7 +433,13 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
 def zap_pte(k, mm: int, addr: int) -> None:
     """zap_pte_range() for one pte (PT lock held by the caller): present ->
     page_remove_rmap + put_page (the TLB-gather's deferred free); swap ->
-    free_swap_and_cache(); migration -> drop the entry."""
+    free_swap_and_cache(); migration -> drop the entry.  A large folio that
+    keeps other ptes stays whole and partially mapped: the kernel queues it
+    for a deferred split (folio_remove_rmap_ptes() -> deferred_split_folio(),
+    anon folios partially mapped, 6.8+ for mTHP too), which changes no
+    mapping until the deferred-split shrinker runs under memory pressure; the
+    model has no such shrinker (a split it needs, MADV_PAGEOUT's, is
+    split_folio())."""
     pte = k.pte(addr, mm)
     if pte is None:
         return
