@@ -232,6 +232,9 @@ def large_folio_problem(nr: int, mapped: list) -> str:
     memory (the buddy allocator's order-``n`` block), so subpage ``i`` is at
     head pfn + ``i``; its head page has kpageflags' compound head bit, the
     others the tail bit, and the page after its last is no tail page."""
+    for w, i, r in mapped:
+        if not r.get("present"):
+            return f"{w} (subpage {i}) is not populated"
     heads = {r["pfn"] - i for _, i, r in mapped}
     if len(heads) > 1:
         return "its subpages are not at one folio's pfns (" + ", ".join(

@@ -340,7 +340,8 @@ class ThpSizes:
                 _undo_add(("write", path, now))
             if now != value:
                 _write(path, value)
-                self.changed.append(f"{path} {now} -> {value}")
+                self.changed.append(f"{path} back to {value} (restored)" if self.saved.get(path) == value
+                                    else f"{path} {now} -> {value}")
         self.current = sizes
         return ""
 

@@ -63,6 +63,7 @@ def test_a_case_size_gets_madvise_and_every_other_size_never(tmp_path):
     assert k.apply((4,)) == "" and len(changed) == 2          # the same sizes again: nothing written
     assert k.apply((16, 512)) == ""
     assert state(root)[16] == "never" and state(root)[64] == "madvise" and state(root)[2048] == "madvise"
+    assert f"{root}/hugepages-16kB/enabled back to never (restored)" in changed    # its own value again
     k.restore()
     assert state(root) == BOOT
 
@@ -178,6 +179,7 @@ def test_one_folio_of_the_size_passes_the_large_folio_check():
 def test_small_pages_or_a_wrong_folio_fail_the_large_folio_check():
     small = [("p page 0", 0, _entry(1024, None, True)), ("p page 1", 1, _entry(1025, None, True))]
     assert "no page of a large folio" in large_folio_problem(4, small)
+    assert "is not populated" in large_folio_problem(4, [small[0], ("p page 1", 1, {"present": False})])
     scattered = [("p page 0", 0, _entry(1024, "head")), ("p page 1", 1, _entry(2000, "tail"))]
     assert "not at one folio's pfns" in large_folio_problem(4, scattered)
     unaligned = [("p page 0", 0, _entry(1026, "head")), ("p page 1", 1, _entry(1027, "tail"))]
