@@ -20,7 +20,8 @@ def run():
 #: the tests that run real programs on this machine's kernel and change it while they run (zram swap,
 #: vm/nr_hugepages, fs/pipe-max-size, KSM's knobs, a SIGINT sent to a run): marked ``live`` and skipped
 #: unless COWLAB_LIVE=1 (and root), so the README's test command alone never changes the machine
-LIVE_FILES = {"test_live_kernel.py", "test_interrupt.py", "test_random_live.py", "test_findings_live.py"}
+LIVE_FILES = {"test_live_kernel.py", "test_interrupt.py", "test_random_live.py", "test_findings_live.py",
+              "test_mthp_live.py"}
 LIVE_ENV = "COWLAB_LIVE"
 
 

@@ -9,7 +9,10 @@ Compared per step, for every live process and page of the case:
   designs that have it;
 * the mapcount (kpagecount);
 * the data every read and pipe read returns (the model's content tokens are
-  written as byte values).
+  written as byte values);
+* in a case with ``thp_sizes`` (mTHP, run with those per-size knobs set):
+  that each large folio the model maps with ptes is one kernel folio of the
+  same size (kpageflags' compound head/tail bits).
 The first difference makes the case "disagree"; a case the host cannot run
 (an operation the probe does not drive, no swap, not root, a THP/hugetlb
 variant whose model has other sizes) is "skip" with the reason.  Negative

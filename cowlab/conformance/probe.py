@@ -310,6 +310,24 @@ def kpages(pfns: list) -> dict:
                 bool(flags[p] >> KPF_KSM & 1)) for p in counts}
 
 
+KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL = 15, 16     # /proc/kpageflags (Documentation/admin-guide/mm/pagemap.rst)
+
+
+def compound_pages(pfns: list) -> dict:
+    """pfn -> (compound head, compound tail, last): whether the page is the head or a tail page of a large
+    folio (kpageflags bits 15, 16: stable_page_flags() sets them for every page of a folio of order >= 1), and
+    whether it is the folio's last page (the next pfn is no tail page).  With the pfns of a range this tells
+    which pages are one folio and of what size, as cow.c's split and khugepaged selftests read it."""
+    words = _kpage_words("kpageflags", list(pfns) + [p + 1 for p in pfns])
+    out = {}
+    for p in pfns:
+        w = words[p]
+        nxt = words.get(p + 1, 0)
+        out[p] = (bool(w >> KPF_COMPOUND_HEAD & 1), bool(w >> KPF_COMPOUND_TAIL & 1),
+                  not (nxt >> KPF_COMPOUND_TAIL & 1))
+    return out
+
+
 # ----------------------------------------------------------------------------- KSM
 KSM = "/sys/kernel/mm/ksm"
 

@@ -225,13 +225,48 @@ def same_outcome(real: Outcome, model: Outcome) -> bool:
     return real.pages is None or model.pages is None or real.pages == model.pages
 
 
+def large_folio_problem(nr: int, mapped: list) -> str:
+    """'' when the kernel's pages at the addresses where the model maps the
+    subpages of one large folio of ``nr`` pages are one folio of ``nr``
+    pages; else what they are.  ``mapped``: [(where, subpage index, the
+    snapshot's entry)].  The kernel's folio is naturally aligned in physical
+    memory (the buddy allocator's order-``n`` block), so subpage ``i`` is at
+    head pfn + ``i``; its head page has kpageflags' compound head bit, the
+    others the tail bit, and the page after its last is no tail page."""
+    for w, i, r in mapped:
+        if not r.get("present"):
+            return f"{w} (subpage {i}) is not populated"
+    heads = {r["pfn"] - i for _, i, r in mapped}
+    if len(heads) > 1:
+        return "its subpages are not at one folio's pfns (" + ", ".join(
+            f"{w} subpage {i}: pfn {r['pfn']}" for w, i, r in mapped[:4]) + ")"
+    head = heads.pop()
+    if head % nr:
+        return f"its pfns start at {head}, not at a multiple of {nr}"
+    for w, i, r in mapped:
+        want = "head" if i == 0 else "tail"
+        if r.get("compound") != want:
+            got = r.get("compound") or "no page of a large folio"
+            return f"{w} (subpage {i}) is {got}, not the {want}"
+        if i == nr - 1 and not r.get("last"):
+            return f"{w} (subpage {i}) is not its folio's last page: the kernel's folio is larger than {nr} pages"
+    return ""
+
+
 def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = True) -> tuple[int, str]:
     """-> (steps compared, '' or the first difference).  A step is compared
     by its outcome first (``same_outcome``: a call refused with the same
     errno, a process killed by SIGSEGV at the same step, an operation of a
-    dead process not run), then by what every live process holds."""
+    dead process not run), then by what every live process holds.  In a
+    case with ``thp_sizes`` every large folio the model maps with ptes
+    (mTHP, alloc_anon_folio()) must be one folio of that size in the kernel
+    (``large_folio_problem``): where the kernel never gave it one, the case
+    is a SKIP, as cow.c's "Did not get a THP populated"; where it had one and
+    no longer has, a difference."""
     pages, nr = m.case.pages, m.case.hpage_pmd_nr
     names = list(m.case.processes)
+    folios_checked = bool(case_thp_sizes(m.case))
+    seen_large = set()          # model folios the kernel was seen to have as one folio
     for i, ((proc, op, s, stores, loads, thread, mres), real) in enumerate(zip(msteps, real_lines)):
         where = f"step {i + 1} ({proc}: {op})"
         if not real.get("ok"):
@@ -290,6 +325,28 @@ def compare(m, msteps, real_lines, check_exclusive: bool, check_anon: bool = Tru
                                f"model {not r['ksm']}")
                 if mapc is not None and mapc != r["count"]:
                     return i, f"{where}: {name} page {a}: mapcount kernel {r['count']}, model {mapc}"
+        if folios_checked:
+            large = {}
+            for pi, name in enumerate(names):
+                if not s.mms[pi].alive:
+                    continue
+                rv = real["snapshot"][name]
+                for a in range(pages):
+                    p = s.mms[pi].ptes[a] if s.mms[pi].pmds[a // nr] is None else None
+                    if p is None or p.kind != PTE_PRESENT or p.pfn == ZERO_PFN or not rv[a]["present"]:
+                        continue
+                    f = s.folios[p.pfn]
+                    if f.nr > 1 and not f.flags & PG_huge_zero:
+                        large.setdefault(p.pfn, (f.nr, []))[1].append((f"{name} page {a}", p.idx, rv[a]))
+            for fpfn, (fnr, mapped) in sorted(large.items()):
+                why = large_folio_problem(fnr, mapped)
+                if not why:
+                    seen_large.add(fpfn)
+                elif fpfn in seen_large:
+                    return i, f"{where}: the model's {fnr}-page folio is no longer one folio in the kernel: {why}"
+                else:
+                    return i, (f"SKIP: the kernel did not populate a {fnr}-page folio where the model has one "
+                               f"({where}: {why})")
         if _partition(mkeys) != _partition(rkeys):
             return i, (f"{where}: which pages share a physical page differs: "
                        f"kernel {sorted(map(sorted, _partition(rkeys)))}, "
@@ -324,6 +381,26 @@ def kernel_thp_nr() -> int:
 
 def _large(case) -> bool:
     return any(t in case.tags for t in THP_TAGS + ("hugetlb",))
+
+
+def case_thp_sizes(case) -> tuple | None:
+    """The case's ``thp_sizes`` setting (anonymous THP sizes in pages enabled in VM_HUGEPAGE vmas), or None
+    when it has none (the PMD size only: the machine's knobs as they are)."""
+    sizes = dict(getattr(case, "settings", ()) or ()).get("thp_sizes")
+    return tuple(sizes) if sizes else None
+
+
+def case_align(case) -> int:
+    """Pages the real program aligns the case's range to: a THP or hugetlb variant to the PMD size, an mTHP
+    case (``thp_sizes`` without the PMD size) to its largest size, as cow.c's do_run_with_thp() maps twice the
+    THP size and aligns to it, so the fault can allocate a folio of that order (alloc_anon_folio() takes an
+    order only where the naturally aligned range fits in the vma)."""
+    if not _large(case):
+        return 1
+    sizes = case_thp_sizes(case)
+    if sizes and case.hpage_pmd_nr not in sizes:
+        return max(sizes)
+    return case.hpage_pmd_nr
 
 
 def free_hugepages() -> int:
@@ -423,7 +500,9 @@ def prepare(case, design, shared: bool = False, have_swap: bool = False, host: d
     except Exception as e:      # the model cannot predict the case: that is a failure, not a skip
         return CaseResult(case.id, "disagree", reason=f"the model failed: {type(e).__name__}: {e}", control=shared)
     plan = {"pages": case.pages, "shared": shared, "processes": list(case.processes),
-            "align": case.hpage_pmd_nr if _large(case) else 1, "steps": []}
+            "align": case_align(case), "steps": []}
+    if case_thp_sizes(case):
+        plan["thp_sizes"] = list(case_thp_sizes(case))
     for proc, op, s, stores, loads, thread, _ in msteps:
         a = {k: v for k, v in op.args if k not in ("process", "child_mm", "mm_id")}
         if op.name in ("write", "io_uring_read_fixed", "odirect_read"):
@@ -580,7 +659,7 @@ def _preparations(cases, design, shared, have_swap, jobs, host):
 
 def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=None,
               attempts: int = ATTEMPTS, jobs: int | None = None, into: list | None = None,
-              host: dict | None = None) -> list:
+              host: dict | None = None, thp_knobs=None) -> list:
     """Run cases in order; the models are computed ahead (see
     ``_preparations``) while real programs run one at a time (they share the
     machine's swap, huge pages and ksmd).  A disagreeing case runs again,
@@ -589,7 +668,16 @@ def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=
     replaces the disagreement, and it keeps the disagreement in its reason.
     A control (shared) is run once: it must disagree.  Results go to
     ``into`` as they come (so an interrupted run keeps them); a case whose
-    run fails in an unexpected way is reported as a skip with the error."""
+    run fails in an unexpected way is reported as a skip with the error.
+    Before each real program the per-size THP knobs are set for the case's
+    ``thp_sizes`` (``thp_knobs``, a zram.ThpSizes; the machine's own for a
+    case without); without ``thp_knobs`` and with such cases, this call
+    sets them and puts them back itself (the caller holds the machine lock)."""
+    cases = list(cases)
+    if thp_knobs is None and any(case_thp_sizes(c) for c in cases):
+        from .zram import temporary_thp_sizes
+        with temporary_thp_sizes([]) as knobs:
+            return run_cases(cases, design, have_swap, shared, log, attempts, jobs, into, host, knobs)
     if jobs is None:
         jobs = default_jobs()
     host = host or host_facts()
@@ -631,7 +719,11 @@ def run_cases(cases, design, have_swap: bool = False, shared: bool = False, log=
             if isinstance(prep, CaseResult):
                 report(prep)
             elif prep is not None:
-                pending = (prep, _launch(prep, server))
+                why = thp_knobs.apply(case_thp_sizes(prep.case)) if thp_knobs is not None else ""
+                if why:
+                    report(CaseResult(prep.case.id, "skip", reason=why, control=prep.shared))
+                else:
+                    pending = (prep, _launch(prep, server))
     finally:
         server.close(kill=pending is not None)
     return results
@@ -670,14 +762,15 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
         cs = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
         return release, dname, note, [CaseResult(c.id, "skip", reason="needs root (PFNs, kpageflags)") for c in cs], []
     import contextlib
-    from .zram import machine_lock, temporary_ksm, temporary_swap
+    from .zram import machine_lock, temporary_ksm, temporary_swap, temporary_thp_sizes
     cases = [catalog.get(c) for c in case_ids] if case_ids else catalog.all_cases()
     uses_ksm = any(op.name == "ksm_merge" for c in cases for t in c.threads for op in t.ops)
     results = []
     try:    # (the host is read once the lock is held: another run's ksmd settings are not the machine's)
         with machine_lock(), temporary_swap(swap, changed) as have_swap, \
                 (temporary_ksm(changed) if not (host := host_facts())["ksm"] and uses_ksm
-                 else contextlib.nullcontext()):
+                 else contextlib.nullcontext()), \
+                temporary_thp_sizes(changed) as thp_knobs:
             sized = []
             base = []
             for c in cases:
@@ -694,7 +787,8 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                         log(results[-1])
                     continue
                 base.append(c)
-            run_cases(base, design, have_swap or swap_active(), log=log, into=results, host=host)
+            run_cases(base, design, have_swap or swap_active(), log=log, into=results, host=host,
+                      thp_knobs=thp_knobs)
             if sized:
                 from .zram import temporary_sysctl
                 # a vmsplice() of a whole THP needs a pipe that holds it (F_SETPIPE_SZ up to pipe-max-size);
@@ -702,15 +796,15 @@ def run(case_ids=None, swap: bool = False, controls: bool = True, log=None, thp:
                 with temporary_sysctl("/proc/sys/fs/pipe-max-size", kernel_thp_nr() * os.sysconf("SC_PAGE_SIZE"),
                                       changed), \
                         temporary_sysctl("/proc/sys/vm/nr_hugepages", 8, changed):
-                    run_cases(sized, design, have_swap or swap_active(), log=log, into=results, host=host)
+                    run_cases(sized, design, have_swap or swap_active(), log=log, into=results, host=host,
+                              thp_knobs=thp_knobs)
             if controls:
                 def named(r):
                     r.case = f"{r.case} (MAP_SHARED control)"
                     if log:
                         log(r)
                 run_cases([catalog.get(cid) for cid in NEGATIVE_CONTROLS], design, have_swap, shared=True, into=results,
-                          host=host,
-                                     log=named)
+                          host=host, log=named, thp_knobs=thp_knobs)
     except KeyboardInterrupt:
         # the context managers above have put the machine back by now
         raise Interrupted(release, dname, note, results, changed) from None

@@ -1,6 +1,9 @@
 """The real program of a conformance run (``python -m cowlab.conformance.worker``).
 
-Reads a plan on stdin: {"pages", "shared", "steps": [{"process", "op", "args"}]}
+Reads a plan on stdin: {"pages", "shared", "align", "thp_sizes", "steps": [{"process", "op", "args"}]}
+(``align``: pages the case's range is aligned to; ``thp_sizes``: the case's
+mTHP sizes, set on the machine by the runner, here only asking the snapshots
+for each page's folio boundaries)
 (or, with ``--serve``, one plan per line, each run in a fork()ed process);
 it coordinates the scenario's processes, each a forked process serving
 commands on a socket (the first one forked at the start, a ``fork`` step
@@ -16,7 +19,8 @@ import os
 import sys
 import traceback
 
-from .probe import PAGE as PAGE_SIZE, Memory, Unsupported, die_with_parent, kpages, ksm_run_until, pagemap
+from .probe import PAGE as PAGE_SIZE, Memory, Unsupported, compound_pages, die_with_parent, kpages, ksm_run_until, \
+    pagemap
 
 
 def _failure(e: Exception) -> dict:
@@ -74,31 +78,39 @@ def _serve(mem: Memory, chan, cpus: dict, spare: dict) -> None:
     os._exit(0)
 
 
-def _snapshot(procs, base, pages):
+def _snapshot(procs, base, pages, folios: bool = False):
+    """Every live process's pages: pagemap, kpagecount, kpageflags; with
+    ``folios`` (a case with ``thp_sizes``) also where each page's large folio
+    begins and ends (``compound``: "head", "tail" or None; ``last``)."""
     snap = {}
     for name, p in procs.items():
         if p.get("dead"):
             continue
         entries = []
         pm = pagemap(p["pid"], base, pages)
-        kp = kpages([pfn for present, _, pfn, _ in pm if present])
+        present_pfns = [pfn for present, _, pfn, _ in pm if present]
+        kp = kpages(present_pfns)
+        cp = compound_pages(present_pfns) if folios else {}
         for present, swapped, pfn, excl_mapped in pm:
             e = {"present": present, "swapped": swapped}
             if present:
                 count, anon, anon_excl, ksm = kp[pfn]
                 e.update(pfn=pfn, count=count, anon=anon, exclusive=anon_excl, ksm=ksm)
+                if folios:
+                    head, tail, last = cp[pfn]
+                    e.update(compound="head" if head else ("tail" if tail else None), last=last)
             entries.append(e)
         snap[name] = entries
     return snap
 
 
-def stable_snapshot(procs, base, pages, tries: int = 5):
+def stable_snapshot(procs, base, pages, tries: int = 5, folios: bool = False):
     """Read until two reads in a row agree: pagemap and kpageflags are read
     one after the other, and the kernel's own background work (khugepaged,
     deferred frees) may move a page in between."""
-    prev = _snapshot(procs, base, pages)
+    prev = _snapshot(procs, base, pages, folios)
     for _ in range(tries):
-        cur = _snapshot(procs, base, pages)
+        cur = _snapshot(procs, base, pages, folios)
         if cur == prev:
             return cur
         prev = cur
@@ -234,7 +246,7 @@ def run_plan(plan: dict, stdout) -> None:
             out = {"ok": False, "skip": str(e), "error": str(e)}
         except Exception as e:
             out = dict(_failure(e), trace=traceback.format_exc(limit=2))
-        out["snapshot"] = stable_snapshot(procs, base, pages)
+        out["snapshot"] = stable_snapshot(procs, base, pages, folios=bool(plan.get("thp_sizes")))
         stdout.write(json.dumps(out) + "\n")
         stdout.flush()
         if not out["ok"] and not (out.get("errno") or out.get("killed") or out.get("not_run")):

@@ -1,6 +1,7 @@
 """Machine settings a conformance run changes, each put back on every exit
 path (Ctrl-C too): swap only on a temporary zram device in RAM, never on
-disk; /proc/sys values raised for the run; ksmd's knobs."""
+disk; /proc/sys values raised for the run; ksmd's knobs; the per-size
+anonymous THP knobs (hugepages-<size>kB/enabled) for a case's thp_sizes."""
 from __future__ import annotations
 
 import contextlib
@@ -246,5 +247,126 @@ def temporary_ksm(changed: list):
                         _write(f"{base}/{k}", v)
                         changed.append(f"{base}/{k} back to {v} (restored)")
                     _undo_done(("write", f"{base}/{k}", v))
+        finally:
+            signal.signal(signal.SIGINT, old_int)
+
+
+# ----------------------------------------------------------------------------- per-size anonymous THP (mTHP)
+THP_ROOT = "/sys/kernel/mm/transparent_hugepage"
+
+
+def choice(text: str) -> str:
+    """The selected word of a sysfs choice knob ("always inherit [madvise] never" -> "madvise"), or the text
+    itself when it has no brackets."""
+    if "[" in text and "]" in text:
+        return text[text.index("[") + 1:text.index("]")]
+    return text.strip()
+
+
+def anon_thp_knobs(root: str = THP_ROOT) -> dict:
+    """{size in kB: path of its ``hugepages-<size>kB/enabled``} for every anonymous THP size the kernel offers
+    (mm/huge_memory.c: one ``hugepages-<size>kB`` directory per order of THP_ORDERS_ALL; ``enabled`` only for the
+    orders anonymous memory can use: a directory with only ``shmem_enabled``, hugepages-8kB on 6.18, is not one)."""
+    out = {}
+    try:
+        names = os.listdir(root)
+    except OSError:
+        return out
+    for name in names:
+        if name.startswith("hugepages-") and name.endswith("kB"):
+            try:
+                kb = int(name[len("hugepages-"):-len("kB")])
+            except ValueError:
+                continue
+            path = os.path.join(root, name, "enabled")
+            if os.path.isfile(path):
+                out[kb] = path
+    return out
+
+
+def thp_sizes_wanted(sizes, knobs: dict, page_kb: int) -> tuple[dict, str]:
+    """-> ({path: value}, '') for a case's ``thp_sizes`` (in pages), or ({}, why not).
+
+    Each size of the case gets ``madvise`` and every other size ``never``: the model's ``thp_sizes`` are the
+    sizes "enabled for anonymous THP in VM_HUGEPAGE vmas", which is what ``madvise`` is
+    (anon_enabled_store() sets the order in huge_anon_orders_madvise; thp_vma_allowable_orders() lets those
+    orders only into VM_HUGEPAGE vmas; the per-size knobs since 6.8, 3485b88390b0).  cow.c writes ``always`` for
+    the size under test and ``never`` for the PMD size (run_anon_test_case()); for its MADV_HUGEPAGE range, and the
+    worker's, the two are the same, and ``madvise`` keeps the case's other mappings (no MADV_HUGEPAGE) on small
+    pages, as the model has them."""
+    want = {}
+    for n in sizes:
+        kb = n * page_kb
+        if kb not in knobs:
+            return {}, (f"thp_sizes: this kernel has no anonymous THP of {n} pages ({kb} kB): no "
+                        f"hugepages-{kb}kB/enabled (it has {', '.join(f'{k} kB' for k in sorted(knobs)) or 'none'})")
+        want[knobs[kb]] = "madvise"
+    for kb, path in knobs.items():
+        want.setdefault(path, "never")
+    return want, ""
+
+
+class ThpSizes:
+    """The machine's per-size anonymous THP knobs for a run: ``apply(sizes)`` sets them for a case's
+    ``thp_sizes`` (``None``: the machine's own settings, as before the run), each first change of a knob in the
+    undo ledger (a killed run's knobs are put back by the next run's ``recover``); ``restore()`` puts every
+    knob it changed back.  Use it through ``temporary_thp_sizes``."""
+
+    def __init__(self, changed: list, root: str = THP_ROOT, page_kb: int | None = None):
+        self.changed = changed
+        self.root = root
+        self.page_kb = page_kb or os.sysconf("SC_PAGE_SIZE") // 1024
+        self.knobs = anon_thp_knobs(root)
+        self.saved: dict = {}           # path -> the machine's value before the run
+        self.current = None             # the sizes applied (None: the machine's own)
+
+    def apply(self, sizes) -> str:
+        """Set the knobs for ``sizes`` (pages); '' or why the case cannot run here."""
+        sizes = tuple(sizes) if sizes else None
+        if sizes == self.current:
+            return ""
+        if sizes is None:
+            self.restore()
+            return ""
+        want, why = thp_sizes_wanted(sizes, self.knobs, self.page_kb)
+        if why:
+            return why
+        for path, value in sorted(want.items()):
+            now = choice(_read(path))
+            if path not in self.saved:
+                if now == value:
+                    continue
+                self.saved[path] = now
+                _undo_add(("write", path, now))
+            if now != value:
+                _write(path, value)
+                self.changed.append(f"{path} back to {value} (restored)" if self.saved.get(path) == value
+                                    else f"{path} {now} -> {value}")
+        self.current = sizes
+        return ""
+
+    def restore(self) -> None:
+        for path, old in sorted(self.saved.items()):
+            with contextlib.suppress(OSError):
+                if choice(_read(path)) != old:
+                    _write(path, old)
+                    self.changed.append(f"{path} back to {old} (restored)")
+                _undo_done(("write", path, old))
+        self.saved.clear()
+        self.current = None
+
+
+@contextlib.contextmanager
+def temporary_thp_sizes(changed: list, root: str = THP_ROOT, page_kb: int | None = None):
+    """Yields a ``ThpSizes`` for the run; every knob it changed is put back on every exit path (Ctrl-C and
+    SIGTERM too, which ``machine_lock`` turns into KeyboardInterrupt)."""
+    knobs = ThpSizes(changed, root, page_kb)
+    old_int = signal.getsignal(signal.SIGINT)
+    try:
+        yield knobs
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)     # the restoration must not be interrupted
+        try:
+            knobs.restore()
         finally:
             signal.signal(signal.SIGINT, old_int)

@@ -7,9 +7,11 @@ WATCHED = ["/proc/sys/vm/nr_hugepages", "/proc/sys/fs/pipe-max-size", "/sys/bloc
 
 
 def values() -> dict:
-    """{knob: its value now}, for the knobs this machine has."""
+    """{knob: its value now}, for the knobs this machine has (and every per-size anonymous THP knob,
+    hugepages-<kB>kB/enabled, which a case's thp_sizes sets)."""
+    import glob
     out = {}
-    for p in WATCHED:
+    for p in WATCHED + sorted(glob.glob("/sys/kernel/mm/transparent_hugepage/hugepages-*kB/enabled")):
         try:
             with open(p) as f:
                 out[p] = f.read().strip()
