@@ -452,10 +452,6 @@ def unsupported(case, have_swap: bool, host: dict | None = None) -> str:
     if dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") != "zram":
         return ("a disk swap device (every swap-in through the swap cache): the machine swaps to zram "
                 "(SWP_SYNCHRONOUS_IO), where a swap-in can skip the swap cache")
-    sizes = dict(getattr(case, "settings", ()) or ()).get("thp_sizes")
-    if sizes is not None and tuple(sizes) != (case.hpage_pmd_nr,):
-        return (f"mTHP sizes {list(sizes)} (pages): this run does not set "
-                f"/sys/kernel/mm/transparent_hugepage/hugepages-<kB>kB/enabled for them")
     if "hugetlb" in case.tags and free_hugepages() < 4:
         return "hugetlb variant: fewer than 4 free 2 MiB huge pages (run with --thp, which raises nr_hugepages)"
     if _large(case) and case.hpage_pmd_nr != kernel_thp_nr():
