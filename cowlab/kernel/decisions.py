@@ -143,6 +143,13 @@ class DesignInterface(Protocol):
     huge_zero_wp_thp: bool
     #: a THP split maps its all-zero subpages to the shared zero page (6.12, b1f202060afe)
     thp_split_zeropage: bool
+    #: reclaim / MADV_PAGEOUT swap out a PTE-mapped large folio whole, splitting only partially mapped ones (6.10,
+    #: 5ed890ce5147, 845982eb264b); before, every PTE-mapped large folio is split first
+    swapout_large_unsplit: bool
+    #: (before 6.10) MADV_PAGEOUT's shared test of a large folio reads its first subpage's mapcount (6.5+)
+    pageout_sharers_head: bool
+    #: do_swap_page() swaps in large folios (mTHP orders below PMD) on SWP_SYNCHRONOUS_IO devices (6.12, 242d12c98174)
+    swapin_large_sync_io: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:
