@@ -88,6 +88,9 @@ class CowModel:
         self.check_invariants = check_invariants
         #: the swap device: zram (SWP_SYNCHRONOUS_IO, the default) or a disk (Case.settings ``swap_device``)
         self.swp_synchronous_io = dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") == "zram"
+        #: the anon THP sizes enabled for VM_HUGEPAGE vmas (Case.settings ``thp_sizes``; None: the PMD size only)
+        sizes = dict(getattr(case, "settings", ()) or ()).get("thp_sizes")
+        self.thp_sizes = tuple(sizes) if sizes else None
         self.ops = [t.ops for t in case.threads]
         self.cpu_of = cpu_of(case)
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
@@ -211,6 +214,7 @@ class CowModel:
         fn = STEPS[label]
         k = kernel_cls(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
         k.SWP_SYNCHRONOUS_IO = self.swp_synchronous_io
+        k.THP_SIZES = self.thp_sizes
         k.cpu = self.cpu_of[tid]
         try:
             nxt = fn(k, fr, args)

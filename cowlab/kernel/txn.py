@@ -35,7 +35,8 @@ class ModelBug(Exception):
 
 class Kernel:
     __slots__ = ("s", "folios", "mms", "swap", "refs", "threads", "signals", "next_token", "effects",
-                 "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret", "SWP_SYNCHRONOUS_IO", "cpu")
+                 "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret", "SWP_SYNCHRONOUS_IO", "cpu",
+                 "THP_SIZES")
 
     def __init__(self, state: State, design, tid: int, mm: int, hpage_pmd_nr: int = 2, ret=None):
         self.s = state
@@ -56,6 +57,9 @@ class Kernel:
         #: the swap device has SWP_SYNCHRONOUS_IO (zram: the default, as on the machine conformance runs on,
         #: conformance/zram.py); False for a disk (the case setting ``swap_device = "disk"``)
         self.SWP_SYNCHRONOUS_IO = True
+        #: the case setting ``thp_sizes``: the anon THP sizes (pages) enabled for VM_HUGEPAGE vmas
+        #: (hugepages-<kB>kB/enabled); the default (None) is the PMD size only
+        self.THP_SIZES = None
         #: the CPU the thread runs on (its per-CPU lru_add batch): CowModel.cpu_of
         self.cpu = tid
         #: what the path this thread last returned from gave back (a fault's VM_FAULT_*, GUP's error)

@@ -25,8 +25,8 @@ from typing import NamedTuple
 
 from ..paths import step, op, Goto
 from ..txn import Blocked, ModelBug
-from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_READ, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO,
-                     ZERO_PFN, PG_dirty)
+from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_READ, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE,
+                     VM_NOHUGEPAGE, ZERO, ZERO_PFN, PG_dirty, PG_lru)
 from ..decisions import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile, huge_memory, hugetlb
 from .internal import (FaultFrame, SwapMapped, VM_FAULT_SIGSEGV, enter_fault, fault_done, vm_normal_page,
@@ -292,12 +292,80 @@ def do_swap_page_skip_swapcache(k, fr: FaultFrame, slot: int, s):
     SWAP_HAS_CACHE without a folio so a parallel swap-in of the entry waits
     and retries; the model keeps that guard for every version (before 6.8 a
     parallel swap-in could map stale data after the slot was reused, a race
-    this model does not show)."""
+    this model does not show).
+
+    From 6.12 (242d12c98174, the design's ``swapin_large_sync_io``)
+    alloc_swap_folio() may give a large folio (``alloc_swap_folio_nr``): its
+    entries are read into one folio that goes to the LRU at once (a large
+    folio is never held in the lru_add batch), and swapcache_prepare(entry,
+    nr) marks all of them.  Only the faulting entry's swap count is tested;
+    the fresh folio is a copy of the device's data whatever the others'
+    counts, so "certainly exclusive" still holds: another mm that references
+    one of the entries reads it from the device itself."""
+    nr = alloc_swap_folio_nr(k, fr) if k.design.swapin_large_sync_io else 1
+    if nr > 1:
+        idx = fr.address % nr
+        first = slot - idx
+        for i in range(nr):
+            swapfile.swapcache_prepare(k, first + i)
+        pfn = k.alloc_folio(nr=nr, data=tuple(k.swap[first + i].data for i in range(nr)))
+        k.set_flag(pfn, PG_lru)
+        return Goto("swap.lock", fr._replace(page=pfn, fresh=True))
     swapfile.swapcache_prepare(k, slot)
     pfn = k.alloc_folio(data=(s.data,))
     lru.lru_cache_add(k, pfn)
     # __folio_set_locked(); swap_read_folio() completes at once and unlocks; folio_lock_or_retry() next
     return Goto("swap.lock", fr._replace(page=pfn, fresh=True))
+
+
+def thp_sizes(k) -> tuple:
+    """The anon THP sizes (pages) enabled for VM_HUGEPAGE vmas: the case setting ``thp_sizes``
+    (hugepages-<kB>kB/enabled), by default the PMD size only."""
+    return tuple(k.THP_SIZES) if k.THP_SIZES else (k.HPAGE_PMD_NR,)
+
+
+def alloc_swap_folio_nr(k, fr: FaultFrame) -> int:
+    """alloc_swap_folio() (6.12, 242d12c98174; the PT lock taken to read the
+    ptes): the size of the folio to swap in, 1 unless an enabled mTHP size
+    *below the PMD size* (``BIT(PMD_ORDER) - 1``: a PMD-size THP always comes
+    back as small folios) fits: thp_vma_allowable_orders() (VM_HUGEPAGE, not
+    VM_NOHUGEPAGE), thp_vma_suitable_orders() (the aligned range inside the
+    vma), thp_swap_suitable_orders() (the entry's offset and the address
+    agree modulo the size, as when the folio was swapped out) and
+    can_swapin_thp(); the largest such size.  zswap never enabled
+    (zswap_never_enabled()) and no userfaultfd are assumed: the model has
+    neither."""
+    addr = fr.address
+    vma = k.find_vma(addr)
+    if vma is None or not vma.flags & VM_HUGEPAGE or vma.flags & VM_NOHUGEPAGE:
+        return 1
+    slot = fr.orig_pte.pfn
+    for nr in sorted((n for n in thp_sizes(k) if 1 < n < k.HPAGE_PMD_NR), reverse=True):
+        base = addr - addr % nr
+        if base < vma.start or base + nr > vma.end or addr % nr != slot % nr:
+            continue
+        if can_swapin_thp(k, fr.orig_pte, addr, nr):
+            return nr
+    return 1
+
+
+def can_swapin_thp(k, orig, addr: int, nr: int) -> bool:
+    """can_swapin_thp() (6.12): the ``nr`` aligned ptes around ``addr`` are
+    the swap ptes of consecutive entries with the same bits as the faulting
+    one (pte_same() with the offset moved, swap_pte_batch(): the exclusive
+    and soft-dirty bits included) and none of the entries has
+    SWAP_HAS_CACHE (non_swapcache_batch()).  (swap_zeromap_batch(): the
+    model does not record zero-filled swap-outs, so never mixed.)"""
+    base = addr - addr % nr
+    first = orig.pfn - addr % nr
+    for i in range(nr):
+        p = k.pte(base + i)
+        if p != orig._replace(pfn=first + i):
+            return False
+        sl = k.swap[first + i] if 0 <= first + i < len(k.swap) else None
+        if sl is None or sl.cache != -1:
+            return False
+    return True
 
 
 @step("swap.lock")
@@ -317,19 +385,31 @@ def do_swap_page_map(k, fr: FaultFrame, op):
     addr = fr.address
     k.pte_lock()
     slot = orig.pfn
-    if k.pte(addr) != orig or (not fresh and (not k.PageSwapCache(pfn) or slot not in k.folio(pfn).swap)):
+    nr = k.folio(pfn).nr if fresh else 1
+    idx = addr % nr
+    # a fresh large folio: every pte of its range must still be the swap pte it was read for
+    # (pte_same() of the first one with the offset moved, swap_pte_batch() == nr)
+    same = all(k.pte(addr - idx + i) == orig._replace(pfn=slot - idx + i) for i in range(nr))
+    if not same or (not fresh and (not k.PageSwapCache(pfn) or slot not in k.folio(pfn).swap)):
         k.unlock_page(pfn)
         k.drop_ref(k.my_tmp_ref(pfn))
         if fresh:
-            swapfile.swapcache_clear(k, slot)
+            for i in range(nr):
+                swapfile.swapcache_clear(k, slot - idx + i)
         k.pte_unlock()
         return fault_done(k, fr)
-    idx = 0 if fresh else k.folio(pfn).swap.index(slot)
+    if not fresh:
+        idx = k.folio(pfn).swap.index(slot)
     vmf = Vmf(k.mm, addr, pfn, idx, write=fr.write, unshare=fr.unshare, locked=True)
     count = k.swap[slot].count
     exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), fresh)
     freed = k.swap[slot] is None or k.swap[slot].count != count
-    return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed, fresh)))
+    if nr > 1:
+        # swap_free_nr(entry, nr_pages): the other entries of the range (the design freed the faulting one)
+        for i in range(nr):
+            if i != idx:
+                swapfile.swap_free(k, slot - idx + i)
+    return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed, fresh, nr)))
 
 
 @step("swap.set_pte")
@@ -340,19 +420,31 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
     do_wp_page() if a write fault was not satisfied.  A separate step from the
     decision, so that lockless readers of the counts (another mm's fault
     under its own PT lock) can run in between, as in the kernel."""
-    pfn, idx, slot, exclusive, freed, fresh = fr.swapin
+    pfn, idx, slot, exclusive, freed, fresh, nr = fr.swapin
     fr = fr._replace(swapin=None)
     addr = fr.address
     vma = k.find_vma(addr)
     # a read fault maps an exclusive page writable too from 6.11 (c18160dba5ff: the design's swapin_read_mkwrite)
     write = (fr.write or k.design.swapin_read_mkwrite) and exclusive and bool(vma.flags & VM_WRITE)
     k.ref_to_mapping(pfn)
-    rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
-    k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write and fr.write, soft_dirty=True))
-    k.effect(Swapin(k.mm, addr, pfn, idx, exclusive))
+    if nr > 1:
+        # a fresh large folio (6.12): folio_ref_add(folio, nr_pages - 1), folio_add_new_anon_rmap(RMAP_EXCLUSIVE),
+        # set_ptes() of all nr ptes with the faulting pte's bits (writable, and dirty on a write fault, alike)
+        f = k.folio(pfn)
+        k.folios[pfn] = f._replace(refcount=f.refcount + nr - 1)
+        for i in range(nr):
+            a = addr - idx + i
+            rmap.page_add_anon_rmap(k, pfn, i, exclusive=exclusive)
+            k.set_pte_at(a, k.mk_pte(pfn, i, write=write, dirty=write and fr.write, soft_dirty=True))
+            k.effect(Swapin(k.mm, a, pfn, i, exclusive))
+            swapfile.swapcache_clear(k, slot - idx + i)
+    else:
+        rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
+        k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write and fr.write, soft_dirty=True))
+        k.effect(Swapin(k.mm, addr, pfn, idx, exclusive))
     if not freed:
         swapfile.swap_free(k, slot)
-    if fresh:
+    if fresh and nr == 1:
         swapfile.swapcache_clear(k, slot)
     if k.folios[pfn] is not None and k.PageLocked(pfn):
         k.unlock_page(pfn)
