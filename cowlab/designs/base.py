@@ -185,6 +185,12 @@ class Design:
     #: none in the swap cache (alloc_swap_folio(), can_swapin_thp(); 242d12c98174 "mm: support large folios swap-in
     #: for sync io devices", 6.12)
     swapin_large_sync_io: bool = False
+    #: do_swap_page() maps a large folio it finds in the swap cache whole (set_ptes() of every pte when all the ptes
+    #: of its range are its swap entries, swap_pte_batch()), and should_try_to_free_swap() expects
+    #: ``folio_ref_count() == 1 + folio_nr_pages()`` ("mm: swap: entirely map large folios found in swapcache" and
+    #: "mm: swap: make should_try_to_free_swap() support large-folio", Barry Song, 6.10); before, only the
+    #: faulting subpage is mapped
+    swapin_map_large_swapcache: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

@@ -42,6 +42,7 @@ class Linux618(Linux69):
         self.thp_split_zeropage = True           # b1f202060afe (6.12)
         self.swapout_large_unsplit = True        # 5ed890ce5147, 845982eb264b (6.10)
         self.swapin_large_sync_io = True         # 242d12c98174 (6.12)
+        self.swapin_map_large_swapcache = True   # "mm: swap: entirely map large folios found in swapcache" (6.10)
 
     def wp_large_anon_folio(self, k, vmf):
         return self.wp_can_reuse_large_anon_folio(k, vmf)

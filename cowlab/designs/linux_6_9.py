@@ -23,10 +23,13 @@ Large-folio swap (the settings default to v6.9):
 ``swapout_large_unsplit`` (6.10: 5ed890ce5147, 845982eb264b and Ryan Roberts'
 "mm: madvise: avoid split during MADV_PAGEOUT and MADV_COLD") swaps a
 PTE-mapped large folio out whole instead of splitting it first;
+``swapin_map_large_swapcache`` (6.10, Barry Song's "mm: swap: entirely map
+large folios found in swapcache") maps a large swap-cache folio whole;
 ``swapin_large_sync_io`` (6.12: 242d12c98174) swaps an mTHP (an enabled order
 below PMD order, case setting ``thp_sizes``) back in whole from zram.  v6.12 ..
 v6.14 is ``--set swapin_read_mkwrite=true --set thp_split_zeropage=true --set
-swapout_large_unsplit=true --set swapin_large_sync_io=true``."""
+swapout_large_unsplit=true --set swapin_map_large_swapcache=true --set
+swapin_large_sync_io=true``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -45,7 +48,7 @@ class Linux69(Linux65):
 
     def default_settings(self):
         return {"swapin_read_mkwrite": False, "thp_split_zeropage": False, "swapout_large_unsplit": False,
-                "swapin_large_sync_io": False}
+                "swapin_map_large_swapcache": False, "swapin_large_sync_io": False}
 
     def __post_init__(self):
         super().__post_init__()
@@ -53,6 +56,7 @@ class Linux69(Linux65):
         self.thp_split_zeropage = bool(self.settings.get("thp_split_zeropage", False))
         self.swapout_large_unsplit = bool(self.settings.get("swapout_large_unsplit", False))
         self.swapin_large_sync_io = bool(self.settings.get("swapin_large_sync_io", False))
+        self.swapin_map_large_swapcache = bool(self.settings.get("swapin_map_large_swapcache", False))
 
     def wp_anon(self, k, vmf):
         if k.PageAnonExclusive(vmf.pfn, vmf.idx):

@@ -150,6 +150,8 @@ class DesignInterface(Protocol):
     pageout_sharers_head: bool
     #: do_swap_page() swaps in large folios (mTHP orders below PMD) on SWP_SYNCHRONOUS_IO devices (6.12, 242d12c98174)
     swapin_large_sync_io: bool
+    #: do_swap_page() maps a large swap-cache folio whole when every pte of its range is its swap entry (6.10)
+    swapin_map_large_swapcache: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

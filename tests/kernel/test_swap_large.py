@@ -255,3 +255,58 @@ def test_concurrent_large_swapins_keep_every_invariant(design):
     assert rep.status == "complete", rep.reason
     assert not rep.bugs, rep.bugs[:1]
     assert not rep.found.get("missed") and not rep.found.get("wrong"), rep.found
+
+
+def _final_states(case, design, limit=200_000):
+    """Every state where no thread can move, over all interleavings (breadth-first over CowModel.step)."""
+    m = CowModel(case, designs.load(design))
+    s0 = m.init_state()
+    seen, todo, ends = {s0}, [s0], []
+    while todo:
+        st = todo.pop()
+        moved = False
+        for tid in range(m.nthreads):
+            tr = m.step(st, tid)
+            if tr is None:
+                continue
+            assert not tr.bugs, tr.bugs
+            moved = True
+            if tr.state not in seen:
+                seen.add(tr.state)
+                todo.append(tr.state)
+                assert len(seen) < limit
+        if not moved:
+            ends.append(st)
+    return ends
+
+
+@pytest.mark.parametrize("design,whole", [("linux-6.18", True), ("linux-6.9", False),
+                                          ("linux-6.9:swapin_map_large_swapcache=true", True)])
+def test_a_large_folio_found_in_the_swap_cache_is_mapped_whole_from_6_10(design, whole):
+    """A THP in the swap cache, every pte a swap pte of it (reclaim between try_to_unmap() and __remove_mapping()),
+    and another thread's read fault on it: from 6.10 ("mm: swap: entirely map large folios found in swapcache",
+    Barry Song: swap_pte_batch() == nr -> set_ptes() of the whole folio, swap_free_nr()) every pte maps it again;
+    before, only the faulting subpage (the others stay swap ptes of the cached folio)."""
+    s = Script("t", pages=4, hpage_pmd_nr=4)
+    p = s.process("parent")
+    p.mmap(0, pages=4, thp=True)
+    p.write(0, pages=4)
+    s.parallel({"parent": [("pageout", {"addr": 0, "pages": 4})], "parent.t2": [("read", {"addr": 1})]})
+    s.cpu("parent", "parent.t2")
+    ends = _final_states(s.build(), design)
+
+    def mapped_whole(st):
+        ptes = st.mms[0].ptes
+        return all(x.kind == PTE_PRESENT for x in ptes) and len({x.pfn for x in ptes}) == 1 and \
+            len(st.folios[ptes[0].pfn].data) == 4 and [x.idx for x in ptes] == [0, 1, 2, 3]
+
+    def one_from_cache(st):
+        ptes = st.mms[0].ptes
+        f = st.folios[ptes[1].pfn] if ptes[1].kind == PTE_PRESENT else None
+        return f is not None and len(f.data) == 4 and f.flags & PG_swapcache and \
+            [x.kind for x in ptes] == [PTE_SWAP, PTE_PRESENT, PTE_SWAP, PTE_SWAP]
+
+    # the fault found the folio in the swap cache with every pte swapped out in some interleaving:
+    # whole mapping from 6.10, the faulting subpage only before
+    assert any(mapped_whole(st) for st in ends) == whole
+    assert any(one_from_cache(st) for st in ends) == (not whole)

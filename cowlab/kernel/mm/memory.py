@@ -400,16 +400,36 @@ def do_swap_page_map(k, fr: FaultFrame, op):
         return fault_done(k, fr)
     if not fresh:
         idx = k.folio(pfn).swap.index(slot)
+        if k.design.swapin_map_large_swapcache and swapcache_folio_batch(k, addr, pfn, idx, orig):
+            nr = k.folio(pfn).nr
     vmf = Vmf(k.mm, addr, pfn, idx, write=fr.write, unshare=fr.unshare, locked=True)
-    count = k.swap[slot].count
-    exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), fresh)
-    freed = k.swap[slot] is None or k.swap[slot].count != count
     if nr > 1:
-        # swap_free_nr(entry, nr_pages): the other entries of the range (the design freed the faulting one)
+        # swap_free_nr(entry, nr_pages): the other entries of the range (the design frees the faulting one), before
+        # should_try_to_free_swap()
         for i in range(nr):
             if i != idx:
                 swapfile.swap_free(k, slot - idx + i)
+    count = k.swap[slot].count
+    exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), fresh)
+    freed = k.swap[slot] is None or k.swap[slot].count != count
     return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed, fresh, nr)))
+
+
+def swapcache_folio_batch(k, addr: int, pfn: int, idx: int, orig) -> bool:
+    """do_swap_page() with a large folio found in the swap cache (6.10, Barry
+    Song's "mm: swap: entirely map large folios found in swapcache"; PT lock
+    held): map it whole when its range lies inside the vma and the PMD and
+    every pte of the range is the swap pte of its entry with the faulting
+    pte's bits (pte_same() of the first, swap_pte_batch() == nr); otherwise
+    only the faulting subpage, as before 6.10."""
+    f = k.folio(pfn)
+    base = addr - idx
+    vma = k.find_vma(addr)
+    if f.nr < 2 or base < vma.start or base + f.nr > vma.end or \
+            base // k.HPAGE_PMD_NR != (base + f.nr - 1) // k.HPAGE_PMD_NR:
+        return False
+    return all(f.swap[i] == orig.pfn - idx + i and k.pte(base + i) == orig._replace(pfn=f.swap[i])
+               for i in range(f.nr))
 
 
 @step("swap.set_pte")
@@ -428,8 +448,9 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
     write = (fr.write or k.design.swapin_read_mkwrite) and exclusive and bool(vma.flags & VM_WRITE)
     k.ref_to_mapping(pfn)
     if nr > 1:
-        # a fresh large folio (6.12): folio_ref_add(folio, nr_pages - 1), folio_add_new_anon_rmap(RMAP_EXCLUSIVE),
-        # set_ptes() of all nr ptes with the faulting pte's bits (writable, and dirty on a write fault, alike)
+        # a fresh large folio (6.12) or a swap-cache one mapped whole (6.10): folio_ref_add(folio, nr_pages - 1),
+        # the rmap of all nr subpages (RMAP_EXCLUSIVE when exclusive), set_ptes() of all nr ptes with the faulting
+        # pte's bits (writable, and dirty on a write fault, alike)
         f = k.folio(pfn)
         k.folios[pfn] = f._replace(refcount=f.refcount + nr - 1)
         for i in range(nr):
@@ -437,7 +458,8 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
             rmap.page_add_anon_rmap(k, pfn, i, exclusive=exclusive)
             k.set_pte_at(a, k.mk_pte(pfn, i, write=write, dirty=write and fr.write, soft_dirty=True))
             k.effect(Swapin(k.mm, a, pfn, i, exclusive))
-            swapfile.swapcache_clear(k, slot - idx + i)
+            if fresh:
+                swapfile.swapcache_clear(k, slot - idx + i)
     else:
         rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
         k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write and fr.write, soft_dirty=True))
