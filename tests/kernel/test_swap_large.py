@@ -310,3 +310,18 @@ def test_a_large_folio_found_in_the_swap_cache_is_mapped_whole_from_6_10(design,
     # whole mapping from 6.10, the faulting subpage only before
     assert any(mapped_whole(st) for st in ends) == whole
     assert any(one_from_cache(st) for st in ends) == (not whole)
+
+
+@pytest.mark.parametrize("design", ["linux-5.19", "linux-6.18"])
+def test_pageout_of_a_whole_thp_goes_on_over_the_rest_of_the_range(design):
+    """madvise_walk_vmas() walks every PMD of the range: a THP covered whole is isolated and the 4 KiB pages after
+    it (another vma) are reclaimed too."""
+    s = Script("t", pages=2 * N, hpage_pmd_nr=N)
+    p = s.process("parent")
+    p.mmap(0, pages=N, thp=True)
+    p.mmap(N, pages=2)
+    p.madvise(N, pages=2, advice="nohugepage")
+    p.write(0, pages=N + 2)
+    p.pageout(0, pages=N + 2)
+    end = _run(s.build(), design)[-1]
+    assert all(x is not None and x.kind == PTE_SWAP for x in end.mms[0].ptes[:N + 2]), end.mms[0].ptes

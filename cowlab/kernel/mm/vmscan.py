@@ -86,6 +86,7 @@ def madvise_pageout(k, fr, op):
     lru.lru_add_drain(k)
     lo, hi = op["addr"], op["addr"] + op.get("pages", 1)
     shared_ok = op.get("shared_ok")
+    isolated = []
     pmd = k.pmd(lo // k.HPAGE_PMD_NR)
     if pmd is not None:
         # madvise_cold_or_pageout_pte_range() on a PMD: the huge zero page is left; a THP goes to
@@ -106,14 +107,12 @@ def madvise_pageout(k, fr, op):
                 k.mmap_read_unlock()
                 return None
         else:
-            # the whole PMD: folio_isolate_lru(), reclaim_pages(); try_to_unmap() splits the PMD mapping
-            if not k.PageLRU(pmd.pfn):
-                k.mmap_read_unlock()
-                return None
-            k.clear_flag(pmd.pfn, PG_lru)
-            k.add_ref("isolate", pmd.pfn, owner=f"t{k.tid}")
-            return Goto("reclaim.lock", ReclaimFrame(pmd.pfn))
-    isolated = []
+            # the whole PMD: folio_isolate_lru() (reclaim_pages() after the walk); try_to_unmap() splits the PMD
+            # mapping.  (The walk goes on over the rest of the range: the ptes skip the PMD's pages.)
+            if k.PageLRU(pmd.pfn):
+                k.clear_flag(pmd.pfn, PG_lru)
+                k.add_ref("isolate", pmd.pfn, owner=f"t{k.tid}")
+                isolated.append(pmd.pfn)
     here = _ptes_here(k)         # pfn -> ptes of this mm mapping it
     unsplit = k.design.swapout_large_unsplit
     for vma in k.mmv().vmas:
