@@ -388,6 +388,6 @@ def free_swap_cache_op(k, fr, op):
 
 
 op("pageout", "reclaim.isolate", "madvise(MADV_PAGEOUT) -> reclaim_pages()", ("addr", "pages", "shared_ok"),
-   "swap out the folios of the range (``pages`` long): a THP it covers as one unit, one it covers part of split "
-   "first")
+   "swap out the folios of the range (``pages`` long): a PMD-mapped THP it covers as one unit; a PTE-mapped large "
+   "folio split first before 6.10, whole from 6.10 unless the range covers part of it")
 op("free_swapcache", "swapcache.free", "try_to_free_swap()", (), "drop idle swap-cache pages")
