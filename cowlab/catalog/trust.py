@@ -23,7 +23,8 @@ SRC_PAGEOUT_REF = ("mm/vmscan.c shrink_folio_list(): a large anon folio not in t
                    "mapped (activate_locked), since b8f593cd0896 (4.13)")
 SRC_PAGEOUT_RANGE = ("mm/madvise.c madvise_cold_or_pageout_pte_range(): MADV_PAGEOUT walks every pte of its range "
                      "and isolates each folio mapped only by this process (a large folio mapped by another process "
-                     "is left: folio_maybe_mapped_shared()), then reclaim_pages() reclaims the list")
+                     "is left: folio_maybe_mapped_shared(); before 6.10 the walk of that PMD stops there: "
+                     "'break'), then reclaim_pages() reclaims the list")
 SRC_PAGEOUT_SPLIT = ("mm/madvise.c madvise_cold_or_pageout_pte_range(): a large folio the range (one vma's part of "
                      "it) does not fully map, or a PMD it does not cover, is split (split_folio()) unless another "
                      "process maps it; mm/huge_memory.c __split_huge_page() -> remap_page(RMP_USE_SHARED_ZEROPAGE) "
@@ -163,7 +164,9 @@ def thp_pageout_extra_ref(nr: int):
 def thp_pageout_range(nr: int):
     """MADV_PAGEOUT of a whole huge page whose THP a COW split: the child
     still maps the THP by its PMD, the parent by ptes but for subpage 1, a
-    4 KiB copy of its own -- the only folio of the range reclaim takes."""
+    4 KiB copy of its own -- the only folio of the range reclaim takes from
+    6.10; before, the walk of the PMD stops at the shared THP ("break") and
+    takes nothing."""
     s = Script("thp-pageout-range", "MADV_PAGEOUT of a range over a shared THP and a 4 KiB page of the parent's",
                pages=nr, source=SRC_PAGEOUT_RANGE, tags=("trust", "thp", "thp-swap"), hpage_pmd_nr=nr)
     p, c = s.process("parent"), s.process("child")

@@ -178,6 +178,31 @@ class Design:
     #: setting ``thp_sizes``) below the PMD size that fits, mapped by ptes (mTHP: alloc_anon_folio(), 6.8,
     #: 19eaf44954df "mm: thp: support allocation of anonymous multi-size THP"); otherwise only the PMD size exists
     anon_mthp: bool = False
+    #: MADV_PAGEOUT and reclaim swap out a PTE-mapped large folio whole: madvise_cold_or_pageout_pte_range() splits
+    #: only a folio the range maps part of, shrink_folio_list() only a partially mapped one (5ed890ce5147 "mm: vmscan:
+    #: avoid split during shrink_folio_list()", Ryan Roberts' "mm: madvise: avoid split during MADV_PAGEOUT and
+    #: MADV_COLD" and 845982eb264b "mm: swap: allow storage of all mTHP orders", all 6.10).  Before: the madvise walk
+    #: splits every PTE-mapped large folio it meets (or stops the walk of that PMD where it cannot), and
+    #: shrink_folio_list() splits every large folio with no PMD mapping (``!folio_entire_mapcount()``) before
+    #: add_to_swap(); only a PMD-mapped THP goes out whole (CONFIG_THP_SWAP, x86-64, since 4.13/4.14: 38d8b4e6bdc8,
+    #: bd4c82c22c36)
+    swapout_large_unsplit: bool = False
+    #: (read only without ``swapout_large_unsplit``) the madvise walk's "shared" test of a PTE-mapped large folio
+    #: reads the first subpage's mapcount (folio_estimated_sharers() 2f406263e3e9, 6.4/6.5;
+    #: folio_likely_mapped_shared() 6.9) instead of the mapcount of the subpage the pte maps (page_mapcount(page),
+    #: 5.4 .. 6.1; 6.2 .. 6.3's folio_mapcount() is no design's)
+    pageout_sharers_head: bool = False
+    #: do_swap_page() on a SWP_SYNCHRONOUS_IO device (zram) swaps in a large folio of an enabled mTHP order below
+    #: PMD order when the faulting entry's swap count is 1 and the aligned range is swap ptes of consecutive entries,
+    #: none in the swap cache (alloc_swap_folio(), can_swapin_thp(); 242d12c98174 "mm: support large folios swap-in
+    #: for sync io devices", 6.12)
+    swapin_large_sync_io: bool = False
+    #: do_swap_page() maps a large folio it finds in the swap cache whole (set_ptes() of every pte when all the ptes
+    #: of its range are its swap entries, swap_pte_batch()), and should_try_to_free_swap() expects
+    #: ``folio_ref_count() == 1 + folio_nr_pages()`` ("mm: swap: entirely map large folios found in swapcache" and
+    #: "mm: swap: make should_try_to_free_swap() support large-folio", Barry Song, 6.10); before, only the
+    #: faulting subpage is mapped
+    swapin_map_large_swapcache: bool = False
 
     def __post_init__(self):
         self.settings = {**self.default_settings(), **(self.settings or {})}

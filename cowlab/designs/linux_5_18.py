@@ -73,7 +73,9 @@ class Linux518(Linux511):
         """should_try_to_free_swap() (c145e0b47c77): swap full / mlocked are
         not modelled; a write fault tries when the swap cache and this fault
         hold the only references."""
-        return k.PageSwapCache(vmf.pfn) and vmf.write and not k.PageKsm(vmf.pfn) and k.page_count(vmf.pfn) == 2
+        # (6.10's large-folio version: folio_ref_count(folio) == 1 + folio_nr_pages(folio); 2 before)
+        nr = k.folio(vmf.pfn).nr if self.swapin_map_large_swapcache else 1
+        return k.PageSwapCache(vmf.pfn) and vmf.write and not k.PageKsm(vmf.pfn) and k.page_count(vmf.pfn) == 1 + nr
 
     def do_swap_page_map(self, k, vmf, slot, swp_excl, fresh):
         swap_free(k, slot)

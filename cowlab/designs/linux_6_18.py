@@ -5,7 +5,10 @@ reused when it has two or more mappings, none from another MM, and no
 reference beyond them (__wp_can_reuse_large_anon_folio()); and from 6.11
 (c18160dba5ff) a read swap-in maps an exclusive page writable
 (``swapin_read_mkwrite``), from 6.12 (b1f202060afe) a THP split maps its
-all-zero subpages to the shared zero page (``thp_split_zeropage``)."""
+all-zero subpages to the shared zero page (``thp_split_zeropage``); from 6.10
+(5ed890ce5147, 845982eb264b) a PTE-mapped large folio is swapped out whole
+(``swapout_large_unsplit``), from 6.12 (242d12c98174) an mTHP is swapped in
+whole from zram (``swapin_large_sync_io``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -24,7 +27,10 @@ class Linux618(Linux69):
                                         "6af8cb80d3a9 mm/rmap: basic MM owner tracking for large folios (!hugetlb)",
                                         "1ced09e0331f mm: allocate THP on hugezeropage wp-fault",
                                         "b1f202060afe mm: remap unused subpages to shared zeropage when splitting "
-                                        "isolated thp")
+                                        "isolated thp",
+                                        "5ed890ce5147 mm: vmscan: avoid split during shrink_folio_list()",
+                                        "845982eb264b mm: swap: allow storage of all mTHP orders",
+                                        "242d12c98174 mm: support large folios swap-in for sync io devices")
     huge_zero_wp_thp: bool = True       # do_huge_zero_wp_pmd() (6.13)
     #: khugepaged/MADV_COLLAPSE without SCAN_PAGE_RO: v6.18 ("mm: Enable khugepaged to operate on non-writable
     #: VMAs", 20250903054635.19949-1-dev.jain@arm.com; live probe on 6.18.44: an all-R/O range collapses);
@@ -38,6 +44,9 @@ class Linux618(Linux69):
         super().__post_init__()
         self.swapin_read_mkwrite = True          # c18160dba5ff (6.11)
         self.thp_split_zeropage = True           # b1f202060afe (6.12)
+        self.swapout_large_unsplit = True        # 5ed890ce5147, 845982eb264b (6.10)
+        self.swapin_large_sync_io = True         # 242d12c98174 (6.12)
+        self.swapin_map_large_swapcache = True   # "mm: swap: entirely map large folios found in swapcache" (6.10)
 
     def wp_large_anon_folio(self, k, vmf):
         return self.wp_can_reuse_large_anon_folio(k, vmf)

@@ -36,6 +36,9 @@ class Linux65(Linux519):
     break_ksm_unshare: bool = True       # 6cce3314b928 (6.1)
     madv_collapse: bool = True           # 7d8faaf15545 (6.1): madvise(MADV_COLLAPSE)
     SETTINGS: ClassVar[tuple] = ()
+    #: MADV_PAGEOUT tests a PTE-mapped large folio for sharing by its first subpage's mapcount
+    #: (folio_estimated_sharers(), 2f406263e3e9; v6.5's madvise_cold_or_pageout_pte_range())
+    pageout_sharers_head: bool = True
 
     def gup_must_unshare_non_anon(self, k, gup_flags, pfn):
         return bool(gup_flags & FOLL_LONGTERM)

@@ -22,7 +22,19 @@ zero page (``thp_split_zeropage``).  Off by default (v6.9 .. v6.11); v6.12
 .. v6.14 are ``--set swapin_read_mkwrite=true --set thp_split_zeropage=true``
 (6.13's do_huge_zero_wp_pmd(), ``huge_zero_wp_thp``, stays off: a write to
 the huge zero page splits it, as in 6.12).  Only the page tables differ (a
-zero-page pte instead of a private zero-filled page, which reads the same)."""
+zero-page pte instead of a private zero-filled page, which reads the same).
+
+Large-folio swap (the settings default to v6.9):
+``swapout_large_unsplit`` (6.10: 5ed890ce5147, 845982eb264b and Ryan Roberts'
+"mm: madvise: avoid split during MADV_PAGEOUT and MADV_COLD") swaps a
+PTE-mapped large folio out whole instead of splitting it first;
+``swapin_map_large_swapcache`` (6.10, Barry Song's "mm: swap: entirely map
+large folios found in swapcache") maps a large swap-cache folio whole;
+``swapin_large_sync_io`` (6.12: 242d12c98174) swaps an mTHP (an enabled order
+below PMD order, case setting ``thp_sizes``) back in whole from zram.  v6.12 ..
+v6.14 is ``--set swapin_read_mkwrite=true --set thp_split_zeropage=true --set
+swapout_large_unsplit=true --set swapin_map_large_swapcache=true --set
+swapin_large_sync_io=true``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,12 +54,16 @@ class Linux69(Linux65):
     anon_mthp: bool = True              # alloc_anon_folio() (6.8)
 
     def default_settings(self):
-        return {"swapin_read_mkwrite": False, "thp_split_zeropage": False}
+        return {"swapin_read_mkwrite": False, "thp_split_zeropage": False, "swapout_large_unsplit": False,
+                "swapin_map_large_swapcache": False, "swapin_large_sync_io": False}
 
     def __post_init__(self):
         super().__post_init__()
         self.swapin_read_mkwrite = bool(self.settings.get("swapin_read_mkwrite", False))
         self.thp_split_zeropage = bool(self.settings.get("thp_split_zeropage", False))
+        self.swapout_large_unsplit = bool(self.settings.get("swapout_large_unsplit", False))
+        self.swapin_large_sync_io = bool(self.settings.get("swapin_large_sync_io", False))
+        self.swapin_map_large_swapcache = bool(self.settings.get("swapin_map_large_swapcache", False))
 
     def wp_anon(self, k, vmf):
         if k.PageAnonExclusive(vmf.pfn, vmf.idx):

@@ -112,7 +112,10 @@ def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=
                 mms = mappers.get((pfn, i), set()) | mappers.get((pfn, -1), set())
                 if len(mms) > 1:
                     bugs.append(f"pfn {pfn}/{i} is PageAnonExclusive but mapped by {len(mms)} processes")
-                if f.flags & PG_swapcache and f.swap[i] >= 0 and swapptes.get(f.swap[i], 0) and mms:
+                # (a swap pte a swap-in has already dropped the count of -- slot_adjust -- is being replaced: its
+                # slot may already be reused, e.g. by reclaim of this folio, while the fault holds the PT lock)
+                if f.flags & PG_swapcache and f.swap[i] >= 0 and mms and \
+                        swapptes.get(f.swap[i], 0) + (slot_adjust or {}).get(f.swap[i], 0) > 0:
                     bugs.append(f"pfn {pfn}/{i} is PageAnonExclusive but other swap ptes reference its slot")
     for sl, slot in enumerate(s.swap):
         if slot is None:

@@ -150,6 +150,15 @@ class DesignInterface(Protocol):
     #: a write fault in a VM_HUGEPAGE vma may allocate an anonymous large folio of any enabled size below the PMD
     #: size and map it with ptes (mTHP: alloc_anon_folio(), 6.8, 19eaf44954df)
     anon_mthp: bool
+    #: reclaim / MADV_PAGEOUT swap out a PTE-mapped large folio whole, splitting only partially mapped ones (6.10,
+    #: 5ed890ce5147, 845982eb264b); before, every PTE-mapped large folio is split first
+    swapout_large_unsplit: bool
+    #: (before 6.10) MADV_PAGEOUT's shared test of a large folio reads its first subpage's mapcount (6.5+)
+    pageout_sharers_head: bool
+    #: do_swap_page() swaps in large folios (mTHP orders below PMD) on SWP_SYNCHRONOUS_IO devices (6.12, 242d12c98174)
+    swapin_large_sync_io: bool
+    #: do_swap_page() maps a large swap-cache folio whole when every pte of its range is its swap entry (6.10)
+    swapin_map_large_swapcache: bool
 
     # ---- GUP ---------------------------------------------------------------------------
     def gup_force_write(self, k: Kernel, vma: Vma, gup_flags: int) -> bool:

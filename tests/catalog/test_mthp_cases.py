@@ -140,13 +140,3 @@ def test_no_catalog_mthp_case_maps_a_folio_into_three_mms():
                     p is not None and p.kind == 1 and p.pfn == pfn for p in m.ptes)}
                 assert len(mms) <= 2, (c.id, pfn, mms)
         assert run.end == "done"
-
-
-def test_conformance_does_not_run_mthp_cases_without_the_knob():
-    """A live run that has not enabled hugepages-<kB>kB would compare the model's mTHP with the kernel's small
-    pages: runner.unsupported() skips the cases with mTHP sizes (the PMD-only default still runs)."""
-    from cowlab.conformance import runner
-    host = {"ksm": "", "cpus": 2, "gup_test": "needs gup_test"}
-    c = catalog.get("basic-cow-fork-pte-thp-16k", hpage_pmd_nr=512)
-    assert "mTHP sizes [4]" in runner.unsupported(c, True, host)
-    assert "mTHP" not in runner.unsupported(catalog.get("basic-cow-fork"), True, host)

@@ -184,18 +184,6 @@ def can_split_folio(k, pfn, caller_pins: int) -> bool:
     return k.total_mapcount(pfn) == f.refcount - extra - caller_pins
 
 
-def split_for_reclaim(k, addr) -> None:
-    """Reclaim of a PMD-mapped THP: the model splits the PMD mapping and
-    reclaims the (now pte-mapped) large folio as one unit (THP_SWAP).  The
-    huge zero PMD is left as it is (madvise_cold_or_pageout_pte_range():
-    is_huge_zero_pmd() -> nothing to do)."""
-    if k.is_huge_zero_pfn(k.pmd(addr // k.HPAGE_PMD_NR).pfn):
-        return
-    k.pte_lock()
-    __split_huge_pmd_locked(k, k.mm, addr // k.HPAGE_PMD_NR)
-    k.pte_unlock()
-
-
 def copy_huge(k, fr, vma, addr, child):
     """copy_huge_pmd() / copy_hugetlb_page_range() for the huge entry at addr
     (parent's PT lock held): None when done, or where dup_mmap() goes on

@@ -30,6 +30,9 @@ class SwapMapped(NamedTuple):
     freed: bool
     #: a fresh folio that skipped the swap cache (SWP_SYNCHRONOUS_IO): its slot holds swapcache_prepare()'s flag
     fresh: bool = False
+    #: the ptes being mapped: ``nr`` from ``address - idx`` (a fresh large folio, 6.12's alloc_swap_folio(): subpage
+    #: i at address - idx + i, slot ``slot - idx + i``); 1 for a small folio or a swap-cache folio's one subpage
+    nr: int = 1
 
 
 class FaultFrame(NamedTuple):
@@ -64,6 +67,10 @@ class FaultFrame(NamedTuple):
         sw = self.swapin
         if sw is None:
             return NOTHING_IN_FLIGHT
+        if sw.nr > 1:
+            base, first = self.address - sw.idx, sw.slot - sw.idx
+            return InFlight(maps=tuple((mm, base + i, sw.page, i) for i in range(sw.nr)),
+                            slots=tuple((first + i, -1) for i in range(sw.nr)) if sw.freed else ())
         return InFlight(maps=((mm, self.address, sw.page, sw.idx),),
                         slots=((sw.slot, -1),) if sw.freed else ())
 

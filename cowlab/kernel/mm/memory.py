@@ -359,12 +359,74 @@ def do_swap_page_skip_swapcache(k, fr: FaultFrame, slot: int, s):
     SWAP_HAS_CACHE without a folio so a parallel swap-in of the entry waits
     and retries; the model keeps that guard for every version (before 6.8 a
     parallel swap-in could map stale data after the slot was reused, a race
-    this model does not show)."""
+    this model does not show).
+
+    From 6.12 (242d12c98174, the design's ``swapin_large_sync_io``)
+    alloc_swap_folio() may give a large folio (``alloc_swap_folio_nr``): its
+    entries are read into one folio that goes to the LRU at once (a large
+    folio is never held in the lru_add batch), and swapcache_prepare(entry,
+    nr) marks all of them.  Only the faulting entry's swap count is tested;
+    the fresh folio is a copy of the device's data whatever the others'
+    counts, so "certainly exclusive" still holds: another mm that references
+    one of the entries reads it from the device itself."""
+    nr = alloc_swap_folio_nr(k, fr) if k.design.swapin_large_sync_io else 1
+    if nr > 1:
+        idx = fr.address % nr
+        first = slot - idx
+        for i in range(nr):
+            swapfile.swapcache_prepare(k, first + i)
+        pfn = k.alloc_folio(nr=nr, data=tuple(k.swap[first + i].data for i in range(nr)))
+        k.set_flag(pfn, PG_lru)
+        return Goto("swap.lock", fr._replace(page=pfn, fresh=True))
     swapfile.swapcache_prepare(k, slot)
     pfn = k.alloc_folio(data=(s.data,))
     lru.lru_cache_add(k, pfn)
     # __folio_set_locked(); swap_read_folio() completes at once and unlocks; folio_lock_or_retry() next
     return Goto("swap.lock", fr._replace(page=pfn, fresh=True))
+
+
+def alloc_swap_folio_nr(k, fr: FaultFrame) -> int:
+    """alloc_swap_folio() (6.12, 242d12c98174; the PT lock taken to read the
+    ptes): the size of the folio to swap in, 1 unless an enabled mTHP size
+    *below the PMD size* (``BIT(PMD_ORDER) - 1``: a PMD-size THP always comes
+    back as small folios) fits: thp_vma_allowable_orders() (VM_HUGEPAGE, not
+    VM_NOHUGEPAGE), thp_vma_suitable_orders() (the aligned range inside the
+    vma), thp_swap_suitable_orders() (the entry's offset and the address
+    agree modulo the size, as when the folio was swapped out) and
+    can_swapin_thp(); the largest such size.  zswap never enabled
+    (zswap_never_enabled()) and no userfaultfd are assumed: the model has
+    neither."""
+    addr = fr.address
+    vma = k.find_vma(addr)
+    if vma is None or not vma.flags & VM_HUGEPAGE or vma.flags & VM_NOHUGEPAGE:
+        return 1
+    slot = fr.orig_pte.pfn
+    for nr in sorted((n for n in k.THP_SIZES if 1 < n < k.HPAGE_PMD_NR), reverse=True):
+        base = addr - addr % nr
+        if base < vma.start or base + nr > vma.end or addr % nr != slot % nr:
+            continue
+        if can_swapin_thp(k, fr.orig_pte, addr, nr):
+            return nr
+    return 1
+
+
+def can_swapin_thp(k, orig, addr: int, nr: int) -> bool:
+    """can_swapin_thp() (6.12): the ``nr`` aligned ptes around ``addr`` are
+    the swap ptes of consecutive entries with the same bits as the faulting
+    one (pte_same() with the offset moved, swap_pte_batch(): the exclusive
+    and soft-dirty bits included) and none of the entries has
+    SWAP_HAS_CACHE (non_swapcache_batch()).  (swap_zeromap_batch(): the
+    model does not record zero-filled swap-outs, so never mixed.)"""
+    base = addr - addr % nr
+    first = orig.pfn - addr % nr
+    for i in range(nr):
+        p = k.pte(base + i)
+        if p != orig._replace(pfn=first + i):
+            return False
+        sl = k.swap[first + i] if 0 <= first + i < len(k.swap) else None
+        if sl is None or sl.cache != -1:
+            return False
+    return True
 
 
 @step("swap.lock")
@@ -384,19 +446,51 @@ def do_swap_page_map(k, fr: FaultFrame, op):
     addr = fr.address
     k.pte_lock()
     slot = orig.pfn
-    if k.pte(addr) != orig or (not fresh and (not k.PageSwapCache(pfn) or slot not in k.folio(pfn).swap)):
+    nr = k.folio(pfn).nr if fresh else 1
+    idx = addr % nr
+    # a fresh large folio: every pte of its range must still be the swap pte it was read for
+    # (pte_same() of the first one with the offset moved, swap_pte_batch() == nr)
+    same = all(k.pte(addr - idx + i) == orig._replace(pfn=slot - idx + i) for i in range(nr))
+    if not same or (not fresh and (not k.PageSwapCache(pfn) or slot not in k.folio(pfn).swap)):
         k.unlock_page(pfn)
         k.drop_ref(k.my_tmp_ref(pfn))
         if fresh:
-            swapfile.swapcache_clear(k, slot)
+            for i in range(nr):
+                swapfile.swapcache_clear(k, slot - idx + i)
         k.pte_unlock()
         return fault_done(k, fr)
-    idx = 0 if fresh else k.folio(pfn).swap.index(slot)
+    if not fresh:
+        idx = k.folio(pfn).swap.index(slot)
+        if k.design.swapin_map_large_swapcache and swapcache_folio_batch(k, addr, pfn, idx, orig):
+            nr = k.folio(pfn).nr
     vmf = Vmf(k.mm, addr, pfn, idx, write=fr.write, unshare=fr.unshare, locked=True)
+    if nr > 1:
+        # swap_free_nr(entry, nr_pages): the other entries of the range (the design frees the faulting one), before
+        # should_try_to_free_swap()
+        for i in range(nr):
+            if i != idx:
+                swapfile.swap_free(k, slot - idx + i)
     count = k.swap[slot].count
     exclusive = k.design.do_swap_page_map(k, vmf, slot, bool(orig.excl), fresh)
     freed = k.swap[slot] is None or k.swap[slot].count != count
-    return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed, fresh)))
+    return Goto("swap.set_pte", fr._replace(swapin=SwapMapped(pfn, idx, slot, bool(exclusive), freed, fresh, nr)))
+
+
+def swapcache_folio_batch(k, addr: int, pfn: int, idx: int, orig) -> bool:
+    """do_swap_page() with a large folio found in the swap cache (6.10, Barry
+    Song's "mm: swap: entirely map large folios found in swapcache"; PT lock
+    held): map it whole when its range lies inside the vma and the PMD and
+    every pte of the range is the swap pte of its entry with the faulting
+    pte's bits (pte_same() of the first, swap_pte_batch() == nr); otherwise
+    only the faulting subpage, as before 6.10."""
+    f = k.folio(pfn)
+    base = addr - idx
+    vma = k.find_vma(addr)
+    if f.nr < 2 or base < vma.start or base + f.nr > vma.end or \
+            base // k.HPAGE_PMD_NR != (base + f.nr - 1) // k.HPAGE_PMD_NR:
+        return False
+    return all(f.swap[i] == orig.pfn - idx + i and k.pte(base + i) == orig._replace(pfn=f.swap[i])
+               for i in range(f.nr))
 
 
 @step("swap.set_pte")
@@ -407,19 +501,33 @@ def do_swap_page_set_pte(k, fr: FaultFrame, op):
     do_wp_page() if a write fault was not satisfied.  A separate step from the
     decision, so that lockless readers of the counts (another mm's fault
     under its own PT lock) can run in between, as in the kernel."""
-    pfn, idx, slot, exclusive, freed, fresh = fr.swapin
+    pfn, idx, slot, exclusive, freed, fresh, nr = fr.swapin
     fr = fr._replace(swapin=None)
     addr = fr.address
     vma = k.find_vma(addr)
     # a read fault maps an exclusive page writable too from 6.11 (c18160dba5ff: the design's swapin_read_mkwrite)
     write = (fr.write or k.design.swapin_read_mkwrite) and exclusive and bool(vma.flags & VM_WRITE)
     k.ref_to_mapping(pfn)
-    rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
-    k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write and fr.write, soft_dirty=True))
-    k.effect(Swapin(k.mm, addr, pfn, idx, exclusive))
+    if nr > 1:
+        # a fresh large folio (6.12) or a swap-cache one mapped whole (6.10): folio_ref_add(folio, nr_pages - 1),
+        # the rmap of all nr subpages (RMAP_EXCLUSIVE when exclusive), set_ptes() of all nr ptes with the faulting
+        # pte's bits (writable, and dirty on a write fault, alike)
+        f = k.folio(pfn)
+        k.folios[pfn] = f._replace(refcount=f.refcount + nr - 1)
+        for i in range(nr):
+            a = addr - idx + i
+            rmap.page_add_anon_rmap(k, pfn, i, exclusive=exclusive)
+            k.set_pte_at(a, k.mk_pte(pfn, i, write=write, dirty=write and fr.write, soft_dirty=True))
+            k.effect(Swapin(k.mm, a, pfn, i, exclusive))
+            if fresh:
+                swapfile.swapcache_clear(k, slot - idx + i)
+    else:
+        rmap.page_add_anon_rmap(k, pfn, idx, exclusive=exclusive)
+        k.set_pte_at(addr, k.mk_pte(pfn, idx, write=write, dirty=write and fr.write, soft_dirty=True))
+        k.effect(Swapin(k.mm, addr, pfn, idx, exclusive))
     if not freed:
         swapfile.swap_free(k, slot)
-    if fresh:
+    if fresh and nr == 1:
         swapfile.swapcache_clear(k, slot)
     if k.folios[pfn] is not None and k.PageLocked(pfn):
         k.unlock_page(pfn)

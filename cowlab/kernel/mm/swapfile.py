@@ -5,7 +5,7 @@ Versions: 5.7 .. 6.18 (folio_free_swap() and swap_cache_get_folio() are the
 exists until 5.17."""
 from __future__ import annotations
 
-from ..types import PG_swapcache, PG_writeback, PG_dirty, PG_ksm
+from ..types import PG_swapcache, PG_writeback, PG_dirty, PG_ksm, SwapSlot
 
 #: a slot's ``cache`` while swapcache_prepare() holds SWAP_HAS_CACHE for a swap-in with no swap-cache
 #: folio (-1: no SWAP_HAS_CACHE)
@@ -19,6 +19,27 @@ def add_to_swap_cache(k, pfn: int, slot: int, idx: int = 0) -> None:
     sw[idx] = slot
     k.folios[pfn] = f._replace(flags=f.flags | PG_swapcache, swap=tuple(sw), refcount=f.refcount + 1)
     k.set_slot(slot, cache=pfn)
+
+
+def folio_alloc_swap(k, pfn: int) -> None:
+    """add_to_swap() -> folio_alloc_swap() (get_swap_page() before 5.19):
+    swap entries for every subpage and the folio in the swap cache.  A large
+    folio gets one naturally aligned run of free entries (a whole swap
+    cluster for a PMD-size THP, swap_alloc_cluster() with CONFIG_THP_SWAP;
+    any order from 6.10, 845982eb264b "mm: swap: allow storage of all mTHP
+    orders"); a small one the first free slot (k.swap_alloc)."""
+    f = k.folio(pfn)
+    if f.nr == 1:
+        add_to_swap_cache(k, pfn, k.swap_alloc(f.data[0]), 0)
+        return
+    start = 0
+    while any(start + i < len(k.swap) and k.swap[start + i] is not None for i in range(f.nr)):
+        start += f.nr
+    while len(k.swap) < start + f.nr:
+        k.swap.append(None)
+    for i in range(f.nr):
+        k.swap[start + i] = SwapSlot(0, -1, f.data[i])
+        add_to_swap_cache(k, pfn, start + i, i)
 
 
 def swapcache_prepare(k, slot: int) -> None:
