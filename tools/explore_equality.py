@@ -11,7 +11,10 @@ benchmark's two-family case under linux-5.9 a plain search, is run with a state
 limit (deterministic, unlike a time limit) and recorded: status and reason,
 states, transitions, depth, stuck states, every verdict's incident keys, the
 shortest witness of each verdict kind (its trace and text), and the model bugs
-with their traces.  ``compare`` prints every difference and exits 1 if there
+with their traces; and a sequential run (``run_sequential``) of every case x
+design and of cow.c's PTE-mapped and swapped-out THP tests with ``LARGE_NR``-subpage
+folios under linux-5.9 and 6.18: verdicts, copies, model bugs and the whole
+trace of labels, events and bugs.  ``compare`` prints every difference and exits 1 if there
 is one.  ``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
 """
 from __future__ import annotations
@@ -25,6 +28,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from cowlab import catalog, designs  # noqa: E402
+from cowlab.catalog import cow_c  # noqa: E402
 from cowlab.explore import Limits, explore  # noqa: E402
 from cowlab.model import CowModel  # noqa: E402
 
@@ -63,10 +67,28 @@ def result(case, design: str, mode: str = "plain", max_states: int = MAX_STATES)
     }
 
 
+def sequential_result(case, design: str) -> dict:
+    """The comparable outcome of one sequential run (``run_sequential``: the trace, verdicts and model bugs)."""
+    from cowlab.run import run_sequential
+    r = run_sequential(CowModel(case, designs.load(design)))
+    return {"outcomes": r.outcomes, "status": r.status, "reason": r.reason, "steps": r.steps, "copies": r.copies,
+            "events": [list(e) for e in r.events], "bugs": r.bugs,
+            "trace": [[x["thread"], x["label"], x["events"], x["bugs"]] for x in r.trace]}
+
+
+#: the large-folio cow.c cases run sequentially too (check_state's cost grows with the folio's subpages)
+LARGE_NR = 64
+
+
 def _one(job):
     cid, design, two, mode = job
-    case = _two_family() if two else catalog.get(cid)
     t = time.process_time()
+    if mode == "sequential":
+        case = next(c for c in cow_c.cases(nr=LARGE_NR) if c.id == cid) if two else catalog.get(cid)
+        res = sequential_result(case, design)
+        res["cpu"] = time.process_time() - t
+        return f"{cid} @ {design} {mode}{f' nr={LARGE_NR}' if two else ''}", res
+    case = _two_family() if two else catalog.get(cid)
     res = result(case, design, mode)
     res["cpu"] = time.process_time() - t
     return f"{cid} @ {design} {mode}", res
@@ -75,6 +97,10 @@ def _one(job):
 def record(path: str, races_only: bool, jobs: int) -> None:
     work = [(c.id, d, False, mode) for c in _cases(races_only) for d in designs.names() for mode in MODES]
     work.append(("race-fork-gup-fast+race-reclaim-pin", "linux-5.9", True, "plain"))
+    work += [(c.id, d, False, "sequential") for c in _cases(races_only) for d in designs.names()]
+    if not races_only:
+        work += [(c.id, d, True, "sequential") for c in cow_c.cases(["pte-thp", "thp-swap"], nr=LARGE_NR)
+                 for d in ("linux-5.9", "linux-6.18")]
     out = {}
     t0 = time.perf_counter()
     if jobs > 1:
