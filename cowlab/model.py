@@ -274,7 +274,7 @@ class CowModel:
         return dependent(a, b)
 
     #: how many memory states ``_check_state`` remembers (then it starts again: a cache, exact either way)
-    CHECK_MEMO_SIZE = 1 << 17
+    CHECK_MEMO_SIZE = 1 << 14
 
     def _check_state(self, s: State) -> tuple:
         """check_state() of ``s`` with its in-flight books, memoised on what it reads."""

@@ -171,7 +171,7 @@ class Oracle:
         if hit is not None and hit[0] is refs:
             return hit[1]
         out = [r for r in refs if r.kind not in TRANSIENT_REFS and coherent(r.gup_flags)]
-        if len(self._coherent_memo) > 4096:
+        if len(self._coherent_memo) > 256:
             self._coherent_memo.clear()
         self._coherent_memo[id(refs)] = (refs, out)     # holding refs keeps its id from being reused
         return out
@@ -193,7 +193,7 @@ class Oracle:
         if hit is not None:
             return hit[1]
         bad = self._disconnected(s, crefs, detached, flight)
-        if len(self._disconnected_memo) > 1024:
+        if len(self._disconnected_memo) > 64:
             self._disconnected_memo.clear()
         # (holding the objects keeps their ids from being reused)
         self._disconnected_memo[key] = ((s.refs, s.mms, s.folios, detached), bad)
