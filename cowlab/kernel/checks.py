@@ -26,12 +26,25 @@ from .types import (FOLL_PIN, PG_huge_zero, PG_hugetlb, PG_ksm, PG_large, PG_swa
 
 
 def check_state(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=None) -> list[str]:
-    """Every invariant above on the whole state ``s`` (the bugs in a fixed
-    order: page tables of each mm in order, references, folios, swap slots).
+    """Every invariant above on the whole state ``s``: the bugs, in a fixed
+    order (page tables of each mm in order, references, folios, swap slots).
     ``pending_fork``: (pfn, idx) shares a fork has dup'ed and not yet mapped;
     ``slot_adjust``/``ref_adjust``: {slot or pfn: adjustment} of in-flight book
-    updates (kernel.paths.InFlight).  One pass over the page tables and one
-    over the folios' subpages: O(entries) per state."""
+    updates (kernel.paths.InFlight).
+
+    Incremental: ``consistent()`` decides from summaries of each page table and
+    of the references, kept per object (a step rebuilds only the tuples it
+    writes, so the others are the parent's and so are their summaries), that
+    there is no bug; only when it cannot, ``check_state_full`` walks the whole
+    state for the exact list."""
+    if consistent(s, design, pending_fork, slot_adjust, ref_adjust):
+        return []
+    return check_state_full(s, design, pending_fork, slot_adjust, ref_adjust)
+
+
+def check_state_full(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=None) -> list[str]:
+    """check_state() by one pass over the page tables and one over the folios'
+    subpages: O(entries) per state."""
     bugs = []
     folios = s.folios
     nf = len(folios)
@@ -178,6 +191,275 @@ def _anon_addrs(vmas: tuple) -> frozenset:
             _ANON_ADDRS.clear()
         _ANON_ADDRS[vmas] = hit
     return hit
+
+
+# ----------------------------------------------------------------------------- the incremental decision
+
+class _MmSummary:
+    """What one mm's page tables say, for ``consistent()``: per mapped pfn the
+    ptes mapping each subpage (a count vector), the subpages mapped (a bit
+    mask) and writable; swap ptes per slot; migration entries' pfns; the PMD
+    leaves; whether an entry lies outside every vma with an anon_vma."""
+    __slots__ = ("keep", "bad", "vec", "mask", "tot", "wr", "swp", "migr", "pmds")
+
+    def __init__(self, m):
+        self.keep = (m.ptes, m.pmds, m.vmas)         # (holding them keeps their ids from being reused)
+        anon = _anon_addrs(m.vmas)
+        bad = False
+        cnt, wr, swp, migr = {}, {}, {}, set()
+        for a, p in enumerate(m.ptes):
+            if p is None:
+                continue
+            kind, pfn = p.kind, p.pfn
+            if kind == PTE_PRESENT:
+                if pfn == ZERO_PFN:
+                    continue
+                if a not in anon:
+                    bad = True
+                c = cnt.get(pfn)
+                if c is None:
+                    c = cnt[pfn] = []
+                i = p.idx
+                if i >= len(c):
+                    c.extend([0] * (i + 1 - len(c)))
+                c[i] += 1
+                if p.write:
+                    wr[pfn] = wr.get(pfn, 0) | (1 << i)
+            else:
+                if a not in anon:
+                    bad = True
+                if kind == PTE_SWAP:
+                    swp[pfn] = swp.get(pfn, 0) + 1
+                elif kind == PTE_MIGRATION:
+                    migr.add(pfn)
+        self.bad = bad
+        self.vec = {pfn: tuple(c) for pfn, c in cnt.items()}
+        self.mask = {pfn: sum(1 << i for i, n in enumerate(c) if n) for pfn, c in cnt.items()}
+        self.tot = {pfn: sum(c) for pfn, c in cnt.items()}
+        self.wr, self.swp, self.migr = wr, swp, migr
+        self.pmds = tuple((h, pmd.pfn, pmd.write) for h, pmd in enumerate(m.pmds) if pmd is not None)
+
+
+class _RefSummary:
+    __slots__ = ("keep", "units", "pins")
+
+    def __init__(self, refs):
+        self.keep = refs
+        units, pins = {}, {}
+        for r in refs:
+            units[r.pfn] = units.get(r.pfn, 0) + r.units
+            if r.gup_flags & FOLL_PIN:
+                pins[r.pfn] = pins.get(r.pfn, 0) + 1
+        self.units, self.pins = units, pins
+
+
+#: id(object) -> its summary (which holds the object): page tables, references, exclusive-bit tuples
+_MM_SUMMARIES: dict = {}
+_REF_SUMMARIES: dict = {}
+_EX_MASKS: dict = {}
+_ZEROS: dict = {}
+
+
+def _mm_summary(m) -> _MmSummary:
+    key = (id(m.ptes), id(m.pmds), id(m.vmas))
+    hit = _MM_SUMMARIES.get(key)
+    if hit is None:
+        if len(_MM_SUMMARIES) > 4096:
+            _MM_SUMMARIES.clear()
+        hit = _MM_SUMMARIES[key] = _MmSummary(m)
+    return hit
+
+
+def _ref_summary(refs) -> _RefSummary:
+    hit = _REF_SUMMARIES.get(id(refs))
+    if hit is None or hit.keep is not refs:
+        if len(_REF_SUMMARIES) > 4096:
+            _REF_SUMMARIES.clear()
+        hit = _REF_SUMMARIES[id(refs)] = _RefSummary(refs)
+    return hit
+
+
+def _ex_mask(ex: tuple) -> int:
+    """PG_anon_exclusive of every subpage as a bit mask."""
+    hit = _EX_MASKS.get(id(ex))
+    if hit is None or hit[0] is not ex:
+        if len(_EX_MASKS) > 4096:
+            _EX_MASKS.clear()
+        hit = _EX_MASKS[id(ex)] = (ex, sum(1 << i for i, x in enumerate(ex) if x))
+    return hit[1]
+
+
+def _zeros(n: int) -> tuple:
+    z = _ZEROS.get(n)
+    if z is None:
+        z = _ZEROS[n] = (0,) * n
+    return z
+
+
+def consistent(s: State, design, pending_fork=(), slot_adjust=None, ref_adjust=None) -> bool:
+    """True only if ``check_state_full`` finds no bug in ``s`` (False when it
+    may find one: then the caller asks it).  From the summaries of each page
+    table and of the references: O(folios + swap slots + subpages of the
+    folios whose books changed) per state, not O(ptes)."""
+    folios = s.folios
+    nf = len(folios)
+    anon_exclusive = design.anon_exclusive
+    vecs = {}           # pfn -> [count vectors of the mms mapping it by pte]
+    tots = {}           # pfn -> ptes mapping it
+    maps = {}           # pfn -> {mm: subpage mask} (ptes and PMDs)
+    entire = {}
+    swapptes = None
+    shared_swp = True   # swapptes is one summary's own dict (not to be written)
+    for mm, m in enumerate(s.mms):
+        S = _mm_summary(m)
+        if S.bad:
+            return False
+        unlocked = m.ptl == -1
+        for pfn, vec in S.vec.items():
+            f = folios[pfn] if pfn < nf else None
+            if f is None or len(vec) > len(f.data):
+                return False
+            if anon_exclusive and unlocked:
+                w = S.wr.get(pfn)
+                if w and (not f.anon_exclusive[0] if w == 1 else w & ~_ex_mask(f.anon_exclusive)):
+                    return False        # I1
+            lst = vecs.get(pfn)
+            if lst is None:
+                vecs[pfn] = [vec]
+                tots[pfn] = S.tot[pfn]
+                maps[pfn] = {mm: S.mask[pfn]}
+            else:
+                lst.append(vec)
+                tots[pfn] += S.tot[pfn]
+                maps[pfn][mm] = S.mask[pfn]
+        for pfn in S.migr:
+            if pfn >= nf or folios[pfn] is None:
+                return False
+        if S.pmds:
+            anon = _anon_addrs(m.vmas)
+            for h, pfn, write in S.pmds:
+                f = folios[pfn] if pfn < nf else None
+                if f is None:
+                    return False
+                if f.flags & PG_huge_zero:
+                    if write:
+                        return False
+                    continue
+                entire[pfn] = entire.get(pfn, 0) + 1
+                nr = len(f.data)
+                mp = maps.setdefault(pfn, {})
+                mp[mm] = mp.get(mm, 0) | ((1 << nr) - 1)
+                if h * nr not in anon:
+                    return False
+                if anon_exclusive and write and not f.anon_exclusive[0] and unlocked:
+                    return False
+        if S.swp:
+            if swapptes is None:
+                swapptes = S.swp
+            else:
+                if shared_swp:
+                    swapptes = dict(swapptes)
+                    shared_swp = False
+                for sl, n in S.swp.items():
+                    swapptes[sl] = swapptes.get(sl, 0) + n
+    if swapptes is None:
+        swapptes = {}
+    pend = {}
+    for pfn, idx in pending_fork:
+        pend.setdefault(pfn, {})
+        pend[pfn][idx] = pend[pfn].get(idx, 0) + 1
+    R = _ref_summary(s.refs)
+    for pfn in R.units:
+        if pfn >= nf or folios[pfn] is None:
+            return False
+    ref_adjust = ref_adjust or {}
+    slot_adjust = slot_adjust or {}
+    swap = s.swap
+    nslots = len(swap)
+    for pfn, f in enumerate(folios):
+        if f is None or pfn == ZERO_PFN or f.flags & PG_huge_zero:
+            continue
+        nr = len(f.data)
+        lst = vecs.get(pfn)
+        pp = pend.get(pfn)
+        if lst is None and pp is None:
+            if f.mapcount != _zeros(nr):
+                return False
+            mc = 0
+        else:
+            if lst is None:
+                want = [0] * nr
+            elif len(lst) == 1:
+                v = lst[0]
+                want = v + _zeros(nr - len(v)) if len(v) < nr else v
+            else:
+                want = [0] * nr
+                for v in lst:
+                    for i, n in enumerate(v):
+                        want[i] += n
+            mc = tots.get(pfn, 0)
+            if pp is not None:
+                want = list(want)
+                for i, n in pp.items():
+                    if i >= nr:
+                        return False
+                    want[i] += n
+            if f.mapcount != tuple(want):
+                return False
+        ent = entire.get(pfn, 0)
+        if f.entire_mapcount != ent:
+            return False
+        flags = f.flags
+        swapcache = flags & PG_swapcache
+        sw = f.swap
+        if swapcache:
+            nswap = 0
+            for sl in sw:
+                if sl >= 0:
+                    nswap += 1
+                    if sl >= nslots or swap[sl] is None or swap[sl].cache != pfn:
+                        return False
+        else:
+            nswap = 0
+        if f.refcount != mc + ent + nswap + R.units.get(pfn, 0) + ref_adjust.get(pfn, 0):
+            return False
+        if flags & (PG_large | PG_hugetlb) and f.pincount != R.pins.get(pfn, 0):
+            return False
+        if anon_exclusive:
+            ex = f.anon_exclusive
+            if not any(ex):
+                continue
+            if flags & PG_ksm:
+                return False        # I4
+            exm = 1 if nr == 1 else _ex_mask(ex)
+            mp = maps.get(pfn)
+            if not mp:
+                continue
+            if len(mp) > 1:
+                acc = multi = 0
+                for mk in mp.values():
+                    multi |= acc & mk
+                    acc |= mk
+                if multi & exm:
+                    return False
+            else:
+                acc = next(iter(mp.values()))
+            if swapcache and swapptes:
+                for i, sl in enumerate(sw):
+                    if sl >= 0 and (exm >> i) & 1 and (acc >> i) & 1 and swapptes.get(sl, 0):
+                        return False
+    for sl, slot in enumerate(swap):
+        if slot is None:
+            continue
+        n = swapptes.get(sl, 0)
+        if slot.count != n + slot_adjust.get(sl, 0):
+            return False
+        c = slot.cache
+        if c >= 0 and (c >= nf or folios[c] is None or not folios[c].flags & PG_swapcache):
+            return False
+        if slot.count == 0 and c == -1 and not n:
+            return False
+    return True
 
 
 def check_pin(s: State, design, e: Pin) -> list[str]:
