@@ -264,7 +264,7 @@ def _mm_summary(m) -> _MmSummary:
     key = (id(m.ptes), id(m.pmds), id(m.vmas))
     hit = _MM_SUMMARIES.get(key)
     if hit is None:
-        if len(_MM_SUMMARIES) > 4096:
+        if len(_MM_SUMMARIES) > 512:
             _MM_SUMMARIES.clear()
         hit = _MM_SUMMARIES[key] = _MmSummary(m)
     return hit
@@ -273,7 +273,7 @@ def _mm_summary(m) -> _MmSummary:
 def _ref_summary(refs) -> _RefSummary:
     hit = _REF_SUMMARIES.get(id(refs))
     if hit is None or hit.keep is not refs:
-        if len(_REF_SUMMARIES) > 4096:
+        if len(_REF_SUMMARIES) > 512:
             _REF_SUMMARIES.clear()
         hit = _REF_SUMMARIES[id(refs)] = _RefSummary(refs)
     return hit
@@ -283,7 +283,7 @@ def _ex_mask(ex: tuple) -> int:
     """PG_anon_exclusive of every subpage as a bit mask."""
     hit = _EX_MASKS.get(id(ex))
     if hit is None or hit[0] is not ex:
-        if len(_EX_MASKS) > 4096:
+        if len(_EX_MASKS) > 512:
             _EX_MASKS.clear()
         hit = _EX_MASKS[id(ex)] = (ex, sum(1 << i for i, x in enumerate(ex) if x))
     return hit[1]
