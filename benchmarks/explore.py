@@ -15,7 +15,11 @@ noisy machine):
   two-family case and on the single-family race catalog, with whether the
   verdicts equal plain search's;
 * the growth table: threads, processes and pages, with and without a reclaim
-  thread, each search limited in time (an inconclusive one says so).
+  thread, each search limited in time (an inconclusive one says so);
+* sequential runs of cow.c's PTE-mapped and swapped-out THP tests with large
+  folios (64 subpages; 256 with --full) under linux-6.18, with the model's
+  invariant checks on and off (what the checks cost per step grows with the
+  folio).
 """
 from __future__ import annotations
 
@@ -241,6 +245,22 @@ def main(argv=None):
         for name in gred:
             head += [f"{name} states", "CPU-s"]
         table(f"growth under linux-5.9 (each search limited to {secs:g}s)", head, grows)
+    # 5. sequential runs with large folios
+    from cowlab.catalog import cow_c
+    from cowlab.run import run_sequential
+    srows = []
+    for nr in ((64, 256) if a.full else (64,)):
+        cases = cow_c.cases(["pte-thp", "thp-swap"], nr=nr)
+        row = [nr, len(cases)]
+        for checks in (True, False):
+            gc.collect()
+            c0 = time.process_time()
+            steps = sum(run_sequential(CowModel(c, designs.load("linux-6.18"), check_invariants=checks)).steps
+                        for c in cases)
+            row += [f"{steps:,}", f"{time.process_time() - c0:.2f}"]
+        srows.append(tuple(row))
+    table("sequential cow.c THP tests (pte-thp, thp-swap) under linux-6.18", ("subpages", "cases", "steps",
+          "CPU-s (checks on)", "steps", "CPU-s (checks off)"), srows)
     print(f"\nbenchmark wall time {time.perf_counter() - t_all:.1f}s")
 
 

@@ -21,7 +21,7 @@ from . import kernel  # noqa: F401  (registers every step)
 from .kernel import registry  # noqa: F401
 from .kernel.checks import check_pin, check_state, check_thread_end
 from .kernel.effects import Pin
-from .kernel.paths import OPS, STEPS, Call, Goto, InFlight, NOTHING_IN_FLIGHT, Return, in_flight, rename_frame
+from .kernel.paths import OPS, STEPS, Call, Goto, InFlight, NOTHING_IN_FLIGHT, Return, rename_frame
 from .kernel.txn import Blocked, Kernel, ModelBug
 from .kernel.types import (Folio, Mm, PTE_SWAP, State, Thread, ZERO)
 from .oracle import Oracle, initial_spec
@@ -95,6 +95,12 @@ class CowModel:
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
         self.args = [[op.arg() for op in t.ops] for t in case.threads]
         self.optext = [[str(op) for op in t.ops] for t in case.threads]
+        #: id(state) -> (state, its InFlight): the few last states asked (a state's steps share one "before")
+        self._flight_memo: dict = {}
+        #: (folios, mms, swap, refs, in-flight books) -> check_state's bugs: the whole-state invariants are a
+        #: function of these alone, and most steps reach a memory state already checked (another interleaving
+        #: of the same steps, or a step that changed only a thread's frame or the oracle's spec)
+        self._check_memo: dict = {}
 
     def init_state(self) -> State:
         n = self.case.pages
@@ -194,18 +200,20 @@ class CowModel:
         """``kernel_cls``: the Kernel class the step runs against (``footprint``
         passes one that records what the step reads)."""
         t = s.threads[tid]
-        if self.thread_done(s, tid):
+        pc = t.pc
+        if pc >= len(self.ops[tid]) or self.thread_done(s, tid):
             return None
         mm = self.tmm[tid]
-        op = self.ops[tid][t.pc]
+        op = self.ops[tid][pc]
+        optext = self.optext[tid][pc]
         if not s.mms[mm].alive:
             if not self._started(s, tid):
                 return None       # process not forked yet
             if op.name not in self.SYNC:
                 # the process exited: skip its remaining memory operations
-                return Transition(s._replace(threads=_set(s.threads, tid, Thread(t.pc + 1))), tid,
-                                  self.optext[tid][t.pc], "exited", "do_exit", "the process has exited", (), (), ())
-        args = self.args[tid][t.pc]
+                return Transition(s._replace(threads=_set(s.threads, tid, Thread(pc + 1))), tid,
+                                  optext, "exited", "do_exit", "the process has exited", (), (), ())
+        args = self.args[tid][pc]
         if t.stack:
             label, fr = t.stack[-1]
         else:
@@ -220,7 +228,7 @@ class CowModel:
         except Blocked:
             return None
         except ModelBug as e:
-            return Transition(s, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), (),
+            return Transition(s, tid, optext, label, fn.__name__, _doc(fn), (),
                               (f"model bug in {label}: {e}",), ())
         stack = t.stack[:-1]
         ret = None
@@ -233,25 +241,26 @@ class CowModel:
         elif type(nxt) is Return:
             ret = nxt.value
         else:
-            return Transition(s, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), (),
+            return Transition(s, tid, optext, label, fn.__name__, _doc(fn), (),
                               (f"model bug in {label}: the step returned {nxt!r}, not Goto/Call/Return",), ())
         done = not stack
-        k.threads[tid] = Thread(t.pc + 1) if done else Thread(t.pc, stack, k.threads[tid].irqs_off, ret)
+        k.threads[tid] = Thread(pc + 1) if done else Thread(pc, stack, k.threads[tid].irqs_off, ret)
         new = k.commit()
+        effects = tuple(k.effects)
         events = ()
         if self.oracle is not None:
-            new, events = self.oracle.check(s, new, k.effects)
-        bugs = []
+            new, events = self.oracle.check(s, new, effects)
+            events = tuple(events)
+        bugs = ()
         if self.check_invariants:
-            fl = self._in_flight(new)
-            bugs = check_state(new, self.design, fl.shares, dict(fl.slots), dict(fl.refs))
-            for e in k.effects:
-                if type(e) is Pin:
-                    bugs += check_pin(new, self.design, e)
+            bugs = self._check_state(new)
+            if effects:
+                for e in effects:
+                    if type(e) is Pin:
+                        bugs += tuple(check_pin(new, self.design, e))
             if done:
-                bugs += check_thread_end(new, tid)
-        return Transition(new, tid, self.optext[tid][t.pc], label, fn.__name__, _doc(fn), tuple(events), tuple(bugs),
-                          tuple(k.effects))
+                bugs += tuple(check_thread_end(new, tid))
+        return Transition(new, tid, optext, label, fn.__name__, _doc(fn), events, bugs, effects)
 
     def footprint(self, s: State, tid: int):
         """(the step's Transition or None, its footprint): what the next step
@@ -267,23 +276,66 @@ class CowModel:
         from .footprint import dependent
         return dependent(a, b)
 
+    #: how many memory states ``_check_state`` remembers (then it starts again: a cache, exact either way)
+    CHECK_MEMO_SIZE = 1 << 14
+
+    def _check_state(self, s: State) -> tuple:
+        """check_state() of ``s`` with its in-flight books, memoised on what it reads."""
+        fl = self._in_flight(s)
+        key = (s.folios, s.mms, s.swap, s.refs, fl.shares, fl.slots, fl.refs)
+        memo = self._check_memo
+        bugs = memo.get(key)
+        if bugs is None:
+            bugs = tuple(check_state(s, self.design, fl.shares, dict(fl.slots), dict(fl.refs)))
+            if len(memo) >= self.CHECK_MEMO_SIZE:
+                memo.clear()
+            memo[key] = bugs
+        return bugs
+
     def _in_flight(self, s: State) -> InFlight:
         """What the threads' frames declare in flight (see kernel.paths.InFlight):
         book updates a path spreads over two steps (the kernel does them under
-        a lock another path does not take)."""
-        maps, shares, slots, refs = [], [], {}, {}
+        a lock another path does not take).  Memoised for the last few states
+        (a state's steps share it as their "before")."""
+        memo = self._flight_memo
+        hit = memo.get(id(s))
+        if hit is not None and hit[0] is s:
+            return hit[1]
+        fl = self._in_flight_of(s)
+        if len(memo) >= 8:
+            memo.clear()
+        memo[id(s)] = (s, fl)          # (holding s keeps its id from being reused)
+        return fl
+
+    def _in_flight_of(self, s: State) -> InFlight:
+        found = None
         nr = self.case.hpage_pmd_nr
+        declares = _IN_FLIGHT
         for i, t in enumerate(s.threads):
+            if not t.stack:
+                continue
             for _, fr in t.stack:
-                f = in_flight(fr, s, self.tmm[i], self.args[i][t.pc], nr)
+                fn = declares.get(type(fr), _UNKNOWN)
+                if fn is _UNKNOWN:
+                    fn = declares[type(fr)] = getattr(type(fr), "in_flight", None)
+                if fn is None:
+                    continue
+                f = fn(fr, s, self.tmm[i], self.args[i][t.pc], nr)        # (kernel.paths.in_flight)
                 if f is NOTHING_IN_FLIGHT:
                     continue
-                maps += f.maps
-                shares += f.shares
-                for sl, d in f.slots:
-                    slots[sl] = slots.get(sl, 0) + d
-                for pfn, d in f.refs:
-                    refs[pfn] = refs.get(pfn, 0) + d
+                if found is None:
+                    found = []
+                found.append(f)
+        if found is None:
+            return NOTHING_IN_FLIGHT
+        maps, shares, slots, refs = [], [], {}, {}
+        for f in found:
+            maps += f.maps
+            shares += f.shares
+            for sl, d in f.slots:
+                slots[sl] = slots.get(sl, 0) + d
+            for pfn, d in f.refs:
+                refs[pfn] = refs.get(pfn, 0) + d
         return InFlight(tuple(maps), tuple(shares), tuple(slots.items()), tuple(refs.items()))
 
     def _in_flight_maps(self, s: State):
@@ -291,6 +343,11 @@ class CowModel:
 
     def thread_name(self, tid: int) -> str:
         return self.case.threads[tid].name
+
+
+#: frame type -> its ``in_flight`` method or None (kernel.paths.in_flight's lookup, once per type)
+_IN_FLIGHT: dict = {}
+_UNKNOWN = object()
 
 
 def _set(tup, i, v):

@@ -66,12 +66,45 @@ def ref_key(r) -> tuple:
     return (r.kind, r.owner, r.mm, r.addr, r.taken_at)
 
 
+class _Rows:
+    """The spec's per-process rows (values or histories), copied on first use:
+    a step that touches one process's rows leaves every other row (and, when
+    nothing changes, the whole tuple) the same object, shared with the parent."""
+    __slots__ = ("orig", "rows")
+
+    def __init__(self, orig: tuple):
+        self.orig = orig
+        self.rows: dict = {}
+
+    def __getitem__(self, mm: int) -> list:
+        r = self.rows.get(mm)
+        if r is None:
+            r = self.rows[mm] = list(self.orig[mm])
+        return r
+
+    def __setitem__(self, mm: int, row) -> None:
+        self.rows[mm] = list(row)
+
+    def freeze(self) -> tuple:
+        """The rows as the spec's tuple: the original one where nothing changed."""
+        if not self.rows:
+            return self.orig
+        out = None
+        for mm, r in self.rows.items():
+            t = tuple(r)
+            if t != self.orig[mm]:
+                if out is None:
+                    out = list(self.orig)
+                out[mm] = t
+        return self.orig if out is None else tuple(out)
+
+
 class _Step:
     """What judging one step's effects accumulates: the spec's values and
     histories (per process, per address), the detached references, the events."""
     __slots__ = ("after", "before", "detached", "dma", "events", "hist", "value")
 
-    def __init__(self, before: State, after: State, value: list, hist: list, detached: set, dma: set):
+    def __init__(self, before: State, after: State, value, hist, detached: set, dma: set):
         self.before, self.after, self.value, self.hist, self.detached = before, after, value, hist, detached
         self.dma = dma
         self.events: list[Event] = []
@@ -90,7 +123,10 @@ class Oracle:
         self.in_flight_maps = in_flight_maps or (lambda s: ())
         self.HPAGE_PMD_NR = hpage_pmd_nr
         self._coherent_memo: dict = {}
-        self._last_disconnected = (None, set())
+        #: (id(refs), id(mms), id(folios), id(detached), in-flight maps) -> (those objects, disconnected set):
+        #: a step's "before" is the same for every thread's step from one state, and most steps leave
+        #: the refs, page tables and folios alone (the kernel transaction keeps unchanged tuples)
+        self._disconnected_memo: dict = {}
 
     # ----------------------------------------------------------------- helpers
     def observers(self, s: State, pfn: int, idx: int, exclude_mm: int, exclude_addr: int | None = None):
@@ -129,6 +165,8 @@ class Oracle:
         """The references of ``refs`` that must stay coherent (see the module
         docstring), memoised per refs tuple: most steps leave the refs alone,
         and a THP at the kernel's size can hold 512 of them."""
+        if not refs:
+            return ()
         hit = self._coherent_memo.get(id(refs))
         if hit is not None and hit[0] is refs:
             return hit[1]
@@ -138,19 +176,39 @@ class Oracle:
         self._coherent_memo[id(refs)] = (refs, out)     # holding refs keeps its id from being reused
         return out
 
-    def disconnected(self, s: State) -> set:
+    def disconnected(self, s: State, detached=None) -> frozenset:
         """Coherent, still-valid references whose process maps something
-        else at their address."""
+        else at their address (``detached``: the spec's detached references
+        to take, ``s.spec.detached`` by default).  Memoised on its inputs
+        (the refs, page tables and folios by identity, the in-flight maps by
+        value)."""
+        if detached is None:
+            detached = s.spec.detached
+        crefs = self.coherent_refs(s.refs)
+        if not crefs:
+            return frozenset()
+        flight = self.in_flight_maps(s)
+        key = (id(s.refs), id(s.mms), id(s.folios), id(detached), flight)
+        hit = self._disconnected_memo.get(key)
+        if hit is not None:
+            return hit[1]
+        bad = self._disconnected(s, crefs, detached, flight)
+        if len(self._disconnected_memo) > 64:
+            self._disconnected_memo.clear()
+        # (holding the objects keeps their ids from being reused)
+        self._disconnected_memo[key] = ((s.refs, s.mms, s.folios, detached), bad)
+        return bad
+
+    def _disconnected(self, s: State, crefs, detached, flight) -> frozenset:
         bad = set()
         pending = None
-        detached = s.spec.detached
-        for r in self.coherent_refs(s.refs):
+        for r in crefs:
             if detached and (r.kind, r.owner, r.mm, r.addr, r.taken_at) in detached:     # ref_key(r)
                 continue
             if r.mm < 0 or not s.mms[r.mm].alive:
                 continue
             if pending is None:
-                pending = {(mm, a): (p_, i) for mm, a, p_, i in self.in_flight_maps(s)}
+                pending = {(mm, a): (p_, i) for mm, a, p_, i in flight}
             if (r.mm, r.addr) in pending:
                 if pending[(r.mm, r.addr)] != (r.pfn, r.idx):
                     bad.add((r.mm, r.addr, r.kind, r.owner))
@@ -170,37 +228,48 @@ class Oracle:
                     ok = f is not None and f.flags & PG_swapcache and f.swap[r.idx] == p.pfn
             if not ok:
                 bad.add((r.mm, r.addr, r.kind, r.owner))
-        return bad
+        return frozenset(bad)
 
     # ----------------------------------------------------------------- the step
     def check(self, before: State, after: State, effects: list) -> tuple[State, list]:
+        """Judge one step's effects and check every coherent pin after it:
+        (``after`` with the spec updated, the events).  The spec's rows a step
+        does not change stay the objects of the parent's spec (and the whole
+        spec when the step changes none)."""
         spec = after.spec
-        st = _Step(before, after, [list(v) for v in spec.value], [list(h) for h in spec.history],
-                   set(spec.detached), set(spec.dma))
         judges = self.JUDGES
+        st = None
         for e in effects:
             judge = judges.get(type(e))
             if judge is not None:
+                if st is None:
+                    st = _Step(before, after, _Rows(spec.value), _Rows(spec.history), set(spec.detached),
+                               set(spec.dma))
                 judge(self, st, e)
             elif type(e) not in self.NOT_JUDGED:
                 raise TypeError(f"the oracle neither judges nor lists as not judged the effect {e!r}")
-        events = st.events
+        if st is None:
+            events = []
+            new_spec = spec
+        else:
+            events = st.events
+            value, hist = st.value.freeze(), st.hist.freeze()
+            detached = spec.detached if len(st.detached) == len(spec.detached) else frozenset(st.detached)
+            dma = spec.dma if len(st.dma) == len(spec.dma) else frozenset(st.dma)
+            if value is spec.value and hist is spec.history and detached is spec.detached and dma is spec.dma:
+                new_spec = spec
+            else:
+                new_spec = Spec(value, hist, detached, dma)
+                after = after._replace(spec=new_spec)
         n = self.names
-
-        new_spec = Spec(tuple(tuple(v) for v in st.value), tuple(tuple(h) for h in st.hist),
-                        frozenset(st.detached), frozenset(st.dma) if st.dma else spec.dma)
-        after = after._replace(spec=new_spec)
         now = self.disconnected(after)
-        last_state, last = self._last_disconnected
-        if before is not last_state or new_spec.detached != before.spec.detached:
-            # (the previous step's result stands for ``before`` when this step detached nothing)
-            last = self.disconnected(before._replace(spec=new_spec))
-        gone = now - last
-        self._last_disconnected = (after, now)
-        for mm, a, rkind, owner in sorted(gone):
-            events.append(Event(WRONG, "pin", ("wrong", mm, a),
-                                f"{_pname(n, mm)}'s {rkind} pin ({owner}) on page {a} no longer refers to the "
-                                f"page {_pname(n, mm)} maps there"))
+        if now:
+            # (``before`` with the new spec's detached references: a pin its step detached is not lost)
+            gone = now - self.disconnected(before, new_spec.detached)
+            for mm, a, rkind, owner in sorted(gone):
+                events.append(Event(WRONG, "pin", ("wrong", mm, a),
+                                    f"{_pname(n, mm)}'s {rkind} pin ({owner}) on page {a} no longer refers to the "
+                                    f"page {_pname(n, mm)} maps there"))
         return after, events
 
     # ------------------------------------------------- one judge per effect type

@@ -142,7 +142,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     fkey = _fingerprint if fingerprints else (lambda x: x)
     parents = {fkey(s0): None}
     depth_of = {fkey(s0): 0}
-    frontier = deque([(s0, fkey(s0))])
+    frontier = deque([(s0, fkey(s0), 0)])        # (state, its key, its depth)
     n = model.nthreads
     pop = frontier.popleft if order == "bfs" else frontier.pop
     try:
@@ -161,8 +161,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                     break
                 if progress:
                     progress(len(parents), rep.transitions, len(frontier), rep.depth, now - t0)
-            s, ks = pop()
-            d = depth_of[ks]
+            s, ks, d = pop()
             if d >= limits.max_depth:
                 rep.status, rep.reason = "inconclusive", f"depth limit {limits.max_depth} reached"
                 continue
@@ -195,13 +194,14 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                     if len(rep.bugs) < 20:
                         rep.bugs.append((b, _trace(parents, ks, (tid, tr.label))))
                 ns = tr.state
-                kn = fkey(ns)
+                kn = fkey(ns) if fingerprints else ns
                 if kn not in parents:
                     parents[kn] = (ks, tid, tr.label)
-                    depth_of[kn] = d + 1
+                    if groups is not None:
+                        depth_of[kn] = d + 1        # (only the cycle proviso asks)
                     if d + 1 > rep.depth:
                         rep.depth = d + 1
-                    frontier.append((ns, kn))
+                    frontier.append((ns, kn, d + 1))
             if not moved and not model.is_done(s):
                 rep.stuck += 1
                 if len(rep.deadlocks) < 5:

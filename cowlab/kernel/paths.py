@@ -119,8 +119,8 @@ def frame_roles(cls) -> tuple:
 def rename_frame(fr, P, S):
     """``fr`` with every page frame renamed by P and every swap slot by S
     (symmetry reduction); fields that hold none are kept."""
-    if fr is None:
-        return None
+    if fr is None or not hasattr(type(fr), "_fields"):
+        return fr          # (no frame, or a bare value -- vmsplice's count of held references -- that names none)
     roles = frame_roles(type(fr))
     if not roles:
         return fr

@@ -33,6 +33,20 @@ class ModelBug(Exception):
     """A kernel path did something the kernel never does (model-internal)."""
 
 
+def _with(t: tuple, i: int, v):
+    """``t._replace(<field i>=v)`` for a NamedTuple ``t``, without _replace's
+    keyword handling (the kernel transaction's hot path: a lock, a flag, a
+    refcount)."""
+    return tuple.__new__(type(t), t[:i] + (v,) + t[i + 1:])
+
+
+_FLAGS = Folio._fields.index("flags")
+_REFCOUNT = Folio._fields.index("refcount")
+_PTES = Mm._fields.index("ptes")
+_MMAP_LOCK = Mm._fields.index("mmap_lock")
+_PTL = Mm._fields.index("ptl")
+
+
 class Kernel:
     __slots__ = ("s", "folios", "mms", "swap", "refs", "threads", "signals", "next_token", "effects",
                  "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret", "SWP_SYNCHRONOUS_IO", "cpu",
@@ -66,16 +80,28 @@ class Kernel:
         self.ret = ret
 
     def commit(self) -> State:
+        """The state the step leaves.  A part the step did not change is the
+        parent's tuple itself: equal states stay equal either way, and later
+        steps (the oracle's and the invariants' memos) tell "unchanged" by
+        identity."""
         s = self.s
-
-        def same(new: tuple, old: tuple) -> tuple:
-            # keep the old tuple when nothing changed: equal states stay equal
-            # either way, and later steps can tell "unchanged" by identity
-            return old if new == old else new
+        folios = tuple(self.folios)
+        if folios == s.folios:
+            folios = s.folios
+        mms = tuple(self.mms)
+        if mms == s.mms:
+            mms = s.mms
+        swap = tuple(self.swap)
+        if swap == s.swap:
+            swap = s.swap
         refs = tuple(self.refs)
-        refs = s.refs if refs == s.refs else same(tuple(sorted(refs)), s.refs)      # (sorted only when changed)
-        return State(same(tuple(self.folios), s.folios), same(tuple(self.mms), s.mms), same(tuple(self.swap), s.swap),
-                     refs, tuple(self.threads), self.signals, self.next_token, self.spec)
+        if refs == s.refs:
+            refs = s.refs
+        else:
+            refs = tuple(sorted(refs))            # (sorted only when changed)
+            if refs == s.refs:
+                refs = s.refs
+        return State(folios, mms, swap, refs, tuple(self.threads), self.signals, self.next_token, self.spec)
 
     # ------------------------------------------------------------------ folios
     def folio(self, pfn: int) -> Folio:
@@ -115,11 +141,11 @@ class Kernel:
 
     def set_flag(self, pfn: int, flag: int) -> None:
         f = self.folio(pfn)
-        self.folios[pfn] = f._replace(flags=f.flags | flag)
+        self.folios[pfn] = _with(f, _FLAGS, f.flags | flag)
 
     def clear_flag(self, pfn: int, flag: int) -> None:
         f = self.folio(pfn)
-        self.folios[pfn] = f._replace(flags=f.flags & ~flag)
+        self.folios[pfn] = _with(f, _FLAGS, f.flags & ~flag)
 
     # page_count(), page_mapcount(), ...
     def page_count(self, pfn: int) -> int:
@@ -227,7 +253,7 @@ class Kernel:
                 self.folios[pfn] = f._replace(refcount=f.refcount + units)
         else:
             units = 1
-            self.folios[pfn] = f._replace(refcount=f.refcount + 1)
+            self.folios[pfn] = _with(f, _REFCOUNT, f.refcount + 1)
         r = Ref(kind, owner or f"t{self.tid}", mm, addr, pfn, idx, gup_flags, units, addr)
         self.refs.append(r)
         return r
@@ -250,7 +276,7 @@ class Kernel:
         """put_page() of a reference that has no holder record (a page-table
         mapping's reference after the mapcount was dropped, the swap cache's)."""
         f = self.folio(pfn)
-        self.folios[pfn] = f._replace(refcount=f.refcount - 1)
+        self.folios[pfn] = _with(f, _REFCOUNT, f.refcount - 1)
         self._maybe_free(pfn)
 
     def ref_put_units(self, pfn: int, n: int) -> None:
@@ -288,7 +314,7 @@ class Kernel:
         m = self.mms[mm]
         ptes = list(m.ptes)
         ptes[addr] = pte
-        self.mms[mm] = m._replace(ptes=tuple(ptes))
+        self.mms[mm] = _with(m, _PTES, tuple(ptes))
 
     def pmd(self, hidx: int, mm: int | None = None):
         return self.mmv(mm).pmds[hidx]
@@ -319,23 +345,23 @@ class Kernel:
         m = self.mms[mm]
         if m.mmap_lock < 0:
             raise Blocked("mmap_lock held for write")
-        self.mms[mm] = m._replace(mmap_lock=m.mmap_lock + 1)
+        self.mms[mm] = _with(m, _MMAP_LOCK, m.mmap_lock + 1)
 
     def mmap_read_unlock(self, mm: int | None = None) -> None:
         mm = self.mm if mm is None else mm
         m = self.mms[mm]
-        self.mms[mm] = m._replace(mmap_lock=m.mmap_lock - 1)
+        self.mms[mm] = _with(m, _MMAP_LOCK, m.mmap_lock - 1)
 
     def mmap_write_lock(self, mm: int | None = None) -> None:
         mm = self.mm if mm is None else mm
         m = self.mms[mm]
         if m.mmap_lock != 0:
             raise Blocked("mmap_lock held")
-        self.mms[mm] = m._replace(mmap_lock=-1)
+        self.mms[mm] = _with(m, _MMAP_LOCK, -1)
 
     def mmap_write_unlock(self, mm: int | None = None) -> None:
         mm = self.mm if mm is None else mm
-        self.mms[mm] = self.mms[mm]._replace(mmap_lock=0)
+        self.mms[mm] = _with(self.mms[mm], _MMAP_LOCK, 0)
 
     def pte_lock(self, mm: int | None = None) -> None:
         """pte_offset_map_lock(): take the page-table lock."""
@@ -343,11 +369,11 @@ class Kernel:
         m = self.mms[mm]
         if m.ptl != -1:
             raise Blocked("page-table lock held")
-        self.mms[mm] = m._replace(ptl=self.tid)
+        self.mms[mm] = _with(m, _PTL, self.tid)
 
     def pte_unlock(self, mm: int | None = None) -> None:
         mm = self.mm if mm is None else mm
-        self.mms[mm] = self.mms[mm]._replace(ptl=-1)
+        self.mms[mm] = _with(self.mms[mm], _PTL, -1)
 
     # ------------------------------------------------------------------ swap
     def swap_alloc(self, data: int) -> int:

@@ -135,3 +135,12 @@ def test_symmetry_over_pages_keeps_verdicts():
             for k, w in sym.found.items():   # a witness found on representatives replays from the real start
                 assert list(replay(m, w.trace))[-1].events
     assert total[1] < total[0]
+
+
+def test_symmetry_renames_around_a_bare_value_frame():
+    """vmsplice's caller frame is a bare count (fs/splice.py vmsplice_to_pipe: the references held before):
+    canonical() keeps it and renames the rest (symmetry crashed here on linux-5.8's vmsplice-after-fork)."""
+    m = CowModel(catalog.get("vmsplice-after-fork"), designs.load("linux-5.8"))
+    full, sym = explore(m), explore(m, symmetry=True)
+    assert {k: len(v) for k, v in sym.incidents.items()} == {k: len(v) for k, v in full.incidents.items()}
+    assert sym.status == full.status == "complete"

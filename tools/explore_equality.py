@@ -1,0 +1,164 @@
+"""Plain exploration results of the whole catalog, recorded and compared, so that a
+change meant to make steps cheaper (issue 14) can show it changed nothing:
+
+    python tools/explore_equality.py record before.json      # on the old code
+    python tools/explore_equality.py record after.json       # on the new code
+    python tools/explore_equality.py compare before.json after.json
+
+For every catalog case x design a plain breadth-first search (no reduction),
+and one with each reduction (static POR, symmetry, DPOR), and for the
+benchmark's two-family case under linux-5.9 a plain search, is run with a state
+limit (deterministic, unlike a time limit) and recorded: status and reason,
+states, transitions, depth, stuck states, every verdict's incident keys, the
+shortest witness of each verdict kind (its trace and text), and the model bugs
+with their traces; and a sequential run (``run_sequential``) of every case x
+design and of cow.c's PTE-mapped and swapped-out THP tests with ``LARGE_NR``-subpage
+folios under linux-5.9 and 6.18: verdicts, copies, model bugs and the whole
+trace of labels, events and bugs.  ``compare`` prints every difference and exits 1 if there
+is one.  ``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from cowlab import catalog, designs  # noqa: E402
+from cowlab.catalog import cow_c  # noqa: E402
+from cowlab.explore import Limits, explore  # noqa: E402
+from cowlab.model import CowModel  # noqa: E402
+
+#: the state limit of each search (a search that reaches it is recorded as inconclusive, still comparable)
+MAX_STATES = 300_000
+
+
+def _cases(races_only: bool):
+    out = [c for c in catalog.all_cases() if not races_only or "race" in c.tags]
+    return out
+
+
+def _two_family():
+    from benchmarks.explore import two_family
+    return two_family()
+
+
+#: the searches run on each catalog case x design: plain first (the two-family case runs plain only)
+MODES = {"plain": {}, "por": {"por": True}, "symmetry": {"symmetry": True}, "dpor": {"dpor": True}}
+
+
+def result(case, design: str, mode: str = "plain", max_states: int = MAX_STATES) -> dict:
+    """The comparable outcome of one search."""
+    m = CowModel(case, designs.load(design))
+    try:
+        r = explore(m, Limits(max_states=max_states, max_seconds=1e9), expect_stuck=case.expect_stuck, **MODES[mode])
+    except Exception as e:          # (recorded: a search that fails must fail alike)
+        return {"error": f"{type(e).__name__}: {e}"}
+    return {
+        "status": r.status, "reason": r.reason, "states": r.states, "transitions": r.transitions,
+        "depth": r.depth, "stuck": r.stuck, "deadlocks": [[list(x) for x in t] for t in r.deadlocks],
+        "incidents": {k: sorted(repr(x) for x in v) for k, v in sorted(r.incidents.items())},
+        "found": {k: {"depth": w.depth, "text": w.text, "trace": [list(x) for x in w.trace]}
+                  for k, w in sorted(r.found.items())},
+        "bugs": [[b, [list(x) for x in t]] for b, t in r.bugs],
+    }
+
+
+def sequential_result(case, design: str) -> dict:
+    """The comparable outcome of one sequential run (``run_sequential``: the trace, verdicts and model bugs)."""
+    from cowlab.run import run_sequential
+    r = run_sequential(CowModel(case, designs.load(design)))
+    return {"outcomes": r.outcomes, "status": r.status, "reason": r.reason, "steps": r.steps, "copies": r.copies,
+            "events": [list(e) for e in r.events], "bugs": r.bugs,
+            "trace": [[x["thread"], x["label"], x["events"], x["bugs"]] for x in r.trace]}
+
+
+#: the large-folio cow.c cases run sequentially too (check_state's cost grows with the folio's subpages)
+LARGE_NR = 64
+
+
+def _one(job):
+    cid, design, two, mode = job
+    t = time.process_time()
+    if mode == "sequential":
+        case = next(c for c in cow_c.cases(nr=LARGE_NR) if c.id == cid) if two else catalog.get(cid)
+        res = sequential_result(case, design)
+        res["cpu"] = time.process_time() - t
+        return f"{cid} @ {design} {mode}{f' nr={LARGE_NR}' if two else ''}", res
+    case = _two_family() if two else catalog.get(cid)
+    res = result(case, design, mode)
+    res["cpu"] = time.process_time() - t
+    return f"{cid} @ {design} {mode}", res
+
+
+def record(path: str, races_only: bool, jobs: int) -> None:
+    work = [(c.id, d, False, mode) for c in _cases(races_only) for d in designs.names() for mode in MODES]
+    work.append(("race-fork-gup-fast+race-reclaim-pin", "linux-5.9", True, "plain"))
+    work += [(c.id, d, False, "sequential") for c in _cases(races_only) for d in designs.names()]
+    if not races_only:
+        work += [(c.id, d, True, "sequential") for c in cow_c.cases(["pte-thp", "thp-swap"], nr=LARGE_NR)
+                 for d in ("linux-5.9", "linux-6.18")]
+    out = {}
+    t0 = time.perf_counter()
+    if jobs > 1:
+        import multiprocessing
+        with multiprocessing.Pool(jobs) as pool:
+            for k, v in pool.imap(_one, work, chunksize=4):
+                out[k] = v
+    else:
+        for job in work:
+            k, v = _one(job)
+            out[k] = v
+    cpu = sum(v.pop("cpu") for v in out.values())
+    errors = sum("error" in v for v in out.values())
+    if errors:
+        print(f"{errors} searches failed (recorded as such)")
+    with open(path, "w") as f:
+        json.dump(out, f, indent=0, sort_keys=True)
+    print(f"{len(out)} searches, {sum(v.get('states', 0) for v in out.values()):,} states, {cpu:.1f} CPU-s "
+          f"({time.perf_counter() - t0:.1f}s wall) -> {path}")
+
+
+def compare(a: str, b: str) -> int:
+    with open(a) as f:
+        A = json.load(f)
+    with open(b) as f:
+        B = json.load(f)
+    diffs = 0
+    for k in sorted(set(A) | set(B)):
+        if k not in A or k not in B:
+            print(f"{k}: only in {'the first' if k in A else 'the second'}")
+            diffs += 1
+            continue
+        for field in sorted(set(A[k]) | set(B[k])):
+            if A[k].get(field) != B[k].get(field):
+                diffs += 1
+                print(f"{k}: {field} differs: {str(A[k].get(field))[:200]} != {str(B[k].get(field))[:200]}")
+    n = len(set(A) & set(B))
+    print(f"{n} searches compared, {sum(v.get('states', 0) for v in A.values()):,} states; "
+          f"{'identical' if not diffs else f'{diffs} differences'}")
+    return 1 if diffs else 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("record")
+    r.add_argument("out")
+    r.add_argument("--races", action="store_true", help="the race cases only")
+    r.add_argument("--jobs", type=int, default=1)
+    c = sub.add_parser("compare")
+    c.add_argument("a")
+    c.add_argument("b")
+    a = ap.parse_args(argv)
+    if a.cmd == "record":
+        record(a.out, a.races, a.jobs)
+        return 0
+    return compare(a.a, a.b)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
