@@ -552,9 +552,10 @@ def _load_trace(path):
                    "both")
 @click.option("--geometry", type=click.Choice(["model", "real"]), default="model", show_default=True,
               help="model: THPs of the model's size; real: the kernel's (512 subpages per PMD THP; slower)")
-@click.option("--compare", "compare_file", default=None, metavar="KTAP_FILE",
+@click.option("--compare", "compare_file", default=None, metavar="KTAP_FILE", multiple=True,
               help="compare a real cow.c run (its KTAP output, runner prefixes allowed) with the model, test by "
-                   "test: agree, disagree, model has none, kernel skipped")
+                   "test: agree, disagree, model has none, kernel skipped; repeat it for several runs of the "
+                   "kernel: a test they disagree on is 'kernel varies' if the model's verdict is one of theirs")
 @_guard
 def selftest(design_spec, sets, fmt, tests, sizes, hugetlb_sizes, geometry, compare_file):
     """Run tools/testing/selftests/mm/cow.c on the model: its tests named,
@@ -568,7 +569,7 @@ def selftest(design_spec, sets, fmt, tests, sizes, hugetlb_sizes, geometry, comp
     from . import selftest as st
     from .cli_select import selftest_compare, selftest_select, selftest_sizes
     real = geometry == "real"
-    if compare_file is not None:
+    if compare_file:
         if sizes is not None or hugetlb_sizes is not None:
             raise UserError("--sizes/--hugetlb-sizes: a --compare run has the sizes of its KTAP file")
         if fmt == "junit":

@@ -120,22 +120,33 @@ def selftest_sizes(sizes, hugetlb_sizes) -> tuple:
     return pmd, thp, huge
 
 
-def selftest_compare(path, design, fmt, patterns, real) -> None:
-    """``selftest --compare KTAP_FILE``: print the comparison, exit with its status."""
+def selftest_compare(paths, design, fmt, patterns, real) -> None:
+    """``selftest --compare KTAP_FILE...``: print the comparison (of several
+    kernel runs: ktap.across_runs()), exit with its status."""
     from . import exitcodes as ec
     from . import ktap, selftest as st
     cli = _cli()
-    try:
-        run = ktap.read(path)
-    except ktap.KtapError as e:
-        raise _usage(str(e)) from None
-    select = None
-    if patterns:
-        select = {t.id for t in selftest_select(patterns, st.kernel_tests(run.thp_kb, run.hugetlb_kb, run.pmd_kb))}
-    pairs, missing = ktap.compare(run, design, real, select)
+    paths = (paths,) if isinstance(paths, str) else tuple(paths)
+    per_run, missing = [], []
+    for path in paths:
+        try:
+            run = ktap.read(path)
+        except ktap.KtapError as e:
+            raise _usage(str(e)) from None
+        select = None
+        if patterns:
+            select = {t.id for t in selftest_select(patterns, st.kernel_tests(run.thp_kb, run.hugetlb_kb,
+                                                                               run.pmd_kb))}
+        pairs, missing = ktap.compare(run, design, real, select)
+        per_run.append(pairs)
+    pairs = ktap.across_runs(per_run) if len(per_run) > 1 else per_run[0]
+    path = paths[0] if len(paths) == 1 else f"{len(paths)} runs ({', '.join(paths)})"
     n = ktap.counts(pairs)
     if fmt == "json":
-        click.echo(json.dumps(ktap.as_json(run, design, pairs, missing), indent=2))
+        d = ktap.as_json(run, design, pairs, missing)
+        if len(paths) > 1:
+            d["file"], d["runs"] = list(paths), len(paths)
+        click.echo(json.dumps(d, indent=2))
     else:
         o = cli.out
         t = Table(title=f"{escape(path)}: the kernel's cow.c run vs the model under {escape(design.name)}",
@@ -145,7 +156,8 @@ def selftest_compare(path, design, fmt, patterns, real) -> None:
         t.add_column("kernel", overflow="fold", ratio=3)
         t.add_column("model", overflow="fold", ratio=3)
         t.add_column("", no_wrap=True)
-        style = {ktap.AGREE: "green", ktap.DISAGREE: "bold red", ktap.NONE: "dim", ktap.KSKIP: "yellow",
+        style = {ktap.AGREE: "green", ktap.DISAGREE: "bold red", ktap.VARIES: "magenta", ktap.NONE: "dim",
+                 ktap.KSKIP: "yellow",
                  ktap.NORESULT: "yellow", ktap.INCONCLUSIVE: "yellow"}
         for p in pairs:
             k = p.kernel.status + (f": {p.kernel.reason}" if p.kernel.reason and p.kernel.status != "pass" else "")
@@ -159,6 +171,9 @@ def selftest_compare(path, design, fmt, patterns, real) -> None:
         o.print(f"{len(pairs)} kernel tests: {said}" + (f"; {len(missing)} of the model's tests not in the "
                                                         f"kernel's run" if missing else ""))
         for p in pairs:
+            if p.outcome == ktap.VARIES:
+                o.print(f"[magenta]kernel varies[/]: {p.kernel.n} {escape(p.kernel.name)} ({escape(p.kernel.status)}; "
+                        f"model {p.model})")
             if p.outcome == ktap.DISAGREE:
                 o.print(f"[bold red]disagree[/]: {p.kernel.n} {escape(p.kernel.name)} (kernel {p.kernel.status}, "
                         f"model {p.model}: {escape(p.message)})")

@@ -212,7 +212,9 @@ def read(path: str) -> KRun:
 # ----------------------------------------------------------------------------- the comparison
 AGREE, DISAGREE, NONE, KSKIP, NORESULT, INCONCLUSIVE = ("agree", "disagree", "model has none", "kernel skipped",
                                                        "no kernel result", "model inconclusive")
-OUTCOMES = (AGREE, DISAGREE, NONE, KSKIP, NORESULT, INCONCLUSIVE)
+#: several runs of the kernel gave a test different results, and the model's verdict is one of them
+VARIES = "kernel varies"
+OUTCOMES = (AGREE, DISAGREE, VARIES, NONE, KSKIP, NORESULT, INCONCLUSIVE)
 
 
 class Pair(NamedTuple):
@@ -269,6 +271,39 @@ def compare(run: KRun, design, real: bool = False, select=None) -> tuple[list[Pa
         pairs.append(Pair(k, t, v, cid, msg, outcome, r))
     missing = [t for t in tests if t not in seen and (select is None or t.id in select)]
     return pairs, missing
+
+
+def across_runs(per_run: list) -> list:
+    """Several kernel runs' comparisons (``compare()``'s pairs, one list per
+    run) as one: a test every run gave the same result keeps its outcome
+    (the first run's pair); a test the runs disagree on is VARIES when the
+    model's verdict is one of the kernel's results (the kernel's own
+    behaviour differs from run to run: cow.c's 1 GiB hugetlb vmsplice() tests
+    leak in some runs only), else DISAGREE.  A varying test's status reads
+    like ``xfail in 2 of 3 runs, pass in 1``; its outcome is computed from the
+    kernel's results, never assumed.  Tests are keyed by [RUN] name, in the
+    first run's order; one only some runs have counts with the runs that have it."""
+    by: dict = {}
+    for pairs in per_run:
+        for p in pairs:
+            by.setdefault(p.kernel.name, []).append(p)
+    out = []
+    for name, ps in by.items():
+        statuses = [p.kernel.status for p in ps]
+        if len(set(statuses)) == 1:
+            out.append(ps[0])
+            continue
+        seen = {}
+        for x in statuses:
+            seen[x] = seen.get(x, 0) + 1
+        text = ", ".join(f"{k} in {v}" + (f" of {len(ps)} runs" if i == 0 else "") for i, (k, v) in
+                         enumerate(sorted(seen.items(), key=lambda kv: -kv[1])))
+        first = ps[0]
+        outcome = VARIES if first.model in seen else DISAGREE
+        if first.model == "none":
+            outcome = NONE
+        out.append(first._replace(kernel=first.kernel._replace(status=text), outcome=outcome))
+    return out
 
 
 def counts(pairs) -> dict:
