@@ -67,6 +67,9 @@ def get(case_id: str, hpage_pmd_nr: int | None = None) -> Case:
     cases = _all(HPAGE_PMD_NR if hpage_pmd_nr is None else hpage_pmd_nr)
     if case_id in cases:
         return cases[case_id]
+    c = _mthp_on_demand(case_id, hpage_pmd_nr)
+    if c is not None:
+        return c
     if case_id.endswith(".toml"):
         from ..toml_format import load_case
         c = load_case(case_id)
@@ -74,6 +77,21 @@ def get(case_id: str, hpage_pmd_nr: int | None = None) -> Case:
     close = difflib.get_close_matches(case_id, cases, n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise CatalogError(f"unknown case {case_id!r}{hint}")
+
+
+def _mthp_on_demand(case_id: str, hpage_pmd_nr: int | None):
+    """A cow.c mTHP case of a size the catalog does not hold (``basic-cow-fork-pte-thp-64k``: the catalog has
+    the 16 kB ones), built by cow_c.case_for(): at model geometry, or at the kernel's with ``hpage_pmd_nr``
+    512; None if ``case_id`` is no such case."""
+    from . import cow_c
+    head, sep, kb = case_id.rpartition("-")
+    if not sep or not kb.endswith("k") or not kb[:-1].isdigit() or int(kb[:-1]) not in cow_c.MTHP_SIZES_KB:
+        return None
+    for tid, *_ in cow_c.TESTS:
+        for v in cow_c.MTHP_VARIANTS:
+            if cow_c.case_id(tid, v) == head:
+                return cow_c.case_for(tid, v, int(kb[:-1]), real=hpage_pmd_nr == cow_c.REAL_PMD_NR)
+    return None
 
 
 def sized(case: Case, nr: int) -> Case:
@@ -86,6 +104,9 @@ def sized(case: Case, nr: int) -> Case:
     check_hpage_pmd_nr(nr)
     if not uses_huge(case):
         return dataclasses.replace(case, hpage_pmd_nr=nr)
+    if "mthp" in case.tags and case.id not in _all(case.hpage_pmd_nr) and \
+            _mthp_on_demand(case.id, case.hpage_pmd_nr) == case:
+        return _mthp_on_demand(case.id, nr)
     if _all(case.hpage_pmd_nr).get(case.id) != case:
         raise CatalogError(f"{case.id}: not a catalog case, so it cannot be rebuilt with THP size {nr} "
                            f"(its addresses are for {case.hpage_pmd_nr} subpages; set hpage_pmd_nr in the file)")

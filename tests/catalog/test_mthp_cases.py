@@ -140,3 +140,19 @@ def test_no_catalog_mthp_case_maps_a_folio_into_three_mms():
                     p is not None and p.kind == 1 and p.pfn == pfn for p in m.ptes)}
                 assert len(mms) <= 2, (c.id, pfn, mms)
         assert run.end == "done"
+
+
+def test_catalog_get_builds_an_mthp_case_of_any_size_on_demand():
+    """The catalog holds the 16 kB mTHP cases; the other sizes cow.c runs (32 .. 1024 kB) come from
+    cow_c.case_for() by id (``cowlab run`` / ``cowlab conformance`` take them), at model geometry or, sized to the
+    kernel's 512, at the kernel's (size / 4 kB subpages, that size alone enabled)."""
+    c = catalog.get("basic-cow-fork-pte-thp-64k")
+    assert "basic-cow-fork-pte-thp-64k" not in catalog.ids()
+    assert c == cow_c.case_for("basic-cow-fork", "pte-thp", 64)
+    assert (c.hpage_pmd_nr, dict(c.settings)["thp_sizes"]) == (cow_c.MODEL_PMD_NR, (cow_c.MODEL_MTHP_NR,))
+    real = catalog.sized(c, 512)
+    assert real == cow_c.case_for("basic-cow-fork", "pte-thp", 64, real=True)
+    assert (real.hpage_pmd_nr, dict(real.settings)["thp_sizes"]) == (512, (16,))
+    for bad in ("basic-cow-fork-pte-thp-2048k", "basic-cow-fork-thp-64k", "basic-cow-fork-pte-thp-48k"):
+        with pytest.raises(catalog.CatalogError):
+            catalog.get(bad)
