@@ -122,12 +122,11 @@ def _setup(id, title, variant, N, mthp=None):
     p.mmap(0, pages=N, thp=True)                # aligned to thpsize, MADV_HUGEPAGE
     p.write(0, pages=N)                         # mem[0] = 1 populates the THP; memset(mem, 1, thpsize)
     size = N
-    if variant.startswith("pte-thp") and mthp is not None:
-        p.mprotect(1, pages=1, prot="r")        # mprotect(mem + pagesize, pagesize, PROT_READ) and back: a no-op
-        p.mprotect(1, pages=1, prot="rw")       # for an mTHP (already PTE-mapped)
-    elif variant.startswith("pte-thp"):
-        p.mprotect(0, pages=1, prot="r")        # mprotect one subpage R and back: PTE-maps the THP
-        p.mprotect(0, pages=1, prot="rw")
+    if variant.startswith("pte-thp"):
+        # mprotect(mem + pagesize, pagesize, PROT_READ) and back: PTE-maps a PMD THP (splits the PMD); a no-op for
+        # an mTHP, already PTE-mapped
+        p.mprotect(1, pages=1, prot="r")
+        p.mprotect(1, pages=1, prot="rw")
     elif variant.startswith("single-pte-thp"):
         p.madvise(1, pages=N - 1, advice="dontneed")   # all but the first page
         size = 1
