@@ -27,10 +27,10 @@ from typing import NamedTuple
 
 from ..paths import step, op as _op, Goto, InFlight, Pfn
 from ..txn import Blocked, ModelBug
-from ..types import (PG_anon, PG_huge_zero, PG_hugetlb, PG_large, PG_locked, PG_lru, PG_swapcache, Pmd, VM_WRITE,
+from ..types import (PG_anon, PG_huge_zero, PG_hugetlb, PG_large, PG_locked, PG_swapcache, Pmd, VM_WRITE,
                      VM_HUGETLB, FOLL_WRITE, PTE_PRESENT, PTE_SWAP, ZERO, ZERO_PFN)
 from ..decisions import Vmf, REUSE, SPLIT
-from . import hugetlb, rmap, swapfile
+from . import hugetlb, rmap, swap as lru, swapfile
 from .internal import FaultFrame, GupFrame, enter_fault, fault_done, gup_next, try_grab_page
 
 
@@ -81,14 +81,15 @@ def do_huge_pmd_anonymous_page(k, fr: FaultFrame, vma):
 def map_anon_folio_pmd(k, hidx: int, vma) -> None:
     """map_anon_folio_pmd() (6.13+; open-coded in __do_huge_pmd_anonymous_page()
     before): a fresh THP, anon (folio_add_new_anon_rmap(), PageAnonExclusive
-    where the design has it), on the LRU at once (lru_cache_add() drains
-    compound pages), mapped by the PMD, writable as the vma is."""
+    where the design has it), on the LRU at once with the local batch
+    (folio_add_lru() drains it for a large folio), mapped by the PMD,
+    writable as the vma is."""
     pfn = k.alloc_folio(nr=k.HPAGE_PMD_NR)
     f = k.folio(pfn)
     k.folios[pfn] = f._replace(entire_mapcount=1, flags=f.flags | PG_anon)
     if k.design.anon_exclusive:
         _set_excl_all(k, pfn, True)
-    k.set_flag(pfn, PG_lru)
+    lru.folio_add_lru_large(k, pfn)
     k.ref_to_mapping(pfn)
     k.set_pmd_at(hidx, Pmd(pfn, write=bool(vma.flags & VM_WRITE), dirty=True))
 

@@ -77,7 +77,7 @@ from typing import NamedTuple, Optional
 from ..effects import CollapsePmd, Error
 from ..paths import Goto, Pfn, op as _op, step
 from ..txn import Blocked
-from ..types import (PG_anon, PG_locked, PG_lru, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, Pmd, VM_HUGEPAGE,
+from ..types import (PG_anon, PG_locked, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP, Pmd, VM_HUGEPAGE,
                      VM_HUGETLB, VM_NOHUGEPAGE, VM_WRITE, ZERO, ZERO_PFN)
 from . import rmap, swap as lru, swapfile
 from .internal import VM_FAULT_SIGSEGV, enter_fault
@@ -435,8 +435,9 @@ def collapse_huge_page(k, fr: CollapseFrame, op):
     # the new THP: folio_add_new_anon_rmap(RMAP_EXCLUSIVE), on the LRU, mapped by the PMD
     pfn = fr.hpage
     f = k.folio(pfn)
-    k.folios[pfn] = f._replace(entire_mapcount=1, flags=(f.flags | PG_anon | PG_lru) & ~PG_locked,
+    k.folios[pfn] = f._replace(entire_mapcount=1, flags=(f.flags | PG_anon) & ~PG_locked,
                                anon_exclusive=(bool(k.design.anon_exclusive),) * f.nr)
+    lru.folio_add_lru_large(k, pfn)         # folio_add_lru_vma(): a large folio takes the local batch along
     k.ref_to_mapping(pfn)
     vma = k.find_vma(base)
     k.set_pmd_at(fr.hidx, Pmd(pfn, write=bool(vma.flags & VM_WRITE), dirty=True))

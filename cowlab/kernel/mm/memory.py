@@ -27,7 +27,7 @@ from typing import NamedTuple
 from ..paths import step, op, Goto
 from ..txn import Blocked, ModelBug
 from ..types import (PTE_PRESENT, PTE_SWAP, PTE_MIGRATION, VM_READ, VM_WRITE, VM_HUGETLB, VM_HUGEPAGE, ZERO,
-                     ZERO_PFN, PG_anon, PG_dirty, PG_lru, VM_NOHUGEPAGE)
+                     ZERO_PFN, PG_anon, PG_dirty, VM_NOHUGEPAGE)
 from ..decisions import Vmf, REUSE, COPY, LOCK_PAGE, READ_MORE
 from . import rmap, swap as lru, swapfile, huge_memory, hugetlb
 from .internal import (FaultFrame, SwapMapped, VM_FAULT_SIGSEGV, enter_fault, fault_done, vm_normal_page,
@@ -181,8 +181,7 @@ def map_anon_folio_ptes(k, vma, base: int, nr: int) -> None:
     k.folios[pfn] = f._replace(flags=f.flags | PG_anon, mapcount=(1,) * nr, refcount=f.refcount + nr - 1)
     if k.design.anon_exclusive:
         k.folios[pfn] = k.folio(pfn)._replace(anon_exclusive=(True,) * nr)
-    lru.lru_add_drain(k)
-    k.set_flag(pfn, PG_lru)
+    lru.folio_add_lru_large(k, pfn)
     k.ref_to_mapping(pfn)
     w = bool(vma.flags & VM_WRITE)
     for i in range(nr):
@@ -376,7 +375,7 @@ def do_swap_page_skip_swapcache(k, fr: FaultFrame, slot: int, s):
         for i in range(nr):
             swapfile.swapcache_prepare(k, first + i)
         pfn = k.alloc_folio(nr=nr, data=tuple(k.swap[first + i].data for i in range(nr)))
-        k.set_flag(pfn, PG_lru)
+        lru.folio_add_lru_large(k, pfn)
         return Goto("swap.lock", fr._replace(page=pfn, fresh=True))
     swapfile.swapcache_prepare(k, slot)
     pfn = k.alloc_folio(data=(s.data,))

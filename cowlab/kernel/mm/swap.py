@@ -17,6 +17,14 @@ def lru_cache_add(k, pfn: int) -> None:
     k.add_ref("lru_batch", pfn, owner=f"cpu{k.cpu}")
 
 
+def folio_add_lru_large(k, pfn: int) -> None:
+    """folio_add_lru() of a large folio (all versions: __lru_cache_add() moved the local pagevec to the LRU at
+    once for a PageCompound() page; 6.x folio_batch_add_and_move() does so for folio_test_large()): the whole
+    local batch drains and the folio is on the LRU, holding no batch reference."""
+    lru_add_drain(k)
+    k.set_flag(pfn, PG_lru)
+
+
 def _drain(k, owner: str | None) -> None:
     for r in [r for r in k.refs if r.kind == "lru_batch" and (owner is None or r.owner == owner)]:
         if k.folios[r.pfn] is not None:
