@@ -333,7 +333,8 @@ class Oracle:
 
         Not the child's mapping fork is installing at this very address
         (``in_flight_copies``): between copy_present_pte()'s rmap dup
-        (folio_try_dup_anon_rmap_pte(s), 5.19+; page_dup_rmap() before) and
+        (page_dup_rmap() before 5.19, page_try_dup_anon_rmap() 5.19 .. 6.7,
+        folio_try_dup_anon_rmap_pte(s)() 6.8+) and
         the write-protect of the parent's pte (ptep_set_wrprotect() /
         wrprotect_ptes() in __copy_present_pte(s), mm/memory.c, 5.7 .. 6.18)
         the parent's pte is still writable -- the PT lock fork holds does not
