@@ -84,7 +84,8 @@ class CowModel:
         states (conformance) may turn both off."""
         self.case = case
         self.design = design
-        self.oracle = Oracle(list(case.processes), self._in_flight_maps, case.hpage_pmd_nr) if oracle else None
+        self.oracle = (Oracle(list(case.processes), self._in_flight_maps, case.hpage_pmd_nr,
+                              in_flight_copies=self._in_flight_copies) if oracle else None)
         self.check_invariants = check_invariants
         #: the swap device: zram (SWP_SYNCHRONOUS_IO, the default) or a disk (Case.settings ``swap_device``)
         self.swp_synchronous_io = dict(getattr(case, "settings", ()) or ()).get("swap_device", "zram") == "zram"
@@ -328,18 +329,22 @@ class CowModel:
                 found.append(f)
         if found is None:
             return NOTHING_IN_FLIGHT
-        maps, shares, slots, refs = [], [], {}, {}
+        maps, shares, slots, refs, copies = [], [], {}, {}, []
         for f in found:
             maps += f.maps
             shares += f.shares
+            copies += f.copies
             for sl, d in f.slots:
                 slots[sl] = slots.get(sl, 0) + d
             for pfn, d in f.refs:
                 refs[pfn] = refs.get(pfn, 0) + d
-        return InFlight(tuple(maps), tuple(shares), tuple(slots.items()), tuple(refs.items()))
+        return InFlight(tuple(maps), tuple(shares), tuple(slots.items()), tuple(refs.items()), tuple(copies))
 
     def _in_flight_maps(self, s: State):
         return self._in_flight(s).maps
+
+    def _in_flight_copies(self, s: State):
+        return self._in_flight(s).copies
 
     def thread_name(self, tid: int) -> str:
         return self.case.threads[tid].name

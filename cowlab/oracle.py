@@ -115,12 +115,16 @@ def _pname(names, mm):
 
 
 class Oracle:
-    def __init__(self, process_names=None, in_flight_maps=None, hpage_pmd_nr: int = 2):
+    def __init__(self, process_names=None, in_flight_maps=None, hpage_pmd_nr: int = 2, in_flight_copies=None):
         self.names = process_names or []
         #: state -> [(mm, addr, pfn, idx)]: mappings a path is installing or
         #: moving across two steps (the kernel holds that mm's PT lock); they
         #: are observers all the same
         self.in_flight_maps = in_flight_maps or (lambda s: ())
+        #: state -> [(parent mm, child mm, addr)]: entries fork is half-way through copying (the child's
+        #: mapping is among the in-flight maps); the child takes the parent's data there when the copy
+        #: completes (judge_copy_pte), so a store of the parent's at addr before then is the child's too
+        self.in_flight_copies = in_flight_copies or (lambda s: ())
         self.HPAGE_PMD_NR = hpage_pmd_nr
         self._coherent_memo: dict = {}
         #: (id(refs), id(mms), id(folios), id(detached), in-flight maps) -> (those objects, disconnected set):
@@ -325,7 +329,21 @@ class Oracle:
         st.value[e.mm] = [ZERO] * len(st.value[e.mm])
 
     def judge_store(self, st: _Step, e: Store) -> None:
-        """Missed COW: the page written is one another process maps or references."""
+        """Missed COW: the page written is one another process maps or references.
+
+        Not the child's mapping fork is installing at this very address
+        (``in_flight_copies``): between copy_present_pte()'s rmap dup
+        (page_dup_rmap() before 5.19, page_try_dup_anon_rmap() 5.19 .. 6.7,
+        folio_try_dup_anon_rmap_pte(s)() 6.8+) and
+        the write-protect of the parent's pte (ptep_set_wrprotect() /
+        wrprotect_ptes() in __copy_present_pte(s), mm/memory.c, 5.7 .. 6.18)
+        the parent's pte is still writable -- the PT lock fork holds does not
+        stop the MMU -- so another thread's store lands in the page fork then
+        shares with the child.  That store is before fork's copy of the page
+        (the child's data is taken when the copy completes: judge_copy_pte),
+        so the child may see it: no missed COW.  The same holds for DMA
+        through a reference of the parent's at that address; a store after
+        the copy (into the page the child then maps) is still a missed COW."""
         mm, a, pfn, idx, token, via = e.mm, e.addr, e.pfn, e.idx, e.data, e.via
         n = self.names
         hist = st.hist
@@ -334,9 +352,15 @@ class Oracle:
             # DMA into memory the process no longer has there: its own data no more, but still a
             # leak if another process maps or references the page; what it stored the reference may return
             st.dma.add((mm, token))
+        copying = None
         for okind, omm, oa, r in self.observers(st.after, pfn, idx, mm, a if via is None else None):
             if detached and omm == mm:
                 continue
+            if okind == "map" and oa == a and not detached:
+                if copying is None:
+                    copying = self.in_flight_copies(st.after)
+                if (mm, omm, a) in copying:
+                    continue        # fork's copy of this entry for omm takes the store with it
             if okind == "ref" and token in hist[omm][oa]:
                 continue
             if okind != "ref" and omm == mm:

@@ -21,7 +21,7 @@ def run():
 #: vm/nr_hugepages, fs/pipe-max-size, KSM's knobs, a SIGINT sent to a run): marked ``live`` and skipped
 #: unless COWLAB_LIVE=1 (and root), so the README's test command alone never changes the machine
 LIVE_FILES = {"test_live_kernel.py", "test_interrupt.py", "test_random_live.py", "test_findings_live.py",
-              "test_mthp_live.py", "test_swap_large_live.py"}
+              "test_mthp_live.py", "test_swap_large_live.py", "test_fork_race_live.py"}
 LIVE_ENV = "COWLAB_LIVE"
 
 

@@ -624,6 +624,62 @@ def mremap_pinned_onto_buffer():
     return s.build()
 
 
+SRC_FORK_WRITE = ("mm/memory.c copy_pte_range() -> copy_present_pte(s)(): the parent's pte is write-protected "
+                  "(ptep_set_wrprotect(), wrprotect_ptes() from 6.9) after the rmap dup, under the parent's PT "
+                  "lock, which does not stop another CPU's store through the still-writable pte: that store is "
+                  "in the page the child then shares; a later store faults and waits for fork's "
+                  "mmap_write_lock (6.4+: vma_start_write()), then copies; dup_mmap() flush_tlb_mm(oldmm) before "
+                  "mmap_write_unlock(); copy_huge_pmd() shares and write-protects a PMD under its lock at once; "
+                  "live probe: tools/fork_race_probe.c (the child sees stores made while fork() runs, never one "
+                  "made after)")
+
+
+def race_fork_write():
+    """Another thread of the parent stores to page 0 (mapped writable) and
+    page 1 (not faulted yet), then page 0 again, while fork() copies the
+    address space.  A store before fork write-protects the pte lands in the
+    page the child shares (the child may read it: the store is before fork's
+    copy of that page); one after faults, waits for fork's mmap_lock and
+    copies: the child never sees it.  Not a missed COW in any order."""
+    s = Script("race-fork-write", "a thread's stores racing fork(): before, during and after the copy of each pte",
+               pages=2, source=SRC_FORK_WRITE, tags=("race", "trust"))
+    p, c = s.process("parent"), s.process("child")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0, pages=2)
+    p.write(0, value="old")
+    s.parallel({"parent": [("fork", {"child": "child"})],
+                "parent.cpu1": [("write", {"addr": 0, "value": "new"}), ("write", {"addr": 1, "value": "new1"}),
+                                ("write", {"addr": 0, "value": "newer"})]})
+    c.read(0, pages=2)
+    p.read(0, pages=2)
+    c.exit()
+    return s.build()
+
+
+def race_fork_write_thp(nr: int, pte_mapped: bool):
+    """race-fork-write on a THP: PMD-mapped (copy_huge_pmd() shares and
+    write-protects it in one step under the PMD lock) or PTE-mapped (an
+    mprotect() split it; fork copies each pte, the store may land between
+    the rmap dup and the write-protect of its pte).  The other thread stores
+    twice to the first subpage (the one mprotect() left writable)."""
+    id = "race-fork-write-pte-thp" if pte_mapped else "race-fork-write-thp"
+    s = Script(id, f"a thread's stores racing fork() on a {'PTE' if pte_mapped else 'PMD'}-mapped THP", pages=nr,
+               source=SRC_FORK_WRITE, tags=("race", "trust", "thp"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    s.cpu("parent", "parent.cpu1")
+    p.mmap(0, pages=nr, thp=True)
+    p.write(0, pages=nr)
+    if pte_mapped:
+        p.mprotect(1, prot="r")                   # PTE-map the THP (cow.c's way)
+        p.mprotect(1, prot="rw")
+    s.parallel({"parent": [("fork", {"child": "child"})],
+                "parent.cpu1": [("write", {"addr": 0, "value": "new"}), ("write", {"addr": 0, "value": "newer"})]})
+    c.read(0, pages=nr)
+    p.read(0, pages=nr)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma(),
@@ -631,4 +687,5 @@ def cases(nr: int = HPAGE_PMD_NR):
             segv_first_process(), mmap_fixed_over_shared(), mremap_fixed_onto_shared(), mremap_ksm_unmerge(),
             dma_after_munmap_mremap(), mremap_vmsplice_swapped(), mremap_buffer_order(), mremap_pinned_onto_buffer(),
             huge_zero_page(nr), thp_pageout_extra_ref(nr), thp_pageout_range(nr), thp_pageout_partial(nr),
-            thp_pageout_partial_pmd(nr)]
+            thp_pageout_partial_pmd(nr), race_fork_write(), race_fork_write_thp(nr, False),
+            race_fork_write_thp(nr, True)]

@@ -42,11 +42,13 @@ class ForkFrame(NamedTuple):
 
     def in_flight(self, s, mm, args, hpage_pmd_nr) -> InFlight:
         """A share between its two halves: the page's mapcount is dup'ed and
-        the child's pte is about to map it."""
+        the child's pte is about to map it, with the data the parent has
+        there when fork write-protects the parent's pte (``copies``)."""
         p = self.share
         if p is None:
             return NOTHING_IN_FLIGHT
-        return InFlight(maps=((self.child, self.addr, p.pfn, p.idx),), shares=((p.pfn, p.idx),))
+        return InFlight(maps=((self.child, self.addr, p.pfn, p.idx),), shares=((p.pfn, p.idx),),
+                        copies=((mm, self.child, self.addr),))
 
 
 @step("fork.lock")

@@ -67,11 +67,16 @@ class InFlight(NamedTuple):
     mapcount is already raised for a pte not yet set (fork); ``slots``
     {slot: adjustment} of swap counts already dropped for a pte not yet
     replaced; ``refs`` {pfn: adjustment} of references standing for a
-    mapping not yet installed."""
+    mapping not yet installed; ``copies`` (parent mm, child mm, addr) of
+    entries fork is copying (between copy_present_pte()'s rmap dup and its
+    write-protect): the child's mapping among ``maps`` takes the parent's
+    data at addr when the copy completes (a CopyPte effect), so a store the
+    parent makes there before is the child's data too (the oracle)."""
     maps: tuple = ()
     shares: tuple = ()
     slots: tuple = ()
     refs: tuple = ()
+    copies: tuple = ()
 
 
 NOTHING_IN_FLIGHT = InFlight()

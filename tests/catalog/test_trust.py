@@ -67,6 +67,12 @@ S_MREMAP_ONTO_PIN = ("mm/mremap.c mremap_to(): do_munmap() of the destination (t
                      "buffer keeps), then move_ptes() of its first page there: that pin stays coherent with page 1; "
                      "from 5.9 fork copies it for the child (70e806e4e645)")
 
+S_FORK_WRITE = ("mm/memory.c copy_present_pte(s)(): a store through the parent's pte before ptep_set_wrprotect() / "
+                "wrprotect_ptes() lands in the page the child then shares (the child may read it), one after faults "
+                "and waits for dup_mmap()'s mmap_write_lock and copies; copy_huge_pmd() write-protects a PMD in one "
+                "step; live probe tools/fork_race_probe.c on 6.18 (the child sees stores made during fork(), none "
+                "made after it returned)")
+
 
 EXPECT = {
     "mremap-pinned-page": row(("", S_MREMAP), linux_5_7=("wrong", S_MREMAP_57), linux_5_8=("wrong", S_MREMAP_57)),
@@ -88,6 +94,9 @@ EXPECT = {
     "mremap-buffer-order": row(("", S_BUF_ORDER)),
     "mremap-pinned-onto-buffer": row(("", S_MREMAP_ONTO_PIN), linux_5_7=("wrong", S_MREMAP_57),
                                      linux_5_8=("wrong", S_MREMAP_57)),
+    "race-fork-write": row(("", S_FORK_WRITE)),
+    "race-fork-write-thp": row(("", S_FORK_WRITE)),
+    "race-fork-write-pte-thp": row(("", S_FORK_WRITE)),
     "race-fork-odirect": row(("missed", S_FORK_DMA_GET), linux_6_5=("unnecessary", S_FORK_DMA_PIN),
                              linux_6_9=("unnecessary", S_FORK_DMA_PIN), linux_6_18=("unnecessary", S_FORK_DMA_PIN)),
     "swapin-fresh-exclusive": row(("", S_FRESH), linux_5_9=("unnecessary", S_FRESH_PC),

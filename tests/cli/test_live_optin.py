@@ -8,7 +8,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 LIVE = ["tests/conformance/test_live_kernel.py", "tests/conformance/test_interrupt.py",
         "tests/conformance/test_random_live.py", "tests/conformance/test_findings_live.py",
-        "tests/conformance/test_mthp_live.py", "tests/conformance/test_swap_large_live.py"]
+        "tests/conformance/test_mthp_live.py", "tests/conformance/test_swap_large_live.py",
+        "tests/conformance/test_fork_race_live.py"]
 
 
 def _pytest(*args, live=None):

@@ -31,7 +31,7 @@ def cli(*args):
 
 # ----------------------------------------------------------------------------- -c globs and --tag
 def test_glob_on_c_selects_the_matching_catalog_ids_in_catalog_order():
-    assert len(RACE_IDS) == 8          # (race-collapse-gup-fast, race-collapse-fork: issue 12)
+    assert len(RACE_IDS) == 11         # (race-collapse-gup-fast, race-collapse-fork: issue 12; race-fork-write*)
     r = cli("matrix", "-c", "race-*", "-d", "linux-5.9", "--format", "json", "-q")
     assert r.exit_code == 1, r.output          # race-fork-gup-fast under 5.9: a missed COW found
     data = json.loads(r.output)
@@ -42,7 +42,8 @@ def test_glob_on_c_selects_the_matching_catalog_ids_in_catalog_order():
 
 
 def test_tag_narrows_a_glob_and_the_catalog():
-    assert selection.select_cases(["race-*"], ["thp"]) == ["race-thp-split", "race-collapse-gup-fast",
+    assert selection.select_cases(["race-*"], ["thp"]) == ["race-fork-write-thp", "race-fork-write-pte-thp",
+                                                               "race-thp-split", "race-collapse-gup-fast",
                                                                "race-collapse-fork"]
     ksm = selection.select_cases((), ["ksm"])
     assert ksm == [c.id for c in catalog.all_cases() if "ksm" in c.tags] and len(ksm) >= 4
@@ -240,7 +241,7 @@ def test_matrix_summary_only_violations_and_csv():
     assert "cases with no violation under any design not shown" in r.output
     r = cli(*args, "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(r.output)))
-    assert len(rows) == 9 * 2 and set(rows[0]) == {"case", "design", "missed", "unnecessary", "wrong", "status",
+    assert len(rows) == 12 * 2 and set(rows[0]) == {"case", "design", "missed", "unnecessary", "wrong", "status",
                                                    "steps", "copies"}
     gup = next(x for x in rows if x["case"] == "race-fork-gup-fast" and x["design"] == "linux-5.9")
     assert int(gup["missed"]) > 0 and gup["status"] == "complete"

@@ -237,8 +237,7 @@ def test_concurrent_large_swapins_keep_every_invariant(design):
     """Every interleaving of two threads faulting on the same swapped-out range (6.18 with ``thp_sizes=(4, 8)``:
     both try alloc_swap_folio() for the same 4-page run; swapcache_prepare() lets one win, the other waits and
     retries), then fork and a write racing the child's reads: no invariant broken, no missed or wrong COW.  (A fork
-    racing another thread's write is left out: the oracle calls the write a missed COW in every design, with or
-    without large folios -- a question of the oracle's fork semantics, not of swap.)"""
+    racing another thread's write, on small pages, THPs and mTHPs: tests/catalog/test_fork_race.py.)"""
     from cowlab.explore import Limits, explore
     s = Script("t", pages=8, hpage_pmd_nr=8, settings={"thp_sizes": (4, 8)})
     p = s.process("parent")
