@@ -116,6 +116,7 @@ REDUCTIONS = {
     "plain": {},
     "POR (static groups)": {"por": True},
     "symmetry": {"symmetry": True},
+    "symmetry (procs)": {"symmetry": "procs"},
 }
 
 
