@@ -15,7 +15,10 @@ with their traces; and a sequential run (``run_sequential``) of every case x
 design and of cow.c's PTE-mapped and swapped-out THP tests with ``LARGE_NR``-subpage
 folios under linux-5.9 and 6.18: verdicts, copies, model bugs and the whole
 trace of labels, events and bugs.  ``compare`` prints every difference and exits 1 if there
-is one.  ``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
+is one; ``verdicts FILE`` compares, within one record, each reduction's
+verdict kinds, model bugs and stuck states with plain search's; ``modes``
+runs plain search against ``symmetry="procs"`` on random scenarios with
+interchangeable processes (``symmetric_case``; the catalog has none).  ``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
 """
 from __future__ import annotations
 
@@ -204,6 +207,32 @@ def compare(a: str, b: str) -> int:
     return 1 if diffs else 0
 
 
+def compare_verdicts(path: str) -> int:
+    """Within one record: every reduction's search of a case x design against
+    the plain one -- the verdict kinds found, whether model bugs and stuck
+    states were (searches that hit the state limit are skipped: they cover
+    different parts of the space)."""
+    with open(path) as f:
+        R = json.load(f)
+    diffs = n = 0
+    for k, v in sorted(R.items()):
+        if not k.endswith(" plain") or "error" in v or "limit" in v.get("reason", ""):
+            continue
+        base = k[:-len(" plain")]
+        for mode in MODES:
+            w = R.get(f"{base} {mode}")
+            if mode == "plain" or w is None or "error" in w or "limit" in w.get("reason", ""):
+                continue
+            n += 1
+            a = (sorted(v["found"]), bool(v["bugs"]), v["stuck"] > 0)
+            b = (sorted(w["found"]), bool(w["bugs"]), w["stuck"] > 0)
+            if a != b:
+                diffs += 1
+                print(f"{base}: plain {a} != {mode} {b}")
+    print(f"{n} reduced searches against plain; {'same verdicts' if not diffs else f'{diffs} differences'}")
+    return 1 if diffs else 0
+
+
 def verdicts_of(model, rep) -> dict:
     """What a reduction must keep: the verdict kinds found, whether model bugs
     and stuck states were, the status; and whether every witness replays from
@@ -266,7 +295,11 @@ def main(argv=None) -> int:
     mo = sub.add_parser("modes", help="plain search against --symmetry=procs on random symmetric scenarios")
     mo.add_argument("--seeds", type=int, default=40)
     mo.add_argument("--kids", type=int, default=2)
+    ve = sub.add_parser("verdicts", help="in one record, every reduction's verdicts against plain search's")
+    ve.add_argument("record")
     a = ap.parse_args(argv)
+    if a.cmd == "verdicts":
+        return compare_verdicts(a.record)
     if a.cmd == "modes":
         return compare_modes(a.seeds, a.kids)
     if a.cmd == "record":
