@@ -18,7 +18,8 @@ trace of labels, events and bugs.  ``compare`` prints every difference and exits
 is one; ``verdicts FILE`` compares, within one record, each reduction's
 verdict kinds, model bugs and stuck states with plain search's; ``modes``
 runs plain search against ``symmetry="procs"`` on random scenarios with
-interchangeable processes (``symmetric_case``; the catalog has none).  ``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
+interchangeable processes (``symmetric_case``; the catalog has none).
+``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
 """
 from __future__ import annotations
 
