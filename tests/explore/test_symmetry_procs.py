@@ -159,3 +159,23 @@ def test_cli_symmetry_procs(tmp_path):
     import json
     a, b = json.loads(r0.output), json.loads(r1.output)
     assert a.get("kind") == b.get("kind") and a.get("kind")
+
+
+@pytest.mark.parametrize("seed", [3, 4, 7])
+def test_swapping_twice_gives_the_state_back(seed):
+    """permute_processes renames every field consistently: a swap of two
+    children applied twice is the identity on every reachable state, and once
+    it changes some states (those where the children differ beyond their names)."""
+    m = CowModel(symmetric_case(seed), designs.load("linux-6.18"))
+    g = m.proc_groups[0]
+    mm = {g.procs[0]: g.procs[1], g.procs[1]: g.procs[0]}
+    tm = dict(zip(g.tids[0], g.tids[1])) | dict(zip(g.tids[1], g.tids[0]))
+    sm = dict(zip(g.own[0], g.own[1])) | dict(zip(g.own[1], g.own[0]))
+    moved = 0
+    for s in _reachable(m):
+        once = permute_processes(s, mm, tm, sm)
+        assert permute_processes(once, mm, tm, sm) == s
+        moved += once != s
+        if s.mms[1] != s.mms[2]:
+            assert once != s and once.mms[1] == s.mms[2]
+    assert moved
