@@ -116,6 +116,7 @@ REDUCTIONS = {
     "plain": {},
     "POR (static groups)": {"por": True},
     "symmetry": {"symmetry": True},
+    "symmetry (procs)": {"symmetry": "procs"},
 }
 
 
@@ -234,7 +235,8 @@ def main(argv=None):
         series += [("pages (2 threads) + reclaim", n, threads_case(2, reclaim=True, pages=n))
                    for n in ((1, 2, 3) if a.full else (1,))]
         grows = []
-        gred = {n: kw for n, kw in reds.items() if n in ("plain", "DPOR (sleep + source sets)", "symmetry")}
+        gred = {n: kw for n, kw in reds.items()
+                if n in ("plain", "DPOR (sleep + source sets)", "symmetry", "symmetry (procs)")}
         for what, n, c in series:
             row = [what, n]
             for name, kw in gred.items():

@@ -355,7 +355,10 @@ def _step_json(model, tr) -> dict:
 @click.option("--max-depth", type=COUNT, default=10_000, show_default=True)
 @click.option("--dfs", is_flag=True, help="depth-first (default breadth-first: shortest traces)")
 @click.option("--no-por", is_flag=True, help="no partial-order reduction (search every interleaving)")
-@click.option("--symmetry", is_flag=True, help="merge states equal up to renaming page frames and swap slots")
+@click.option("--symmetry", type=click.Choice(["pages", "procs"]), is_flag=False, flag_value="pages", default=None,
+              help="merge states equal up to renaming page frames and swap slots (--symmetry, --symmetry=pages); "
+                   "--symmetry=procs: and up to permuting interchangeable processes (children one thread forks "
+                   "with the same operations; searched without partial-order reduction)")
 @click.option("--dpor", is_flag=True,
               help="dynamic partial-order reduction from each step's footprint (depth-first: traces not shortest)")
 @click.option("--fingerprints", is_flag=True,
@@ -389,7 +392,8 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
         rep = random_walks(m, walks, seed, limits=lim)
     else:
         with _Progress(quiet, None, f"exploring {c.id} under {d.label}") as prog:
-            rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por, symmetry=symmetry,
+            rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por,
+                              symmetry={None: False, "pages": True}.get(symmetry, symmetry),
                               progress=prog.explore, expect_stuck=c.expect_stuck, dpor=dpor,
                               fingerprints=fingerprints)
     res = _explore_json(c, d, rep, m, VERDICTS)

@@ -102,6 +102,8 @@ class CowModel:
         #: function of these alone, and most steps reach a memory state already checked (another interleaving
         #: of the same steps, or a step that changed only a thread's frame or the oracle's spec)
         self._check_memo: dict = {}
+        #: interchangeable processes (``process_groups``), permuted by ``canonical_perm`` (symmetry="procs")
+        self.proc_groups = process_groups(case, self.tmm, self.cpu_of)
 
     def init_state(self) -> State:
         n = self.case.pages
@@ -168,6 +170,16 @@ class CowModel:
 
     def canonical(self, s: State) -> State:
         return canonical(s)
+
+    def canonical_perm(self, s: State):
+        """(the representative of ``s`` under renaming page frames and swap
+        slots and permuting interchangeable processes, the thread renaming it
+        applied as new_tid[old_tid] or None): symmetry over processes
+        (``canonical_processes``) then over pages (``canonical``)."""
+        tm = None
+        if self.proc_groups:
+            s, tm = canonical_processes(self.proc_groups, s)
+        return canonical(s), tm
 
     def violations(self, tr: Transition) -> list:
         """[(kind, incident key, text)] of the verdict events of a step."""
@@ -434,3 +446,232 @@ def canonical(s: State) -> State:
     threads = tuple(t._replace(stack=tuple((lb, rename_frame(fr, P, S)) for lb, fr in t.stack)) if t.stack else t
                     for t in s.threads)
     return s._replace(folios=tuple(folios), swap=tuple(swap), mms=mms, refs=refs, threads=threads)
+
+
+# ----------------------------------------------------------------------------- process symmetry
+
+#: operations whose steps read and write the calling process's own mm (and
+#: the folios, swap slots and references it reaches) and never walk other
+#: processes' page tables in an order of their mm numbers; a case whose
+#: threads run only these (fork only in the forker) may permute processes.
+#: Excluded: the rmap walkers (pageout, migrate, ksm_merge, khugepaged,
+#: split_pmd, free_swapcache: vmscan/migrate/ksm visit mms in index order over
+#: several steps) and the cross-process ones (speculative_get/put name a pfn
+#: walker, madvise may page out or collapse).
+PROC_SYMMETRY_OPS = frozenset({
+    "mmap", "munmap", "mprotect", "mremap", "write", "read", "fork", "exit", "signal", "wait",
+    "lru_add_drain", "get_user_pages", "put_user_pages", "pin_longterm", "pin_read", "unpin",
+    "vmsplice", "pipe_read", "io_uring_register", "io_uring_unregister", "io_uring_read_fixed",
+    "io_uring_write_fixed", "odirect_read", "odirect_write", "clear_refs"})
+
+
+class ProcGroup(NamedTuple):
+    """Interchangeable processes: forked by one thread (``forker``, whose
+    operations ``fork`` them at pcs up to ``last_fork``), each with the same
+    threads (one CPU each alike) running the same operations up to their own
+    names (``own``: per process, the strings only its operations use -- its
+    name, its events, its pins' and pipes' names -- position by position)."""
+    forker: int
+    last_fork: int
+    procs: tuple          # mm indices, in case order
+    tids: tuple           # per process: its thread ids, in case order
+    own: tuple            # per process: its own strings, in order of first use
+
+
+def process_groups(case, tmm, cpus) -> tuple:
+    """The groups of interchangeable processes of a case (``ProcGroup``), or
+    () when the case runs an operation outside ``PROC_SYMMETRY_OPS``."""
+    threads = case.threads
+    if any(op.name not in PROC_SYMMETRY_OPS for t in threads for op in t.ops):
+        return ()
+    procs = list(case.processes)
+    strings_of = {}                      # process -> the strings its threads' operations use
+    for i, t in enumerate(threads):
+        for op in t.ops:
+            for _, v in op.args:
+                if isinstance(v, str):
+                    strings_of.setdefault(tmm[i], []).append(v)
+    forks = {}                           # child mm -> [(forker tid, pc)]
+    for i, t in enumerate(threads):
+        for pc, op in enumerate(t.ops):
+            if op.name == "fork":
+                c = dict(op.args).get("child")
+                if c in procs:
+                    forks.setdefault(procs.index(c), []).append((i, pc))
+    cands = {}
+    for mm, name in enumerate(procs):
+        if len(forks.get(mm, ())) != 1:
+            continue
+        forker, pc = forks[mm][0]
+        if tmm[forker] == mm:
+            continue
+        tids = tuple(i for i in range(len(threads)) if tmm[i] == mm)
+        if not tids or any(op.name == "fork" for i in tids for op in threads[i].ops):
+            continue
+        mine = list(dict.fromkeys(strings_of.get(mm, [])))
+        others = {v for m2, vs in strings_of.items() if m2 != mm for v in vs}
+        # another process's operation names this one other than by the fork that makes it
+        if any(v == name and not (i == forker and op.name == "fork")
+               for i, t in enumerate(threads) if tmm[i] != mm for op in t.ops for _, v in op.args):
+            continue
+        own = [name] + [v for v in mine if v not in others and v != name]
+        if any(_looks_internal(v) for v in own):
+            continue
+        idx = {v: k for k, v in enumerate(own)}
+        sig = tuple((cpus[i], tuple((op.name, tuple((k, ("own", idx[v]) if isinstance(v, str) and v in idx else v)
+                                                    for k, v in op.args))
+                                   for op in threads[i].ops)) for i in tids)
+        cands.setdefault((forker, sig), []).append((mm, pc, tids, tuple(own)))
+    out = []
+    for (forker, _), ms in sorted(cands.items(), key=lambda kv: kv[1][0][0]):
+        if len(ms) >= 2:
+            out.append(ProcGroup(forker, max(pc for _, pc, _, _ in ms), tuple(m for m, _, _, _ in ms),
+                                 tuple(t for _, _, t, _ in ms), tuple(o for _, _, _, o in ms)))
+    return tuple(out)
+
+
+def _looks_internal(v: str) -> bool:
+    """A string the kernel code makes up as a reference's owner (t<tid>, cpu<n>, ksmd:...)."""
+    return (v[:1] == "t" and v[1:].isdigit()) or (v[:3] == "cpu" and v[3:].isdigit()) or ":" in v
+
+
+def _frames_ok(t: Thread) -> bool:
+    """Whether a thread's kernel stack holds only frames process symmetry
+    knows how to rename (none names an mm or a thread but GupFrame.owner)."""
+    for _, fr in t.stack:
+        if not _frame_ok(fr):
+            return False
+    return True
+
+
+def _frame_ok(fr) -> bool:
+    if fr is None or not hasattr(type(fr), "_fields"):
+        return True
+    name = type(fr).__name__
+    if name not in _SAFE_FRAMES:
+        return False
+    if name == "FaultFrame" and fr.snap is not None:
+        return False
+    return all(_frame_ok(v) for v in fr if hasattr(type(v), "_fields") and type(v).__name__ not in ("Pte", "Ref"))
+
+
+#: frame classes whose fields name no mm and no thread (GupFrame's owner is renamed)
+_SAFE_FRAMES = frozenset({"FaultFrame", "GupFrame", "SwapMapped", "SplitFrame", "AccessFrame", "MremapFrame"})
+
+
+def permute_processes(s: State, mmap_: dict, tmap: dict, smap: dict) -> State:
+    """``s`` with processes renamed: mm i becomes ``mmap_[i]``, thread t
+    ``tmap[t]``, an own string v ``smap[v]`` (missing keys: unchanged).
+    Everything that names an mm, a thread or an own string follows: the mms
+    and their page-table lock holders, the threads (and GupFrame owners),
+    the references' mm and owner, the oracle's rows, detached references and
+    DMA'd data, and the signalled events."""
+    def M(i):
+        return mmap_.get(i, i)
+
+    def ren1(v):
+        if v in smap:
+            return smap[v]
+        if v[:1] == "t" and v[1:].isdigit():
+            return f"t{tmap.get(int(v[1:]), int(v[1:]))}"
+        return v
+
+    def ren(v):
+        # an owner is a name or "process:name" (a pin's, a pipe's, a buffer's holder)
+        if isinstance(v, str):
+            return ":".join(ren1(x) for x in v.split(":")) if ":" in v else ren1(v)
+        return v
+
+    n = len(s.mms)
+    inv = {M(i): i for i in range(n)}
+    mms = tuple(s.mms[inv[j]] for j in range(n))
+    mms = tuple(m._replace(ptl=tmap.get(m.ptl, m.ptl)) if m.ptl >= 0 else m for m in mms)
+    nt = len(s.threads)
+    tinv = {tmap.get(i, i): i for i in range(nt)}
+    threads = []
+    for j in range(nt):
+        t = s.threads[tinv[j]]
+        if t.stack:
+            t = t._replace(stack=tuple((lb, _rename_owner(fr, ren)) for lb, fr in t.stack))
+        threads.append(t)
+    refs = tuple(sorted(r._replace(mm=M(r.mm) if r.mm >= 0 else r.mm, owner=ren(r.owner)) for r in s.refs))
+    sp = s.spec
+    spec = sp._replace(value=tuple(sp.value[inv[j]] for j in range(n)),
+                       history=tuple(sp.history[inv[j]] for j in range(n)),
+                       detached=frozenset((k, ren(o), M(m) if m >= 0 else m, a, ta) for k, o, m, a, ta in sp.detached),
+                       dma=frozenset((M(m), tok) for m, tok in sp.dma))
+    signals = frozenset(ren(e) for e in s.signals)
+    return s._replace(mms=mms, threads=tuple(threads), refs=refs, spec=spec, signals=signals)
+
+
+def _rename_owner(fr, ren):
+    if type(fr).__name__ == "GupFrame":
+        return fr._replace(owner=ren(fr.owner))
+    return fr
+
+
+def _local_key(s: State, mm: int, tids, own, strs) -> str:
+    """A sort key of one process of a group that does not depend on how
+    frames, slots, mms or threads are numbered (frames and slots by first
+    appearance in its own page tables; its folios' contents in place): what
+    orders the group in the canonical state.  Not complete (two processes may
+    tie), which only costs merges."""
+    loc = {}
+
+    def L(x):
+        if x not in loc:
+            loc[x] = len(loc)
+        return loc[x]
+
+    m = s.mms[mm]
+    ptes = []
+    for p in m.ptes:
+        if p is None:
+            ptes.append(None)
+        elif p.kind == PTE_SWAP:
+            sl = s.swap[p.pfn] if p.pfn < len(s.swap) else None
+            ptes.append((p._replace(pfn=L(("s", p.pfn))), sl and sl._replace(cache=-2 if sl.cache >= 0 else -1)))
+        else:
+            f = s.folios[p.pfn] if p.pfn < len(s.folios) else None
+            ptes.append((p._replace(pfn=L(("p", p.pfn))), f and f._replace(swap=())))
+    pmds = tuple(None if p is None else (p._replace(pfn=L(("p", p.pfn))),) for p in m.pmds)
+    ths = tuple((s.threads[t].pc, s.threads[t].irqs_off, repr(s.threads[t].ret),
+                 tuple(lb for lb, _ in s.threads[t].stack)) for t in tids)
+    refs = sorted((r.kind, tuple(strs.get(x, x) for x in r.owner.split(":")), r.addr, r.taken_at, r.gup_flags, r.units,
+                   L(("p", r.pfn)), r.idx) for r in s.refs if r.mm == mm)
+    sig = sorted(strs[e] for e in s.signals if e in strs)
+    return repr((m.alive, m.flags, m.mmap_lock, m.ptl >= 0, m.write_protect_seq, m.vmas, ptes, pmds, ths,
+                 s.spec.value[mm], tuple(sorted(h) for h in s.spec.history[mm]), refs, sig,
+                 sorted((x[0], x[3], x[4]) for x in s.spec.detached if x[2] == mm),
+                 sorted(tok for m2, tok in s.spec.dma if m2 == mm)))
+
+
+def canonical_processes(groups, s: State):
+    """(the state with each group of interchangeable processes sorted by
+    ``_local_key``, the thread renaming as a tuple new_tid[old_tid], or None
+    when nothing moved).  A group is permuted only once its forker has forked
+    all of it, and only while every thread's kernel stack holds frames that
+    name no mm and no thread (``_frames_ok``)."""
+    mmap_, tmap, smap = {}, {}, {}
+    for g in groups:
+        if s.threads[g.forker].pc <= g.last_fork:
+            continue
+        if not all(_frames_ok(t) for t in s.threads):
+            return s, None
+        keys = []
+        for k, mm in enumerate(g.procs):
+            strs = {v: ("own", j) for j, v in enumerate(g.own[k])}
+            keys.append((_local_key(s, mm, g.tids[k], g.own[k], strs), k))
+        order = [k for _, k in sorted(keys)]          # slot j takes process order[j]
+        for j, k in enumerate(order):
+            if k == j:
+                continue
+            mmap_[g.procs[k]] = g.procs[j]
+            for a, b in zip(g.tids[k], g.tids[j]):
+                tmap[a] = b
+            for a, b in zip(g.own[k], g.own[j]):
+                smap[a] = b
+    if not mmap_:
+        return s, None
+    ns = permute_processes(s, mmap_, tmap, smap)
+    return ns, tuple(tmap.get(i, i) for i in range(len(s.threads)))

@@ -15,7 +15,11 @@ with their traces; and a sequential run (``run_sequential``) of every case x
 design and of cow.c's PTE-mapped and swapped-out THP tests with ``LARGE_NR``-subpage
 folios under linux-5.9 and 6.18: verdicts, copies, model bugs and the whole
 trace of labels, events and bugs.  ``compare`` prints every difference and exits 1 if there
-is one.  ``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
+is one; ``verdicts FILE`` compares, within one record, each reduction's
+verdict kinds, model bugs and stuck states with plain search's; ``modes``
+runs plain search against ``symmetry="procs"`` on random scenarios with
+interchangeable processes (``symmetric_case``; the catalog has none).
+``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
 """
 from __future__ import annotations
 
@@ -47,7 +51,68 @@ def _two_family():
 
 
 #: the searches run on each catalog case x design: plain first (the two-family case runs plain only)
-MODES = {"plain": {}, "por": {"por": True}, "symmetry": {"symmetry": True}, "dpor": {"dpor": True}}
+MODES = {"plain": {}, "por": {"por": True}, "symmetry": {"symmetry": True}, "dpor": {"dpor": True},
+         "procs": {"symmetry": "procs"}}
+
+
+def symmetric_case(seed: int, kids: int = 2):
+    """A random scenario with interchangeable processes (what ``symmetry="procs"``
+    permutes): a parent maps and writes one or two pages (maybe pins or
+    vmsplices them, maybe a THP), forks ``kids`` children, then the parent
+    and every child run concurrently, the children the same random
+    operations (their pins' and pipes' names their own or shared)."""
+    import random
+    from cowlab.scenario import Script
+    rng = random.Random(seed)
+    pages = rng.choice((1, 2))
+    s = Script(f"sym-{seed}-k{kids}", pages=pages)
+    p = s.process("p")
+    cs = [s.process(f"c{i}") for i in range(1, kids + 1)]
+    p.mmap(0, pages=pages, thp=pages == 2 and rng.random() < 0.4)
+    for a in range(pages):
+        p.write(a)
+    if rng.random() < 0.3:
+        p.pin_longterm(0, pin="pp")
+    if rng.random() < 0.3:
+        p.vmsplice(0, pipe="pipe.p")
+    if rng.random() < 0.5:
+        p.lru_add_drain()
+    for c in cs:
+        p.fork(c)
+    own = rng.random() < 0.7
+
+    def ops(who):
+        out = []
+        for _ in range(rng.randint(1, 3)):
+            a = rng.randrange(pages)
+            k = rng.choice(("write", "write", "read", "pin", "gup", "vmsplice", "munmap", "mprotect", "exit"))
+            tag = who if own else "x"
+            if k == "write":
+                out.append(("write", {"addr": a}))
+            elif k == "read":
+                out.append(("read", {"addr": a}))
+            elif k == "pin":
+                out += [("pin_longterm", {"addr": a, "pin": f"q.{tag}"}), ("unpin", {"pin": f"q.{tag}"})][
+                    :rng.choice((1, 2))]
+            elif k == "gup":
+                out.append(("get_user_pages", {"addr": a, "pin": f"g.{tag}", "write": rng.random() < 0.5}))
+            elif k == "vmsplice":
+                out.append(("vmsplice", {"addr": a, "pipe": f"pipe.{tag}"}))
+            elif k == "munmap":
+                out.append(("munmap", {"addr": a}))
+            elif k == "mprotect":
+                out.append(("mprotect", {"addr": a, "prot": "r"}))
+            else:
+                out.append(("exit", {}))
+        return out
+
+    par = {"p": ops("p")}
+    kid_ops = ops("c")
+    for c in cs:
+        par[c.name] = [(o, {k: (v.replace(".c", f".{c.name}") if isinstance(v, str) and own else v)
+                            for k, v in a.items()}) for o, a in kid_ops]
+    s.parallel(par)
+    return s.build()
 
 
 def result(case, design: str, mode: str = "plain", max_states: int = MAX_STATES) -> dict:
@@ -143,6 +208,86 @@ def compare(a: str, b: str) -> int:
     return 1 if diffs else 0
 
 
+def compare_verdicts(path: str) -> int:
+    """Within one record: every reduction's search of a case x design against
+    the plain one -- the verdict kinds found, whether model bugs and stuck
+    states were (searches that hit the state limit are skipped: they cover
+    different parts of the space)."""
+    with open(path) as f:
+        R = json.load(f)
+    diffs = n = 0
+    for k, v in sorted(R.items()):
+        if not k.endswith(" plain") or "error" in v or "limit" in v.get("reason", ""):
+            continue
+        base = k[:-len(" plain")]
+        for mode in MODES:
+            w = R.get(f"{base} {mode}")
+            if mode == "plain" or w is None or "error" in w or "limit" in w.get("reason", ""):
+                continue
+            n += 1
+            a = (sorted(v["found"]), bool(v["bugs"]), v["stuck"] > 0)
+            b = (sorted(w["found"]), bool(w["bugs"]), w["stuck"] > 0)
+            if a != b:
+                diffs += 1
+                print(f"{base}: plain {a} != {mode} {b}")
+    print(f"{n} reduced searches against plain; {'same verdicts' if not diffs else f'{diffs} differences'}")
+    return 1 if diffs else 0
+
+
+def verdicts_of(model, rep) -> dict:
+    """What a reduction must keep: the verdict kinds found, whether model bugs
+    and stuck states were, the status; and whether every witness replays from
+    the initial state to a step with its kind."""
+    from cowlab.explore import replay
+    ok = True
+    for k, w in rep.found.items():
+        try:
+            trs = list(replay(model, w.trace))
+            ok = ok and any(e.kind == k for e in trs[-1].events)
+        except ValueError:
+            ok = False
+    for _, t in rep.bugs:
+        try:
+            list(replay(model, t))
+        except ValueError:
+            ok = False
+    return {"kinds": sorted(str(k) for k in rep.found), "bugs": bool(rep.bugs), "stuck": rep.stuck > 0,
+            "status": rep.status, "replays": ok}
+
+
+def compare_modes(seeds: int, kids: int, mode: str = "procs") -> int:
+    """Plain search against ``mode`` on ``seeds`` random symmetric scenarios
+    (``symmetric_case``) x every design: the verdicts (``verdicts_of``) must
+    be equal, the witnesses replay."""
+    diffs = n = limited = 0
+    plain_states = red_states = 0
+    for seed in range(seeds):
+        case = symmetric_case(seed, kids)
+        for d in designs.names():
+            lim = Limits(max_states=MAX_STATES, max_seconds=1e9)
+            res = {}
+            for md in ("plain", mode):
+                m = CowModel(case, designs.load(d))
+                r = explore(m, lim, expect_stuck=case.expect_stuck, **MODES[md])
+                res[md] = verdicts_of(m, r)
+                if md == "plain":
+                    plain_states += r.states
+                else:
+                    red_states += r.states
+            n += 1
+            if res["plain"]["status"] != res[mode]["status"] and "inconclusive" in (res["plain"]["status"],):
+                # plain search hit the state limit where the reduced one did not: compare what it found
+                res["plain"]["status"] = res[mode]["status"]
+                limited += 1
+            if res["plain"] != res[mode] or not res[mode]["replays"]:
+                diffs += 1
+                print(f"{case.id} @ {d}: plain {res['plain']} != {mode} {res[mode]}")
+    print(f"{n} case x design pairs ({limited} where only plain search hit the state limit {MAX_STATES:,}), "
+          f"plain {plain_states:,} states, {mode} {red_states:,}; "
+          f"{'same verdicts' if not diffs else f'{diffs} differences'}")
+    return 1 if diffs else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -153,7 +298,16 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
+    mo = sub.add_parser("modes", help="plain search against --symmetry=procs on random symmetric scenarios")
+    mo.add_argument("--seeds", type=int, default=40)
+    mo.add_argument("--kids", type=int, default=2)
+    ve = sub.add_parser("verdicts", help="in one record, every reduction's verdicts against plain search's")
+    ve.add_argument("record")
     a = ap.parse_args(argv)
+    if a.cmd == "verdicts":
+        return compare_verdicts(a.record)
+    if a.cmd == "modes":
+        return compare_modes(a.seeds, a.kids)
     if a.cmd == "record":
         record(a.out, a.races, a.jobs)
         return 0

@@ -87,17 +87,42 @@ class Report:
 
 
 def _trace(parents, s, last=None):
-    out = []
+    """The trace [(tid, label)] from the initial state to ``s`` (then the
+    step ``last`` from it).  With symmetry over processes a parent link
+    carries the thread renaming that took the successor to its
+    representative (new_tid[old_tid]); the thread ids of the links are those
+    of the representatives, so they are mapped back along the trace: sigma
+    (representative's thread -> the thread of the real run) starts as the
+    identity and after each link becomes sigma . renaming^-1."""
+    links = []
+    permuted = False
     while True:
         p = parents[s]
         if p is None:
             break
-        prev, tid, label = p
-        out.append((tid, label))
-        s = prev
-    out.reverse()
+        links.append(p)
+        if len(p) > 3 and p[3] is not None:
+            permuted = True
+        s = p[0]
+    links.reverse()
+    if not permuted:
+        out = [(p[1], p[2]) for p in links]
+        if last is not None:
+            out.append(last)
+        return out
+    out = []
+    sigma = None
+    for p in links:
+        tid = p[1]
+        out.append((sigma[tid] if sigma else tid, p[2]))
+        if len(p) > 3 and p[3] is not None:
+            tm = p[3]
+            inv = [0] * len(tm)
+            for old, new in enumerate(tm):
+                inv[new] = old
+            sigma = [(sigma[inv[j]] if sigma else inv[j]) for j in range(len(tm))]
     if last is not None:
-        out.append(last)
+        out.append((sigma[last[0]] if sigma else last[0], last[1]))
     return out
 
 
@@ -132,6 +157,11 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         return _explore_dpor(model, limits, stop_on_first, progress, expect_stuck)
     rep = Report()
     canon = model.canonical if symmetry and hasattr(model, "canonical") else (lambda x: x)
+    # symmetry="procs": processes too (``canonical_perm``: the state and the thread renaming it applied);
+    # static POR's groups are thread ids, which the renaming would mix: "procs" searches without it
+    procs = symmetry == "procs" and hasattr(model, "canonical_perm")
+    if procs:
+        por = False
     groups = model.independent_groups() if por and hasattr(model, "independent_groups") else None
     if groups is not None and len(groups) < 2:
         groups = None
@@ -141,6 +171,11 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     s0 = canon(model.init_state())
     fkey = _fingerprint if fingerprints else (lambda x: x)
     parents = {fkey(s0): None}
+    if procs:
+        s0, tm0 = model.canonical_perm(model.init_state())
+        if tm0 is not None:
+            raise ValueError("symmetry over processes: the initial state is not its own representative")
+        parents = {fkey(s0): None}
     depth_of = {fkey(s0): 0}
     frontier = deque([(s0, fkey(s0), 0)])        # (state, its key, its depth)
     n = model.nthreads
@@ -166,8 +201,16 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 rep.status, rep.reason = "inconclusive", f"depth limit {limits.max_depth} reached"
                 continue
             moved = False
-            succ = [(tid, tr._replace(state=canon(tr.state)) if symmetry else tr)
-                    for tid in range(n) if (tr := model.step(s, tid)) is not None]
+            if procs:
+                succ = []
+                for tid in range(n):
+                    tr = model.step(s, tid)
+                    if tr is not None:
+                        cs, tm = model.canonical_perm(tr.state)
+                        succ.append((tid, tr._replace(state=cs), tm))
+            else:
+                succ = [(tid, tr._replace(state=canon(tr.state)) if symmetry else tr, None)
+                        for tid in range(n) if (tr := model.step(s, tid)) is not None]
             if groups is not None and succ:
                 for g in groups:
                     chosen = [x for x in succ if x[0] in g]
@@ -180,9 +223,9 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 # state already seen)
                 if len(chosen) < len(succ) and not any(
                         depth_of.get(fkey(tr.state), d + 1) <= d or (order != "bfs" and fkey(tr.state) in parents)
-                        for _, tr in chosen):
+                        for _, tr, _ in chosen):
                     succ = chosen
-            for tid, tr in succ:
+            for tid, tr, tm in succ:
                 moved = True
                 rep.transitions += 1
                 for kind, key, text in model.violations(tr):
@@ -196,7 +239,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 ns = tr.state
                 kn = fkey(ns) if fingerprints else ns
                 if kn not in parents:
-                    parents[kn] = (ks, tid, tr.label)
+                    parents[kn] = (ks, tid, tr.label) if tm is None else (ks, tid, tr.label, tm)
                     if groups is not None:
                         depth_of[kn] = d + 1        # (only the cycle proviso asks)
                     if d + 1 > rep.depth:
