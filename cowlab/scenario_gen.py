@@ -344,7 +344,8 @@ class Tracker:
         p = self.procs[proc]
         rng = self._range(args)
         self.births = []
-        if op in ("mmap", "munmap", "mprotect", "mremap") or (op == "madvise" and args["advice"] != "dontneed"):
+        if op in ("mmap", "munmap", "mprotect", "mremap") or \
+                (op == "madvise" and args["advice"] not in ("dontneed", "collapse")):
             self._split(p, rng)
         if op == "mmap":
             self._detach(proc, rng)
@@ -386,7 +387,14 @@ class Tracker:
                 p.pages[a].prot, p.pages[a].vma = args["prot"], v[a]
         elif op == "madvise":
             adv = args["advice"]
-            if adv == "dontneed":
+            if adv == "collapse":
+                # MADV_COLLAPSE (madvise_collapse(): no vma flag changes, no split): where it succeeds every pte
+                # of the PMD range is replaced by the new THP's PMD; whether it does (a pin, a pipe's reference:
+                # SCAN_PAGE_COUNT) the tracker does not know
+                for a in rng:
+                    if p.pages[a].faulted is False:
+                        p.pages[a].faulted = None
+            elif adv == "dontneed":
                 self._detach(proc, rng)
                 for a in rng:
                     p.pages[a].tag = None
@@ -643,8 +651,46 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
         if ok:
             for s in steps:
                 add(*s)
+    if large == "thp" and "collapse" not in unavailable and "collapse" not in exclude:
+        body, t = _with_collapse(c, body, pages, nr)
     return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)), large=large,
                     hpage_pmd_nr=nr, thp_sizes=sizes)
+
+
+#: the share of thp scenarios that get MADV_COLLAPSE steps, and how many at most
+COLLAPSE_P, COLLAPSE_MAX = 0.5, 2
+
+
+def _with_collapse(c, body: list, pages: int, nr: int) -> tuple[list, Tracker]:
+    """A thp scenario's body with up to COLLAPSE_MAX ``madvise(MADV_COLLAPSE)`` steps of a whole PMD range put in
+    at drawn places, by a process alive there (khugepaged.madvise_collapse(); the kernel's answer -- 0, or
+    EINVAL / EAGAIN / ... -- is compared with the model's).  Drawn after the body, so the body's own draws, and
+    a scenario that gets none, are what they were before collapse was drawn; a collapse changes nothing the
+    later steps' validity depends on (no vma split, no mapping).  -> (body, its tracker)."""
+    body = list(body)
+    if c.random() < COLLAPSE_P:
+        for _ in range(c.randint(1, COLLAPSE_MAX)):
+            ends = bool(body) and _ends_refused(body, pages, nr)
+            j = c.randint(1, max(1, len(body) - (1 if ends else 0)))
+            probe = Tracker(pages, "thp", nr)
+            for st_ in body[:j]:
+                probe.apply(*st_)
+            step = (c.choice(probe.live()), "madvise",
+                    {"addr": c.choice(range(0, pages, nr)), "pages": nr, "advice": "collapse"})
+            if probe.classify(*step) == "ok":
+                body.insert(j, step)
+    t = Tracker(pages, "thp", nr)
+    for st_ in body:
+        t.apply(*st_)
+    return body, t
+
+
+def _ends_refused(body: list, pages: int, nr: int) -> bool:
+    """Does the body end with a step the kernel refuses (nothing may follow it)?"""
+    t = Tracker(pages, "thp", nr)
+    for st_ in body[:-1]:
+        t.apply(*st_)
+    return t.classify(*body[-1]) != "ok"
 
 
 def _copy_tracker(t: Tracker) -> Tracker:

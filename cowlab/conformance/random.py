@@ -819,12 +819,14 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
     for e in exclude:
         if e == "known":
             ex |= set(scenario_gen.KNOWN_CLASSES)
-        elif e in scenario_gen.KNOWN_CLASSES or e in scenario_gen.REFUSALS or e in scenario_gen.LARGE_KINDS:
+        elif e in scenario_gen.KNOWN_CLASSES or e in scenario_gen.REFUSALS or \
+                e in scenario_gen.LARGE_KINDS + ("collapse",):
             ex.add(e)
         else:
             raise user_error(f"--exclude {e}: unknown class; known: {', '.join(scenario_gen.KNOWN_CLASSES)}, known "
                              f"(all of those), {', '.join(scenario_gen.REFUSALS[:3])} (steps "
-                             "the kernel refuses), thp, hugetlb, mthp (no scenarios over huge pages / mTHPs)")
+                             "the kernel refuses), thp, hugetlb, mthp (no scenarios over huge pages / mTHPs), "
+                             "collapse (no MADV_COLLAPSE in thp scenarios)")
     if design_spec:
         designs.load(design_spec)
     rep = None if files else RandomReport(seed, count)
