@@ -328,3 +328,32 @@ def test_mthp_scenarios_at_the_kernels_geometry(dname):
             t.apply(*step)
             born |= {n for _, n in t.births}
     assert born == ({4, 16} if d.anon_mthp else set())
+
+
+def test_thp_scenarios_get_madv_collapse_without_changing_their_other_steps():
+    """MADV_COLLAPSE (khugepaged.madvise_collapse()) of a whole PMD range is put into thp scenarios after their
+    body is drawn: without those steps a scenario is the one drawn with collapse left out (so seeds from before
+    it reproduce); every step stays valid; and the model runs them without a bug under designs with and without
+    MADV_COLLAPSE (6.1, 7d8faaf15545: linux-5.11 refuses it with EINVAL)."""
+    n = 0
+    for i in range(80):
+        s = generate(random.Random(f"large:{i}"), i, large="thp")
+        plain = generate(random.Random(f"large:{i}"), i, large="thp", unavailable={"collapse": "left out"})
+        assert not any(a.get("advice") == "collapse" for _, _, a in plain.steps)
+        col = [k for k, (_, op, a) in enumerate(s.body) if a.get("advice") == "collapse"]
+        assert [st_ for k, st_ in enumerate(s.body) if k not in col] == plain.body and s.sweep == plain.sweep
+        assert normalize(s.pages, s.body, (), "thp") == (s.body, s.sweep)
+        for k in col:
+            _, _, a = s.body[k]
+            assert a["addr"] % HPAGE_PMD_NR_ == 0 and a["pages"] == HPAGE_PMD_NR_ and k > 0
+        if col:
+            n += 1
+            for dname in ("linux-6.18", "linux-6.9", "linux-5.11"):
+                r = run_sequential(CowModel(s.case(), designs.load(dname)), max_steps=3000)
+                assert not r.bugs and r.status == "complete", (dname, s.id, r.bugs, r.reason)
+    assert 20 < n < 60
+    assert not any(a.get("advice") == "collapse" for s in scenarios(1, 100, exclude=("collapse",), large=("thp",))
+                   for _, _, a in s.steps)
+
+
+HPAGE_PMD_NR_ = __import__("cowlab.kernel.types", fromlist=["HPAGE_PMD_NR"]).HPAGE_PMD_NR
