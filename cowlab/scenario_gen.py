@@ -30,6 +30,19 @@ Hypothesis's own engine).
 
 The known false-verdict classes can be left out by name (``exclude``) so a
 run's other findings are visible; by default nothing is left out.
+
+Huge-page kinds (``large``): "thp" (two PMD THPs of ``hpage_pmd_nr``
+subpages; MADV_COLLAPSE steps of a whole PMD are put in after the body,
+``_with_collapse``), "hugetlb", and "mthp": anonymous mTHP folios
+(``thp_sizes`` (4,) or (4, 16): 16 kB, or 16 and 64 kB) below a PMD that is
+not enabled (512 subpages by default, the kernel's), over two folios of the
+largest size.  Its tracker models alloc_anon_folio() (mm/memory.c, 6.8+,
+19eaf44954df): a write fault maps the largest enabled folio whose naturally
+aligned range lies in the VMA with every pte none, a read fault the 4 KiB
+zero page; partial munmap / mprotect / mremap / MADV_DONTNEED leave the rest
+of a folio mapped.  Where the tracker cannot tell (it never merges VMAs, the
+kernel may have; a collapse may or may not succeed) a page's ``faulted`` is
+None.
 """
 from __future__ import annotations
 
@@ -585,7 +598,8 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
     or one of the subpages ``offsets`` names: the same choices at every
     size, so a seed gives the same scenario scaled (and, for one size,
     always the same scenario).  A base-page scenario does not depend on
-    ``nr``."""
+    ``nr``.  ``large="mthp"``: ``nr`` is the PMD (default ``MTHP_PMD_NR``),
+    the folio sizes are drawn (``MTHP_SIZES``, those below ``nr``)."""
     exclude = set(exclude)
     unavailable = unavailable or {}
     c = chooser
