@@ -522,7 +522,8 @@ class Scenario:
         procs = [FIRST] + [a["child"] for _, op, a in self.body if op == "fork"]
         script = [(p, op, dict(a), None) for p, op, a in self.steps]
         c = compile_case(self.id, f"random scenario {self.id}", self.origin or "cowlab scenario_gen",
-                         self.pages, procs, {p: p for p in procs}, script, (), self.tags, hpage_pmd_nr=self.nr)
+                         self.pages, procs, {p: p for p in procs}, script, (), self.tags, hpage_pmd_nr=self.nr,
+                         thp_sizes=tuple(self.thp_sizes))
         if self.thp_sizes:
             c = dataclasses.replace(c, settings=(("thp_sizes", tuple(self.thp_sizes)),))
         return c

@@ -67,6 +67,10 @@ S_MREMAP_ONTO_PIN = ("mm/mremap.c mremap_to(): do_munmap() of the destination (t
                      "buffer keeps), then move_ptes() of its first page there: that pin stays coherent with page 1; "
                      "from 5.9 fork copies it for the child (70e806e4e645)")
 
+S_NEIGHBOUR = ("mm/mremap.c copy_vma() keeps a faulted vma's vm_pgoff (no merge at the new address), mprotect_fixup() "
+               "with unchanged flags merges nothing; fork copies the moved page, the parent's write copies it "
+               "(do_wp_page(): mapcount 2) and the child keeps its data")
+
 
 EXPECT = {
     "mremap-pinned-page": row(("", S_MREMAP), linux_5_7=("wrong", S_MREMAP_57), linux_5_8=("wrong", S_MREMAP_57)),
@@ -78,6 +82,7 @@ EXPECT = {
     "write-gup-prot-read": row(("", S_EFAULT)),
     "read-prot-none": row(("", S_PROTNONE)),
     "fork-no-anon-vma": row(("", S_ANON_VMA)),
+    "mremap-neighbour-stays": row(("", S_NEIGHBOUR)),
     "gup-partial": row(("", S_PARTIAL)),
     "segv-first-process": row(("", S_SEGV_FIRST)),
     "mmap-fixed-over-shared": row(("", S_MAP_FIXED)),
@@ -491,3 +496,19 @@ def test_linux_6_9_reaches_6_12_by_setting(settings, zero):
     s = [st for _, op, st, *_ in steps if op.name == "pageout"][0]
     p = s.mms[0].ptes[0]
     assert p.kind == (PTE_PRESENT if zero else PTE_SWAP) and (not zero or p.pfn == ZERO_PFN)
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_a_moved_vma_stays_apart_from_its_new_neighbour(design):
+    # copy_vma(): the moved one-page vma keeps its vm_pgoff and does not merge; mprotect_fixup() with unchanged flags
+    # merges nothing (the random run's thp / outcome / madvise reproducer, kernel 6.18.44: EINVAL); MADV_COLLAPSE
+    # of a vma that cannot hold a PMD is -EINVAL (thp_vma_allowable_order()), and so is the advice before 6.1
+    from cowlab.kernel.types import HPAGE_PMD_NR
+    case = catalog.get("mremap-neighbour-stays")
+    m = CowModel(case, designs.load(design))
+    run = list(sequential(m))
+    vmas = [(v.start, v.end) for v in run[-1].state.mms[0].vmas]
+    n = HPAGE_PMD_NR
+    assert (n, n + 1) in vmas and (n + 1, 2 * n) in vmas, vmas
+    errs = [e for tr in run for e in tr.effects if type(e) is Error]
+    assert [(e.call, e.errno) for e in errs] == [("madvise(MADV_COLLAPSE)", 22)]

@@ -31,10 +31,15 @@ def _vma_edit(vmas, start, end, fn, new=None):
         if v.end <= start or v.start >= end:
             out.append((v, False))
             continue
-        if v.start < start:
-            out.append((v._replace(end=start), False))
         lo, hi = max(v.start, start), min(v.end, end)
         nf = fn(v.flags)
+        if nf is not None and nf == v.flags:
+            # no change: mprotect_fixup() / madvise_update_vma() return before split_vma() and vma_merge() when
+            # the new flags are the old ones (5.7 .. 6.18): the vma stays whole, and merges with nothing
+            out.append((v, False))
+            continue
+        if v.start < start:
+            out.append((v._replace(end=start), False))
         if nf is not None:
             out.append((v._replace(start=lo, end=hi, flags=nf), nf != v.flags))
         if v.end > end:
@@ -62,14 +67,16 @@ def _is_mergeable(a, b, a_src: bool, b_src: bool) -> bool:
     vma_is_fork_child()); a source with an anon_vma does not merge into a
     target without one (the live 6.18 kernel does not merge them either).
     Two vmas that both have anon_vmas are taken to share one: the model does
-    not tell anon_vmas apart.  Two vmas neither of which changed merge only
-    when their anon_vmas are alike (no merge is attempted for them)."""
+    not tell anon_vmas apart.  Two vmas neither of which changed do not merge:
+    no merge is attempted for them (two vmas an mremap() left apart, whose
+    vm_pgoffs are not contiguous, stay apart; a live 6.18 probe: the random
+    run's thp / outcome / madvise reproducer, catalog mremap-neighbour-stays)."""
     if a.end != b.start or a.flags != b.flags:
+        return False
+    if not (a_src or b_src):
         return False
     if a.anon_vma == b.anon_vma:
         return True
-    if not (a_src or b_src):
-        return False
     target = a if b_src else b
     return target.anon_vma and not target.fork_child
 
