@@ -50,8 +50,10 @@ def _vma_edit(vmas, start, end, fn, new=None):
     for v, src in sorted(out):
         if merged and _is_mergeable(merged[-1][0], v, merged[-1][1], src):
             p = merged[-1][0]
+            # (the changed or new range merges with its neighbours only: a vma after a neighbour it merged with
+            # is not next to the range)
             merged[-1] = (p._replace(end=v.end, anon_vma=p.anon_vma or v.anon_vma,
-                                     fork_child=p.fork_child or v.fork_child), merged[-1][1] or src)
+                                     fork_child=p.fork_child or v.fork_child), src)
         else:
             merged.append((v, src))
     return tuple(v for v, _ in merged)
@@ -71,7 +73,7 @@ def _is_mergeable(a, b, a_src: bool, b_src: bool) -> bool:
     no merge is attempted for them (two vmas an mremap() left apart, whose
     vm_pgoffs are not contiguous, stay apart; a live 6.18 probe: the random
     run's thp / outcome / madvise reproducer, catalog mremap-neighbour-stays)."""
-    if a.end != b.start or a.flags != b.flags:
+    if a.end != b.start or a.flags != b.flags or a.pgoff_shift != b.pgoff_shift:
         return False
     if not (a_src or b_src):
         return False
@@ -360,7 +362,8 @@ def mremap_move(k, op):
         k.set_pte_at(a + dst - start, p)
     k.pte_unlock()
     vmas = _vma_edit(m.vmas, start, start + n, lambda f: None)
-    k.set_mm(k.mm, vmas=copy_vma(vmas, vma._replace(start=dst, end=dst + n)))
+    k.set_mm(k.mm, vmas=copy_vma(vmas, vma._replace(start=dst, end=dst + n,
+                                                    pgoff_shift=vma.pgoff_shift + start - dst)))
     for a in range(start, start + n):
         k.effect(Move(k.mm, a, a + dst - start))
     k.mmap_write_unlock()
@@ -376,7 +379,7 @@ def copy_vma(vmas, new):
     contiguous vm_pgoffs and the same anon_vma).  5.7 .. 6.18."""
     if new.anon_vma:
         return tuple(sorted(vmas + (new,)))
-    return _vma_edit(vmas, new.start, new.end, lambda f: f, new=new)
+    return _vma_edit(vmas, new.start, new.end, lambda f: f, new=new._replace(pgoff_shift=0))
 
 
 def _move_refs(k, start, n, dst) -> None:
