@@ -512,3 +512,18 @@ def test_a_moved_vma_stays_apart_from_its_new_neighbour(design):
     assert (n, n + 1) in vmas and (n + 1, 2 * n) in vmas, vmas
     errs = [e for tr in run for e in tr.effects if type(e) is Error]
     assert [(e.call, e.errno) for e in errs] == [("madvise(MADV_COLLAPSE)", 22)]
+
+
+def test_a_new_mapping_next_to_a_moved_vma_stays_apart():
+    # the second reproducer of the random run's thp / outcome / madvise class (docs/findings/mmap-next-to-moved-vma,
+    # which a live 6.18.44 run answers EINVAL at the MADV_COLLAPSE): mmap_region()'s new vma (vm_pgoff from its
+    # address) does not merge with the moved one (vm_pgoff kept by copy_vma()): their vm_pgoffs are not contiguous
+    from pathlib import Path
+
+    from cowlab.conformance.runner import model_steps
+    from cowlab.toml_format import load_case
+    path = Path(__file__).resolve().parent.parent.parent / "docs" / "findings" / "mmap-next-to-moved-vma.toml"
+    m, steps = model_steps(load_case(str(path)), designs.load("linux-6.18"))
+    proc, op, s, *_, res = steps[-1]
+    assert op.name == "madvise" and res.kind == "error" and res.errno == 22
+    assert [(v.start, v.end) for v in s.mms[0].vmas] == [(0, 512), (512, 513), (513, 1024)]
