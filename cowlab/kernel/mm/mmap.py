@@ -190,6 +190,9 @@ def do_mprotect(k, fr, op):
     prot = PROT[op["prot"]]
     k.pte_lock()
     for a in range(start, start + n):
+        vma = k.find_vma(a)
+        if vma is not None and vma.flags & (VM_READ | VM_WRITE) == prot:
+            continue        # mprotect_fixup(): newflags == oldflags returns before change_protection() (5.7 .. 6.18)
         if k.pmd(a // k.HPAGE_PMD_NR) is not None:
             huge_memory.change_huge_pmd(k, a, prot, start, start + n)
             continue
