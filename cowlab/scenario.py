@@ -196,7 +196,7 @@ def thp_sizes_problem(sizes, hpage_pmd_nr: int) -> str:
 
 
 def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), tags=(),
-                 hpage_pmd_nr: int = HPAGE_PMD_NR) -> Case:
+                 hpage_pmd_nr: int = HPAGE_PMD_NR, thp_sizes=()) -> Case:
     """Per-thread operation lists from a sequential script: between two
     consecutive operations of different threads, the first signals an event
     the second waits for.  ``hpage_pmd_nr`` is the case's THP/hugetlb size."""
@@ -227,7 +227,10 @@ def compile_case(id, title, source, pages, procs, thread_proc, script, free=(), 
                 procs.append(a.get("child"))
     for p in procs:
         thread_proc.setdefault(p, p)
-    if pages % hpage_pmd_nr and any(t != "__parallel__" and (a.get("thp") or a.get("hugetlb"))
+    # (with ``thp_sizes`` below the PMD size only, in an address space smaller than one PMD, a THP mapping holds
+    # mTHPs and never a PMD range, as in the random generator's mthp scenarios: it need not be whole huge pages)
+    mthp_only = bool(thp_sizes) and hpage_pmd_nr not in thp_sizes and pages < hpage_pmd_nr
+    if pages % hpage_pmd_nr and any(t != "__parallel__" and ((a.get("thp") and not mthp_only) or a.get("hugetlb"))
                                     for t, _, a, _ in script):
         raise ScenarioError(f"{id}: pages must be a multiple of {hpage_pmd_nr} for THP/hugetlb")
     order = list(procs) + [t for t in thread_proc if t not in procs]

@@ -30,6 +30,19 @@ Hypothesis's own engine).
 
 The known false-verdict classes can be left out by name (``exclude``) so a
 run's other findings are visible; by default nothing is left out.
+
+Huge-page kinds (``large``): "thp" (two PMD THPs of ``hpage_pmd_nr``
+subpages; MADV_COLLAPSE steps of a whole PMD are put in after the body,
+``_with_collapse``), "hugetlb", and "mthp": anonymous mTHP folios
+(``thp_sizes`` (4,) or (4, 16): 16 kB, or 16 and 64 kB) below a PMD that is
+not enabled (512 subpages by default, the kernel's), over two folios of the
+largest size.  Its tracker models alloc_anon_folio() (mm/memory.c, 6.8+,
+19eaf44954df): a write fault maps the largest enabled folio whose naturally
+aligned range lies in the VMA with every pte none, a read fault the 4 KiB
+zero page; partial munmap / mprotect / mremap / MADV_DONTNEED leave the rest
+of a folio mapped.  Where the tracker cannot tell (it never merges VMAs, the
+kernel may have; a collapse may or may not succeed) a page's ``faulted`` is
+None.
 """
 from __future__ import annotations
 
@@ -96,7 +109,7 @@ class Page:
     tag: str | None = None      # the explicit value last written (KSM twins)
     hugetlb: bool = False       # a MAP_HUGETLB mapping (whole huge pages only)
     thp: bool = False           # mapped with MADV_HUGEPAGE
-    faulted: bool = False       # something was faulted in at this page since it was mapped
+    faulted: bool | None = False    # something was faulted in at this page since it was mapped (None: maybe)
     anon_vma: bool = False      # the VMA has an anon_vma (an anonymous page was faulted in it)
     zero: bool = False          # read-faulted without an anon_vma: the zero page may be mapped
 
@@ -123,9 +136,16 @@ class Tracker:
     here: a process that does not exist, a pipe nobody filled) or the name
     of a fault class (the kernel refuses it)."""
 
-    def __init__(self, pages: int, large: str | None = None, nr: int = 0):
+    def __init__(self, pages: int, large: str | None = None, nr: int = 0, sizes=()):
         self.npages = pages
-        self.large, self.nr = large, nr      # "thp" | "hugetlb" | None; the THP size in pages
+        # "thp" | "hugetlb" | "mthp" | None; the huge page's size in pages (mthp: the largest folio size, the
+        # scenario's unit)
+        self.large, self.nr = large, nr
+        #: mthp: the folio sizes a write fault may allocate, largest first (empty: a kernel without anonymous
+        #: mTHP, before 6.8: base pages)
+        self.sizes = tuple(sorted(sizes, reverse=True))
+        #: the large folios (first page, pages) the last step's write faults mapped, where the tracker is sure
+        self.births: list = []
         self.procs = {FIRST: Proc(FIRST, True, [None] * pages)}
         self.bufs: dict[str, Buf] = {}
         self.pipes: dict[str, str] = {}         # pipe -> the process that vmspliced into it
@@ -237,7 +257,11 @@ class Tracker:
             p.pages[x] is not None and p.pages[x].thp and not p.pages[x].faulted
             and p.pages[x].vma == p.pages[span.start].vma for x in span)
 
-    def _touch(self, p: Proc, rng) -> None:
+    def _touch(self, p: Proc, rng, write: bool = False) -> None:
+        if self.large == "mthp":
+            for a in rng:
+                self._fault_mthp(p, a, write)
+            return
         huge = set()
         for a in rng:
             if self.large == "thp" and self.nr and p.pages[a] is not None and p.pages[a].thp:
@@ -248,6 +272,56 @@ class Tracker:
             for x in range(h * self.nr, min(self.npages, h * self.nr + self.nr)):
                 if p.pages[x] is not None:
                     p.pages[x].faulted = True
+
+    @staticmethod
+    def _vm_flags(pg: Page) -> tuple:
+        return (pg.prot, pg.dontfork, pg.mergeable, pg.thp, pg.hugetlb)
+
+    def _span(self, p: Proc, a: int, n: int):
+        """Is the naturally aligned ``n``-page range holding ``a`` inside a's VMA with every pte none
+        (alloc_anon_folio(): thp_vma_suitable_order() and pte_range_none())?  True, False, or None when the
+        tracker cannot tell (a pte it is unsure of; or two of its VMAs with the same flags, which the kernel
+        may have merged into one: vma_merge, which the tracker never does)."""
+        base = a - a % n
+        if base + n > self.npages:
+            return False
+        span = p.pages[base:base + n]
+        if any(x is None or x.faulted or not x.thp or self._vm_flags(x) != self._vm_flags(p.pages[a])
+               for x in span):
+            return False
+        if all(x.faulted is False and x.vma == p.pages[a].vma for x in span):
+            return True
+        return None
+
+    def _fault_mthp(self, p: Proc, a: int, write: bool) -> None:
+        """A fault at ``a`` of an mthp scenario: a read fault on a none pte maps the 4 KiB zero page (never a
+        large folio: do_anonymous_page()); a write fault maps a folio of the largest enabled size whose aligned
+        range lies in the VMA with every pte none (alloc_anon_folio(), 6.8+, 19eaf44954df), else one page; a
+        fault on a pte already there maps nothing new (do_wp_page() copies one page)."""
+        pg = p.pages[a]
+        if pg is None or pg.faulted:
+            return
+        unsure = pg.faulted is None          # (the kernel may have a pte here already)
+        if not write or not pg.thp or not self.sizes:
+            pg.faulted = True
+            return
+        maybe = []
+        for n in self.sizes:
+            st = self._span(p, a, n)
+            if st is None or (st and unsure):
+                maybe.append(n)
+            elif st:
+                base = a - a % n
+                for x in range(base, base + n):
+                    p.pages[x].faulted = True
+                if not maybe:
+                    self.births.append((base, n))
+                break
+        pg.faulted = True
+        for n in maybe:                      # the kernel may have mapped these pages too
+            for x in range(a - a % n, a - a % n + n):
+                if p.pages[x] is not None and p.pages[x].faulted is False:
+                    p.pages[x].faulted = None
 
     def _split(self, p: Proc, rng) -> None:
         """A VMA that [rng) cuts: the part after the range becomes a VMA of its
@@ -282,7 +356,9 @@ class Tracker:
             return
         p = self.procs[proc]
         rng = self._range(args)
-        if op in ("mmap", "munmap", "mprotect", "mremap") or (op == "madvise" and args["advice"] != "dontneed"):
+        self.births = []
+        if op in ("mmap", "munmap", "mprotect", "mremap") or \
+                (op == "madvise" and args["advice"] not in ("dontneed", "collapse")):
             self._split(p, rng)
         if op == "mmap":
             self._detach(proc, rng)
@@ -301,7 +377,7 @@ class Tracker:
         if huge_read:
             self._fault_anon(p, huge_read)
         if op in ("write", "read", "vmsplice", "odirect_read", "odirect_write", "io_uring_register"):
-            self._touch(p, rng)
+            self._touch(p, rng, write=op in ("write", "odirect_read", "io_uring_register"))
         if op == "write":
             self._fault_anon(p, rng)
             for a in rng:
@@ -324,7 +400,14 @@ class Tracker:
                 p.pages[a].prot, p.pages[a].vma = args["prot"], v[a]
         elif op == "madvise":
             adv = args["advice"]
-            if adv == "dontneed":
+            if adv == "collapse":
+                # MADV_COLLAPSE (madvise_collapse(): no vma flag changes, no split): where it succeeds every pte
+                # of the PMD range is replaced by the new THP's PMD; whether it does (a pin, a pipe's reference:
+                # SCAN_PAGE_COUNT) the tracker does not know
+                for a in rng:
+                    if p.pages[a].faulted is False:
+                        p.pages[a].faulted = None
+            elif adv == "dontneed":
                 self._detach(proc, rng)
                 for a in rng:
                     p.pages[a].tag = None
@@ -357,6 +440,11 @@ class Tracker:
             for a, pg in enumerate(p.pages):
                 if pg is not None and not pg.dontfork:
                     child.pages[a] = dataclasses.replace(pg, dontfork=False, zero=pg.zero and pg.anon_vma)
+                    if self.large == "mthp" and not pg.anon_vma:
+                        # vma_needs_copy(): no pte of a vma without an anon_vma is copied (the tracker keeps the
+                        # VMAs apart that the kernel may have merged, and a merged vma keeps its anon_vma when
+                        # split again: a faulted page of a vma the tracker has without one is unsure)
+                        child.pages[a].faulted = None if pg.faulted is not False else False
             self.procs[args["child"]] = child
         elif op == "exit":
             p.alive = False
@@ -417,8 +505,9 @@ class Scenario:
     sweep: list
     origin: str = ""
     exclude: tuple = ()         # the known classes left out (the sweep leaves them out too)
-    large: str | None = None    # "thp" | "hugetlb": over huge pages of hpage_pmd_nr subpages
+    large: str | None = None    # "thp" | "hugetlb": over huge pages of hpage_pmd_nr subpages; "mthp": over mTHPs
     hpage_pmd_nr: int = 0       # the THP / hugetlb size the scenario is built at (0: the model's default)
+    thp_sizes: tuple = ()       # mthp: the anonymous THP sizes (pages) enabled, below the PMD size
 
     @property
     def nr(self) -> int:
@@ -432,8 +521,12 @@ class Scenario:
     def case(self):
         procs = [FIRST] + [a["child"] for _, op, a in self.body if op == "fork"]
         script = [(p, op, dict(a), None) for p, op, a in self.steps]
-        return compile_case(self.id, f"random scenario {self.id}", self.origin or "cowlab scenario_gen",
-                            self.pages, procs, {p: p for p in procs}, script, (), self.tags, hpage_pmd_nr=self.nr)
+        c = compile_case(self.id, f"random scenario {self.id}", self.origin or "cowlab scenario_gen",
+                         self.pages, procs, {p: p for p in procs}, script, (), self.tags, hpage_pmd_nr=self.nr,
+                         thp_sizes=tuple(self.thp_sizes))
+        if self.thp_sizes:
+            c = dataclasses.replace(c, settings=(("thp_sizes", tuple(self.thp_sizes)),))
+        return c
 
     @property
     def tags(self) -> tuple:
@@ -448,12 +541,20 @@ def _size(nr: int | None) -> int:
     return nr or HPAGE_PMD_NR
 
 
-def normalize(pages: int, body: list, exclude=(), large: str | None = None, nr: int | None = None
+def tracker(pages: int, large: str | None = None, nr: int | None = None, sizes=()) -> Tracker:
+    """The tracker of a scenario: huge pages of ``nr`` subpages, or (mthp) units of its largest folio size."""
+    if large == "mthp":
+        return Tracker(pages, large, max(sizes), sizes)
+    return Tracker(pages, large, _size(nr))
+
+
+def normalize(pages: int, body: list, exclude=(), large: str | None = None, nr: int | None = None, sizes=()
               ) -> tuple[list, list]:
     """Drop the steps that are impossible after the steps before them (the
     shrinker removes steps freely), and everything after a faulting step;
-    -> (body, sweep).  ``nr``: the huge-page size (default the model's)."""
-    t = Tracker(pages, large, _size(nr))
+    -> (body, sweep).  ``nr``: the huge-page size (default the model's);
+    ``sizes``: an mthp scenario's folio sizes."""
+    t = tracker(pages, large, nr, sizes)
     out = []
     for proc, op, args in body:
         if t.ended:
@@ -465,10 +566,10 @@ def normalize(pages: int, body: list, exclude=(), large: str | None = None, nr: 
     return out, t.sweep(exclude)
 
 
-def classes(steps: list, pages: int, large: str | None = None, nr: int | None = None) -> dict:
+def classes(steps: list, pages: int, large: str | None = None, nr: int | None = None, sizes=()) -> dict:
     """Step index -> the known false-verdict class of that step (a fault
     class, or a valid step of a known class), for the steps that have one."""
-    t = Tracker(pages, large, _size(nr))
+    t = tracker(pages, large, nr, sizes)
     out = {}
     for i, (proc, op, args) in enumerate(steps):
         k = t.classify(proc, op, args)
@@ -498,20 +599,32 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
     or one of the subpages ``offsets`` names: the same choices at every
     size, so a seed gives the same scenario scaled (and, for one size,
     always the same scenario).  A base-page scenario does not depend on
-    ``nr``."""
+    ``nr``.  ``large="mthp"``: ``nr`` is the PMD (default ``MTHP_PMD_NR``),
+    the folio sizes are drawn (``MTHP_SIZES``, those below ``nr``)."""
     exclude = set(exclude)
     unavailable = unavailable or {}
     c = chooser
-    nr = _size(nr)
-    pages = 2 * nr if large else c.randint(2, 6)
-    t = Tracker(pages, large, nr)
+    sizes = ()
+    if large == "mthp":
+        # folios of 16 kB (or 16 and 64 kB) below a PMD of nr (default the kernel's 512) that is not enabled;
+        # the scenario's range is two of its largest folios (aligned to that size in the real program)
+        nr = nr or MTHP_PMD_NR
+        sizes = tuple(n for n in c.choice(MTHP_SIZES) if n < nr)
+        if not sizes:
+            raise ValueError(f"mthp: no folio size of {MTHP_SIZES} below a PMD of {nr} pages")
+        pages = 2 * max(sizes)
+        t = Tracker(pages, large, max(sizes), sizes)
+    else:
+        nr = _size(nr)
+        pages = 2 * nr if large else c.randint(2, 6)
+        t = Tracker(pages, large, nr)
     body = []
 
     def add(proc, op, args):
         t.apply(proc, op, args)
         body.append((proc, op, args))
 
-    if large == "thp":
+    if large in ("thp", "mthp"):
         add(FIRST, "mmap", {"addr": 0, "pages": pages, "thp": True})
     elif large == "hugetlb":
         for h in range(0, pages if c.random() < 0.5 else nr, nr):
@@ -553,8 +666,46 @@ def generate(chooser, index: int = 0, exclude=(), unavailable=None, max_body: in
         if ok:
             for s in steps:
                 add(*s)
+    if large == "thp" and "collapse" not in unavailable and "collapse" not in exclude:
+        body, t = _with_collapse(c, body, pages, nr)
     return Scenario(f"{prefix}-{index}", pages, body, t.sweep(exclude), exclude=tuple(sorted(exclude)), large=large,
-                    hpage_pmd_nr=nr)
+                    hpage_pmd_nr=nr, thp_sizes=sizes)
+
+
+#: the share of thp scenarios that get MADV_COLLAPSE steps, and how many at most
+COLLAPSE_P, COLLAPSE_MAX = 0.5, 2
+
+
+def _with_collapse(c, body: list, pages: int, nr: int) -> tuple[list, Tracker]:
+    """A thp scenario's body with up to COLLAPSE_MAX ``madvise(MADV_COLLAPSE)`` steps of a whole PMD range put in
+    at drawn places, by a process alive there (khugepaged.madvise_collapse(); the kernel's answer -- 0, or
+    EINVAL / EAGAIN / ... -- is compared with the model's).  Drawn after the body, so the body's own draws, and
+    a scenario that gets none, are what they were before collapse was drawn; a collapse changes nothing the
+    later steps' validity depends on (no vma split, no mapping).  -> (body, its tracker)."""
+    body = list(body)
+    if c.random() < COLLAPSE_P:
+        for _ in range(c.randint(1, COLLAPSE_MAX)):
+            ends = bool(body) and _ends_refused(body, pages, nr)
+            j = c.randint(1, max(1, len(body) - (1 if ends else 0)))
+            probe = Tracker(pages, "thp", nr)
+            for st_ in body[:j]:
+                probe.apply(*st_)
+            step = (c.choice(probe.live()), "madvise",
+                    {"addr": c.choice(range(0, pages, nr)), "pages": nr, "advice": "collapse"})
+            if probe.classify(*step) == "ok":
+                body.insert(j, step)
+    t = Tracker(pages, "thp", nr)
+    for st_ in body:
+        t.apply(*st_)
+    return body, t
+
+
+def _ends_refused(body: list, pages: int, nr: int) -> bool:
+    """Does the body end with a step the kernel refuses (nothing may follow it)?"""
+    t = Tracker(pages, "thp", nr)
+    for st_ in body[:-1]:
+        t.apply(*st_)
+    return t.classify(*body[-1]) != "ok"
 
 
 def _copy_tracker(t: Tracker) -> Tracker:
@@ -638,7 +789,7 @@ def _draw(c, t: Tracker, proc: str, g: str) -> list:
         if g == "munmap":
             sub = _sub(c, mapped, t=t)
             return [(proc, g, _ra(*sub))] if sub is not None and c.random() < 0.7 else [(proc, g, _ra(a, n))]
-        return [(proc, g, _ra(a, n, **{t.large: True}))]
+        return [(proc, g, _ra(a, n, **{"hugetlb" if t.large == "hugetlb" else "thp": True}))]
     if g in ("mmap", "munmap"):
         n = c.randint(1, min(3, t.npages))
         a = c.randint(0, t.npages - n)
@@ -655,6 +806,11 @@ def _draw(c, t: Tracker, proc: str, g: str) -> list:
     if g in ("dontneed", "dontfork", "dofork"):
         sub = _sub(c, mapped, t=t)
         return [] if sub is None else [(proc, "madvise", _ra(*sub, advice=g))]
+    if g == "pageout" and t.large == "mthp":
+        # a whole mTHP, half of one or a subpage: madvise_cold_or_pageout_pte_range() splits a folio the range
+        # covers part of (or, before 6.10, every PTE-mapped large folio) and swaps the rest out
+        sub = _sub(c, readable, t=t)
+        return [] if sub is None else [(proc, g, _ra(*sub))]
     if g == "pageout" and t.large:
         # a whole huge page (the model swaps out the folio at addr as one unit; MADV_PAGEOUT of part of a THP
         # would split it first)
@@ -737,13 +893,20 @@ def _faulting(c, t: Tracker, proc: str, exclude) -> tuple | None:
     return c.choice(cands) if cands else None
 
 
-#: the share of a run's scenarios over huge pages, where the host has them
-LARGE_SHARE = (("thp", 0.10), ("hugetlb", 0.05))
+#: the share of a run's scenarios over huge pages, where the host has them (mthp: taken from the base-page share,
+#: so a run without mthp draws the same kinds, and the same scenarios, as before the kind existed)
+LARGE_SHARE = (("thp", 0.10), ("hugetlb", 0.05), ("mthp", 0.10))
+#: the huge-page kinds
+LARGE_KINDS = tuple(k for k, _ in LARGE_SHARE)
+#: an mthp scenario's folio sizes (pages), one drawn per scenario: 16 kB, or 16 kB and 64 kB
+MTHP_SIZES = ((4,), (4, 16))
+#: an mthp scenario's PMD size by default: the kernel's on x86-64 (the PMD size is not enabled)
+MTHP_PMD_NR = 512
 
 
 def large_kind(seed: int, i: int, kinds=()) -> str | None:
-    """Whether scenario i of a run is over huge pages ("thp", "hugetlb") or
-    base pages (None); ``kinds``: the ones the host allows."""
+    """Whether scenario i of a run is over huge pages ("thp", "hugetlb"),
+    mTHPs ("mthp") or base pages (None); ``kinds``: the ones the host allows."""
     r = _random.Random(f"{seed}:{i}:large").random()
     for k, share in LARGE_SHARE:
         if r < share:
@@ -787,6 +950,8 @@ def to_toml(scn: Scenario, header: str = "", title: str = "") -> str:
               "tags = [" + ", ".join(_toml_value(x) for x in scn.tags) + "]"]
     if scn.large:
         lines.append(f"hpage_pmd_nr = {scn.nr}")
+    if scn.thp_sizes:
+        lines.append(f"thp_sizes = {_toml_value(list(scn.thp_sizes))}")
     lines.append("")
     nbody = len(scn.body)
     for i, (proc, op, args) in enumerate(scn.steps):

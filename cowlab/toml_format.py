@@ -407,7 +407,7 @@ def parse_case(data: dict, text: str, path: str):
     script = _parallel_groups(path, lines, script, groups)
     try:
         case = compile_case(cm.id, cm.title, cm.source or path, cm.pages, procs, threads, script, free, cm.tags,
-                            hpage_pmd_nr=cm.hpage_pmd_nr)
+                            hpage_pmd_nr=cm.hpage_pmd_nr, thp_sizes=tuple(cm.thp_sizes or ()))
     except ScenarioError as e:
         raise _err(path, None, "case", str(e)) from None
     settings = {}

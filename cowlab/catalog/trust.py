@@ -680,6 +680,37 @@ def race_fork_write_thp(nr: int, pte_mapped: bool):
     return s.build()
 
 
+SRC_MREMAP_NEIGHBOUR = ("mm/mremap.c copy_vma(): a moved vma with an anon_vma keeps its vm_pgoff, so it does not "
+                        "merge with its new neighbour (vm_pgoffs not contiguous); mm/mprotect.c mprotect_fixup(): "
+                        "newflags == oldflags returns before any split or merge; mm/khugepaged.c madvise_collapse(): "
+                        "thp_vma_allowable_order() of a vma too small for a PMD is -EINVAL; live 6.18 probe: the "
+                        "random run's reproducer (cowlab conformance --random 2000 --seed 9, class thp / outcome / "
+                        "madvise: the kernel EINVAL, the model 0 before the fix)")
+
+
+def mremap_neighbour_stays(nr: int):
+    """One page of a written THP range moved by mremap() onto the first page
+    of the next PMD range: the moved vma keeps its anon_vma and vm_pgoff and
+    stays apart from the rest of that range's vma; an mprotect() to the
+    flags it already has changes nothing (the model merged the two, as no
+    kernel does); MADV_COLLAPSE of that one-page vma, which cannot hold a
+    PMD, is then -EINVAL.  The child forked after it reads every page."""
+    s = Script("mremap-neighbour-stays", "mremap()ed vma next to its old neighbour, no-op mprotect, MADV_COLLAPSE",
+               pages=2 * nr, source=SRC_MREMAP_NEIGHBOUR, tags=("trust", "thp", "collapse"), hpage_pmd_nr=nr)
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=2 * nr, thp=True)
+    p.write(nr - 1)
+    p.mremap(nr - 1, new_addr=nr)
+    p.mprotect(nr, prot="rw")
+    p.madvise(nr, advice="collapse")
+    p.fork(c)
+    c.read(nr)
+    p.write(nr)
+    c.read(nr)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma(),
@@ -688,4 +719,4 @@ def cases(nr: int = HPAGE_PMD_NR):
             dma_after_munmap_mremap(), mremap_vmsplice_swapped(), mremap_buffer_order(), mremap_pinned_onto_buffer(),
             huge_zero_page(nr), thp_pageout_extra_ref(nr), thp_pageout_range(nr), thp_pageout_partial(nr),
             thp_pageout_partial_pmd(nr), race_fork_write(), race_fork_write_thp(nr, False),
-            race_fork_write_thp(nr, True)]
+            race_fork_write_thp(nr, True), mremap_neighbour_stays(nr)]

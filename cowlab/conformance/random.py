@@ -318,13 +318,19 @@ def judge(prep: Prepared, verdicts: list, lines: list, failure: str, design, cla
 class Live:
     """Runs prepared scenarios as real programs, one at a time, on one server."""
 
-    def __init__(self, design, have_swap, host):
+    def __init__(self, design, have_swap, host, thp_knobs=None):
         self.design, self.have_swap, self.host = design, have_swap, host
+        self.thp_knobs = thp_knobs      # a zram.ThpSizes: the per-size knobs set for an mthp scenario's thp_sizes
         self.server = runner.Server()
 
     def run(self, prep, verdicts, classes=None) -> Judged:
         if isinstance(prep, CaseResult):
             return Judged(prep, model_signature(prep.reason) if prep.result == "disagree" else ())
+        sizes = runner.case_thp_sizes(prep.case)
+        why = self.thp_knobs.apply(sizes) if self.thp_knobs is not None else \
+            ("thp_sizes: the run sets no per-size THP knobs" if sizes else "")
+        if why:
+            return Judged(CaseResult(prep.case.id, "skip", reason=why))
         try:
             lines, failure = runner._launch(prep, self.server).collect()
         except Exception as e:
@@ -334,7 +340,7 @@ class Live:
 
     def run_scenario(self, scn) -> Judged:
         return self.run(*prepare(scn, self.design, self.have_swap, self.host),
-                        scenario_gen.classes(scn.steps, scn.pages, scn.large, scn.nr))
+                        scenario_gen.classes(scn.steps, scn.pages, scn.large, scn.nr, scn.thp_sizes))
 
     def close(self, kill=False):
         self.server.close(kill=kill)
@@ -370,10 +376,11 @@ def shrink(scn, still, budget: int = SHRINK_BUDGET, sweep_too: bool = True):
 
     def attempt(pages, body, sweep=None):
         nonlocal best, tests
-        b, sw = normalize(pages, body, best.exclude, best.large, best.nr)
+        b, sw = normalize(pages, body, best.exclude, best.large, best.nr, best.thp_sizes)
         if sweep is not None:
             sw = sweep
-        cand = Scenario(best.id, pages, b, sw, best.origin, best.exclude, best.large, best.hpage_pmd_nr)
+        cand = Scenario(best.id, pages, b, sw, best.origin, best.exclude, best.large, best.hpage_pmd_nr,
+                        best.thp_sizes)
         if (b, sw, pages) == (best.body, best.sweep, best.pages) or tests >= budget:
             return False
         tests += 1
@@ -411,7 +418,9 @@ def shrink(scn, still, budget: int = SHRINK_BUDGET, sweep_too: bool = True):
         top = max([a.get("addr", 0) + a.get("pages", 1) for _, _, a in best.body] +
                   [a.get("new_addr", 0) + a.get("pages", 1) for _, _, a in best.body] +
                   [a.get("other_addr", 0) + 1 for _, _, a in best.body])
-        if best.large:
+        if best.large == "mthp":
+            top = -(-top // max(best.thp_sizes)) * max(best.thp_sizes)      # whole folios of the largest size
+        elif best.large:
             top = -(-top // best.nr) * best.nr       # whole huge pages
         if top >= best.pages or not attempt(top, best.body):
             break
@@ -545,7 +554,7 @@ def _header(f: Finding, scn, design, command, release) -> str:
 def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_dir: str | None,
                exclude=(), log=None, jobs: int | None = None, shrink_budget: int = SHRINK_BUDGET,
                release: str = "", report: RandomReport | None = None, command: str = "", large=(),
-               part: str = "all", nr: int | None = None) -> RandomReport:
+               part: str = "all", nr: int | None = None, thp_knobs=None) -> RandomReport:
     """The random run itself (the machine already set up): ``count``
     scenarios from ``seed``; steady disagreements shrunk, one reproducer
     per class, written to ``out_dir``.  ``large``: the huge-page kinds to
@@ -558,12 +567,12 @@ def run_random(count: int, seed: int, design, have_swap: bool, host: dict, out_d
     rep.not_generated.update(host_unavailable(host, have_swap))
     gen_unavailable = dict(rep.not_generated)
     jobs = runner.default_jobs() if jobs is None else jobs
-    live = Live(design, have_swap, host)
+    live = Live(design, have_swap, host, thp_knobs)
     t0 = time.monotonic()
     scns = scenario_gen.scenarios(seed, count, exclude, gen_unavailable, large=large, part=part, nr=nr)
     try:
         for scn, (prep, verdicts) in _models_ahead(scns, design, have_swap, host, jobs):
-            classes = scenario_gen.classes(scn.steps, scn.pages, scn.large, scn.nr)
+            classes = scenario_gen.classes(scn.steps, scn.pages, scn.large, scn.nr, scn.thp_sizes)
             j = live.run(prep, verdicts, classes)
             if j.result.result == "disagree" and not isinstance(prep, CaseResult):
                 j = steady(live, prep, verdicts, j, classes=classes)
@@ -657,11 +666,11 @@ def _finding_id(name: str) -> str:
 
 
 # ----------------------------------------------------------------------------- scenario files
-def run_files(paths, design, have_swap: bool, host: dict, log=None) -> list:
+def run_files(paths, design, have_swap: bool, host: dict, log=None, thp_knobs=None) -> list:
     """Replay scenario files: state comparison and the verdict check, as for
     a random scenario (a disagreement is run up to three times)."""
     from ..toml_format import load_case
-    live = Live(design, have_swap, host)
+    live = Live(design, have_swap, host, thp_knobs)
     out = []
     try:
         for p in paths:
@@ -696,7 +705,7 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
         rep.results = [CaseResult(f"random-s{seed}-{i}", "skip", reason="needs root (PFNs, kpageflags)")
                        for i in range(count)]
         return release, dname, note, rep.results, [], rep
-    from .zram import machine_lock, temporary_ksm, temporary_swap
+    from .zram import machine_lock, temporary_ksm, temporary_swap, temporary_thp_sizes
     results: list = []
     kinds, no_large = large_kinds(exclude)
     large = any(is_large_file(p) for p in files) if files else bool(kinds)
@@ -704,10 +713,11 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
     try:
         with machine_lock(), temporary_swap(swap, changed) as have_swap, \
                 (temporary_ksm(changed) if not (host := runner.host_facts())["ksm"] else contextlib.nullcontext()), \
-                (huge_page_room(changed) if large else contextlib.nullcontext()):
+                (huge_page_room(changed) if large else contextlib.nullcontext()), \
+                temporary_thp_sizes(changed) as thp_knobs:
             have_swap = have_swap or runner.swap_active()
             if files:
-                results = run_files(files, design, have_swap, host, log)
+                results = run_files(files, design, have_swap, host, log, thp_knobs)
             else:
                 rep = rep or RandomReport(seed, count)
                 for k, why in no_large.items():
@@ -716,7 +726,7 @@ def main_live(files=(), count=None, seed=1, design_spec=None, swap=True, exclude
                     (f" --design {design_spec}" if design_spec else "") + "".join(f" --exclude {e}" for e in exclude)
                 # the huge-page scenarios are built at the kernel's THP size (Case.hpage_pmd_nr)
                 run_random(count, seed, design, have_swap, host, out_dir, exclude, log, release=release, report=rep,
-                           command=command, large=kinds, nr=runner.kernel_thp_nr() or None)
+                           command=command, large=kinds, nr=runner.kernel_thp_nr() or None, thp_knobs=thp_knobs)
                 results = rep.results
             if files:
                 order = {p: i for i, p in enumerate(files)}
@@ -754,13 +764,20 @@ def large_kinds(exclude=()) -> tuple[tuple, dict]:
     """(the huge-page kinds this host can run, kind -> why not)."""
     why = {}
     if not runner.kernel_thp_nr():
-        why["thp"] = why["hugetlb"] = "this kernel has no PMD THP"
+        why["thp"] = why["hugetlb"] = why["mthp"] = "this kernel has no PMD THP"
     if not os.path.isdir("/sys/kernel/mm/hugepages/hugepages-2048kB"):
         why.setdefault("hugetlb", "no 2 MiB hugetlb pages here")
-    for k in ("thp", "hugetlb"):
+    from .zram import anon_thp_knobs
+    page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
+    knobs = anon_thp_knobs()
+    missing = sorted({n * page_kb for s in scenario_gen.MTHP_SIZES for n in s} - set(knobs))
+    if missing:
+        why.setdefault("mthp", "no anonymous mTHP of " + ", ".join(f"{kb} kB" for kb in missing) +
+                       " here (no transparent_hugepage/hugepages-<kB>kB/enabled: before 6.8)")
+    for k in scenario_gen.LARGE_KINDS:
         if k in exclude:
             why[k] = "left out by --exclude"
-    return tuple(k for k in ("thp", "hugetlb") if k not in why), why
+    return tuple(k for k in scenario_gen.LARGE_KINDS if k not in why), why
 
 
 def is_large_file(path: str) -> bool:
@@ -773,7 +790,7 @@ def is_large_file(path: str) -> bool:
             tags = tomllib.load(f).get("tags", [])
     except (OSError, ValueError):
         return False
-    return isinstance(tags, list) and bool({"thp", "hugetlb"} & set(map(str, tags)))
+    return isinstance(tags, list) and bool(set(scenario_gen.LARGE_KINDS) & set(map(str, tags)))
 
 
 def _index(case_id: str) -> int:
@@ -802,12 +819,14 @@ def cli_main(cases, count, seed, exclude, out_dir, swap, fmt, quiet, design_spec
     for e in exclude:
         if e == "known":
             ex |= set(scenario_gen.KNOWN_CLASSES)
-        elif e in scenario_gen.KNOWN_CLASSES or e in scenario_gen.REFUSALS or e in ("thp", "hugetlb"):
+        elif e in scenario_gen.KNOWN_CLASSES or e in scenario_gen.REFUSALS or \
+                e in scenario_gen.LARGE_KINDS + ("collapse",):
             ex.add(e)
         else:
             raise user_error(f"--exclude {e}: unknown class; known: {', '.join(scenario_gen.KNOWN_CLASSES)}, known "
                              f"(all of those), {', '.join(scenario_gen.REFUSALS[:3])} (steps "
-                             "the kernel refuses), thp, hugetlb (no scenarios over huge pages)")
+                             "the kernel refuses), thp, hugetlb, mthp (no scenarios over huge pages / mTHPs), "
+                             "collapse (no MADV_COLLAPSE in thp scenarios)")
     if design_spec:
         designs.load(design_spec)
     rep = None if files else RandomReport(seed, count)

@@ -365,7 +365,7 @@ def swap_active() -> bool:
 
 
 THP_TAGS = ("thp", "thp-swap", "pte-thp", "pte-thp-swap", "single-pte-thp", "single-pte-thp-swap",
-            "partial-mremap-thp", "partial-shared-thp", "anon-thp")
+            "partial-mremap-thp", "partial-shared-thp", "anon-thp", "mthp")
 
 
 @functools.lru_cache(maxsize=None)

@@ -158,6 +158,10 @@ class Vma(NamedTuple):
     flags: int
     anon_vma: bool = False
     fork_child: bool = False
+    #: vm_pgoff - start: 0 for a vma mmap() made (vm_pgoff follows the address); mremap() of a vma with an
+    #: anon_vma keeps its vm_pgoff (copy_vma()), so its shift moves by the distance; two vmas merge only with equal
+    #: shifts (contiguous vm_pgoffs: is_mergeable_vma() / can_vma_merge_*())
+    pgoff_shift: int = 0
 
 
 class Mm(NamedTuple):

@@ -72,6 +72,9 @@ S_FORK_WRITE = ("mm/memory.c copy_present_pte(s)(): a store through the parent's
                 "and waits for dup_mmap()'s mmap_write_lock and copies; copy_huge_pmd() write-protects a PMD in one "
                 "step; live probe tools/fork_race_probe.c on 6.18 (the child sees stores made during fork(), none "
                 "made after it returned)")
+S_NEIGHBOUR = ("mm/mremap.c copy_vma() keeps a faulted vma's vm_pgoff (no merge at the new address), mprotect_fixup() "
+               "with unchanged flags merges nothing; fork copies the moved page, the parent's write copies it "
+               "(do_wp_page(): mapcount 2) and the child keeps its data")
 
 
 EXPECT = {
@@ -84,6 +87,7 @@ EXPECT = {
     "write-gup-prot-read": row(("", S_EFAULT)),
     "read-prot-none": row(("", S_PROTNONE)),
     "fork-no-anon-vma": row(("", S_ANON_VMA)),
+    "mremap-neighbour-stays": row(("", S_NEIGHBOUR)),
     "gup-partial": row(("", S_PARTIAL)),
     "segv-first-process": row(("", S_SEGV_FIRST)),
     "mmap-fixed-over-shared": row(("", S_MAP_FIXED)),
@@ -500,3 +504,34 @@ def test_linux_6_9_reaches_6_12_by_setting(settings, zero):
     s = [st for _, op, st, *_ in steps if op.name == "pageout"][0]
     p = s.mms[0].ptes[0]
     assert p.kind == (PTE_PRESENT if zero else PTE_SWAP) and (not zero or p.pfn == ZERO_PFN)
+
+
+@pytest.mark.parametrize("design", ALL)
+def test_a_moved_vma_stays_apart_from_its_new_neighbour(design):
+    # copy_vma(): the moved one-page vma keeps its vm_pgoff and does not merge; mprotect_fixup() with unchanged flags
+    # merges nothing (the random run's thp / outcome / madvise reproducer, kernel 6.18.44: EINVAL); MADV_COLLAPSE
+    # of a vma that cannot hold a PMD is -EINVAL (thp_vma_allowable_order()), and so is the advice before 6.1
+    from cowlab.kernel.types import HPAGE_PMD_NR
+    case = catalog.get("mremap-neighbour-stays")
+    m = CowModel(case, designs.load(design))
+    run = list(sequential(m))
+    vmas = [(v.start, v.end) for v in run[-1].state.mms[0].vmas]
+    n = HPAGE_PMD_NR
+    assert (n, n + 1) in vmas and (n + 1, 2 * n) in vmas, vmas
+    errs = [e for tr in run for e in tr.effects if type(e) is Error]
+    assert [(e.call, e.errno) for e in errs] == [("madvise(MADV_COLLAPSE)", 22)]
+
+
+def test_a_new_mapping_next_to_a_moved_vma_stays_apart():
+    # the second reproducer of the random run's thp / outcome / madvise class (docs/findings/mmap-next-to-moved-vma,
+    # which a live 6.18.44 run answers EINVAL at the MADV_COLLAPSE): mmap_region()'s new vma (vm_pgoff from its
+    # address) does not merge with the moved one (vm_pgoff kept by copy_vma()): their vm_pgoffs are not contiguous
+    from pathlib import Path
+
+    from cowlab.conformance.runner import model_steps
+    from cowlab.toml_format import load_case
+    path = Path(__file__).resolve().parent.parent.parent / "docs" / "findings" / "mmap-next-to-moved-vma.toml"
+    m, steps = model_steps(load_case(str(path)), designs.load("linux-6.18"))
+    proc, op, s, *_, res = steps[-1]
+    assert op.name == "madvise" and res.kind == "error" and res.errno == 22
+    assert [(v.start, v.end) for v in s.mms[0].vmas] == [(0, 512), (512, 513), (513, 1024)]

@@ -31,10 +31,15 @@ def _vma_edit(vmas, start, end, fn, new=None):
         if v.end <= start or v.start >= end:
             out.append((v, False))
             continue
-        if v.start < start:
-            out.append((v._replace(end=start), False))
         lo, hi = max(v.start, start), min(v.end, end)
         nf = fn(v.flags)
+        if nf is not None and nf == v.flags:
+            # no change: mprotect_fixup() / madvise_update_vma() return before split_vma() and vma_merge() when
+            # the new flags are the old ones (5.7 .. 6.18): the vma stays whole, and merges with nothing
+            out.append((v, False))
+            continue
+        if v.start < start:
+            out.append((v._replace(end=start), False))
         if nf is not None:
             out.append((v._replace(start=lo, end=hi, flags=nf), nf != v.flags))
         if v.end > end:
@@ -45,8 +50,10 @@ def _vma_edit(vmas, start, end, fn, new=None):
     for v, src in sorted(out):
         if merged and _is_mergeable(merged[-1][0], v, merged[-1][1], src):
             p = merged[-1][0]
+            # (the changed or new range merges with its neighbours only: a vma after a neighbour it merged with
+            # is not next to the range)
             merged[-1] = (p._replace(end=v.end, anon_vma=p.anon_vma or v.anon_vma,
-                                     fork_child=p.fork_child or v.fork_child), merged[-1][1] or src)
+                                     fork_child=p.fork_child or v.fork_child), src)
         else:
             merged.append((v, src))
     return tuple(v for v, _ in merged)
@@ -62,14 +69,16 @@ def _is_mergeable(a, b, a_src: bool, b_src: bool) -> bool:
     vma_is_fork_child()); a source with an anon_vma does not merge into a
     target without one (the live 6.18 kernel does not merge them either).
     Two vmas that both have anon_vmas are taken to share one: the model does
-    not tell anon_vmas apart.  Two vmas neither of which changed merge only
-    when their anon_vmas are alike (no merge is attempted for them)."""
-    if a.end != b.start or a.flags != b.flags:
+    not tell anon_vmas apart.  Two vmas neither of which changed do not merge:
+    no merge is attempted for them (two vmas an mremap() left apart, whose
+    vm_pgoffs are not contiguous, stay apart; a live 6.18 probe: the random
+    run's thp / outcome / madvise reproducer, catalog mremap-neighbour-stays)."""
+    if a.end != b.start or a.flags != b.flags or a.pgoff_shift != b.pgoff_shift:
+        return False
+    if not (a_src or b_src):
         return False
     if a.anon_vma == b.anon_vma:
         return True
-    if not (a_src or b_src):
-        return False
     target = a if b_src else b
     return target.anon_vma and not target.fork_child
 
@@ -181,6 +190,9 @@ def do_mprotect(k, fr, op):
     prot = PROT[op["prot"]]
     k.pte_lock()
     for a in range(start, start + n):
+        vma = k.find_vma(a)
+        if vma is not None and vma.flags & (VM_READ | VM_WRITE) == prot:
+            continue        # mprotect_fixup(): newflags == oldflags returns before change_protection() (5.7 .. 6.18)
         if k.pmd(a // k.HPAGE_PMD_NR) is not None:
             huge_memory.change_huge_pmd(k, a, prot, start, start + n)
             continue
@@ -353,7 +365,8 @@ def mremap_move(k, op):
         k.set_pte_at(a + dst - start, p)
     k.pte_unlock()
     vmas = _vma_edit(m.vmas, start, start + n, lambda f: None)
-    k.set_mm(k.mm, vmas=copy_vma(vmas, vma._replace(start=dst, end=dst + n)))
+    k.set_mm(k.mm, vmas=copy_vma(vmas, vma._replace(start=dst, end=dst + n,
+                                                    pgoff_shift=vma.pgoff_shift + start - dst)))
     for a in range(start, start + n):
         k.effect(Move(k.mm, a, a + dst - start))
     k.mmap_write_unlock()
@@ -369,7 +382,7 @@ def copy_vma(vmas, new):
     contiguous vm_pgoffs and the same anon_vma).  5.7 .. 6.18."""
     if new.anon_vma:
         return tuple(sorted(vmas + (new,)))
-    return _vma_edit(vmas, new.start, new.end, lambda f: f, new=new)
+    return _vma_edit(vmas, new.start, new.end, lambda f: f, new=new._replace(pgoff_shift=0))
 
 
 def _move_refs(k, start, n, dst) -> None:
