@@ -363,6 +363,13 @@ def collapse_scan(k, fr: CollapseFrame, op):
     return _handle_result(k, fr, r, op)
 
 
+def _revalidate(k, fr) -> int:
+    """hugepage_vma_revalidate() then find_pmd_or_thp_or_none(), as
+    collapse_huge_page() does after each time it takes the mmap_lock."""
+    r = hugepage_vma_revalidate(k, fr.hidx, fr.khugepaged, expect_anon=True)
+    return find_pmd_or_thp_or_none(k, fr.hidx) if r == SCAN_SUCCEED else r
+
+
 @step("collapse.alloc")
 def collapse_alloc(k, fr: CollapseFrame, op):
     """collapse_huge_page(): alloc_charge_folio() (no lock held), then
@@ -371,9 +378,7 @@ def collapse_alloc(k, fr: CollapseFrame, op):
     hpage = k.alloc_folio(nr=k.HPAGE_PMD_NR)
     k.mmap_read_lock()
     fr = fr._replace(hpage=hpage)
-    r = hugepage_vma_revalidate(k, fr.hidx, fr.khugepaged, expect_anon=True)
-    if r == SCAN_SUCCEED:
-        r = find_pmd_or_thp_or_none(k, fr.hidx)
+    r = _revalidate(k, fr)
     if r != SCAN_SUCCEED:
         k.mmap_read_unlock()
         return _collapse_out(k, fr, r, op)
@@ -415,9 +420,7 @@ def collapse_huge_page(k, fr: CollapseFrame, op):
     RMAP_EXCLUSIVE), folio_add_lru_vma(), set_pmd_at(); on failure the page
     table is restored (pmd_populate()) untouched."""
     k.mmap_write_lock()
-    r = hugepage_vma_revalidate(k, fr.hidx, fr.khugepaged, expect_anon=True)
-    if r == SCAN_SUCCEED:
-        r = find_pmd_or_thp_or_none(k, fr.hidx)
+    r = _revalidate(k, fr)
     if r != SCAN_SUCCEED:
         k.mmap_write_unlock()
         return _collapse_out(k, fr, r, op)
