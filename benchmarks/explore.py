@@ -19,7 +19,10 @@ noisy machine):
 * sequential runs of cow.c's PTE-mapped and swapped-out THP tests with large
   folios (64 subpages; 256 with --full) under linux-6.18, with the model's
   invariant checks on and off (what the checks cost per step grows with the
-  folio).
+  folio);
+* Spin end to end on the two Promela races (benchmarks/bench_spin.py: the
+  same questions hand-written in Promela, spin -a + gcc + pan, against
+  ``cowlab explore`` end to end), when ``spin`` is installed.
 """
 from __future__ import annotations
 
@@ -168,6 +171,7 @@ def main(argv=None):
     ap.add_argument("--full", action="store_true", help="the whole growth table (takes much longer)")
     ap.add_argument("--seconds", type=float, default=None, help="time limit of each growth search")
     ap.add_argument("--skip-growth", action="store_true")
+    ap.add_argument("--skip-spin", action="store_true", help="leave out Spin end to end")
     a = ap.parse_args(argv)
     reds = dict(REDUCTIONS, **_extra_reductions())
     t_all = time.perf_counter()
@@ -263,6 +267,17 @@ def main(argv=None):
         srows.append(tuple(row))
     table("sequential cow.c THP tests (pte-thp, thp-swap) under linux-6.18", ("subpages", "cases", "steps",
           "CPU-s (checks on)", "steps", "CPU-s (checks off)"), srows)
+    # 6. Spin end to end
+    import shutil
+    if a.skip_spin:
+        pass
+    elif shutil.which("spin") and shutil.which("gcc"):
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import bench_spin
+        print("\nSpin end to end on the two Promela races (benchmarks/bench_spin.py)")
+        bench_spin.print_table(bench_spin.rows(runs=3))
+    else:
+        print("\nSpin end to end: skipped (spin or gcc not installed: apt-get install spin gcc)")
     print(f"\nbenchmark wall time {time.perf_counter() - t_all:.1f}s")
 
 
