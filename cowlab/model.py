@@ -96,12 +96,16 @@ class CowModel:
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
         self.args = [[op.arg() for op in t.ops] for t in case.threads]
         self.optext = [[str(op) for op in t.ops] for t in case.threads]
+        #: per thread, per operation: the label of its first step
+        self.first_label = [[OPS[op.name][0] for op in t.ops] for t in case.threads]
         #: id(state) -> (state, its InFlight): the few last states asked (a state's steps share one "before")
         self._flight_memo: dict = {}
         #: (folios, mms, swap, refs, in-flight books) -> check_state's bugs: the whole-state invariants are a
         #: function of these alone, and most steps reach a memory state already checked (another interleaving
         #: of the same steps, or a step that changed only a thread's frame or the oracle's spec)
         self._check_memo: dict = {}
+        #: the ids of those parts -> (the parts, check_state's bugs): ``_check_state``'s first, cheaper look-up
+        self._check_id_memo: dict = {}
         #: interchangeable processes (``process_groups``), permuted by ``canonical_perm`` (symmetry="procs")
         self.proc_groups = process_groups(case, self.tmm, self.cpu_of)
 
@@ -214,12 +218,14 @@ class CowModel:
         passes one that records what the step reads)."""
         t = s.threads[tid]
         pc = t.pc
-        if pc >= len(self.ops[tid]) or self.thread_done(s, tid):
+        if pc >= len(self.ops[tid]):
             return None
         mm = self.tmm[tid]
         op = self.ops[tid][pc]
         optext = self.optext[tid][pc]
         if not s.mms[mm].alive:
+            if self.thread_done(s, tid):
+                return None
             if not self._started(s, tid):
                 return None       # process not forked yet
             if op.name not in self.SYNC:
@@ -227,10 +233,11 @@ class CowModel:
                 return Transition(s._replace(threads=_set(s.threads, tid, Thread(pc + 1))), tid,
                                   optext, "exited", "do_exit", "the process has exited", (), (), ())
         args = self.args[tid][pc]
-        if t.stack:
-            label, fr = t.stack[-1]
+        stack = t.stack
+        if stack:
+            label, fr = stack[-1]
         else:
-            label, fr = OPS[op.name][0], None
+            label, fr = self.first_label[tid][pc], None
         fn = STEPS[label]
         k = kernel_cls(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)
         k.SWP_SYNCHRONOUS_IO = self.swp_synchronous_io
@@ -243,21 +250,25 @@ class CowModel:
         except ModelBug as e:
             return Transition(s, tid, optext, label, fn.__name__, _doc(fn), (),
                               (f"model bug in {label}: {e}",), ())
-        stack = t.stack[:-1]
+        stack = stack[:-1]
         ret = None
         if nxt is None:
             pass
-        elif type(nxt) is Goto:
-            stack += ((nxt.label, nxt.frame),)
-        elif type(nxt) is Call:
-            stack += ((nxt.then, nxt.caller), (nxt.label, nxt.frame))
-        elif type(nxt) is Return:
-            ret = nxt.value
         else:
-            return Transition(s, tid, optext, label, fn.__name__, _doc(fn), (),
-                              (f"model bug in {label}: the step returned {nxt!r}, not Goto/Call/Return",), ())
+            tn = type(nxt)
+            if tn is Goto:
+                stack += ((nxt[0], nxt[1]),)                             # (label, frame)
+            elif tn is Call:
+                stack += ((nxt[2], nxt[3]), (nxt[0], nxt[1]))           # (then, caller), (label, frame)
+            elif tn is Return:
+                ret = nxt[0]
+            else:
+                return Transition(s, tid, optext, label, fn.__name__, _doc(fn), (),
+                                  (f"model bug in {label}: the step returned {nxt!r}, not Goto/Call/Return",), ())
         done = not stack
-        k.threads[tid] = Thread(pc + 1) if done else Thread(pc, stack, k.threads[tid].irqs_off, ret)
+        threads = k.threads
+        threads[tid] = (_tuple_new(Thread, (pc + 1, (), False, None)) if done
+                        else _tuple_new(Thread, (pc, stack, threads[tid][_IRQS_OFF], ret)))
         new = k.commit()
         effects = tuple(k.effects)
         events = ()
@@ -273,7 +284,7 @@ class CowModel:
                         bugs += tuple(check_pin(new, self.design, e))
             if done:
                 bugs += tuple(check_thread_end(new, tid))
-        return Transition(new, tid, optext, label, fn.__name__, _doc(fn), events, bugs, effects)
+        return _tuple_new(Transition, (new, tid, optext, label, fn.__name__, _doc(fn), events, bugs, effects))
 
     def footprint(self, s: State, tid: int):
         """(the step's Transition or None, its footprint): what the next step
@@ -365,6 +376,11 @@ class CowModel:
 #: frame type -> its ``in_flight`` method or None (kernel.paths.in_flight's lookup, once per type)
 _IN_FLIGHT: dict = {}
 _UNKNOWN = object()
+
+
+_tuple_new = tuple.__new__
+#: Thread's irqs_off field
+_IRQS_OFF = Thread._fields.index("irqs_off")
 
 
 def _set(tup, i, v):

@@ -39,6 +39,9 @@ from .kernel.types import (FOLL_LONGTERM, FOLL_PIN, FOLL_WRITE, PG_ksm, PG_swapc
 
 from .verdict import MISSED, UNNECESSARY, WRONG
 
+#: State's spec field (``Oracle.check`` replaces it without _replace's keyword handling)
+_SPEC = State._fields.index("spec")
+
 #: a copy the oracle finds needed (a copy kind, not a verdict)
 CORRECT = "correct"
 
@@ -264,7 +267,7 @@ class Oracle:
                 new_spec = spec
             else:
                 new_spec = Spec(value, hist, detached, dma)
-                after = after._replace(spec=new_spec)
+                after = tuple.__new__(State, after[:_SPEC] + (new_spec,) + after[_SPEC + 1:])   # _replace(spec=)
         n = self.names
         now = self.disconnected(after)
         if now:
