@@ -142,7 +142,7 @@ def _stuck(rep: Report, expect_stuck: bool) -> None:
 
 def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
             progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False,
-            dpor: bool = False, fingerprints: bool = False) -> Report:
+            dpor: bool = False, fingerprints: bool = False, frontier: str = "memory") -> Report:
     """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs";
     ``por``: partial-order reduction by persistent sets (see the module doc);
     ``dpor``: dynamic partial-order reduction from the model's footprints
@@ -154,8 +154,16 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     state; two states with one fingerprint are taken for one, so a
     "complete" search is complete only up to the omission probability it
     reports (``Report.omission``, in ``reason``: TLC's optimistic estimate);
+    ``frontier``: "memory" (the default) or "disk": breadth-first only, the
+    states waiting to be expanded are spooled to a temporary file in chunks
+    (``fpstore.DiskQueue``, as TLC's disk queue), so with ``fingerprints``
+    the search's memory is about the fingerprint store's;
     ``expect_stuck``: stuck states are the expected end (the search may then
     be "complete")."""
+    if frontier not in ("memory", "disk"):
+        raise ValueError(f"frontier must be 'memory' or 'disk', not {frontier!r}")
+    if frontier == "disk" and (order != "bfs" or dpor):
+        raise ValueError("frontier='disk' is a breadth-first queue: not with order='dfs' or dpor")
     if dpor and hasattr(model, "footprint"):
         return _explore_dpor(model, limits, stop_on_first, progress, expect_stuck)
     rep = Report()
@@ -196,7 +204,12 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
 
         def trace(k, last=None):
             return _trace(parents, k, last)
-    frontier = deque([(s0, 0 if fingerprints else s0, 0)])        # (state, its key, its depth)
+    queue = [(s0, 0 if fingerprints else s0, 0)]        # (state, its key, its depth)
+    if frontier == "disk":
+        from .fpstore import DiskQueue
+        frontier = DiskQueue(queue)
+    else:
+        frontier = deque(queue)
     n = model.nthreads
     pop = frontier.popleft if order == "bfs" else frontier.pop
     try:
@@ -287,6 +300,9 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         frontier.clear()         # room to report in
         depth_of.clear()
         rep.status, rep.reason = "inconclusive", "out of memory (MemoryError)"
+    finally:
+        if not isinstance(frontier, deque):
+            frontier.close()
     _stuck(rep, expect_stuck)
     rep.states = len(parents)
     rep.seconds = time.monotonic() - t0

@@ -17,12 +17,22 @@ Step labels are not stored: a trace is rebuilt by replaying the link's
 thread ids from the initial state through ``model.step`` (``trace``), which
 gives the labels and reaches the very states the search stored (steps and
 representatives are deterministic).
+
+``DiskQueue`` is the breadth-first frontier on disk, so that a search's
+memory is bounded by this store rather than by the states waiting to be
+expanded.
 """
 from __future__ import annotations
 
+import pickle
+import tempfile
 from array import array
+from collections import deque
 
 NO_PARENT = 0xFFFFFFFF
+
+#: how many frontier items ``DiskQueue`` pickles into one record on disk
+DISK_CHUNK = 1024
 
 
 class FingerprintStore:
@@ -121,3 +131,64 @@ class FingerprintStore:
         """The arrays' size in bytes (without ``perm``)."""
         arrs = [self.fps, self.parent, self.tid, self.slots] + ([self.depth] if self.depth is not None else [])
         return sum(a.itemsize * len(a) for a in arrs)
+
+
+class DiskQueue:
+    """A first-in first-out queue of picklable items spooled to a temporary
+    file (TLC's disk-backed state queue): ``frontier="disk"``.  Items are
+    appended to an in-memory tail; every ``chunk`` items the tail is pickled
+    as one record (one pickle per chunk keeps the sharing between the states
+    of a chunk) and written at the file's end; ``popleft`` takes from the
+    head, which is the oldest chunk read back (or, with nothing on disk, the
+    tail).  At most two chunks of items are in memory; the file is emptied
+    whenever every chunk written has been read back."""
+
+    def __init__(self, items=(), chunk: int | None = None):
+        self.chunk = chunk or DISK_CHUNK
+        self.file = None
+        self.chunks = deque()          # (offset, length) of the records on disk, oldest first
+        self.head = deque(items)
+        self.tail = []
+        self.end = 0                   # where the next record is written
+        self.spilled = 0               # records written (for the report)
+
+    def __len__(self) -> int:
+        return len(self.head) + self.chunk * len(self.chunks) + len(self.tail)
+
+    def append(self, item) -> None:
+        self.tail.append(item)
+        if len(self.tail) >= self.chunk:
+            if self.file is None:
+                self.file = tempfile.TemporaryFile(prefix="cowlab-frontier-")
+            data = pickle.dumps(self.tail, pickle.HIGHEST_PROTOCOL)
+            self.file.seek(self.end)
+            self.file.write(data)
+            self.chunks.append((self.end, len(data)))
+            self.end += len(data)
+            self.spilled += 1
+            self.tail = []
+
+    def popleft(self):
+        if not self.head:
+            if self.chunks:
+                off, n = self.chunks.popleft()
+                self.file.seek(off)
+                self.head = deque(pickle.loads(self.file.read(n)))
+                if not self.chunks:        # everything written has been read: start the file again
+                    self.file.seek(0)
+                    self.file.truncate()
+                    self.end = 0
+            else:
+                self.head, self.tail = deque(self.tail), []
+        return self.head.popleft()
+
+    def clear(self) -> None:
+        self.head.clear()
+        self.tail = []
+        self.chunks.clear()
+        self.close()
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
