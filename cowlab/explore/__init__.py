@@ -44,6 +44,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..schedule import random_walk
+from .fpstore import NO_PARENT, DiskQueue, FingerprintStore
 
 #: how often (seconds) the search reads its memory use and reports progress
 POLL_SECONDS = 0.1
@@ -186,7 +187,6 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
             raise ValueError("symmetry over processes: the initial state is not its own representative")
     if fingerprints:
         # hash compaction: states numbered in flat arrays (``fpstore``); a key is a state's number
-        from .fpstore import NO_PARENT, FingerprintStore
         store = parents = FingerprintStore(model.nthreads, with_depth=groups is not None)
         store.add(_fingerprint(s0), NO_PARENT, 0)
         depth_of = {}
@@ -206,7 +206,6 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
             return _trace(parents, k, last)
     queue = [(s0, 0 if fingerprints else s0, 0)]        # (state, its key, its depth)
     if frontier == "disk":
-        from .fpstore import DiskQueue
         frontier = DiskQueue(queue)
     else:
         frontier = deque(queue)
