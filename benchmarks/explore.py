@@ -10,7 +10,8 @@ noisy machine):
   race-reclaim-pin combined, under linux-5.9, no reduction) and the ratio to a
   flat-tuple BFS over a trivial model (the Python baseline);
 * bytes per stored state (tracemalloc's peak over the search, divided by the
-  states stored), plain and with 64-bit fingerprints;
+  states stored), plain and with 64-bit fingerprints (frontier in memory and
+  on disk);
 * each reduction on and off (static POR, symmetry, DPOR, fingerprints) on the
   two-family case and on the single-family race catalog, with whether the
   verdicts equal plain search's;
@@ -132,6 +133,8 @@ def _extra_reductions():
         out["DPOR (sleep + source sets)"] = {"dpor": True}
     if "fingerprints" in params:
         out["fingerprints (64-bit)"] = {"fingerprints": True}
+    if "frontier" in params:
+        out["fingerprints + disk frontier"] = {"fingerprints": True, "frontier": "disk"}
     return out
 
 

@@ -364,6 +364,9 @@ def _step_json(model, tr) -> dict:
 @click.option("--fingerprints", is_flag=True,
               help="hash compaction: keep 64-bit fingerprints of visited states (less memory; \"complete\" then "
                    "comes with the probability that a state was missed)")
+@click.option("--frontier", type=click.Choice(["memory", "disk"]), default="memory", show_default=True,
+              help="where breadth-first search keeps the states waiting to be expanded: disk spools them to a "
+                   "temporary file (with --fingerprints, memory is then about the fingerprint store's)")
 @click.option("--random", "walks", type=click.IntRange(min=0, max=10**9), default=0,
               help="seeded random walks instead of exhaustive search")
 @click.option("--seed", type=SEED, default=0)
@@ -377,9 +380,11 @@ def _step_json(model, tr) -> dict:
 @ec.fail_on_option
 @_guard
 def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no_por, symmetry, dpor, fingerprints,
-            walks, seed, kinds, save_trace, fmt, quiet, fail_on):
+            frontier, walks, seed, kinds, save_trace, fmt, quiet, fail_on):
     """Try every interleaving of the case's threads; report the shortest trace
     to each violation (--kind: which ones to print and save)."""
+    if frontier == "disk" and (dfs or dpor or walks):
+        raise click.UsageError("--frontier disk is breadth-first search's queue: not with --dfs, --dpor or --random")
     from .explore import Limits, explore as run_explore, random_walks
     from .model import CowModel
     from .verdict import VERDICTS
@@ -395,7 +400,7 @@ def explore(case, design_spec, sets, max_states, max_seconds, max_depth, dfs, no
             rep = run_explore(m, lim, order="dfs" if dfs else "bfs", por=not no_por,
                               symmetry={None: False, "pages": True}.get(symmetry, symmetry),
                               progress=prog.explore, expect_stuck=c.expect_stuck, dpor=dpor,
-                              fingerprints=fingerprints)
+                              fingerprints=fingerprints, frontier=frontier)
     res = _explore_json(c, d, rep, m, VERDICTS)
     code = ec.status(set(rep.found), fail_on, inconclusive=rep.status != "complete" or bool(rep.bugs))
     # the kinds whose traces are shown and saved

@@ -44,6 +44,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from ..schedule import random_walk
+from .fpstore import NO_PARENT, DiskQueue, FingerprintStore
 
 #: how often (seconds) the search reads its memory use and reports progress
 POLL_SECONDS = 0.1
@@ -95,16 +96,19 @@ def _trace(parents, s, last=None):
     (representative's thread -> the thread of the real run) starts as the
     identity and after each link becomes sigma . renaming^-1."""
     links = []
-    permuted = False
     while True:
         p = parents[s]
         if p is None:
             break
         links.append(p)
-        if len(p) > 3 and p[3] is not None:
-            permuted = True
         s = p[0]
     links.reverse()
+    return _trace_of_links(links, last)
+
+
+def _trace_of_links(links, last=None):
+    """``_trace`` from the parent records [(parent, tid, label[, renaming])] of the path, first to last."""
+    permuted = any(len(p) > 3 and p[3] is not None for p in links)
     if not permuted:
         out = [(p[1], p[2]) for p in links]
         if last is not None:
@@ -139,7 +143,7 @@ def _stuck(rep: Report, expect_stuck: bool) -> None:
 
 def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
             progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False,
-            dpor: bool = False, fingerprints: bool = False) -> Report:
+            dpor: bool = False, fingerprints: bool = False, frontier: str = "memory") -> Report:
     """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs";
     ``por``: partial-order reduction by persistent sets (see the module doc);
     ``dpor``: dynamic partial-order reduction from the model's footprints
@@ -151,8 +155,16 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     state; two states with one fingerprint are taken for one, so a
     "complete" search is complete only up to the omission probability it
     reports (``Report.omission``, in ``reason``: TLC's optimistic estimate);
+    ``frontier``: "memory" (the default) or "disk": breadth-first only, the
+    states waiting to be expanded are spooled to a temporary file in chunks
+    (``fpstore.DiskQueue``, as TLC's disk queue), so with ``fingerprints``
+    the search's memory is about the fingerprint store's;
     ``expect_stuck``: stuck states are the expected end (the search may then
     be "complete")."""
+    if frontier not in ("memory", "disk"):
+        raise ValueError(f"frontier must be 'memory' or 'disk', not {frontier!r}")
+    if frontier == "disk" and (order != "bfs" or dpor):
+        raise ValueError("frontier='disk' is a breadth-first queue: not with order='dfs' or dpor")
     if dpor and hasattr(model, "footprint"):
         return _explore_dpor(model, limits, stop_on_first, progress, expect_stuck)
     rep = Report()
@@ -169,15 +181,34 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     deadline = t0 + limits.max_seconds
     next_poll = t0
     s0 = canon(model.init_state())
-    fkey = _fingerprint if fingerprints else (lambda x: x)
-    parents = {fkey(s0): None}
     if procs:
         s0, tm0 = model.canonical_perm(model.init_state())
         if tm0 is not None:
             raise ValueError("symmetry over processes: the initial state is not its own representative")
-        parents = {fkey(s0): None}
-    depth_of = {fkey(s0): 0}
-    frontier = deque([(s0, fkey(s0), 0)])        # (state, its key, its depth)
+    if fingerprints:
+        # hash compaction: states numbered in flat arrays (``fpstore``); a key is a state's number
+        store = parents = FingerprintStore(model.nthreads, with_depth=groups is not None)
+        store.add(_fingerprint(s0), NO_PARENT, 0)
+        depth_of = {}
+        fcanon = model.canonical_perm if procs else (lambda x: (canon(x), None))
+
+        def trace(i, last=None):
+            return _trace_of_links(store.trace(model, s0, i, fcanon), last)
+
+        def known_depth(st):            # (the cycle proviso) the depth of a stored state, or -1
+            i = store.find(_fingerprint(st))
+            return -1 if i < 0 else store.depth[i]
+    else:
+        parents = {s0: None}
+        depth_of = {s0: 0}
+
+        def trace(k, last=None):
+            return _trace(parents, k, last)
+    queue = [(s0, 0 if fingerprints else s0, 0)]        # (state, its key, its depth)
+    if frontier == "disk":
+        frontier = DiskQueue(queue)
+    else:
+        frontier = deque(queue)
     n = model.nthreads
     pop = frontier.popleft if order == "bfs" else frontier.pop
     try:
@@ -221,9 +252,13 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 # breadth-first order such a state is already known when the edge is
                 # looked at, so expanding fully there is enough (with DFS order: any
                 # state already seen)
-                if len(chosen) < len(succ) and not any(
-                        depth_of.get(fkey(tr.state), d + 1) <= d or (order != "bfs" and fkey(tr.state) in parents)
-                        for _, tr, _ in chosen):
+                if fingerprints:
+                    keep = not any((kd := known_depth(tr.state)) >= 0 and (kd <= d or order != "bfs")
+                                   for _, tr, _ in chosen)
+                else:
+                    keep = not any(depth_of.get(tr.state, d + 1) <= d or (order != "bfs" and tr.state in parents)
+                                   for _, tr, _ in chosen)
+                if len(chosen) < len(succ) and keep:
                     succ = chosen
             for tid, tr, tm in succ:
                 moved = True
@@ -232,23 +267,29 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                     keys = rep.incidents.setdefault(kind, set())
                     keys.add(key if key is not None else text)
                     if kind not in rep.found:
-                        rep.found[kind] = Witness(kind, text, _trace(parents, ks, (tid, tr.label)), d + 1)
+                        rep.found[kind] = Witness(kind, text, trace(ks, (tid, tr.label)), d + 1)
                 for b in model.model_bugs(tr):
                     if len(rep.bugs) < 20:
-                        rep.bugs.append((b, _trace(parents, ks, (tid, tr.label))))
+                        rep.bugs.append((b, trace(ks, (tid, tr.label))))
                 ns = tr.state
-                kn = fkey(ns) if fingerprints else ns
-                if kn not in parents:
+                if fingerprints:
+                    kn = store.add(_fingerprint(ns), ks, tid, tm, d + 1)
+                    if kn < 0:
+                        continue
+                elif ns in parents:
+                    continue
+                else:
+                    kn = ns
                     parents[kn] = (ks, tid, tr.label) if tm is None else (ks, tid, tr.label, tm)
                     if groups is not None:
                         depth_of[kn] = d + 1        # (only the cycle proviso asks)
-                    if d + 1 > rep.depth:
-                        rep.depth = d + 1
-                    frontier.append((ns, kn, d + 1))
+                if d + 1 > rep.depth:
+                    rep.depth = d + 1
+                frontier.append((ns, kn, d + 1))
             if not moved and not model.is_done(s):
                 rep.stuck += 1
                 if len(rep.deadlocks) < 5:
-                    rep.deadlocks.append(_trace(parents, ks))
+                    rep.deadlocks.append(trace(ks))
             if stop_on_first and rep.found:
                 rep.status, rep.reason = "inconclusive", "stopped at the first violation"
                 break
@@ -258,6 +299,9 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         frontier.clear()         # room to report in
         depth_of.clear()
         rep.status, rep.reason = "inconclusive", "out of memory (MemoryError)"
+    finally:
+        if not isinstance(frontier, deque):
+            frontier.close()
     _stuck(rep, expect_stuck)
     rep.states = len(parents)
     rep.seconds = time.monotonic() - t0
