@@ -246,3 +246,16 @@ def test_no_thread_in_the_whole_catalog_runs_like_another():
     from cowlab import catalog
     d = designs.load("linux-5.9")
     assert all(CowModel(c, d).thread_groups == () for c in catalog.all_cases())
+
+
+def test_a_frame_naming_a_freed_page_is_renamed_in_range():
+    """Random scenario 0 under linux-5.19: a gup-fast thread's lockless pte
+    snapshot names a page freed since; canonical() numbers it with the rest
+    (symmetry crashed here with an IndexError in gup_fast_grab).  The search
+    completes, finds what plain search finds (tools/explore_equality.py
+    modes --mode threads compares them) and its witnesses replay."""
+    case = symmetric_threads_case(0)
+    m = CowModel(case, designs.load("linux-5.19"))
+    r = explore(m, Limits(max_states=300_000), symmetry="threads")
+    v = verdicts_of(m, r)
+    assert v["status"] == "complete" and v["replays"] and not v["bugs"]
