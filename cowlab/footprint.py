@@ -327,8 +327,7 @@ class TrackingKernel(Kernel):
         self.swap = _tl(_TList, rec, "sw", self.swap)
         self.refs = _tl(_RefList, rec, "refs", self.refs)
         self.mms = _tl(_MmList, rec, "mm", self.mms)
-        # the threads: another thread's irqs_off is what an IPI waits for (("irq", tid))
-        self.threads = _tl(_TList, rec, "irq", self.threads)
+        # the threads: another thread's irqs_off is what an IPI waits for (("irqs", tid))
         self.threads = _tl(_TList, rec, "irqs", self.threads)
         sig = _TSet(self.signals)
         sig.rec = rec
@@ -441,11 +440,6 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
             if a.irqs_off != b.irqs_off:            # what another CPU's IPI waits for (khugepaged)
                 w.add(("irqs", i))
                 groups.add(("irqs",))
-    if before.threads is not after.threads:
-        for i, (a, b) in enumerate(zip(before.threads, after.threads)):
-            if a.irqs_off != b.irqs_off:
-                w.add(("irq", i))
-                groups.add(("irq",))
     if before.signals != after.signals:
         for e in before.signals ^ after.signals:
             w.add(("sig", e))
