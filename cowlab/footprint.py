@@ -13,9 +13,12 @@ two are dependent (``CowModel.dependent``).  Here a footprint is
   sync event, ``("inflight", mm, addr)`` a mapping a path declares in flight,
   ``("pin", mm, addr)`` the coherence of the pins at that address, ``("irqs", tid)``
   whether a thread runs with IRQs off (gup-fast; tlb_remove_table_sync_one() waits for it);
-* ``rgroups``: whole classes a step read by scanning (``("mm", i)``: any
-  field of mm i; ``("f", pfn)``: every field of a folio used whole; ``("f",)``, ``("refs",)``, ``("sw",)``, ``("sig",)``: every
-  folio, reference, slot, event), dependent on any write in that class;
+* ``rgroups``: whole classes a step read (``("mm", i)``: mm i used whole;
+  ``("ptes", i)``/``("pmds", i)``: every entry of its page tables; ``("f", pfn)``:
+  a folio used whole; ``("mm",)``, ``("f",)``, ``("refs",)``, ``("sw",)``,
+  ``("sig",)``, ``("irqs",)``: every mm, folio, reference, slot, event, thread),
+  dependent on any write in that class.  The tracked step sees folios and mms
+  as views that record the fields it reads (``_FolioView``, ``_MmView``);
 * ``glob``: the step is dependent on every other step.
 
 Writes are exact: the difference between the state before and after.  Reads
@@ -38,7 +41,7 @@ from __future__ import annotations
 
 from .kernel.txn import Kernel
 from .kernel.effects import Copy, DupMmap, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Store, Unmap
-from .kernel.types import PTE_SWAP, TRANSIENT_REFS, Folio
+from .kernel.types import PTE_SWAP, TRANSIENT_REFS, Folio, Mm
 from .oracle import coherent
 
 #: Mm fields -> footprint key class
@@ -217,23 +220,102 @@ class _FolioList(_TList):
         list.append(self, tuple.__new__(Folio, tuple.__iter__(v)) if isinstance(v, _FolioView) else v)
 
 
+#: Mm field -> the key a read of it names (``ptes`` and ``pmds`` read whole: the groups ``("ptes", mm)``,
+#: ``("pmds", mm)``)
+_MM_READ = {"alive": "alive", "flags": "mmflags", "mmap_lock": "mmap_lock", "ptl": "ptl",
+            "write_protect_seq": "wps", "vmas": "vmas", "ptes": "ptes", "pmds": "pmds"}
+
+
+class _MmView(Mm):
+    """An mm as a tracked step sees it: reading a field reads that field's key
+    (``ptes``/``pmds``: every entry of the mm, the read groups ``("ptes", mm)``,
+    ``("pmds", mm)``); using it whole reads the group ``("mm", mm)``.  Copying
+    it with fields replaced reads nothing (see ``_FolioView``); a copy read
+    before it is stored reads every mm."""
+
+    def __getattribute__(self, name):
+        key = _MM_READ.get(name)
+        if key is not None:
+            rec = _VIEW_REC[0]
+            if rec is not None and not rec.quiet:
+                i = object.__getattribute__(self, "__dict__").get("mm")
+                if i is None:
+                    rec.groups.add(("mm",))
+                elif key in ("ptes", "pmds"):
+                    rec.groups.add((key, i))
+                else:
+                    rec.reads.add((key, i))
+        return Mm.__getattribute__(self, name)
+
+    def _whole(self):
+        rec = _VIEW_REC[0]
+        if rec is not None and not rec.quiet:
+            i = object.__getattribute__(self, "__dict__").get("mm")
+            rec.groups.add(("mm",) if i is None else ("mm", i))
+
+    def _replace(self, **kw):
+        return tuple.__new__(Mm, [kw.pop(f, v) for f, v in zip(Mm._fields, tuple.__iter__(self))])
+
+    def __getitem__(self, i):
+        if type(i) is not slice:
+            self._whole()
+        return tuple.__getitem__(self, i)
+
+    def __iter__(self):
+        self._whole()
+        return tuple.__iter__(self)
+
+    def __len__(self):
+        return tuple.__len__(self)
+
+    def __eq__(self, other):
+        self._whole()
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        self._whole()
+        return tuple.__ne__(self, other)
+
+    def __hash__(self):
+        self._whole()
+        return tuple.__hash__(self)
+
+    def __repr__(self):
+        return "_MmView" + tuple.__repr__(self)
+
+
+def _mm_view(m, i):
+    v = tuple.__new__(_MmView, m)
+    v.mm = i
+    return v
+
+
 class _MmList(_TList):
-    """The mms: reading one Mm whole reads every field of it (group ``("mm", i)``)."""
+    """The mms (as many as the case has processes, always): indexing or
+    iterating gives ``_MmView``s, which record the fields read; storing one
+    stores a plain ``Mm``."""
     __slots__ = ()
 
     def __getitem__(self, i):
         rec = self.rec
-        if not rec.quiet:
-            if type(i) is int:
-                rec.groups.add(("mm", i))
-            else:
-                rec.groups.update(("mm", j) for j in range(len(self)))
-        return list.__getitem__(self, i)
+        if rec.quiet:
+            return list.__getitem__(self, i)
+        if type(i) is not int:
+            rec.groups.add(("mm",))
+            return list.__getitem__(self, i)
+        return _mm_view(list.__getitem__(self, i), i if i >= 0 else len(self) + i)
 
     def __iter__(self):
-        if not self.rec.quiet:
-            self.rec.groups.update(("mm", j) for j in range(len(self)))
-        return list.__iter__(self)
+        if self.rec.quiet:
+            return list.__iter__(self)
+        return (_mm_view(m, i) for i, m in enumerate(list.__iter__(self)))
+
+    def __setitem__(self, i, v):
+        if type(i) is slice:
+            v = [tuple.__new__(Mm, x) if isinstance(x, _MmView) else x for x in v]
+        elif isinstance(v, _MmView):
+            v = tuple.__new__(Mm, tuple.__iter__(v))
+        list.__setitem__(self, i, v)
 
 
 class _RefList(_TList):
@@ -413,10 +495,12 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
             if a is b or a == b:
                 continue
             groups.add(("mm", i))
+            groups.add(("mm",))
             for f, key in _MM_FIELDS:
                 if getattr(a, f) != getattr(b, f):
                     w.add((key, i))
             if a.ptes != b.ptes:
+                groups.add(("ptes", i))
                 for j, (p, q) in enumerate(zip(a.ptes, b.ptes)):
                     if p != q:
                         w.add(("pte", i, j))
@@ -424,6 +508,7 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
                             if x is not None:
                                 w.add(("rmapswap", x.pfn) if x.kind == PTE_SWAP else ("rmap", x.pfn))
             if a.pmds != b.pmds:
+                groups.add(("pmds", i))
                 for j, (p, q) in enumerate(zip(a.pmds, b.pmds)):
                     if p != q:
                         w.add(("pmd", i, j))
