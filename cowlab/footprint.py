@@ -50,13 +50,15 @@ _MM_FIELDS = (("alive", "alive"), ("flags", "mmflags"), ("mmap_lock", "mmap_lock
 
 
 class Footprint:
-    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob")
+    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs")
 
-    def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False):
+    def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False,
+                 incs=frozenset()):
         self.reads, self.writes, self.rgroups, self.wgroups, self.glob = reads, writes, rgroups, wgroups, glob
+        self.incs = incs
 
     def _key(self):
-        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups)
+        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups, self.incs)
 
     def __eq__(self, other):
         return type(other) is Footprint and self._key() == other._key()
@@ -73,10 +75,14 @@ class Footprint:
 
 def dependent(a: Footprint, b: Footprint) -> bool:
     """Two steps (of different threads) are dependent when one writes what the
-    other reads or writes, or one is global."""
+    other reads or writes, or one is global.  Two increments (``incs``: taking
+    or dropping mmap_lock for read) commute; an increment is dependent on any
+    read or write of what it increments."""
     if a.glob or b.glob:
         return True
     aw, bw = a.writes, b.writes
+    if (a.incs and (a.incs & b.reads or a.incs & bw)) or (b.incs and (b.incs & a.reads or b.incs & aw)):
+        return True
     return bool((aw and (aw & b.reads or aw & bw)) or (bw and bw & a.reads)
                 or (a.wgroups and a.wgroups & b.rgroups) or (b.wgroups and b.wgroups & a.rgroups))
 
@@ -382,8 +388,9 @@ _HELPERS = {
     "set_mm": lambda k, mm, **kw: (),
     "mm_set_has_pinned_flag": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
     "mm_has_pinned": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
-    "mmap_read_lock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
-    "mmap_read_unlock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
+    # taking and dropping mmap_lock for read: ("mmap_rl", mm), an increment of the lock (see ``footprint``)
+    "mmap_read_lock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
+    "mmap_read_unlock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
     "mmap_write_lock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
     "mmap_write_unlock": lambda k, mm=None: (),
     "pte_lock": lambda k, mm=None: (("ptl", _mm(k, mm)),),
@@ -557,7 +564,11 @@ def footprint(model, s, tid: int):
         _VIEW_REC[0] = None
     reads = rec.reads
     reads.add(("alive", model.tmm[tid]))
+    rl = {k for k in reads if k[0] == "mmap_rl"}
+    if rl:
+        reads -= rl
     if tr is None:
+        reads.update(("mmap_lock", k[1]) for k in rl)      # a reader blocked by a writer read the lock
         return None, Footprint(frozenset(reads), rgroups=frozenset(rec.groups))
     if tr.bugs:
         return tr, Footprint(glob=True)
@@ -568,6 +579,14 @@ def footprint(model, s, tid: int):
             pass
         elif not oracle_footprint(s, tr.state, tr.effects, reads, w, groups):
             return tr, Footprint(glob=True)
+    # a step whose only use of mmap_lock is mmap_read_lock()/mmap_read_unlock() increments it (or decrements
+    # it): two such steps commute, and neither disables the other (a reader waits only for a writer)
+    incs = set()
+    for _, m in rl:
+        if ("mmap_lock", m) not in reads:
+            incs.add(("mmap_lock", m))
+            w.discard(("mmap_lock", m))
+    reads.update(("mmap_lock", m) for _, m in rl if ("mmap_lock", m) not in incs)
     fresh = rec.fresh
     # a whole-folio read (the oracle's, a folio used whole) is the read group ("f", pfn)
     whole = {k for k in reads if k[0] == "f" and len(k) == 2}
@@ -575,7 +594,7 @@ def footprint(model, s, tid: int):
         reads -= whole
         groups |= whole
     return tr, Footprint(frozenset(_drop_fresh(reads, fresh)), frozenset(_drop_fresh(w, fresh)),
-                         frozenset(_drop_fresh(groups, fresh)), frozenset(_drop_fresh(g, fresh)))
+                         frozenset(_drop_fresh(groups, fresh)), frozenset(_drop_fresh(g, fresh)), incs=frozenset(incs))
 
 
 #: effects the footprint does not analyse (KSM's two processes, migration): a step with one is global

@@ -98,7 +98,7 @@ def _states(m):
 
 def _key(fp):
     """A footprint without the keys that name what the step allocates (renamed when another allocates first)."""
-    return fp if fp.glob else (fp.reads, fp.rgroups)
+    return fp if fp.glob else (fp.reads, fp.rgroups, fp.incs)
 
 
 def check_diamonds(m):
