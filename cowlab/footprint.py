@@ -5,15 +5,20 @@ The explorer sees a footprint as an opaque value and asks the model whether
 two are dependent (``CowModel.dependent``).  Here a footprint is
 
 * ``reads`` / ``writes``: sets of keys naming one object --
-  ``("f", pfn)`` a folio, ``("sw", slot)`` a swap slot, ``("refs", pfn)`` the
+  ``("f", pfn, field)`` one field of a folio (``"nr"`` its number of pages,
+  ``"*"`` whether it exists), ``("sw", slot)`` a swap slot, ``("refs", pfn)`` the
   references held on a folio, ``("pte", mm, addr)``, ``("pmd", mm, h)``,
   ``("vmas", mm)``, ``("alive", mm)``, ``("mmflags", mm)``, ``("mmap_lock", mm)``,
   ``("ptl", mm)``, ``("wps", mm)`` (write_protect_seq), ``("sig", event)`` a
   sync event, ``("inflight", mm, addr)`` a mapping a path declares in flight,
-  ``("pin", mm, addr)`` the coherence of the pins at that address;
-* ``rgroups``: whole classes a step read by scanning (``("mm", i)``: any
-  field of mm i; ``("f",)``, ``("refs",)``, ``("sw",)``, ``("sig",)``: every
-  folio, reference, slot, event), dependent on any write in that class;
+  ``("pin", mm, addr)`` the coherence of the pins at that address, ``("irqs", tid)``
+  whether a thread runs with IRQs off (gup-fast; tlb_remove_table_sync_one() waits for it);
+* ``rgroups``: whole classes a step read (``("mm", i)``: mm i used whole;
+  ``("ptes", i)``/``("pmds", i)``: every entry of its page tables; ``("f", pfn)``:
+  a folio used whole; ``("mm",)``, ``("f",)``, ``("refs",)``, ``("sw",)``,
+  ``("sig",)``, ``("irqs",)``: every mm, folio, reference, slot, event, thread),
+  dependent on any write in that class.  The tracked step sees folios and mms
+  as views that record the fields it reads (``_FolioView``, ``_MmView``);
 * ``glob``: the step is dependent on every other step.
 
 Writes are exact: the difference between the state before and after.  Reads
@@ -36,7 +41,7 @@ from __future__ import annotations
 
 from .kernel.txn import Kernel
 from .kernel.effects import Copy, DupMmap, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Store, Unmap
-from .kernel.types import PTE_SWAP, TRANSIENT_REFS
+from .kernel.types import PTE_SWAP, TRANSIENT_REFS, Folio, Mm
 from .oracle import coherent
 
 #: Mm fields -> footprint key class
@@ -45,13 +50,15 @@ _MM_FIELDS = (("alive", "alive"), ("flags", "mmflags"), ("mmap_lock", "mmap_lock
 
 
 class Footprint:
-    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob")
+    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs")
 
-    def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False):
+    def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False,
+                 incs=frozenset()):
         self.reads, self.writes, self.rgroups, self.wgroups, self.glob = reads, writes, rgroups, wgroups, glob
+        self.incs = incs
 
     def _key(self):
-        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups)
+        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups, self.incs)
 
     def __eq__(self, other):
         return type(other) is Footprint and self._key() == other._key()
@@ -68,10 +75,14 @@ class Footprint:
 
 def dependent(a: Footprint, b: Footprint) -> bool:
     """Two steps (of different threads) are dependent when one writes what the
-    other reads or writes, or one is global."""
+    other reads or writes, or one is global.  Two increments (``incs``: taking
+    or dropping mmap_lock for read) commute; an increment is dependent on any
+    read or write of what it increments."""
     if a.glob or b.glob:
         return True
     aw, bw = a.writes, b.writes
+    if (a.incs and (a.incs & b.reads or a.incs & bw)) or (b.incs and (b.incs & a.reads or b.incs & aw)):
+        return True
     return bool((aw and (aw & b.reads or aw & bw)) or (bw and bw & a.reads)
                 or (a.wgroups and a.wgroups & b.rgroups) or (b.wgroups and b.wgroups & a.rgroups))
 
@@ -118,23 +129,199 @@ class _TList(list):
         return list.index(self, *a)
 
 
-class _MmList(_TList):
-    """The mms: reading one Mm whole reads every field of it (group ``("mm", i)``)."""
+_FOLIO_FIELDS = frozenset(Folio._fields) | {"nr"}
+
+
+class _FolioView(Folio):
+    """A folio as a tracked step sees it: reading a field reads ``("f", pfn,
+    field)`` (``nr``: the number of pages, ``("f", pfn, "nr")``); using it
+    whole (comparing, hashing, iterating, indexing) reads the whole folio (the
+    read group ``("f", pfn)``).  Copying it with fields replaced (``_replace``,
+    slicing) reads nothing: the fields copied keep their value in the result,
+    whichever step changed them.  A copy stored back into ``folios`` is
+    stored as a plain ``Folio``; a copy read before it is stored reads every
+    folio (``("f",)``)."""
+
+    def __getattribute__(self, name):
+        if name in _FOLIO_FIELDS:
+            d = object.__getattribute__(self, "__dict__")
+            rec = _VIEW_REC[0]
+            if rec is not None and not rec.quiet:
+                pfn = d.get("pfn")
+                if pfn is None:
+                    rec.groups.add(("f",))
+                else:
+                    rec.reads.add(("f", pfn, name))
+        return Folio.__getattribute__(self, name)
+
+    def _whole(self):
+        rec = _VIEW_REC[0]
+        if rec is not None and not rec.quiet:
+            pfn = object.__getattribute__(self, "__dict__").get("pfn")
+            rec.groups.add(("f",) if pfn is None else ("f", pfn))
+
+    def _replace(self, **kw):
+        return tuple.__new__(Folio, [kw.pop(f, v) for f, v in zip(Folio._fields, tuple.__iter__(self))])
+
+    def __getitem__(self, i):
+        if type(i) is not slice:
+            self._whole()
+        return tuple.__getitem__(self, i)
+
+    def __iter__(self):
+        self._whole()
+        return tuple.__iter__(self)
+
+    def __len__(self):
+        return tuple.__len__(self)
+
+    def __eq__(self, other):
+        self._whole()
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        self._whole()
+        return tuple.__ne__(self, other)
+
+    def __hash__(self):
+        self._whole()
+        return tuple.__hash__(self)
+
+    def __repr__(self):
+        return "_FolioView" + tuple.__repr__(self)
+
+
+#: the record the folio views of the step being tracked write to (steps run one at a time)
+_VIEW_REC = [None]
+
+
+class _FolioList(_TList):
+    """The folios: indexing one reads whether it exists (``("f", pfn, "*")``)
+    and gives a ``_FolioView``; storing one stores a plain ``Folio``."""
     __slots__ = ()
 
     def __getitem__(self, i):
         rec = self.rec
-        if not rec.quiet:
-            if type(i) is int:
-                rec.groups.add(("mm", i))
-            else:
-                rec.groups.update(("mm", j) for j in range(len(self)))
-        return list.__getitem__(self, i)
+        if rec.quiet:
+            return list.__getitem__(self, i)
+        if type(i) is not int:
+            rec.groups.add(("f",))
+            return list.__getitem__(self, i)
+        f = list.__getitem__(self, i)
+        rec.reads.add(("f", i if i >= 0 else len(self) + i, "*"))
+        if f is None:
+            return None
+        v = tuple.__new__(_FolioView, f)
+        v.pfn = i if i >= 0 else len(self) + i
+        return v
+
+    def __setitem__(self, i, v):
+        if type(i) is slice:
+            v = [tuple.__new__(Folio, x) if isinstance(x, _FolioView) else x for x in v]
+        elif isinstance(v, _FolioView):
+            v = tuple.__new__(Folio, tuple.__iter__(v))
+        list.__setitem__(self, i, v)
+
+    def append(self, v):
+        list.append(self, tuple.__new__(Folio, tuple.__iter__(v)) if isinstance(v, _FolioView) else v)
+
+
+#: Mm field -> the key a read of it names (``ptes`` and ``pmds`` read whole: the groups ``("ptes", mm)``,
+#: ``("pmds", mm)``)
+_MM_READ = {"alive": "alive", "flags": "mmflags", "mmap_lock": "mmap_lock", "ptl": "ptl",
+            "write_protect_seq": "wps", "vmas": "vmas", "ptes": "ptes", "pmds": "pmds"}
+
+
+class _MmView(Mm):
+    """An mm as a tracked step sees it: reading a field reads that field's key
+    (``ptes``/``pmds``: every entry of the mm, the read groups ``("ptes", mm)``,
+    ``("pmds", mm)``); using it whole reads the group ``("mm", mm)``.  Copying
+    it with fields replaced reads nothing (see ``_FolioView``); a copy read
+    before it is stored reads every mm."""
+
+    def __getattribute__(self, name):
+        key = _MM_READ.get(name)
+        if key is not None:
+            rec = _VIEW_REC[0]
+            if rec is not None and not rec.quiet:
+                i = object.__getattribute__(self, "__dict__").get("mm")
+                if i is None:
+                    rec.groups.add(("mm",))
+                elif key in ("ptes", "pmds"):
+                    rec.groups.add((key, i))
+                else:
+                    rec.reads.add((key, i))
+        return Mm.__getattribute__(self, name)
+
+    def _whole(self):
+        rec = _VIEW_REC[0]
+        if rec is not None and not rec.quiet:
+            i = object.__getattribute__(self, "__dict__").get("mm")
+            rec.groups.add(("mm",) if i is None else ("mm", i))
+
+    def _replace(self, **kw):
+        return tuple.__new__(Mm, [kw.pop(f, v) for f, v in zip(Mm._fields, tuple.__iter__(self))])
+
+    def __getitem__(self, i):
+        if type(i) is not slice:
+            self._whole()
+        return tuple.__getitem__(self, i)
 
     def __iter__(self):
-        if not self.rec.quiet:
-            self.rec.groups.update(("mm", j) for j in range(len(self)))
-        return list.__iter__(self)
+        self._whole()
+        return tuple.__iter__(self)
+
+    def __len__(self):
+        return tuple.__len__(self)
+
+    def __eq__(self, other):
+        self._whole()
+        return tuple.__eq__(self, other)
+
+    def __ne__(self, other):
+        self._whole()
+        return tuple.__ne__(self, other)
+
+    def __hash__(self):
+        self._whole()
+        return tuple.__hash__(self)
+
+    def __repr__(self):
+        return "_MmView" + tuple.__repr__(self)
+
+
+def _mm_view(m, i):
+    v = tuple.__new__(_MmView, m)
+    v.mm = i
+    return v
+
+
+class _MmList(_TList):
+    """The mms (as many as the case has processes, always): indexing or
+    iterating gives ``_MmView``s, which record the fields read; storing one
+    stores a plain ``Mm``."""
+    __slots__ = ()
+
+    def __getitem__(self, i):
+        rec = self.rec
+        if rec.quiet:
+            return list.__getitem__(self, i)
+        if type(i) is not int:
+            rec.groups.add(("mm",))
+            return list.__getitem__(self, i)
+        return _mm_view(list.__getitem__(self, i), i if i >= 0 else len(self) + i)
+
+    def __iter__(self):
+        if self.rec.quiet:
+            return list.__iter__(self)
+        return (_mm_view(m, i) for i, m in enumerate(list.__iter__(self)))
+
+    def __setitem__(self, i, v):
+        if type(i) is slice:
+            v = [tuple.__new__(Mm, x) if isinstance(x, _MmView) else x for x in v]
+        elif isinstance(v, _MmView):
+            v = tuple.__new__(Mm, tuple.__iter__(v))
+        list.__setitem__(self, i, v)
 
 
 class _RefList(_TList):
@@ -201,8 +388,9 @@ _HELPERS = {
     "set_mm": lambda k, mm, **kw: (),
     "mm_set_has_pinned_flag": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
     "mm_has_pinned": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
-    "mmap_read_lock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
-    "mmap_read_unlock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
+    # taking and dropping mmap_lock for read: ("mmap_rl", mm), an increment of the lock (see ``footprint``)
+    "mmap_read_lock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
+    "mmap_read_unlock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
     "mmap_write_lock": lambda k, mm=None: (("mmap_lock", _mm(k, mm)),),
     "mmap_write_unlock": lambda k, mm=None: (),
     "pte_lock": lambda k, mm=None: (("ptl", _mm(k, mm)),),
@@ -224,10 +412,12 @@ class TrackingKernel(Kernel):
     def __init__(self, rec, state, design, tid, mm, hpage_pmd_nr=2, ret=None):
         Kernel.__init__(self, state, design, tid, mm, hpage_pmd_nr, ret)
         self.rec = rec
-        self.folios = _tl(_TList, rec, "f", self.folios)
+        self.folios = _tl(_FolioList, rec, "f", self.folios)
         self.swap = _tl(_TList, rec, "sw", self.swap)
         self.refs = _tl(_RefList, rec, "refs", self.refs)
         self.mms = _tl(_MmList, rec, "mm", self.mms)
+        # the threads: another thread's irqs_off is what an IPI waits for (("irqs", tid))
+        self.threads = _tl(_TList, rec, "irqs", self.threads)
         sig = _TSet(self.signals)
         sig.rec = rec
         self.signals = sig
@@ -258,8 +448,8 @@ def _drop_fresh(keys, fresh):
     takes any free one): keys naming what the step allocated are left out."""
     if not fresh:
         return keys
-    return {k for k in keys if not ((k[0] in ("f", "refs", "rmap", "ifp") and k[1] in fresh)
-                                    or (k[0] in ("sw", "rmapswap") and ("sw", k[1]) in fresh))}
+    return {k for k in keys if not ((k[0] in ("f", "refs", "rmap", "ifp") and len(k) > 1 and k[1] in fresh)
+                                    or (k[0] in ("sw", "rmapswap") and len(k) > 1 and ("sw", k[1]) in fresh))}
 
 
 # ----------------------------------------------------------------------------- writes
@@ -276,21 +466,48 @@ def _diff_tuple(old, new, cls, out):
             out.add((cls, i))
 
 
+def _diff_folios(old, new, out, groups):
+    """Per field: ``("f", pfn, field)``, ``("f", pfn, "nr")`` when the number of
+    pages changes, ``("f", pfn, "*")`` (and every field) when the folio is
+    allocated or freed; the write groups ``("f", pfn)`` and ``("f",)``."""
+    if old is new:
+        return
+    for i in range(max(len(old), len(new))):
+        a = old[i] if i < len(old) else None
+        b = new[i] if i < len(new) else None
+        if a == b:
+            continue
+        groups.add(("f", i))
+        groups.add(("f",))
+        if a is None or b is None:
+            out.add(("f", i, "*"))
+            out.add(("f", i, "nr"))
+            out.update(("f", i, f) for f in Folio._fields)
+            continue
+        for f, x, y in zip(Folio._fields, a, b):
+            if x != y:
+                out.add(("f", i, f))
+        if len(a.data) != len(b.data):
+            out.add(("f", i, "nr"))
+
+
 def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
     """The keys ``after`` differs from ``before`` in (and their classes)."""
     w = set()
-    _diff_tuple(before.folios, after.folios, "f", w)
     _diff_tuple(before.swap, after.swap, "sw", w)
     groups = {(c,) for c, _ in w}
+    _diff_folios(before.folios, after.folios, w, groups)
     if before.mms is not after.mms:
         for i, (a, b) in enumerate(zip(before.mms, after.mms)):
             if a is b or a == b:
                 continue
             groups.add(("mm", i))
+            groups.add(("mm",))
             for f, key in _MM_FIELDS:
                 if getattr(a, f) != getattr(b, f):
                     w.add((key, i))
             if a.ptes != b.ptes:
+                groups.add(("ptes", i))
                 for j, (p, q) in enumerate(zip(a.ptes, b.ptes)):
                     if p != q:
                         w.add(("pte", i, j))
@@ -298,6 +515,7 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
                             if x is not None:
                                 w.add(("rmapswap", x.pfn) if x.kind == PTE_SWAP else ("rmap", x.pfn))
             if a.pmds != b.pmds:
+                groups.add(("pmds", i))
                 for j, (p, q) in enumerate(zip(a.pmds, b.pmds)):
                     if p != q:
                         w.add(("pmd", i, j))
@@ -309,6 +527,11 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
         for r in ra ^ rb:
             w.add(("refs", r.pfn))
         groups.add(("refs",))
+    if before.threads is not after.threads:
+        for i, (a, b) in enumerate(zip(before.threads, after.threads)):
+            if a.irqs_off != b.irqs_off:            # what another CPU's IPI waits for (khugepaged)
+                w.add(("irqs", i))
+                groups.add(("irqs",))
     if before.signals != after.signals:
         for e in before.signals ^ after.signals:
             w.add(("sig", e))
@@ -324,9 +547,9 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
         for r in set(before.refs) | set(after.refs):
             if r.kind in TRANSIENT_REFS or not coherent(r.gup_flags) or r.mm < 0:
                 continue
-            ins = (("pte", r.mm, r.addr), ("pmd", r.mm, r.addr // nr), ("refs", r.pfn), ("f", r.pfn),
+            ins = (("pte", r.mm, r.addr), ("pmd", r.mm, r.addr // nr), ("refs", r.pfn),
                    ("alive", r.mm), ("inflight", r.mm, r.addr))
-            if any(x in w for x in ins):
+            if ("f", r.pfn) in groups or any(x in w for x in ins):
                 w.add(("pin", r.mm, r.addr))
     return w, groups
 
@@ -334,10 +557,18 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
 def footprint(model, s, tid: int):
     """``CowModel.footprint``: run the step against a ``TrackingKernel``."""
     rec = _Rec()
-    tr = model.step(s, tid, kernel_cls=lambda *a: TrackingKernel(rec, *a))
+    _VIEW_REC[0] = rec
+    try:
+        tr = model.step(s, tid, kernel_cls=lambda *a: TrackingKernel(rec, *a))
+    finally:
+        _VIEW_REC[0] = None
     reads = rec.reads
     reads.add(("alive", model.tmm[tid]))
+    rl = {k for k in reads if k[0] == "mmap_rl"}
+    if rl:
+        reads -= rl
     if tr is None:
+        reads.update(("mmap_lock", k[1]) for k in rl)      # a reader blocked by a writer read the lock
         return None, Footprint(frozenset(reads), rgroups=frozenset(rec.groups))
     if tr.bugs:
         return tr, Footprint(glob=True)
@@ -348,9 +579,22 @@ def footprint(model, s, tid: int):
             pass
         elif not oracle_footprint(s, tr.state, tr.effects, reads, w, groups):
             return tr, Footprint(glob=True)
+    # a step whose only use of mmap_lock is mmap_read_lock()/mmap_read_unlock() increments it (or decrements
+    # it): two such steps commute, and neither disables the other (a reader waits only for a writer)
+    incs = set()
+    for _, m in rl:
+        if ("mmap_lock", m) not in reads:
+            incs.add(("mmap_lock", m))
+            w.discard(("mmap_lock", m))
+    reads.update(("mmap_lock", m) for _, m in rl if ("mmap_lock", m) not in incs)
     fresh = rec.fresh
+    # a whole-folio read (the oracle's, a folio used whole) is the read group ("f", pfn)
+    whole = {k for k in reads if k[0] == "f" and len(k) == 2}
+    if whole:
+        reads -= whole
+        groups |= whole
     return tr, Footprint(frozenset(_drop_fresh(reads, fresh)), frozenset(_drop_fresh(w, fresh)),
-                         frozenset(groups), frozenset(g))
+                         frozenset(_drop_fresh(groups, fresh)), frozenset(_drop_fresh(g, fresh)), incs=frozenset(incs))
 
 
 #: effects the footprint does not analyse (KSM's two processes, migration): a step with one is global
