@@ -104,8 +104,6 @@ class CowModel:
         #: function of these alone, and most steps reach a memory state already checked (another interleaving
         #: of the same steps, or a step that changed only a thread's frame or the oracle's spec)
         self._check_memo: dict = {}
-        #: the ids of those parts -> (the parts, check_state's bugs): ``_check_state``'s first, cheaper look-up
-        self._check_id_memo: dict = {}
         #: interchangeable processes (``process_groups``), permuted by ``canonical_perm`` (symmetry="procs")
         self.proc_groups = process_groups(case, self.tmm, self.cpu_of)
         #: interchangeable threads of one process (``thread_groups``), permuted by ``canonical_perm``
