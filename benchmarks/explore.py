@@ -121,7 +121,6 @@ REDUCTIONS = {
     "POR (static groups)": {"por": True},
     "symmetry": {"symmetry": True},
     "symmetry (procs)": {"symmetry": "procs"},
-    "symmetry (threads)": {"symmetry": "threads"},
 }
 
 
@@ -244,7 +243,7 @@ def main(argv=None):
                    for n in ((1, 2, 3) if a.full else (1,))]
         grows = []
         gred = {n: kw for n, kw in reds.items()
-                if n in ("plain", "DPOR (sleep + source sets)", "symmetry", "symmetry (procs)", "symmetry (threads)")}
+                if n in ("plain", "DPOR (sleep + source sets)", "symmetry", "symmetry (procs)")}
         for what, n, c in series:
             row = [what, n]
             for name, kw in gred.items():

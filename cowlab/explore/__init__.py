@@ -169,13 +169,11 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         return _explore_dpor(model, limits, stop_on_first, progress, expect_stuck)
     rep = Report()
     canon = model.canonical if symmetry and hasattr(model, "canonical") else (lambda x: x)
-    # symmetry="procs": processes too (``canonical_perm``: the state and the thread renaming it applied),
-    # "threads": and threads; static POR's groups are thread ids, which the renaming would mix: searched without it
-    procs = symmetry in ("procs", "threads") and hasattr(model, "canonical_perm")
+    # symmetry="procs": processes too (``canonical_perm``: the state and the thread renaming it applied);
+    # static POR's groups are thread ids, which the renaming would mix: "procs" searches without it
+    procs = symmetry == "procs" and hasattr(model, "canonical_perm")
     if procs:
         por = False
-        perm = model.canonical_perm if symmetry == "procs" else (lambda x: model.canonical_perm(x, symmetry))
-        notes = model.symmetry_notes(symmetry) if hasattr(model, "symmetry_notes") else []
     groups = model.independent_groups() if por and hasattr(model, "independent_groups") else None
     if groups is not None and len(groups) < 2:
         groups = None
@@ -184,7 +182,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     next_poll = t0
     s0 = canon(model.init_state())
     if procs:
-        s0, tm0 = perm(model.init_state())
+        s0, tm0 = model.canonical_perm(model.init_state())
         if tm0 is not None:
             raise ValueError("symmetry over processes: the initial state is not its own representative")
     if fingerprints:
@@ -239,7 +237,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 for tid in range(n):
                     tr = model.step(s, tid)
                     if tr is not None:
-                        cs, tm = perm(tr.state)
+                        cs, tm = model.canonical_perm(tr.state)
                         succ.append((tid, tr._replace(state=cs), tm))
             else:
                 succ = [(tid, tr._replace(state=canon(tr.state)) if symmetry else tr, None)
@@ -305,8 +303,6 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         if not isinstance(frontier, deque):
             frontier.close()
     _stuck(rep, expect_stuck)
-    if procs and notes:
-        rep.reason = "; ".join([rep.reason] * bool(rep.reason) + notes)
     rep.states = len(parents)
     rep.seconds = time.monotonic() - t0
     if fingerprints:
