@@ -132,36 +132,24 @@ class _TList(list):
 _FOLIO_FIELDS = frozenset(Folio._fields) | {"nr"}
 
 
-class _FolioView(Folio):
-    """A folio as a tracked step sees it: reading a field reads ``("f", pfn,
-    field)`` (``nr``: the number of pages, ``("f", pfn, "nr")``); using it
-    whole (comparing, hashing, iterating, indexing) reads the whole folio (the
-    read group ``("f", pfn)``).  Copying it with fields replaced (``_replace``,
-    slicing) reads nothing: the fields copied keep their value in the result,
-    whichever step changed them.  A copy stored back into ``folios`` is
-    stored as a plain ``Folio``; a copy read before it is stored reads every
-    folio (``("f",)``)."""
-
-    def __getattribute__(self, name):
-        if name in _FOLIO_FIELDS:
-            d = object.__getattribute__(self, "__dict__")
-            rec = _VIEW_REC[0]
-            if rec is not None and not rec.quiet:
-                pfn = d.get("pfn")
-                if pfn is None:
-                    rec.groups.add(("f",))
-                else:
-                    rec.reads.add(("f", pfn, name))
-        return Folio.__getattribute__(self, name)
+class _TupleView:
+    """What the folio and mm views share: a NamedTuple of class ``_BASE``
+    (its id in the instance's ``__dict__`` under ``_ID``) used whole
+    (compared, hashed, iterated, indexed) reads the group ``(_GROUP, id)``
+    (``(_GROUP,)`` for a copy that has no id yet); ``_replace`` and slicing
+    copy it into a plain ``_BASE`` and read nothing."""
+    __slots__ = ()
 
     def _whole(self):
         rec = _VIEW_REC[0]
         if rec is not None and not rec.quiet:
-            pfn = object.__getattribute__(self, "__dict__").get("pfn")
-            rec.groups.add(("f",) if pfn is None else ("f", pfn))
+            cls = type(self)
+            i = object.__getattribute__(self, "__dict__").get(cls._ID)
+            rec.groups.add((cls._GROUP,) if i is None else (cls._GROUP, i))
 
     def _replace(self, **kw):
-        return tuple.__new__(Folio, [kw.pop(f, v) for f, v in zip(Folio._fields, tuple.__iter__(self))])
+        base = type(self)._BASE
+        return tuple.__new__(base, [kw.pop(f, v) for f, v in zip(base._fields, tuple.__iter__(self))])
 
     def __getitem__(self, i):
         if type(i) is not slice:
@@ -188,7 +176,32 @@ class _FolioView(Folio):
         return tuple.__hash__(self)
 
     def __repr__(self):
-        return "_FolioView" + tuple.__repr__(self)
+        return type(self).__name__ + tuple.__repr__(self)
+
+
+class _FolioView(_TupleView, Folio):
+    """A folio as a tracked step sees it: reading a field reads ``("f", pfn,
+    field)`` (``nr``: the number of pages, ``("f", pfn, "nr")``); using it
+    whole (comparing, hashing, iterating, indexing) reads the whole folio (the
+    read group ``("f", pfn)``).  Copying it with fields replaced (``_replace``,
+    slicing) reads nothing: the fields copied keep their value in the result,
+    whichever step changed them.  A copy stored back into ``folios`` is
+    stored as a plain ``Folio``; a copy read before it is stored reads every
+    folio (``("f",)``)."""
+
+    _BASE, _ID, _GROUP = Folio, "pfn", "f"
+
+    def __getattribute__(self, name):
+        if name in _FOLIO_FIELDS:
+            d = object.__getattribute__(self, "__dict__")
+            rec = _VIEW_REC[0]
+            if rec is not None and not rec.quiet:
+                pfn = d.get("pfn")
+                if pfn is None:
+                    rec.groups.add(("f",))
+                else:
+                    rec.reads.add(("f", pfn, name))
+        return Folio.__getattribute__(self, name)
 
 
 #: the record the folio views of the step being tracked write to (steps run one at a time)
@@ -232,12 +245,14 @@ _MM_READ = {"alive": "alive", "flags": "mmflags", "mmap_lock": "mmap_lock", "ptl
             "write_protect_seq": "wps", "vmas": "vmas", "ptes": "ptes", "pmds": "pmds"}
 
 
-class _MmView(Mm):
+class _MmView(_TupleView, Mm):
     """An mm as a tracked step sees it: reading a field reads that field's key
     (``ptes``/``pmds``: every entry of the mm, the read groups ``("ptes", mm)``,
     ``("pmds", mm)``); using it whole reads the group ``("mm", mm)``.  Copying
     it with fields replaced reads nothing (see ``_FolioView``); a copy read
     before it is stored reads every mm."""
+
+    _BASE, _ID, _GROUP = Mm, "mm", "mm"
 
     def __getattribute__(self, name):
         key = _MM_READ.get(name)
@@ -252,42 +267,6 @@ class _MmView(Mm):
                 else:
                     rec.reads.add((key, i))
         return Mm.__getattribute__(self, name)
-
-    def _whole(self):
-        rec = _VIEW_REC[0]
-        if rec is not None and not rec.quiet:
-            i = object.__getattribute__(self, "__dict__").get("mm")
-            rec.groups.add(("mm",) if i is None else ("mm", i))
-
-    def _replace(self, **kw):
-        return tuple.__new__(Mm, [kw.pop(f, v) for f, v in zip(Mm._fields, tuple.__iter__(self))])
-
-    def __getitem__(self, i):
-        if type(i) is not slice:
-            self._whole()
-        return tuple.__getitem__(self, i)
-
-    def __iter__(self):
-        self._whole()
-        return tuple.__iter__(self)
-
-    def __len__(self):
-        return tuple.__len__(self)
-
-    def __eq__(self, other):
-        self._whole()
-        return tuple.__eq__(self, other)
-
-    def __ne__(self, other):
-        self._whole()
-        return tuple.__ne__(self, other)
-
-    def __hash__(self):
-        self._whole()
-        return tuple.__hash__(self)
-
-    def __repr__(self):
-        return "_MmView" + tuple.__repr__(self)
 
 
 def _mm_view(m, i):
