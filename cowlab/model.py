@@ -265,7 +265,7 @@ class CowModel:
                                   (f"model bug in {label}: the step returned {nxt!r}, not Goto/Call/Return",), ())
         done = not stack
         threads = k.threads
-        threads[tid] = (_tuple_new(Thread, (pc + 1, (), False, None)) if done
+        threads[tid] = (_tuple_new(Thread, (pc + 1,) + _THREAD_AT_BOUNDARY) if done
                         else _tuple_new(Thread, (pc, stack, threads[tid][_IRQS_OFF], ret)))
         new = k.commit()
         effects = tuple(k.effects)
@@ -379,6 +379,8 @@ _UNKNOWN = object()
 _tuple_new = tuple.__new__
 #: Thread's irqs_off field
 _IRQS_OFF = Thread._fields.index("irqs_off")
+#: the fields after ``pc`` of a thread at an operation boundary (Thread's defaults)
+_THREAD_AT_BOUNDARY = tuple(Thread._field_defaults[f] for f in Thread._fields[1:])
 
 
 def _set(tup, i, v):

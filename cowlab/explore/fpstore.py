@@ -123,7 +123,7 @@ class FingerprintStore:
             tr = model.step(s, tid)
             if tr is None:
                 raise AssertionError(f"fingerprint store: link {k} (thread {tid}) does not replay")
-            s, tm2 = canon(tr.state)
+            s, _ = canon(tr.state)         # (the renaming is the stored one)
             out.append((None, tid, tr.label) if tm is None else (None, tid, tr.label, tm))
         return out
 
