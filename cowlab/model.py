@@ -447,6 +447,10 @@ def canonical(s: State) -> State:
             return None
         return p._replace(pfn=S(p.pfn) if p.kind == PTE_SWAP else P(p.pfn))
 
+    # the threads' frames first: a frame may name a frame no longer in use (gup-fast's lockless pte snapshot of a
+    # page freed since), which takes a number of its own, so the folios are counted after them
+    threads = tuple(t._replace(stack=tuple((lb, rename_frame(fr, P, S)) for lb, fr in t.stack)) if t.stack else t
+                    for t in s.threads)
     folios = [None] * len(pmap)
     for pfn, f in enumerate(s.folios):
         if f is not None:
@@ -459,8 +463,6 @@ def canonical(s: State) -> State:
                            pmds=tuple(None if p is None else p._replace(pfn=P(p.pfn)) for p in m.pmds))
                 for m in s.mms)
     refs = tuple(sorted(r._replace(pfn=P(r.pfn)) for r in s.refs))
-    threads = tuple(t._replace(stack=tuple((lb, rename_frame(fr, P, S)) for lb, fr in t.stack)) if t.stack else t
-                    for t in s.threads)
     return s._replace(folios=tuple(folios), swap=tuple(swap), mms=mms, refs=refs, threads=threads)
 
 
