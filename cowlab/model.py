@@ -447,7 +447,7 @@ def canonical(s: State) -> State:
             return None
         return p._replace(pfn=S(p.pfn) if p.kind == PTE_SWAP else P(p.pfn))
 
-    # the threads' frames first: a frame may name a frame no longer in use (gup-fast's lockless pte snapshot of a
+    # the threads' frames first: a frame may name a page no longer in use (gup-fast's lockless pte snapshot of a
     # page freed since), which takes a number of its own, so the folios are counted after them
     threads = tuple(t._replace(stack=tuple((lb, rename_frame(fr, P, S)) for lb, fr in t.stack)) if t.stack else t
                     for t in s.threads)
