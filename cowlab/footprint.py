@@ -40,7 +40,8 @@ as the static partition of ``independent_groups`` already assumes.
 from __future__ import annotations
 
 from .kernel.txn import Kernel
-from .kernel.effects import Copy, DupMmap, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Store, Unmap
+from .kernel.effects import (Copy, CopyPte, DupMmap, Exit, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
+                             Store, Unmap)
 from .kernel.types import PTE_SWAP, TRANSIENT_REFS, Folio, Mm
 from .oracle import coherent
 
@@ -427,7 +428,7 @@ def _drop_fresh(keys, fresh):
     takes any free one): keys naming what the step allocated are left out."""
     if not fresh:
         return keys
-    return {k for k in keys if not ((k[0] in ("f", "refs", "rmap", "ifp") and len(k) > 1 and k[1] in fresh)
+    return {k for k in keys if not ((k[0] in ("f", "refs", "refo", "rmap", "ifp") and len(k) > 1 and k[1] in fresh)
                                     or (k[0] in ("sw", "rmapswap") and len(k) > 1 and ("sw", k[1]) in fresh))}
 
 
@@ -505,6 +506,8 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
         ra, rb = set(before.refs), set(after.refs)
         for r in ra ^ rb:
             w.add(("refs", r.pfn))
+            if r.kind not in TRANSIENT_REFS:
+                w.add(("refo", r.pfn, r.mm))    # the references one process holds (a store's observers)
         groups.add(("refs",))
     if before.threads is not after.threads:
         for i, (a, b) in enumerate(zip(before.threads, after.threads)):
@@ -528,7 +531,8 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
                 continue
             ins = (("pte", r.mm, r.addr), ("pmd", r.mm, r.addr // nr), ("refs", r.pfn),
                    ("alive", r.mm), ("inflight", r.mm, r.addr))
-            if ("f", r.pfn) in groups or any(x in w for x in ins):
+            # (disconnected() reads the folio only for a swap pte: whether it exists, its flags and swap entries)
+            if any(x in w for x in ins) or any(("f", r.pfn, x) in w for x in ("*", "flags", "swap")):
                 w.add(("pin", r.mm, r.addr))
     return w, groups
 
@@ -582,42 +586,58 @@ GLOBAL_EFFECTS = (KsmMerge, KsmBreakCow, Migrate, MigrateFailed)
 
 def oracle_footprint(before, after, effects, reads: set, writes: set, groups: set) -> bool:
     """Add what the oracle reads and writes judging ``effects`` (see
-    ``oracle.Oracle.check``): the spec of each process an effect names (read
-    and written), and for each folio it names, who maps or references it
-    (``("rmap", pfn)``, ``("rmapswap",)``, its references and the folio), the
-    mappings in flight, every mm's liveness, and the spec of every process
-    that maps or references it.  False when an effect is one of
-    ``GLOBAL_EFFECTS``."""
-    pfns = set()
+    ``oracle.Oracle.check``), judge by judge: the spec rows of the processes a
+    judge reads (``("spec", mm)``; written only by the judges that change them:
+    a load or a copy reads its process's rows and changes none), the detached
+    references (``("det", mm, addr)``), and for a store or a copy the page's
+    observers -- who maps it (``("rmap", pfn)``, ``("rmapswap", slot)``, the
+    mappings in flight), the spec and liveness of each process that maps or
+    references it; a store reads only the folio's existence, flags and swap
+    entries (``observers()``) and the references other processes hold
+    (``("refo", pfn, mm)``), a copy reads the folio and its references whole
+    (``classify_copy()``).  Effects the oracle does not judge (``NOT_JUDGED``:
+    a pin, a reuse, a swapin, ...) read nothing: what they change is seen by
+    ``disconnected()``, which the ``("pin", mm, addr)`` keys stand for.  False
+    when an effect is one of ``GLOBAL_EFFECTS``."""
+    store_pfns, copy_pfns = set(), set()
     for e in effects:
         if isinstance(e, GLOBAL_EFFECTS):
             return False
-        for f in ("mm", "parent", "child", "tree_mm"):
-            m = getattr(e, f, -1)
-            if type(m) is int and m >= 0:
-                reads.add(("spec", m))
-                writes.add(("spec", m))
-        for f in ("pfn", "old_pfn", "new_pfn"):
-            p = getattr(e, f, None)
-            if type(p) is int:
-                pfns.add(p)
         t = type(e)
-        if t is Load:
+        if t is Store:
+            reads.add(("spec", e.mm))
+            writes.add(("spec", e.mm))
+            if e.via is not None:
+                reads.add(("det", e.via.mm, e.via.addr))
+            store_pfns.add((e.pfn, e.mm))
+        elif t is Load:
+            if e.mm < 0:
+                continue
+            reads.add(("spec", e.mm))
             reads.add(("det", e.mm, e.addr))          # the reader's reference detached?
             if e.reader != "cpu":
                 groups.add(("refs",))
+        elif t is Copy:
+            reads.add(("spec", e.mm))
+            reads.add(("det", e.mm, e.addr))
+            copy_pfns.add(e.old_pfn)
         elif t is Unmap:
             # detaches the references taken for the address (their coherence is no longer required)
-            writes.update((("det", e.mm, e.addr), ("pin", e.mm, e.addr)))
+            reads.add(("spec", e.mm))
+            writes.update((("spec", e.mm), ("det", e.mm, e.addr), ("pin", e.mm, e.addr)))
             groups.add(("refs",))
-        elif t is Store and e.via is not None:
-            reads.add(("det", e.via.mm, e.via.addr))
-        elif t is Copy:
-            reads.add(("det", e.mm, e.addr))
-        elif t is DupMmap:
-            reads.add(("vmas", e.child))
-    if not pfns:
+        elif t is DupMmap or t is CopyPte:
+            reads.update((("spec", e.parent), ("spec", e.child)))
+            writes.add(("spec", e.child))
+            if t is DupMmap:
+                reads.add(("vmas", e.child))
+        elif t is Move or t is Exit:
+            reads.add(("spec", e.mm))
+            writes.add(("spec", e.mm))
+    if not store_pfns and not copy_pfns:
         return True
+    pfns = {p for p, _ in store_pfns} | copy_pfns
+    nmm = len(before.mms)
     for st in (before, after):
         for p in pfns:
             f = st.folios[p] if p < len(st.folios) else None
@@ -635,5 +655,10 @@ def oracle_footprint(before, after, effects, reads: set, writes: set, groups: se
             if r.pfn in pfns and r.mm >= 0:
                 reads.update((("spec", r.mm), ("alive", r.mm)))
     for p in pfns:
-        reads.update((("rmap", p), ("refs", p), ("f", p), ("ifp", p)))
+        reads.update((("rmap", p), ("ifp", p)))
+    for p, mm in store_pfns:
+        reads.update((("f", p, "*"), ("f", p, "flags"), ("f", p, "swap")))
+        reads.update(("refo", p, x) for x in range(-1, nmm) if x != mm)
+    for p in copy_pfns:
+        reads.update((("refs", p), ("f", p)))
     return True
