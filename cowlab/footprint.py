@@ -50,13 +50,33 @@ _MM_FIELDS = (("alive", "alive"), ("flags", "mmflags"), ("mmap_lock", "mmap_lock
               ("write_protect_seq", "wps"), ("vmas", "vmas"))
 
 
+def _bits(keys, groups=()) -> int:
+    """A 128-bit Bloom signature of ``keys`` (and of the classes ``groups``, apart from keys)."""
+    m = 0
+    for k in keys:
+        m |= 1 << (hash(k) & 127)
+    for g in groups:
+        m |= 1 << (hash((0, g)) & 127)
+    return m
+
+
 class Footprint:
-    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs")
+    """``wbits``/``abits``: Bloom signatures of what the step writes or
+    increments (and the classes it writes) and of what it reads or writes
+    (and the classes it reads): two steps can be dependent only if one's
+    ``wbits`` meets the other's ``abits`` (``dependent`` tests that first)."""
+    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs", "wbits", "abits")
 
     def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False,
                  incs=frozenset()):
         self.reads, self.writes, self.rgroups, self.wgroups, self.glob = reads, writes, rgroups, wgroups, glob
         self.incs = incs
+        if glob:
+            self.wbits = self.abits = -1
+        else:
+            w = _bits(writes, wgroups)
+            self.wbits = w | _bits(incs) if incs else w
+            self.abits = w | _bits(reads, rgroups)
 
     def _key(self):
         return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups, self.incs)
@@ -81,6 +101,8 @@ def dependent(a: Footprint, b: Footprint) -> bool:
     read or write of what it increments."""
     if a.glob or b.glob:
         return True
+    if not (a.wbits & b.abits or b.wbits & a.abits):
+        return False          # (nothing one writes is anything the other touches)
     aw, bw = a.writes, b.writes
     if (a.incs and (a.incs & b.reads or a.incs & bw)) or (b.incs and (b.incs & a.reads or b.incs & aw)):
         return True

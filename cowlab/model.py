@@ -17,6 +17,7 @@ import functools
 
 from typing import NamedTuple
 
+from . import footprint as _footprint
 from . import kernel  # noqa: F401  (registers every step)
 from .kernel import registry  # noqa: F401
 from .kernel.checks import check_pin, check_state, check_thread_end
@@ -289,14 +290,11 @@ class CowModel:
         of ``tid`` reads and writes (see ``cowlab.footprint``), for dynamic
         partial-order reduction; for a blocked step, what it read before it
         blocked."""
-        from .footprint import footprint
-        return footprint(self, s, tid)
+        return _footprint.footprint(self, s, tid)
 
-    @staticmethod
-    def dependent(a, b) -> bool:
-        """Whether two steps' footprints conflict (``cowlab.footprint.dependent``)."""
-        from .footprint import dependent
-        return dependent(a, b)
+    #: whether two steps' footprints conflict (``cowlab.footprint.dependent``; the function itself: the
+    #: explorer calls it for every pair of events it compares)
+    dependent = staticmethod(_footprint.dependent)
 
     #: how many memory states ``_check_state`` remembers (then it starts again: a cache, exact either way)
     CHECK_MEMO_SIZE = 1 << 14
