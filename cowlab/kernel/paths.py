@@ -13,8 +13,8 @@ an operation starts), ``op`` the operation's static arguments.  It returns
   outermost path returning ends the operation).
 
 Raising ``Blocked`` (from a lock helper) means the step is not enabled now.
-Frames declare their own fields' roles by type: ``Pfn`` and ``Slot`` fields
-(and the ``pfn`` of ``Pte`` fields, by kind) name page frames and swap slots,
+Frames declare their own fields' roles by type: ``Pfn`` and ``Slot`` fields,
+``tuple[Pfn, ...]`` fields (and the ``pfn`` of ``Pte`` fields, by kind) name page frames and swap slots,
 which symmetry reduction renames; a frame class that stands for a mapping or
 count a path is half-way through installing declares ``in_flight()`` (see
 ``InFlight``), so the model needs to know no path's locals.
@@ -100,8 +100,8 @@ def op(name: str, start: str, entry: str, args: tuple = (), doc: str = ""):
 @functools.lru_cache(maxsize=None)
 def frame_roles(cls) -> tuple:
     """((field index, role), ...) of a frame class: role 'pfn', 'slot',
-    'pte' (a Pte: its pfn names a frame or a slot by its kind) or a nested
-    frame class; from the fields' declared types."""
+    'pfns' (a ``tuple[Pfn, ...]``), 'pte' (a Pte: its pfn names a frame or a
+    slot by its kind) or a nested frame class; from the fields' declared types."""
     hints = typing.get_type_hints(cls)
     roles = []
     for i, name in enumerate(cls._fields):
@@ -111,6 +111,8 @@ def frame_roles(cls) -> tuple:
             h = next(a for a in args if a is not type(None))
         if h is Pfn:
             roles.append((i, "pfn"))
+        elif typing.get_origin(h) is tuple and typing.get_args(h) == (Pfn, Ellipsis):
+            roles.append((i, "pfns"))
         elif h is Slot:
             roles.append((i, "slot"))
         elif h is Pte:
@@ -136,6 +138,8 @@ def rename_frame(fr, P, S):
             continue
         if role == "pfn":
             vals[i] = P(v)
+        elif role == "pfns":
+            vals[i] = tuple(P(x) for x in v)
         elif role == "slot":
             vals[i] = S(v)
         elif role == "pte":

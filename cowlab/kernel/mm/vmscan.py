@@ -40,7 +40,7 @@ class ReclaimFrame(NamedTuple):
     the list still to reclaim after it (reclaim_pages() of what the
     madvise walk isolated)."""
     page: Pfn
-    todo: tuple = ()
+    todo: tuple[Pfn, ...] = ()
 
 
 def _next_folio(k, fr):
@@ -229,7 +229,7 @@ def _putback(k, fr, locked=True) -> None:
     if locked:
         k.unlock_page(pfn)
     k.set_flag(pfn, PG_lru)
-    k.drop_ref(next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn))
+    k.drop_ref(next(r for r in k.refs_held_by(f"t{k.tid}") if r.kind == "isolate" and r.pfn == pfn))
 
 
 @step("reclaim.lock")
@@ -310,17 +310,13 @@ def try_to_unmap(k, fr, op):
     pinned pages -> restore the pte and give up), install the swap pte
     (exclusive bit 5.19+), swap_duplicate(), page_remove_rmap(), put_page()."""
     pfn = fr.page
-    for mm, m in enumerate(k.mms):
-        if m.alive and any(p is not None and p.pfn == pfn for p in m.pmds):
-            if m.ptl != -1:
-                raise Blocked("page-table lock held")
-    for mm, m in enumerate(k.mms):
-        if m.alive:
-            for h, p in enumerate(m.pmds):
-                if p is not None and p.pfn == pfn:
-                    huge_memory.__split_huge_pmd_locked(k, mm, h)
-    maps = [(mm, a, p) for mm, m in enumerate(k.mms) if m.alive
-            for a, p in enumerate(m.ptes) if k.is_present(p) and p.pfn == pfn]
+    pmds = k.rmap_walk_pmds(pfn)
+    for mm, _ in pmds:
+        if k.mms[mm].ptl != -1:
+            raise Blocked("page-table lock held")
+    for mm, h in pmds:
+        huge_memory.__split_huge_pmd_locked(k, mm, h)
+    maps = k.rmap_walk_ptes(pfn)
     for mm in {mm for mm, _, _ in maps}:
         if k.mms[mm].ptl != -1:
             raise Blocked("page-table lock held")
@@ -364,7 +360,7 @@ def remove_mapping(k, fr, op):
     f = k.folio(pfn)
     if f.refcount == 1 + f.nr and k.total_mapcount(pfn) == 0 and not f.flags & PG_dirty:
         k.unlock_page(pfn)
-        iso = next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn)
+        iso = next(r for r in k.refs_held_by(f"t{k.tid}") if r.kind == "isolate" and r.pfn == pfn)
         swapfile.delete_from_swap_cache(k, pfn)
         k.drop_ref(iso)
         return _next_folio(k, fr)
