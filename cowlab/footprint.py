@@ -7,7 +7,9 @@ two are dependent (``CowModel.dependent``).  Here a footprint is
 * ``reads`` / ``writes``: sets of keys naming one object --
   ``("f", pfn, field)`` one field of a folio (``"nr"`` its number of pages,
   ``"*"`` whether it exists), ``("sw", slot)`` a swap slot, ``("refs", pfn)`` the
-  references held on a folio, ``("pte", mm, addr)``, ``("pmd", mm, h)``,
+  references held on a folio, ``("refo", pfn, mm)`` the lasting ones one process holds,
+  ``("refown", owner)`` those one holder holds, ``("rmap", pfn)`` who maps a folio,
+  ``("pte", mm, addr)``, ``("pmd", mm, h)``,
   ``("vmas", mm)``, ``("alive", mm)``, ``("mmflags", mm)``, ``("mmap_lock", mm)``,
   ``("ptl", mm)``, ``("wps", mm)`` (write_protect_seq), ``("sig", event)`` a
   sync event, ``("inflight", mm, addr)`` a mapping a path declares in flight,
@@ -380,6 +382,18 @@ def _mm(k, mm):
     return k.mm if mm is None else mm
 
 
+def _rmap_keys(k, pfn):
+    """What an rmap walk of ``pfn`` reads: ``("rmap", pfn)`` (written by any
+    change of a pte or pmd that maps it, before or after) and the liveness of
+    every mm with an entry for it (read from the untracked mms)."""
+    keys = [("rmap", pfn)]
+    for i, m in enumerate(list.__iter__(k.mms)):
+        if (any(p is not None and p.kind != PTE_SWAP and p.pfn == pfn for p in m.ptes)
+                or any(p is not None and p.pfn == pfn for p in m.pmds)):
+            keys.append(("alive", i))
+    return keys
+
+
 _HELPERS = {
     # page tables and the mm's fields: exactly the entry or field read
     "pte": lambda k, addr, mm=None: (("pte", _mm(k, mm), addr),),
@@ -400,6 +414,11 @@ _HELPERS = {
     # allocation takes any free frame or slot (interchangeable identities, see the module doc)
     "alloc_folio": lambda k, nr=1, flags=0, data=None: (),
     "swap_alloc": lambda k, data: (),
+    # an rmap walk: who maps the folio, and whether each mm that has an entry for it is alive
+    "rmap_walk_pmds": lambda k, pfn: _rmap_keys(k, pfn),
+    "rmap_walk_ptes": lambda k, pfn: _rmap_keys(k, pfn),
+    # the references one holder holds (its own batch, array, list, bio, pipe or buffer)
+    "refs_held_by": lambda k, owner: (("refown", owner),),
     # a path's own temporary reference on a folio: the references on that folio
     "my_tmp_ref": lambda k, pfn: (("refs", pfn),),
     # building the new State reads nothing the step decides by
@@ -447,7 +466,8 @@ TrackingKernel.alloc_folio, TrackingKernel.swap_alloc = _alloc_folio, _swap_allo
 
 def _drop_fresh(keys, fresh):
     """A frame or slot free before the step is no other step's business (allocation
-    takes any free one): keys naming what the step allocated are left out."""
+    takes any free one): keys naming what the step allocated are left out (its
+    existence is kept as an increment: see ``footprint``)."""
     if not fresh:
         return keys
     return {k for k in keys if not ((k[0] in ("f", "refs", "refo", "rmap", "ifp") and len(k) > 1 and k[1] in fresh)
@@ -528,6 +548,7 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
         ra, rb = set(before.refs), set(after.refs)
         for r in ra ^ rb:
             w.add(("refs", r.pfn))
+            w.add(("refown", r.owner))
             if r.kind not in TRANSIENT_REFS:
                 w.add(("refo", r.pfn, r.mm))    # the references one process holds (a store's observers)
         groups.add(("refs",))
@@ -593,6 +614,11 @@ def footprint(model, s, tid: int):
             w.discard(("mmap_lock", m))
     reads.update(("mmap_lock", m) for _, m in rl if ("mmap_lock", m) not in incs)
     fresh = rec.fresh
+    # ... but a frame or slot that was free can still be named by a thread holding a stale snapshot (gup-fast's
+    # pte of a page freed since, a swap entry read before the slot was freed): allocating it is an increment of
+    # its existence -- two allocations commute (up to renaming), a step that looks that frame or slot up does not
+    for x in fresh:
+        incs.add(x if type(x) is tuple else ("f", x, "*"))
     # a whole-folio read (the oracle's, a folio used whole) is the read group ("f", pfn)
     whole = {k for k in reads if k[0] == "f" and len(k) == 2}
     if whole:

@@ -293,6 +293,27 @@ class Kernel:
                 raise ModelBug(f"pfn {pfn} freed while still mapped")
             self.folios[pfn] = None    # __free_pages()
 
+    def rmap_walk_pmds(self, pfn: int) -> list:
+        """rmap_walk_anon() over the folio's anon_vma (all versions), PMD
+        mappings: [(mm, hidx)] of the live mms mapping ``pfn`` by a PMD, in
+        mm order (the model keeps no anon_vma: it looks at every mm)."""
+        return [(mm, h) for mm, m in enumerate(self.mms) if m.alive
+                for h, p in enumerate(m.pmds) if p is not None and p.pfn == pfn]
+
+    def rmap_walk_ptes(self, pfn: int) -> list:
+        """rmap_walk_anon(), pte mappings: [(mm, addr, pte)] of the present
+        ptes of live mms that map a page of ``pfn``, in mm then address order."""
+        return [(mm, a, p) for mm, m in enumerate(self.mms) if m.alive
+                for a, p in enumerate(m.ptes) if p is not None and p.kind == PTE_PRESENT and p.pfn == pfn]
+
+    def refs_held_by(self, owner: str) -> list:
+        """The references one holder holds, in the order taken (the model's
+        book of what the kernel keeps in the holder's own structure: a CPU's
+        lru_add folio batch, gup-fast's pages array, reclaim's and migration's
+        isolation lists, an O_DIRECT bio, a pipe buffer, an io_uring fixed
+        buffer): a holder finds its own without looking at anyone else's."""
+        return [r for r in self.refs if r.owner == owner]
+
     def my_tmp_ref(self, pfn: int) -> Ref:
         for r in reversed(self.refs):      # a path's own references are the newest
             if r.pfn == pfn and r.kind == "tmp" and r.owner == f"t{self.tid}":

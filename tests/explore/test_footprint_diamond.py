@@ -97,8 +97,11 @@ def _states(m):
 
 
 def _key(fp):
-    """A footprint without the keys that name what the step allocates (renamed when another allocates first)."""
-    return fp if fp.glob else (fp.reads, fp.rgroups, fp.incs)
+    """A footprint without the keys that name what the step allocates (renamed when another allocates first:
+    its writes, and the increments of a frame's or slot's existence)."""
+    if fp.glob:
+        return fp
+    return (fp.reads, fp.rgroups, frozenset(k for k in fp.incs if k[0] not in ("f", "sw")))
 
 
 def check_diamonds(m):

@@ -38,7 +38,7 @@ def dio_read_start(k, fr, op):
 def dio_read_io(k, fr, op):
     """The device writes the file data into the referenced pages; a GUP
     that failed part-way makes the call -EFAULT."""
-    for r in sorted(r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)):
+    for r in sorted(r for r in k.refs_held_by(_owner(op)) if r.kind == "odirect"):
         store(k, r.mm, r.addr, k.mk_pte(r.pfn, r.idx), op.get("value") or k.new_token(), via=r)
     if k.ret:
         k.effect(Error("odirect_read", k.mm, op["addr"], -EFAULT))
@@ -56,7 +56,7 @@ def dio_write_start(k, fr, op):
 def dio_write_io(k, fr, op):
     """The device reads the referenced pages; a GUP that failed part-way
     makes the call -EFAULT."""
-    for r in sorted(r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)):
+    for r in sorted(r for r in k.refs_held_by(_owner(op)) if r.kind == "odirect"):
         k.effect(Load("odirect", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
     if k.ret:
         k.effect(Error("odirect_write", k.mm, op["addr"], -EFAULT))
@@ -66,7 +66,7 @@ def dio_write_io(k, fr, op):
 @step("dio.complete")
 def dio_complete(k, fr, op):
     """bio completion: bio_release_pages() -> put_page()/unpin_user_page()."""
-    for r in [r for r in k.refs if r.kind == "odirect" and r.owner == _owner(op)]:
+    for r in [r for r in k.refs_held_by(_owner(op)) if r.kind == "odirect"]:
         k.drop_ref(r)
     return None
 

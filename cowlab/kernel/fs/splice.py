@@ -27,7 +27,7 @@ def pipe_owner(op) -> str:
 
 
 def _held(k, op) -> int:
-    return sum(1 for r in k.refs if r.kind == "pipe" and r.owner == pipe_owner(op))
+    return sum(1 for r in k.refs_held_by(pipe_owner(op)) if r.kind == "pipe")
 
 
 @step("vmsplice")
@@ -54,7 +54,7 @@ def pipe_read(k, fr, op):
     vmsplice() filled them (Ref.taken_at: mremap() may have moved a page
     since), then anon_pipe_buf_release() -> put_page()."""
     owner = pipe_owner(op)
-    for r in sorted((r for r in k.refs if r.kind == "pipe" and r.owner == owner), key=lambda r: (r.taken_at, r)):
+    for r in sorted((r for r in k.refs_held_by(owner) if r.kind == "pipe"), key=lambda r: (r.taken_at, r)):
         k.effect(Load("pipe", owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
         k.drop_ref(r)
     return None

@@ -51,7 +51,7 @@ def io_sqe_buffer_registered(k, fr, op):
 def _bufs(k, op):
     """The fixed buffer's pinned pages in the order they were registered
     (Ref.taken_at: mremap() may have moved a page since)."""
-    return sorted((r for r in k.refs if r.kind == "io_uring" and r.owner == buf_owner(op)),
+    return sorted((r for r in k.refs_held_by(buf_owner(op)) if r.kind == "io_uring"),
                   key=lambda r: (r.taken_at, r))
 
 

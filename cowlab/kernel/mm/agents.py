@@ -35,7 +35,7 @@ def speculative_get(k, fr, op):
 
 @step("spec.put")
 def speculative_put(k, fr, op):
-    for r in [r for r in k.refs if r.kind == "speculative" and r.owner == op.get("who", f"t{k.tid}")]:
+    for r in [r for r in k.refs_held_by(op.get("who", f"t{k.tid}")) if r.kind == "speculative"]:
         k.drop_ref(r)
     return None
 

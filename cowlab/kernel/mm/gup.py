@@ -153,8 +153,8 @@ def gup_fast_recheck(k, fr: GupFrame, op):
 
 
 def _fast_ref(k, pfn):
-    for r in k.refs:
-        if r.kind == "gup_fast" and r.owner == f"t{k.tid}" and r.pfn == pfn:
+    for r in k.refs_held_by(f"t{k.tid}"):
+        if r.kind == "gup_fast" and r.pfn == pfn:
             return r
     raise AssertionError("gup-fast reference missing")
 
@@ -182,7 +182,7 @@ def _gup_fast_hand_over(k, fr: GupFrame) -> bool:
     every reference gup-fast took (the slow path starts over, False); else
     they become the caller's (True)."""
     k.threads[k.tid] = k.threads[k.tid]._replace(irqs_off=False)
-    mine = [r for r in k.refs if r.kind == "gup_fast" and r.owner == f"t{k.tid}"]
+    mine = [r for r in k.refs_held_by(f"t{k.tid}") if r.kind == "gup_fast"]
     if fr.seq is not None and k.mmv().write_protect_seq != fr.seq:
         for r in mine:
             k.drop_ref(r)

@@ -40,14 +40,14 @@ def pin_longterm_test_started(k, fr, op):
 
 @step("gup_test.read")
 def pin_longterm_test_read(k, fr, op):
-    for r in sorted(r for r in k.refs if r.kind == "gup_test" and r.owner == _owner(op)):
+    for r in sorted(r for r in k.refs_held_by(_owner(op)) if r.kind == "gup_test"):
         k.effect(Load("gup_test", r.owner, r.mm, r.addr, r.pfn, r.idx, k.folio(r.pfn).data[r.idx]))
     return None
 
 
 @step("gup_test.stop")
 def pin_longterm_test_stop(k, fr, op):
-    for r in [r for r in k.refs if r.kind == "gup_test" and r.owner == _owner(op)]:
+    for r in [r for r in k.refs_held_by(_owner(op)) if r.kind == "gup_test"]:
         k.drop_ref(r)
     return None
 
@@ -62,7 +62,7 @@ def get_user_pages_op(k, fr, op):
 
 @step("gup.put")
 def put_user_pages_op(k, fr, op):
-    for r in [r for r in k.refs if r.kind == "gup" and r.owner == _owner(op)]:
+    for r in [r for r in k.refs_held_by(_owner(op)) if r.kind == "gup"]:
         k.drop_ref(r)
     return None
 

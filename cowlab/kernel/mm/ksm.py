@@ -72,7 +72,7 @@ def _split_for_merge(k, mm, addr, held):
 
 def _scan_ref(k, owner):
     """ksmd's reference ``owner`` (``ksmd:a`` / ``ksmd:b``), wherever a split moved it."""
-    return next(r for r in k.refs if r.kind == "tmp" and r.owner == owner)
+    return next(r for r in k.refs_held_by(owner) if r.kind == "tmp")
 
 
 def _write_protect_page(k, mm, addr) -> bool:

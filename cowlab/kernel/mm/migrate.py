@@ -42,7 +42,7 @@ def migrate_lock(k, fr, op):
 
 
 def _iso(k, pfn):
-    return next(r for r in k.refs if r.kind == "isolate" and r.owner == f"t{k.tid}" and r.pfn == pfn)
+    return next(r for r in k.refs_held_by(f"t{k.tid}") if r.kind == "isolate" and r.pfn == pfn)
 
 
 def _restore(k, src, dst) -> None:

@@ -26,7 +26,8 @@ def folio_add_lru_large(k, pfn: int) -> None:
 
 
 def _drain(k, owner: str | None) -> None:
-    for r in [r for r in k.refs if r.kind == "lru_batch" and (owner is None or r.owner == owner)]:
+    held = k.refs if owner is None else k.refs_held_by(owner)
+    for r in [r for r in held if r.kind == "lru_batch"]:
         if k.folios[r.pfn] is not None:
             k.set_flag(r.pfn, PG_lru)
         k.drop_ref(r)
