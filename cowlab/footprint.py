@@ -415,8 +415,8 @@ _HELPERS = {
     "alloc_folio": lambda k, nr=1, flags=0, data=None: (),
     "swap_alloc": lambda k, data: (),
     # an rmap walk: who maps the folio, and whether each mm that has an entry for it is alive
-    "rmap_walk_pmds": lambda k, pfn: _rmap_keys(k, pfn),
-    "rmap_walk_ptes": lambda k, pfn: _rmap_keys(k, pfn),
+    "rmap_walk_pmds": _rmap_keys,
+    "rmap_walk_ptes": _rmap_keys,
     # the references one holder holds (its own batch, array, list, bio, pipe or buffer)
     "refs_held_by": lambda k, owner: (("refown", owner),),
     # a path's own temporary reference on a folio: the references on that folio

@@ -304,7 +304,7 @@ class Kernel:
         """rmap_walk_anon(), pte mappings: [(mm, addr, pte)] of the present
         ptes of live mms that map a page of ``pfn``, in mm then address order."""
         return [(mm, a, p) for mm, m in enumerate(self.mms) if m.alive
-                for a, p in enumerate(m.ptes) if p is not None and p.kind == PTE_PRESENT and p.pfn == pfn]
+                for a, p in enumerate(m.ptes) if self.is_present(p) and p.pfn == pfn]
 
     def refs_held_by(self, owner: str) -> list:
         """The references one holder holds, in the order taken (the model's

@@ -60,8 +60,7 @@ def _restore(k, src, dst) -> None:
 @step("migrate.unmap")
 def try_to_migrate(k, fr, op):
     pfn = fr.page
-    maps = [(mm, a, p) for mm, m in enumerate(k.mms) if m.alive
-            for a, p in enumerate(m.ptes) if k.is_present(p) and p.pfn == pfn]
+    maps = k.rmap_walk_ptes(pfn)
     if any(k.mms[mm].ptl != -1 for mm, _, _ in maps):
         raise Blocked("page-table lock held")
     for mm, a, p in maps:
