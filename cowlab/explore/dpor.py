@@ -68,11 +68,21 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
     class Stop(Exception):
         pass
 
+    last_of = [[] for _ in range(n)]          # per thread, the positions of its events in E
+
     def preds(tid, fp):
-        """Positions of E the step (tid, fp) depends on, and its happens-before mask."""
-        d, mask = [], 0
-        for i in range(len(ev_tid)):
-            if ev_tid[i] == tid or dep(ev_fp[i], fp):
+        """The events of E the step (tid, fp) races with -- dependent, of another
+        thread, not ordered before it through a later dependent event or its own
+        thread's last event -- and its happens-before mask.  Walked from the
+        latest event down: an event already in the mask is covered (its own mask
+        is in it too), so it is neither a race nor needs comparing."""
+        d = []
+        mine = last_of[tid]
+        mask = ev_hb[mine[-1]] if mine else 0      # program order: its mask has the thread's earlier events
+        for i in range(len(ev_tid) - 1, -1, -1):
+            if (mask >> i) & 1:
+                continue
+            if dep(ev_fp[i], fp):
                 d.append(i)
                 mask |= ev_hb[i]
         return d, mask
@@ -84,14 +94,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
         enabled thread (Flanagan and Godefroid's rule), which covers any
         reversal whatever those events were."""
         d, hbnext = preds(tid, fp)
-        if not d:
-            return
-        covered = 0
         for i in d:
-            covered |= ev_hb[i] & ~(1 << i)
-        for i in d:
-            if ev_tid[i] == tid or (covered >> i) & 1:
-                continue
             bt = backtrack[i]
             if summary:
                 en = enabled_at[i]
@@ -115,6 +118,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 init.append(tid)
             if init and not bt.intersection(init):
                 bt.add(tid if tid in init else init[0])
+        return hbnext
 
     def visit(s, sleep, depth):
         """Walk from ``s``; returns the steps (tid, footprint) taken or tried
@@ -180,7 +184,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                     break
                 p = todo[0]
                 tr, fp = nxt[p]
-                races(p, fp)
+                hb = races(p, fp)
                 done.append(p)
                 summ.add((p, fp))
                 rep.transitions += 1
@@ -201,7 +205,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 if depth + 1 > rep.depth:
                     rep.depth = depth + 1
                 child_sleep = {q: f for q, f in sleep.items() if not dep(f, fp)}
-                _, hb = preds(p, fp)
+                last_of[p].append(len(ev_tid))
                 ev_tid.append(p)
                 ev_fp.append(fp)
                 ev_hb.append(hb | (1 << len(ev_hb)))
@@ -209,6 +213,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 try:
                     summ |= visit(ns, child_sleep, depth + 1)
                 finally:
+                    last_of[p].pop()
                     ev_tid.pop()
                     ev_fp.pop()
                     ev_hb.pop()
