@@ -121,6 +121,7 @@ REDUCTIONS = {
     "POR (static groups)": {"por": True},
     "symmetry": {"symmetry": True},
     "symmetry (procs)": {"symmetry": "procs"},
+    "symmetry (threads)": {"symmetry": "threads"},
 }
 
 
@@ -243,7 +244,7 @@ def main(argv=None):
                    for n in ((1, 2, 3) if a.full else (1,))]
         grows = []
         gred = {n: kw for n, kw in reds.items()
-                if n in ("plain", "DPOR (sleep + source sets)", "symmetry", "symmetry (procs)")}
+                if n in ("plain", "DPOR (sleep + source sets)", "symmetry", "symmetry (procs)", "symmetry (threads)")}
         for what, n, c in series:
             row = [what, n]
             for name, kw in gred.items():

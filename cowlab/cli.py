@@ -355,10 +355,13 @@ def _step_json(model, tr) -> dict:
 @click.option("--max-depth", type=COUNT, default=10_000, show_default=True)
 @click.option("--dfs", is_flag=True, help="depth-first (default breadth-first: shortest traces)")
 @click.option("--no-por", is_flag=True, help="no partial-order reduction (search every interleaving)")
-@click.option("--symmetry", type=click.Choice(["pages", "procs"]), is_flag=False, flag_value="pages", default=None,
+@click.option("--symmetry", type=click.Choice(["pages", "procs", "threads"]), is_flag=False, flag_value="pages",
+              default=None,
               help="merge states equal up to renaming page frames and swap slots (--symmetry, --symmetry=pages); "
                    "--symmetry=procs: and up to permuting interchangeable processes (children one thread forks "
-                   "with the same operations; searched without partial-order reduction)")
+                   "with the same operations; searched without partial-order reduction); --symmetry=threads: "
+                   "and up to permuting interchangeable threads of one process (each on a CPU of its own, running "
+                   "the same operations up to their own pins', pipes' and events' names)")
 @click.option("--dpor", is_flag=True,
               help="dynamic partial-order reduction from each step's footprint (depth-first: traces not shortest)")
 @click.option("--fingerprints", is_flag=True,

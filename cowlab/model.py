@@ -107,6 +107,9 @@ class CowModel:
         self._check_memo: dict = {}
         #: interchangeable processes (``process_groups``), permuted by ``canonical_perm`` (symmetry="procs")
         self.proc_groups = process_groups(case, self.tmm, self.cpu_of)
+        #: interchangeable threads of one process (``thread_groups``), permuted by ``canonical_perm``
+        #: (symmetry="threads"), and why threads that run alike are not
+        self.thread_groups, self.thread_refusals = thread_groups(case, self.tmm, self.cpu_of)
 
     def init_state(self) -> State:
         n = self.case.pages
@@ -174,15 +177,27 @@ class CowModel:
     def canonical(self, s: State) -> State:
         return canonical(s)
 
-    def canonical_perm(self, s: State):
+    def canonical_perm(self, s: State, symmetry: str = "procs"):
         """(the representative of ``s`` under renaming page frames and swap
         slots and permuting interchangeable processes, the thread renaming it
         applied as new_tid[old_tid] or None): symmetry over processes
-        (``canonical_processes``) then over pages (``canonical``)."""
+        (``canonical_processes``) then over pages (``canonical``).
+        ``symmetry="threads"``: then also over interchangeable threads of one
+        process (``canonical_threads``, keyed on the page-renamed state)."""
         tm = None
         if self.proc_groups:
             s, tm = canonical_processes(self.proc_groups, s)
-        return canonical(s), tm
+        s = canonical(s)
+        if symmetry == "threads" and self.thread_groups:
+            s, tt = canonical_threads(self.thread_groups, s)
+            if tt is not None:
+                s = canonical(s)
+                tm = tt if tm is None else tuple(tt[x] for x in tm)
+        return s, tm
+
+    def symmetry_notes(self, symmetry) -> list:
+        """What a symmetry mode leaves out of this case, and why (the explorer adds it to its report)."""
+        return list(self.thread_refusals) if symmetry == "threads" else []
 
     def violations(self, tr: Transition) -> list:
         """[(kind, incident key, text)] of the verdict events of a step."""
@@ -690,4 +705,213 @@ def canonical_processes(groups, s: State):
     if not mmap_:
         return s, None
     ns = permute_processes(s, mmap_, tmap, smap)
+    return ns, tuple(tmap.get(i, i) for i in range(len(s.threads)))
+
+
+# ----------------------------------------------------------------------------- thread symmetry
+
+
+class ThreadGroup(NamedTuple):
+    """Interchangeable threads of one process (``mm``): each on a CPU of its
+    own that no other thread uses (``cpus``), running the same whole list of
+    operations up to their own names (``own[k]``: the strings only its
+    operations use -- its pins', pipes', buffers' and events' names --
+    position by position), none of them forking and none the process's main
+    thread.  ``tids[k]`` at pc i runs what ``tids[j]`` runs at pc i, so two
+    of them may be swapped in any state (with their CPUs and names)."""
+    mm: int
+    tids: tuple
+    own: tuple
+    cpus: tuple
+
+
+def _op_strings(ops) -> list:
+    return [v for op in ops for _, v in op.args if isinstance(v, str)]
+
+
+def _signature(ops, own) -> tuple:
+    idx = {v: k for k, v in enumerate(own)}
+    return tuple((op.name, tuple((k, ("own", idx[v]) if isinstance(v, str) and v in idx else v) for k, v in op.args))
+                 for op in ops)
+
+
+def thread_groups(case, tmm, cpus):
+    """(the groups of interchangeable threads of a case (``ThreadGroup``),
+    the reasons threads that run alike are not grouped).  Threads are grouped
+    by the signature of their whole operation lists; a thread joins only when
+    everything that names it can be renamed: its CPU is its own (per-CPU
+    lru_add batches are renamed with it), its own names look like no name the
+    kernel code makes up (``t<tid>``, ``cpu<n>``, ``a:b``) and no process's,
+    it forks no child (that would permute processes too), it is not its
+    process's main thread and its process is in no group of interchangeable
+    processes.  A thread whose operations end like a group's after operations
+    of its own (the main thread's set-up before a ``parallel`` block) does not
+    join it: such a thread is told apart by where it starts (a thread that has
+    not started is not forked yet), so swapping it with one of the group is no
+    symmetry of the model; the reasons say so."""
+    threads = case.threads
+    n = len(threads)
+    users = {}                                     # string -> the threads whose operations use it
+    for i, t in enumerate(threads):
+        for v in _op_strings(t.ops):
+            users.setdefault(v, set()).add(i)
+    ncpu = {}
+    for c in cpus:
+        ncpu[c] = ncpu.get(c, 0) + 1
+    procs = set(case.processes)
+    grouped_procs = {mm for g in process_groups(case, tmm, cpus) for mm in g.procs}
+
+    def own_of(i):
+        return tuple(dict.fromkeys(v for v in _op_strings(threads[i].ops) if users[v] == {i}))
+
+    def sig(i, ops):
+        return (tmm[i], _signature(ops, tuple(dict.fromkeys(v for v in _op_strings(ops) if users[v] == {i}))))
+
+    members = {}                                   # signature -> [tid]
+    for i in range(n):
+        members.setdefault(sig(i, threads[i].ops), []).append(i)
+    out, refused = [], []
+    for sg, ts in members.items():
+        names = ", ".join(threads[i].name for i in ts)
+        # threads that run this group's operations after a prefix of their own
+        late = [i for i in range(n) if i not in ts and len(ts) >= 1 and len(threads[i].ops) > len(sg[1])
+                and sig(i, threads[i].ops[len(threads[i].ops) - len(sg[1]):]) == sg]
+        if late and len(ts) + len(late) >= 2:
+            refused.append(f"thread{'s' * (len(late) > 1)} {', '.join(threads[i].name for i in late)} "
+                           f"run{'s' * (len(late) == 1)} like {names} after set-up operations of "
+                           f"{'their' if len(late) > 1 else 'its'} own: not permuted with "
+                           f"{'them' if len(ts) > 1 else 'it'} (a thread is told apart by where it starts)")
+        if len(ts) < 2:
+            continue
+        why = None
+        if any(threads[i].name == threads[i].process for i in ts):
+            why = "one of them is its process's main thread"
+        elif tmm[ts[0]] in grouped_procs:
+            why = "their process is permuted with others (symmetry over processes)"
+        elif any(op.name == "fork" for i in ts for op in threads[i].ops):
+            why = "they fork (the children would be permuted with them)"
+        elif any(ncpu[cpus[i]] > 1 for i in ts):
+            shared = next(cpus[i] for i in ts if ncpu[cpus[i]] > 1)
+            why = f"CPU {shared} runs another thread too (its lru_add batch cannot follow one thread)"
+        else:
+            bad = [v for i in ts for v in own_of(i) if _looks_internal(v) or v in procs]
+            if bad:
+                why = f"their own name {bad[0]!r} looks like a thread's, a CPU's or a process's"
+        if why:
+            refused.append(f"threads {names} run alike but are not permuted: {why}")
+            continue
+        out.append(ThreadGroup(sg[0], tuple(ts), tuple(own_of(i) for i in ts), tuple(cpus[i] for i in ts)))
+    out.sort(key=lambda g: g.tids)
+    return tuple(out), tuple(refused)
+
+
+def permute_threads(s: State, tmap: dict, smap: dict, cmap: dict) -> State:
+    """``s`` with threads of one process renamed: thread t becomes
+    ``tmap[t]``, an own string v ``smap[v]``, CPU c ``cmap[c]`` (missing
+    keys: unchanged).  Everything that names a thread follows: the threads
+    (program counter, kernel stack with GupFrame owners, IRQs-off gup-fast
+    section, return value), the page-table lock holder, the references' owner
+    (``t<tid>``, ``cpu<n>`` of an lru_add batch, a pin's or pipe's
+    ``process:name``), the oracle's detached references and the signalled
+    events."""
+    def ren1(v):
+        if v in smap:
+            return smap[v]
+        if v[:1] == "t" and v[1:].isdigit():
+            return f"t{tmap.get(int(v[1:]), int(v[1:]))}"
+        if v[:3] == "cpu" and v[3:].isdigit():
+            return f"cpu{cmap.get(int(v[3:]), int(v[3:]))}"
+        return v
+
+    def ren(v):
+        if isinstance(v, str):
+            return ":".join(ren1(x) for x in v.split(":")) if ":" in v else ren1(v)
+        return v
+
+    nt = len(s.threads)
+    tinv = {tmap.get(i, i): i for i in range(nt)}
+    threads = []
+    for j in range(nt):
+        t = s.threads[tinv[j]]
+        if t.stack:
+            t = t._replace(stack=tuple((lb, _rename_owner(fr, ren)) for lb, fr in t.stack))
+        threads.append(t)
+    mms = tuple(m._replace(ptl=tmap[m.ptl]) if m.ptl in tmap else m for m in s.mms)
+    refs = tuple(sorted(r._replace(owner=ren(r.owner)) for r in s.refs))
+    sp = s.spec
+    spec = sp._replace(detached=frozenset((k, ren(o), m, a, ta) for k, o, m, a, ta in sp.detached))
+    signals = frozenset(ren(e) for e in s.signals)
+    return s._replace(mms=mms, threads=tuple(threads), refs=refs, spec=spec, signals=signals)
+
+
+def _thread_key(s: State, tid: int, names: dict) -> tuple:
+    """A sort key of one thread of a group that does not depend on its name
+    (what ``canonical_threads`` compares when two threads are at the same
+    place: their IRQs-off sections and return values, their frames, whether
+    they hold the page-table lock, the references they own and their own
+    signalled events, with their names -- ``names``: its own strings, ``t<tid>``
+    and ``cpu<n>`` -- written by position).  Not complete (two threads may
+    tie), which only costs merges."""
+    t = s.threads[tid]
+
+    def loc(v):
+        if v in names:
+            return names[v]
+        if ":" in v:
+            parts = v.split(":")
+            if any(x in names for x in parts):
+                return ":".join(names.get(x, x) for x in parts)
+        return v
+
+    return (t.irqs_off, repr(t.ret),
+            repr(tuple(_rename_owner(fr, loc) for _, fr in t.stack)) if t.stack else "",
+            any(m.ptl == tid for m in s.mms),
+            tuple(sorted((r.kind, lo, r.mm, r.addr, r.taken_at, r.gup_flags, r.units, r.pfn, r.idx)
+                         for r in s.refs if (lo := loc(r.owner)) is not r.owner)),
+            tuple(sorted(lo for e in s.signals if (lo := loc(e)) is not e)))
+
+
+def _names(g, k: int) -> dict:
+    """The names of thread ``k`` of group ``g`` -> how ``_thread_key`` writes them."""
+    d = {v: f"#own{j}" for j, v in enumerate(g.own[k])}
+    d[f"t{g.tids[k]}"] = "#me"
+    d[f"cpu{g.cpus[k]}"] = "#cpu"
+    return d
+
+
+def _order(s: State, g) -> list:
+    """The group's threads (indices k) in canonical order: by pc and the
+    stack's labels, ties by ``_thread_key``."""
+    th = s.threads
+    cheap = sorted(((th[t].pc, tuple(lb for lb, _ in th[t].stack)), k) for k, t in enumerate(g.tids))
+    out, i, n = [], 0, len(cheap)
+    while i < n:
+        j = i + 1
+        while j < n and cheap[j][0] == cheap[i][0]:
+            j += 1
+        if j - i == 1:
+            out.append(cheap[i][1])
+        else:
+            out += [k for _, k in sorted((_thread_key(s, g.tids[k], _names(g, k)), k) for _, k in cheap[i:j])]
+        i = j
+    return out
+
+
+def canonical_threads(groups, s: State):
+    """(the state with each group of interchangeable threads sorted by
+    ``_order``, the thread renaming as a tuple new_tid[old_tid], or None
+    when nothing moved)."""
+    tmap, smap, cmap = {}, {}, {}
+    for g in groups:
+        order = _order(s, g)
+        for j, k in enumerate(order):            # slot j takes thread k
+            if k == j:
+                continue
+            tmap[g.tids[k]] = g.tids[j]
+            cmap[g.cpus[k]] = g.cpus[j]
+            for a, b in zip(g.own[k], g.own[j]):
+                smap[a] = b
+    if not tmap:
+        return s, None
+    ns = permute_threads(s, tmap, smap, cmap)
     return ns, tuple(tmap.get(i, i) for i in range(len(s.threads)))

@@ -18,7 +18,9 @@ trace of labels, events and bugs.  ``compare`` prints every difference and exits
 is one; ``verdicts FILE`` compares, within one record, each reduction's
 verdict kinds, model bugs and stuck states with plain search's; ``modes``
 runs plain search against ``symmetry="procs"`` on random scenarios with
-interchangeable processes (``symmetric_case``; the catalog has none).
+interchangeable processes (``symmetric_case``; the catalog has none), or
+(``--mode threads``) against ``symmetry="threads"`` on random scenarios
+with interchangeable threads of one process (``symmetric_threads_case``).
 ``--races`` keeps the race cases only; ``--jobs N`` runs N processes.
 """
 from __future__ import annotations
@@ -52,7 +54,15 @@ def _two_family():
 
 #: the searches run on each catalog case x design: plain first (the two-family case runs plain only)
 MODES = {"plain": {}, "por": {"por": True}, "symmetry": {"symmetry": True}, "dpor": {"dpor": True},
-         "procs": {"symmetry": "procs"}}
+         "procs": {"symmetry": "procs"}, "threads": {"symmetry": "threads"}}
+
+#: what ``record`` runs on the catalog: "threads" is left out (no catalog case has interchangeable threads, so it is
+#: the "procs" search there -- tests/explore/test_symmetry_threads.py checks that -- and records stay comparable
+#: with those made before it)
+RECORD_MODES = [m for m in MODES if m != "threads"]
+
+#: the reductions ``modes`` checks against plain search on random scenarios, and their scenario makers
+MODE_CASES = {"procs": "symmetric_case", "threads": "symmetric_threads_case"}
 
 
 def symmetric_case(seed: int, kids: int = 2):
@@ -115,6 +125,87 @@ def symmetric_case(seed: int, kids: int = 2):
     return s.build()
 
 
+def symmetric_threads_case(seed: int, threads: int = 2):
+    """A random scenario with interchangeable threads of one process (what
+    ``symmetry="threads"`` permutes): a process maps and writes one or two
+    pages (maybe a THP, maybe pins or vmsplices one), then ``threads``
+    further threads (each on a CPU of its own) run the same random operations
+    concurrently, their pins', pipes' and events' names their own or shared;
+    the main thread maybe runs those operations too (after its set-up: it is
+    not permuted with them) or others; maybe one more thread runs something
+    else (reclaim, a write, a fork whose child writes, a drain of every CPU)."""
+    import random
+    from cowlab.scenario import Script
+    rng = random.Random(seed)
+    pages = rng.choice((1, 2))
+    s = Script(f"tsym-{seed}-t{threads}", pages=pages)
+    p = s.process("p")
+    names = [f"p.t{i}" for i in range(1, threads + 1)]
+    for n in names:
+        s.cpu("p", n)
+    p.mmap(0, pages=pages, thp=pages == 2 and rng.random() < 0.3)
+    for a in range(pages):
+        p.write(a)
+    if rng.random() < 0.2:
+        p.pin_longterm(0, pin="pp")
+    if rng.random() < 0.2:
+        p.vmsplice(0, pipe="pipe.p")
+    if rng.random() < 0.5:
+        p.lru_add_drain()
+    own = rng.random() < 0.7
+
+    def body():
+        out = []
+        for _ in range(rng.randint(1, 3)):
+            a = rng.randrange(pages)
+            k = rng.choice(("write", "write", "read", "pin", "pin", "gup", "vmsplice", "munmap", "mprotect",
+                            "pageout", "drain"))
+            if k == "write":
+                out.append(("write", {"addr": a}))
+            elif k == "read":
+                out.append(("read", {"addr": a}))
+            elif k == "pin":
+                out += [("pin_longterm", {"addr": a, "pin": "q.@", "fast": rng.random() < 0.5}),
+                        ("unpin", {"pin": "q.@"})][:rng.choice((1, 2, 2))]
+            elif k == "gup":
+                out += [("get_user_pages", {"addr": a, "pin": "g.@", "write": rng.random() < 0.5}),
+                        ("put_user_pages", {"pin": "g.@"})][:rng.choice((1, 2))]
+            elif k == "vmsplice":
+                out += [("vmsplice", {"addr": a, "pipe": "pipe.@"}), ("pipe_read", {"pipe": "pipe.@"})][
+                    :rng.choice((1, 2))]
+            elif k == "munmap":
+                out.append(("munmap", {"addr": a}))
+            elif k == "mprotect":
+                out.append(("mprotect", {"addr": a, "prot": "r"}))
+            elif k == "pageout":
+                out.append(("pageout", {"addr": a}))
+            else:
+                out.append(("lru_add_drain", {}))
+        return out
+
+    def tagged(ops, tag):
+        return [(o, {k: (v.replace("@", tag) if isinstance(v, str) else v) for k, v in a.items()}) for o, a in ops]
+
+    group = body()
+    par = {n: tagged(group, f"t{i + 1}x" if own else "x") for i, n in enumerate(names)}
+    main = rng.choice(("none", "none", "same", "other"))
+    if main != "none":
+        par["p"] = tagged(group if main == "same" else body(), "t0x" if own else "x")
+    extra = rng.choice((None, None, "pageout", "write", "fork", "drain"))
+    if extra:
+        s.cpu("p", "p.other")
+        if extra == "fork":
+            s.process("c")
+            par["p.other"] = [("fork", {"child": "c"})]
+            par["c"] = [("write", {"addr": 0})]
+        elif extra == "drain":
+            par["p.other"] = [("lru_add_drain", {"all": True})]
+        else:
+            par["p.other"] = [(extra, {"addr": 0})]
+    s.parallel(par)
+    return s.build()
+
+
 def result(case, design: str, mode: str = "plain", max_states: int = MAX_STATES) -> dict:
     """The comparable outcome of one search."""
     m = CowModel(case, designs.load(design))
@@ -160,7 +251,7 @@ def _one(job):
 
 
 def record(path: str, races_only: bool, jobs: int) -> None:
-    work = [(c.id, d, False, mode) for c in _cases(races_only) for d in designs.names() for mode in MODES]
+    work = [(c.id, d, False, mode) for c in _cases(races_only) for d in designs.names() for mode in RECORD_MODES]
     work.append(("race-fork-gup-fast+race-reclaim-pin", "linux-5.9", True, "plain"))
     work += [(c.id, d, False, "sequential") for c in _cases(races_only) for d in designs.names()]
     if not races_only:
@@ -220,7 +311,7 @@ def compare_verdicts(path: str) -> int:
         if not k.endswith(" plain") or "error" in v or "limit" in v.get("reason", ""):
             continue
         base = k[:-len(" plain")]
-        for mode in MODES:
+        for mode in RECORD_MODES:
             w = R.get(f"{base} {mode}")
             if mode == "plain" or w is None or "error" in w or "limit" in w.get("reason", ""):
                 continue
@@ -257,12 +348,14 @@ def verdicts_of(model, rep) -> dict:
 
 def compare_modes(seeds: int, kids: int, mode: str = "procs") -> int:
     """Plain search against ``mode`` on ``seeds`` random symmetric scenarios
-    (``symmetric_case``) x every design: the verdicts (``verdicts_of``) must
-    be equal, the witnesses replay."""
+    (``symmetric_case`` with ``kids`` children for "procs",
+    ``symmetric_threads_case`` with ``kids`` threads for "threads") x every
+    design: the verdicts (``verdicts_of``) must be equal, the witnesses replay."""
     diffs = n = limited = 0
     plain_states = red_states = 0
+    make = globals()[MODE_CASES[mode]]
     for seed in range(seeds):
-        case = symmetric_case(seed, kids)
+        case = make(seed, kids)
         for d in designs.names():
             lim = Limits(max_states=MAX_STATES, max_seconds=1e9)
             res = {}
@@ -298,16 +391,18 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare")
     c.add_argument("a")
     c.add_argument("b")
-    mo = sub.add_parser("modes", help="plain search against --symmetry=procs on random symmetric scenarios")
+    mo = sub.add_parser("modes", help="plain search against --symmetry=procs (or threads) on random symmetric "
+                                      "scenarios")
     mo.add_argument("--seeds", type=int, default=40)
-    mo.add_argument("--kids", type=int, default=2)
+    mo.add_argument("--kids", type=int, default=2, help="children (procs) or threads (threads) that run alike")
+    mo.add_argument("--mode", choices=sorted(MODE_CASES), default="procs")
     ve = sub.add_parser("verdicts", help="in one record, every reduction's verdicts against plain search's")
     ve.add_argument("record")
     a = ap.parse_args(argv)
     if a.cmd == "verdicts":
         return compare_verdicts(a.record)
     if a.cmd == "modes":
-        return compare_modes(a.seeds, a.kids)
+        return compare_modes(a.seeds, a.kids, a.mode)
     if a.cmd == "record":
         record(a.out, a.races, a.jobs)
         return 0

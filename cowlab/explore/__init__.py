@@ -150,6 +150,11 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     (``explore.dpor``: depth-first, witnesses not necessarily shortest; the
     model must have ``footprint`` and ``dependent``; overrides ``order``,
     ``por`` and ``symmetry``);
+    ``symmetry``: True merges states equal up to the model's ``canonical``
+    (page frames and swap slots renamed); "procs" also up to permuting
+    interchangeable processes, "threads" processes and interchangeable
+    threads (``canonical_perm(state[, "threads"])``: the representative and the
+    thread renaming, kept in the parent links so traces name the real threads);
     ``fingerprints``: hash compaction -- the visited set keeps a 64-bit
     fingerprint of each state (and its parent's, for the trace), not the
     state; two states with one fingerprint are taken for one, so a
@@ -169,11 +174,13 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         return _explore_dpor(model, limits, stop_on_first, progress, expect_stuck)
     rep = Report()
     canon = model.canonical if symmetry and hasattr(model, "canonical") else (lambda x: x)
-    # symmetry="procs": processes too (``canonical_perm``: the state and the thread renaming it applied);
-    # static POR's groups are thread ids, which the renaming would mix: "procs" searches without it
-    procs = symmetry == "procs" and hasattr(model, "canonical_perm")
+    # symmetry="procs": processes too (``canonical_perm``: the state and the thread renaming it applied),
+    # "threads": and threads; static POR's groups are thread ids, which the renaming would mix: searched without it
+    procs = symmetry in ("procs", "threads") and hasattr(model, "canonical_perm")
     if procs:
         por = False
+        perm = model.canonical_perm if symmetry == "procs" else (lambda x: model.canonical_perm(x, symmetry))
+        notes = model.symmetry_notes(symmetry) if hasattr(model, "symmetry_notes") else []
     groups = model.independent_groups() if por and hasattr(model, "independent_groups") else None
     if groups is not None and len(groups) < 2:
         groups = None
@@ -182,7 +189,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
     next_poll = t0
     s0 = canon(model.init_state())
     if procs:
-        s0, tm0 = model.canonical_perm(model.init_state())
+        s0, tm0 = perm(model.init_state())
         if tm0 is not None:
             raise ValueError("symmetry over processes: the initial state is not its own representative")
     if fingerprints:
@@ -190,7 +197,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         store = parents = FingerprintStore(model.nthreads, with_depth=groups is not None)
         store.add(_fingerprint(s0), NO_PARENT, 0)
         depth_of = {}
-        fcanon = model.canonical_perm if procs else (lambda x: (canon(x), None))
+        fcanon = perm if procs else (lambda x: (canon(x), None))
 
         def trace(i, last=None):
             return _trace_of_links(store.trace(model, s0, i, fcanon), last)
@@ -237,7 +244,7 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
                 for tid in range(n):
                     tr = model.step(s, tid)
                     if tr is not None:
-                        cs, tm = model.canonical_perm(tr.state)
+                        cs, tm = perm(tr.state)
                         succ.append((tid, tr._replace(state=cs), tm))
             else:
                 succ = [(tid, tr._replace(state=canon(tr.state)) if symmetry else tr, None)
@@ -303,6 +310,8 @@ def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first:
         if not isinstance(frontier, deque):
             frontier.close()
     _stuck(rep, expect_stuck)
+    if procs and notes:
+        rep.reason = "; ".join([rep.reason] * bool(rep.reason) + notes)
     rep.states = len(parents)
     rep.seconds = time.monotonic() - t0
     if fingerprints:
