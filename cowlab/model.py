@@ -109,7 +109,7 @@ class CowModel:
         self.proc_groups = process_groups(case, self.tmm, self.cpu_of)
         #: interchangeable threads of one process (``thread_groups``), permuted by ``canonical_perm``
         #: (symmetry="threads"), and why threads that run alike are not
-        self.thread_groups, self.thread_refusals = thread_groups(case, self.tmm, self.cpu_of)
+        self.thread_groups, self.thread_refusals = thread_groups(case, self.tmm, self.cpu_of, self.proc_groups)
 
     def init_state(self) -> State:
         n = self.case.pages
@@ -600,23 +600,47 @@ def permute_processes(s: State, mmap_: dict, tmap: dict, smap: dict) -> State:
     def M(i):
         return mmap_.get(i, i)
 
+    ren = _renamer(tmap, smap)
+    n = len(s.mms)
+    inv = {M(i): i for i in range(n)}
+    mms = tuple(s.mms[inv[j]] for j in range(n))
+    mms = tuple(m._replace(ptl=tmap.get(m.ptl, m.ptl)) if m.ptl >= 0 else m for m in mms)
+    threads = _permuted_threads(s, tmap, ren)
+    refs = tuple(sorted(r._replace(mm=M(r.mm) if r.mm >= 0 else r.mm, owner=ren(r.owner)) for r in s.refs))
+    sp = s.spec
+    spec = sp._replace(value=tuple(sp.value[inv[j]] for j in range(n)),
+                       history=tuple(sp.history[inv[j]] for j in range(n)),
+                       detached=frozenset((k, ren(o), M(m) if m >= 0 else m, a, ta) for k, o, m, a, ta in sp.detached),
+                       dma=frozenset((M(m), tok) for m, tok in sp.dma))
+    signals = frozenset(ren(e) for e in s.signals)
+    return s._replace(mms=mms, threads=threads, refs=refs, spec=spec, signals=signals)
+
+
+def _renamer(tmap: dict, smap: dict, cmap: dict | None = None):
+    """The renaming of a name a reference, a frame, a detached reference or an
+    event holds: an own string v becomes ``smap[v]``, ``t<tid>`` the thread
+    ``tmap[tid]``, ``cpu<n>`` (with ``cmap``) the CPU ``cmap[n]``; an owner is a
+    name or "process:name" (a pin's, a pipe's, a buffer's holder), renamed part
+    by part; anything else is kept."""
     def ren1(v):
         if v in smap:
             return smap[v]
         if v[:1] == "t" and v[1:].isdigit():
             return f"t{tmap.get(int(v[1:]), int(v[1:]))}"
+        if cmap and v[:3] == "cpu" and v[3:].isdigit():
+            return f"cpu{cmap.get(int(v[3:]), int(v[3:]))}"
         return v
 
     def ren(v):
-        # an owner is a name or "process:name" (a pin's, a pipe's, a buffer's holder)
         if isinstance(v, str):
             return ":".join(ren1(x) for x in v.split(":")) if ":" in v else ren1(v)
         return v
+    return ren
 
-    n = len(s.mms)
-    inv = {M(i): i for i in range(n)}
-    mms = tuple(s.mms[inv[j]] for j in range(n))
-    mms = tuple(m._replace(ptl=tmap.get(m.ptl, m.ptl)) if m.ptl >= 0 else m for m in mms)
+
+def _permuted_threads(s: State, tmap: dict, ren) -> tuple:
+    """The threads of ``s`` in their new order (thread t at ``tmap[t]``), the
+    names in their kernel stacks renamed by ``ren``."""
     nt = len(s.threads)
     tinv = {tmap.get(i, i): i for i in range(nt)}
     threads = []
@@ -625,14 +649,7 @@ def permute_processes(s: State, mmap_: dict, tmap: dict, smap: dict) -> State:
         if t.stack:
             t = t._replace(stack=tuple((lb, _rename_owner(fr, ren)) for lb, fr in t.stack))
         threads.append(t)
-    refs = tuple(sorted(r._replace(mm=M(r.mm) if r.mm >= 0 else r.mm, owner=ren(r.owner)) for r in s.refs))
-    sp = s.spec
-    spec = sp._replace(value=tuple(sp.value[inv[j]] for j in range(n)),
-                       history=tuple(sp.history[inv[j]] for j in range(n)),
-                       detached=frozenset((k, ren(o), M(m) if m >= 0 else m, a, ta) for k, o, m, a, ta in sp.detached),
-                       dma=frozenset((M(m), tok) for m, tok in sp.dma))
-    signals = frozenset(ren(e) for e in s.signals)
-    return s._replace(mms=mms, threads=tuple(threads), refs=refs, spec=spec, signals=signals)
+    return tuple(threads)
 
 
 def _rename_owner(fr, ren):
@@ -735,7 +752,7 @@ def _signature(ops, own) -> tuple:
                  for op in ops)
 
 
-def thread_groups(case, tmm, cpus):
+def thread_groups(case, tmm, cpus, proc_groups=None):
     """(the groups of interchangeable threads of a case (``ThreadGroup``),
     the reasons threads that run alike are not grouped).  Threads are grouped
     by the signature of their whole operation lists; a thread joins only when
@@ -744,7 +761,8 @@ def thread_groups(case, tmm, cpus):
     kernel code makes up (``t<tid>``, ``cpu<n>``, ``a:b``) and no process's,
     it forks no child (that would permute processes too), it is not its
     process's main thread and its process is in no group of interchangeable
-    processes.  A thread whose operations end like a group's after operations
+    processes (``proc_groups``: the case's ``process_groups``, worked out
+    when not given).  A thread whose operations end like a group's after operations
     of its own (the main thread's set-up before a ``parallel`` block) does not
     join it: such a thread is told apart by where it starts (a thread that has
     not started is not forked yet), so swapping it with one of the group is no
@@ -759,13 +777,16 @@ def thread_groups(case, tmm, cpus):
     for c in cpus:
         ncpu[c] = ncpu.get(c, 0) + 1
     procs = set(case.processes)
-    grouped_procs = {mm for g in process_groups(case, tmm, cpus) for mm in g.procs}
+    if proc_groups is None:
+        proc_groups = process_groups(case, tmm, cpus)
+    grouped_procs = {mm for g in proc_groups for mm in g.procs}
 
-    def own_of(i):
-        return tuple(dict.fromkeys(v for v in _op_strings(threads[i].ops) if users[v] == {i}))
+    def own_of(i, ops=None):
+        """The strings only thread i uses, in order of first use in ``ops`` (its whole list by default)."""
+        return tuple(dict.fromkeys(v for v in _op_strings(threads[i].ops if ops is None else ops) if users[v] == {i}))
 
     def sig(i, ops):
-        return (tmm[i], _signature(ops, tuple(dict.fromkeys(v for v in _op_strings(ops) if users[v] == {i}))))
+        return (tmm[i], _signature(ops, own_of(i, ops)))
 
     members = {}                                   # signature -> [tid]
     for i in range(n):
@@ -774,7 +795,7 @@ def thread_groups(case, tmm, cpus):
     for sg, ts in members.items():
         names = ", ".join(threads[i].name for i in ts)
         # threads that run this group's operations after a prefix of their own
-        late = [i for i in range(n) if i not in ts and len(ts) >= 1 and len(threads[i].ops) > len(sg[1])
+        late = [i for i in range(n) if i not in ts and len(threads[i].ops) > len(sg[1])
                 and sig(i, threads[i].ops[len(threads[i].ops) - len(sg[1]):]) == sg]
         if late and len(ts) + len(late) >= 2:
             refused.append(f"thread{'s' * (len(late) > 1)} {', '.join(threads[i].name for i in late)} "
@@ -814,34 +835,14 @@ def permute_threads(s: State, tmap: dict, smap: dict, cmap: dict) -> State:
     (``t<tid>``, ``cpu<n>`` of an lru_add batch, a pin's or pipe's
     ``process:name``), the oracle's detached references and the signalled
     events."""
-    def ren1(v):
-        if v in smap:
-            return smap[v]
-        if v[:1] == "t" and v[1:].isdigit():
-            return f"t{tmap.get(int(v[1:]), int(v[1:]))}"
-        if v[:3] == "cpu" and v[3:].isdigit():
-            return f"cpu{cmap.get(int(v[3:]), int(v[3:]))}"
-        return v
-
-    def ren(v):
-        if isinstance(v, str):
-            return ":".join(ren1(x) for x in v.split(":")) if ":" in v else ren1(v)
-        return v
-
-    nt = len(s.threads)
-    tinv = {tmap.get(i, i): i for i in range(nt)}
-    threads = []
-    for j in range(nt):
-        t = s.threads[tinv[j]]
-        if t.stack:
-            t = t._replace(stack=tuple((lb, _rename_owner(fr, ren)) for lb, fr in t.stack))
-        threads.append(t)
+    ren = _renamer(tmap, smap, cmap)
+    threads = _permuted_threads(s, tmap, ren)
     mms = tuple(m._replace(ptl=tmap[m.ptl]) if m.ptl in tmap else m for m in s.mms)
     refs = tuple(sorted(r._replace(owner=ren(r.owner)) for r in s.refs))
     sp = s.spec
     spec = sp._replace(detached=frozenset((k, ren(o), m, a, ta) for k, o, m, a, ta in sp.detached))
     signals = frozenset(ren(e) for e in s.signals)
-    return s._replace(mms=mms, threads=tuple(threads), refs=refs, spec=spec, signals=signals)
+    return s._replace(mms=mms, threads=threads, refs=refs, spec=spec, signals=signals)
 
 
 def _thread_key(s: State, tid: int, names: dict) -> tuple:

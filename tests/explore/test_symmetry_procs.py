@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections import deque
 
 import pytest
 
@@ -20,35 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from benchmarks.explore import procs_case  # noqa: E402
 from tools.explore_equality import symmetric_case, verdicts_of  # noqa: E402
 
-
-def _reachable(m):
-    s0 = m.init_state()
-    seen = {s0}
-    todo = deque([s0])
-    while todo:
-        s = todo.popleft()
-        for t in range(m.nthreads):
-            tr = m.step(s, t)
-            if tr is not None and tr.state not in seen:
-                seen.add(tr.state)
-                todo.append(tr.state)
-    return seen
-
-
-def _reduced(m):
-    s0, _ = m.canonical_perm(m.init_state())
-    seen = {s0}
-    todo = deque([s0])
-    while todo:
-        s = todo.popleft()
-        for t in range(m.nthreads):
-            tr = m.step(s, t)
-            if tr is not None:
-                c, _ = m.canonical_perm(tr.state)
-                if c not in seen:
-                    seen.add(c)
-                    todo.append(c)
-    return seen
+from ._symmetry import assert_reduced_is_plain_up_to_permutation, reachable  # noqa: E402
 
 
 def _orbit(m, s):
@@ -74,13 +45,7 @@ def test_reduced_states_are_the_plain_states_up_to_permutation(seed):
     permutation the reduced search keeps (nothing lost)."""
     m = CowModel(symmetric_case(seed), designs.load("linux-5.9"))
     assert m.proc_groups
-    plain = _reachable(m)
-    orbits = [_orbit(m, s) for s in plain]
-    allowed = set().union(*orbits)
-    red = _reduced(m)
-    assert red <= allowed
-    assert all(o & red for o in orbits)
-    assert len(red) < len({canonical(s) for s in plain})
+    assert_reduced_is_plain_up_to_permutation(m, _orbit)
 
 
 @pytest.mark.parametrize("seed", range(12))
@@ -172,7 +137,7 @@ def test_swapping_twice_gives_the_state_back(seed):
     tm = dict(zip(g.tids[0], g.tids[1])) | dict(zip(g.tids[1], g.tids[0]))
     sm = dict(zip(g.own[0], g.own[1])) | dict(zip(g.own[1], g.own[0]))
     moved = 0
-    for s in _reachable(m):
+    for s in reachable(m):
         once = permute_processes(s, mm, tm, sm)
         assert permute_processes(once, mm, tm, sm) == s
         moved += once != s

@@ -11,7 +11,6 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-from collections import deque
 
 import pytest
 
@@ -24,37 +23,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from benchmarks.explore import threads_case  # noqa: E402
 from tools.explore_equality import symmetric_threads_case, verdicts_of  # noqa: E402
 
-
-def _reachable(m, limit=None):
-    """The reachable states (breadth-first; the first ``limit`` of them)."""
-    s0 = m.init_state()
-    seen = {s0}
-    todo = deque([s0])
-    while todo and (limit is None or len(seen) < limit):
-        s = todo.popleft()
-        for t in range(m.nthreads):
-            tr = m.step(s, t)
-            if tr is not None and tr.state not in seen:
-                seen.add(tr.state)
-                todo.append(tr.state)
-    return seen
-
-
-def _reduced(m):
-    s0, tm = m.canonical_perm(m.init_state(), "threads")
-    assert tm is None
-    seen = {s0}
-    todo = deque([s0])
-    while todo:
-        s = todo.popleft()
-        for t in range(m.nthreads):
-            tr = m.step(s, t)
-            if tr is not None:
-                c, _ = m.canonical_perm(tr.state, "threads")
-                if c not in seen:
-                    seen.add(c)
-                    todo.append(c)
-    return seen
+from ._symmetry import assert_reduced_is_plain_up_to_permutation, reachable  # noqa: E402
 
 
 def _perm_maps(g, order):
@@ -108,7 +77,7 @@ def test_a_permutation_of_the_group_maps_every_step_to_a_step(seed, design):
         for order in itertools.permutations(range(len(g.tids))):
             if list(order) != sorted(order):
                 perms.append(_perm_maps(g, order))
-    for s in _reachable(m, limit=2_000):
+    for s in reachable(m, limit=2_000):
         for tm, sm, cm in perms:
             ps = permute_threads(s, tm, sm, cm)
             assert m.is_done(ps) == m.is_done(s)
@@ -131,13 +100,7 @@ def test_reduced_states_are_the_plain_states_up_to_permutation(name, case):
     permutation the reduced search keeps (nothing lost)."""
     m = CowModel(case, designs.load("linux-5.9"))
     assert len(m.thread_groups) == 1 and not m.proc_groups
-    plain = _reachable(m)
-    orbits = [_orbit(m, s) for s in plain]
-    allowed = set().union(*orbits)
-    red = _reduced(m)
-    assert red <= allowed
-    assert all(o & red for o in orbits)
-    assert len(red) < len({canonical(s) for s in plain})
+    assert_reduced_is_plain_up_to_permutation(m, _orbit, "threads")
 
 
 @pytest.mark.parametrize("seed", range(16))
@@ -187,7 +150,7 @@ def test_swapping_twice_gives_the_state_back():
     fwd = _perm_maps(g, (1, 0))
     moved = 0
     seen_fields = set()
-    for s in _reachable(m):
+    for s in reachable(m):
         once = permute_threads(s, *fwd)
         assert permute_threads(once, *fwd) == s
         moved += once != s
