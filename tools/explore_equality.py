@@ -383,9 +383,9 @@ def compare_modes(seeds: int, kids: int, mode: str = "procs", start: int = 0) ->
                     diffs += 1
                     print(f"{case.id} @ {d}: plain (limited) {P} not within {mode} {R}")
                 continue
-            if res["plain"] != res[mode] or not res[mode]["replays"]:
+            if P != R or not R["replays"]:
                 diffs += 1
-                print(f"{case.id} @ {d}: plain {res['plain']} != {mode} {res[mode]}")
+                print(f"{case.id} @ {d}: plain {P} != {mode} {R}")
     print(f"{n} case x design pairs ({limited} where plain search hit the state limit {MAX_STATES:,}, {both} of "
           f"them where the reduced one did too: not compared), "
           f"plain {plain_states:,} states, {mode} {red_states:,}; "
