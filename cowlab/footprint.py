@@ -13,7 +13,7 @@ two are dependent (``CowModel.dependent``).  Here a footprint is
   ``("vmas", mm)``, ``("alive", mm)``, ``("mmflags", mm)``, ``("mmap_lock", mm)``,
   ``("ptl", mm)``, ``("wps", mm)`` (write_protect_seq), ``("sig", event)`` a
   sync event, ``("inflight", mm, addr)`` a mapping a path declares in flight,
-  ``("pin", mm, addr)`` the coherence of the pins at that address, ``("irqs", tid)``
+  ``("pin", mm, addr, owner)`` the coherence of one pin, ``("irqs", tid)``
   whether a thread runs with IRQs off (gup-fast; tlb_remove_table_sync_one() waits for it);
 * ``rgroups``: whole classes a step read (``("mm", i)``: mm i used whole;
   ``("ptes", i)``/``("pmds", i)``: every entry of its page tables; ``("f", pfn)``:
@@ -28,11 +28,23 @@ are recorded while the step runs (``TrackingKernel``): the helpers name what
 they read, and a direct scan of a class reads the whole class.  The oracle
 judges a step by its effects against the whole state, so a step with effects
 (a store, a load, a copy, a fork, ...) is ``glob``; a step without effects can
-only change which pins are disconnected, so it reads and writes
-``("pin", mm, addr)`` for every coherent pin whose inputs (its pte or pmd, the
-references and folio of its page, its mm's liveness, mappings in flight at its
-address) it writes.  The model's own invariant checks are not part of a
-footprint: a reduced search checks them on the states it visits.
+only change which pins are disconnected, so it writes
+``("pin", mm, addr, owner)`` for every coherent pin it takes or drops and every
+one whose inputs in ``disconnected()`` (its pte or pmd, its mm's liveness,
+mappings in flight at its address, for a swap pte its folio's existence,
+flags and swap entries) it writes.  The model's own invariant checks are not
+part of a footprint: a reduced search checks them on the states it visits.
+
+* ``incs``: keys the step only incremented -- ``mmap_read_lock``, and what
+  ``add_ref`` (get_page / try_grab_folio) changes: the refcount and pincount,
+  the references on the folio and the process's lasting ones.  Two increments
+  commute; an increment conflicts with any read or write of the key.
+* ``decs``: what a ``drop_ref`` (put_page / unpin_user_page) that leaves the
+  folio in use changes.  A decrement commutes with an increment but not with
+  another decrement (of two drops, either could be the one that frees), nor
+  with a read or write.  A drop that frees the folio reads its counts.
+  A key stays a write when the step also reads it elsewhere, reads the folio
+  or its references whole, or allocated the folio (``_increments``).
 
 Page frames, swap slots and content tokens are interchangeable identities
 (allocation takes any free one; no verdict names one), so allocating one is
@@ -67,21 +79,22 @@ class Footprint:
     increments (and the classes it writes) and of what it reads or writes
     (and the classes it reads): two steps can be dependent only if one's
     ``wbits`` meets the other's ``abits`` (``dependent`` tests that first)."""
-    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs", "wbits", "abits")
+    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs", "decs", "wbits", "abits")
 
     def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False,
-                 incs=frozenset()):
+                 incs=frozenset(), decs=frozenset()):
         self.reads, self.writes, self.rgroups, self.wgroups, self.glob = reads, writes, rgroups, wgroups, glob
-        self.incs = incs
+        self.incs, self.decs = incs, decs
         if glob:
             self.wbits = self.abits = -1
         else:
             w = _bits(writes, wgroups)
-            self.wbits = w | _bits(incs) if incs else w
-            self.abits = w | _bits(reads, rgroups)
+            d = _bits(decs) if decs else 0
+            self.wbits = (w | _bits(incs) if incs else w) | d
+            self.abits = w | _bits(reads, rgroups) | d
 
     def _key(self):
-        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups, self.incs)
+        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups, self.incs, self.decs)
 
     def __eq__(self, other):
         return type(other) is Footprint and self._key() == other._key()
@@ -108,16 +121,21 @@ def dependent(a: Footprint, b: Footprint) -> bool:
     aw, bw = a.writes, b.writes
     if (a.incs and (a.incs & b.reads or a.incs & bw)) or (b.incs and (b.incs & a.reads or b.incs & aw)):
         return True
+    if (a.decs and (a.decs & b.reads or a.decs & bw or a.decs & b.decs)) or (b.decs and (b.decs & a.reads
+                                                                                    or b.decs & aw)):
+        return True
     return bool((aw and (aw & b.reads or aw & bw)) or (bw and bw & a.reads)
                 or (a.wgroups and a.wgroups & b.rgroups) or (b.wgroups and b.wgroups & a.rgroups))
 
 
 class _Rec:
-    __slots__ = ("reads", "groups", "quiet", "fresh")
+    __slots__ = ("reads", "groups", "quiet", "fresh", "gets", "puts")
 
     def __init__(self):
         self.reads, self.groups, self.quiet = set(), set(), 0
         self.fresh = set()       # ("f", pfn) / ("sw", slot) this step allocated
+        self.gets = set()        # the keys add_ref() incremented (see ``_add_ref``)
+        self.puts = set()        # the keys drop_ref() decremented without freeing the folio (``_drop_ref``)
 
 
 class _TList(list):
@@ -464,6 +482,85 @@ _quiet_alloc_folio, _quiet_swap_alloc = TrackingKernel.alloc_folio, TrackingKern
 TrackingKernel.alloc_folio, TrackingKernel.swap_alloc = _alloc_folio, _swap_alloc
 
 
+def _add_ref(self, kind, pfn, idx=0, owner="", mm=-1, addr=-1, gup_flags=0):
+    """``Kernel.add_ref`` tracked: it reads whether the folio exists and its
+    flags (small or large), and increments its refcount (and pincount), the
+    references on it and, for a lasting reference, those its process holds
+    (``_Rec.gets``; ``footprint`` keeps them as increments when the step reads
+    them nowhere else)."""
+    rec = self.rec
+    if rec.quiet:
+        return Kernel.add_ref(self, kind, pfn, idx, owner, mm, addr, gup_flags)
+    rec.reads.add(("f", pfn, "*"))
+    rec.reads.add(("f", pfn, "flags"))
+    gets = rec.gets
+    gets.add(("f", pfn, "refcount"))
+    gets.add(("f", pfn, "pincount"))
+    gets.add(("refs", pfn))
+    if kind not in TRANSIENT_REFS:
+        gets.add(("refo", pfn, mm))
+    rec.quiet += 1
+    try:
+        return Kernel.add_ref(self, kind, pfn, idx, owner, mm, addr, gup_flags)
+    finally:
+        rec.quiet -= 1
+
+
+TrackingKernel.add_ref = _add_ref
+
+
+def _drop_ref(self, r):
+    """``Kernel.drop_ref`` tracked: dropping a reference that leaves the folio
+    in use decrements what ``add_ref`` increments (``_Rec.puts``): it commutes
+    with taking one, not with another drop (one of two drops may be the one that
+    frees).  A drop that frees the folio read its counts (a write, as before)."""
+    rec = self.rec
+    if rec.quiet:
+        return Kernel.drop_ref(self, r)
+    pfn = r.pfn
+    rec.reads.add(("f", pfn, "*"))
+    rec.reads.add(("f", pfn, "flags"))
+    rec.quiet += 1
+    try:
+        Kernel.drop_ref(self, r)
+    finally:
+        rec.quiet -= 1
+    if list.__getitem__(self.folios, pfn) is None:
+        rec.reads.update((("f", pfn, "refcount"), ("f", pfn, "mapcount"), ("f", pfn, "entire_mapcount"),
+                          ("refs", pfn)))
+        return
+    puts = rec.puts
+    puts.add(("f", pfn, "refcount"))
+    puts.add(("f", pfn, "pincount"))
+    puts.add(("refs", pfn))
+    if r.kind not in TRANSIENT_REFS:
+        puts.add(("refo", pfn, r.mm))
+
+
+TrackingKernel.drop_ref = _drop_ref
+
+
+def _increments(rec, writes: set, incs: set, decs: set) -> None:
+    """Move from ``writes`` to ``incs`` what the step changed only by taking
+    references (``add_ref``): two ``get_page()``s commute (an atomic increment
+    each, the holders' records a set), and either conflicts with any step that
+    reads or writes the count.  A key stays a write when the step also read it,
+    its folio whole, or the references (on that folio or all of them)."""
+    groups, reads = rec.groups, rec.reads
+    if ("f",) in groups or ("refs",) in groups:
+        return
+    gets, puts, fresh = rec.gets, rec.puts, rec.fresh
+    for k in gets | puts:
+        if k not in writes or k in reads:
+            continue
+        pfn = k[1]
+        if pfn in fresh or ("f", pfn) in groups or ("f", pfn) in reads or ("refs", pfn) in reads:
+            continue              # (a folio the step allocated: its keys are left out, ``_drop_fresh``)
+        writes.discard(k)
+        # (a step that took and dropped: a decrement, which conflicts with both)
+        (decs if k in puts else incs).add(k)
+
+
 def _drop_fresh(keys, fresh):
     """A frame or slot free before the step is no other step's business (allocation
     takes any free one): keys naming what the step allocated are left out (its
@@ -567,17 +664,33 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
             w.add(("inflight", mm, a))
             w.add(("ifp", pfn))
         groups.add(("inflight",))
-    # pins whose coherence inputs the step wrote
+    # pins whose coherence the step may change: one it takes or drops, one whose inputs it writes
     if w:
-        for r in set(before.refs) | set(after.refs):
-            if r.kind in TRANSIENT_REFS or not coherent(r.gup_flags) or r.mm < 0:
-                continue
-            ins = (("pte", r.mm, r.addr), ("pmd", r.mm, r.addr // nr), ("refs", r.pfn),
-                   ("alive", r.mm), ("inflight", r.mm, r.addr))
-            # (disconnected() reads the folio only for a swap pte: whether it exists, its flags and swap entries)
-            if any(x in w for x in ins) or any(("f", r.pfn, x) in w for x in ("*", "flags", "swap")):
-                w.add(("pin", r.mm, r.addr))
+        ra = rb = ()
+        if before.refs is not after.refs:
+            ra, rb = set(before.refs), set(after.refs)
+            for r in ra ^ rb:
+                if r.kind not in TRANSIENT_REFS and coherent(r.gup_flags) and r.mm >= 0:
+                    w.add(("pin", r.mm, r.addr, r.owner))
+        for r in ra or before.refs:
+            _pin_inputs(r, w, nr)
+        if rb:
+            for r in rb - ra:
+                _pin_inputs(r, w, nr)
     return w, groups
+
+
+def _pin_inputs(r, w, nr):
+    """``("pin", mm, addr, owner)`` into ``w`` when ``r`` is a coherent pin whose
+    inputs in ``disconnected()`` are in ``w``: its pte or pmd, its mm's liveness,
+    a mapping in flight at its address, and for a swap pte whether its folio
+    exists, its flags and swap entries."""
+    if r.kind in TRANSIENT_REFS or not coherent(r.gup_flags) or r.mm < 0:
+        return
+    if (("pte", r.mm, r.addr) in w or ("pmd", r.mm, r.addr // nr) in w or ("alive", r.mm) in w
+            or ("inflight", r.mm, r.addr) in w
+            or ("f", r.pfn, "*") in w or ("f", r.pfn, "flags") in w or ("f", r.pfn, "swap") in w):
+        w.add(("pin", r.mm, r.addr, r.owner))
 
 
 def footprint(model, s, tid: int):
@@ -613,6 +726,9 @@ def footprint(model, s, tid: int):
             incs.add(("mmap_lock", m))
             w.discard(("mmap_lock", m))
     reads.update(("mmap_lock", m) for _, m in rl if ("mmap_lock", m) not in incs)
+    decs = set()
+    if rec.gets or rec.puts:
+        _increments(rec, w, incs, decs)
     fresh = rec.fresh
     # ... but a frame or slot that was free can still be named by a thread holding a stale snapshot (gup-fast's
     # pte of a page freed since, a swap entry read before the slot was freed): allocating it is an increment of
@@ -625,7 +741,8 @@ def footprint(model, s, tid: int):
         reads -= whole
         groups |= whole
     return tr, Footprint(frozenset(_drop_fresh(reads, fresh)), frozenset(_drop_fresh(w, fresh)),
-                         frozenset(_drop_fresh(groups, fresh)), frozenset(_drop_fresh(g, fresh)), incs=frozenset(incs))
+                         frozenset(_drop_fresh(groups, fresh)), frozenset(_drop_fresh(g, fresh)), incs=frozenset(incs),
+                         decs=frozenset(decs))
 
 
 #: effects the footprint does not analyse (KSM's two processes, migration): a step with one is global
@@ -672,7 +789,9 @@ def oracle_footprint(before, after, effects, reads: set, writes: set, groups: se
         elif t is Unmap:
             # detaches the references taken for the address (their coherence is no longer required)
             reads.add(("spec", e.mm))
-            writes.update((("spec", e.mm), ("det", e.mm, e.addr), ("pin", e.mm, e.addr)))
+            writes.update((("spec", e.mm), ("det", e.mm, e.addr)))
+            writes.update(("pin", r.mm, r.addr, r.owner) for st in (before, after) for r in st.refs
+                          if r.mm == e.mm and r.addr == e.addr)
             groups.add(("refs",))
         elif t is DupMmap or t is CopyPte:
             reads.update((("spec", e.parent), ("spec", e.child)))

@@ -24,7 +24,7 @@ from .kernel.checks import check_pin, check_state, check_thread_end
 from .kernel.effects import Pin
 from .kernel.paths import OPS, STEPS, Call, Goto, InFlight, NOTHING_IN_FLIGHT, Return, rename_frame
 from .kernel.txn import Blocked, Kernel, ModelBug
-from .kernel.types import (Folio, Mm, PTE_SWAP, State, Thread, ZERO)
+from .kernel.types import (Folio, Mm, PTE_SWAP, Spec, State, SwapSlot, Thread, ZERO)
 from .oracle import Oracle, initial_spec
 from .verdict import VERDICTS
 from .scenario import Case
@@ -477,6 +477,87 @@ def canonical(s: State) -> State:
                 for m in s.mms)
     refs = tuple(sorted(r._replace(pfn=P(r.pfn)) for r in s.refs))
     return s._replace(folios=tuple(folios), swap=tuple(swap), mms=mms, refs=refs, threads=threads)
+
+
+def _same_tokens(a, b, nt, tok, inv, free):
+    """``a`` equals ``b`` up to a bijection ``tok`` of content tokens above
+    ``nt`` (the fresh ones), applied where tokens live (``free``)."""
+    if a == b and not free:
+        return True
+    if type(a) is int and type(b) is int:
+        if a == b and a <= nt:
+            return True
+        if not free or a <= nt or b <= nt:
+            return a == b
+        if tok.setdefault(a, b) != b or inv.setdefault(b, a) != a:
+            return False
+        return True
+    if isinstance(a, (frozenset, set)) and isinstance(b, (frozenset, set)):
+        if len(a) != len(b):
+            return False
+        if not free:
+            return a == b
+        rest = set(b)
+        for x in sorted(a, key=repr):
+            hit = next((y for y in sorted(rest, key=repr) if _same_tokens(x, y, nt, dict(tok), dict(inv), free)), None)
+            if hit is None:
+                return False
+            _same_tokens(x, hit, nt, tok, inv, free)
+            rest.discard(hit)
+        return True
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        if type(a) is not type(b) or len(a) != len(b):
+            return False
+        fields = getattr(type(a), "_fields", None)
+        for i, (x, y) in enumerate(zip(a, b)):
+            f = fields[i] if fields else None
+            if type(a) is Spec and f == "dma":
+                if not _same_dma(x, y, nt, tok, inv):
+                    return False
+                continue
+            sub = free or (type(a) in (Folio, SwapSlot) and f == "data") or (type(a) is Spec and f != "detached")
+            if not _same_tokens(x, y, nt, tok, inv, sub):
+                return False
+        return True
+    return a == b
+
+
+def _same_dma(a, b, nt, tok, inv):
+    """``Spec.dma``'s (mm, token) pairs: the process is not renamed, the token may be."""
+    def by_mm(d):
+        out = {}
+        for mm, t in d:
+            out.setdefault(mm, set()).add(t)
+        return out
+    da, db = by_mm(a), by_mm(b)
+    return da.keys() == db.keys() and all(_same_tokens(frozenset(da[mm]), frozenset(db[mm]), nt, tok, inv, True)
+                                          for mm in sorted(da))
+
+
+def _trim(t: tuple) -> tuple:
+    while t and t[-1] is None:
+        t = t[:-1]
+    return t
+
+
+def same_up_to_renaming(x: State, y: State, nt: int) -> bool:
+    """Whether two states are the same up to renaming page frames, swap slots
+    (``canonical``) and the content tokens above ``nt`` (the ones fresh since
+    the state where two orders of steps branched: ``Folio.data``,
+    ``SwapSlot.data``, ``Spec.value``/``history`` and the tokens of
+    ``Spec.dma``), a free frame or slot at the end of its table counting as
+    none there.  Two steps the footprints call independent must reach states
+    equal in this sense in either order (the diamond property DPOR rests on;
+    tests/explore/test_footprint_diamond.py, tools/diamond.py)."""
+    x, y = canonical(x), canonical(y)
+    x = x._replace(folios=_trim(x.folios), swap=_trim(x.swap))
+    y = y._replace(folios=_trim(y.folios), swap=_trim(y.swap))
+    if x == y:
+        return True
+    if x.next_token != y.next_token:
+        return False
+    tok, inv = {}, {}
+    return all(_same_tokens(getattr(x, f), getattr(y, f), nt, tok, inv, False) for f in x._fields)
 
 
 # ----------------------------------------------------------------------------- process symmetry
