@@ -79,12 +79,15 @@ class Footprint:
     increments (and the classes it writes) and of what it reads or writes
     (and the classes it reads): two steps can be dependent only if one's
     ``wbits`` meets the other's ``abits`` (``dependent`` tests that first)."""
-    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs", "decs", "wbits", "abits")
+    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs", "decs", "room", "wbits", "abits")
 
     def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False,
-                 incs=frozenset(), decs=frozenset()):
+                 incs=frozenset(), decs=frozenset(), room=None):
         self.reads, self.writes, self.rgroups, self.wgroups, self.glob = reads, writes, rgroups, wgroups, glob
         self.incs, self.decs = incs, decs
+        #: {("f", pfn, "refcount"): n} for a refcount in incs or decs: an increment's amount; a decrement's
+        #: (count left, amount): what the zero test of put_page() needs (``_counts_commute``)
+        self.room = room or {}
         if glob:
             self.wbits = self.abits = -1
         else:
@@ -94,7 +97,8 @@ class Footprint:
             self.abits = w | _bits(reads, rgroups) | d
 
     def _key(self):
-        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups, self.incs, self.decs)
+        return (self.glob, self.reads, self.writes, self.rgroups, self.wgroups, self.incs, self.decs,
+                frozenset(self.room.items()))
 
     def __eq__(self, other):
         return type(other) is Footprint and self._key() == other._key()
@@ -121,21 +125,61 @@ def dependent(a: Footprint, b: Footprint) -> bool:
     aw, bw = a.writes, b.writes
     if (a.incs and (a.incs & b.reads or a.incs & bw)) or (b.incs and (b.incs & a.reads or b.incs & aw)):
         return True
-    if (a.decs and (a.decs & b.reads or a.decs & bw or a.decs & b.decs)) or (b.decs and (b.decs & a.reads
-                                                                                    or b.decs & aw)):
-        return True
+    if a.decs:
+        if a.decs & b.reads or a.decs & bw:
+            return True
+        if (b.decs or b.incs) and not _counts_commute(a, b):
+            return True
+    if b.decs:
+        if b.decs & a.reads or b.decs & aw:
+            return True
+        if a.incs and not _counts_commute(b, a):
+            return True
     return bool((aw and (aw & b.reads or aw & bw)) or (bw and bw & a.reads)
                 or (a.wgroups and a.wgroups & b.rgroups) or (b.wgroups and b.wgroups & a.rgroups))
 
 
+#: the references taken without holding one (or a mapping under the PT lock) already: gup-fast's
+#: try_grab_folio_fast() on a lockless pte snapshot, a pfn walker's get_page_unless_zero().  Only such a get
+#: can race with the drop that frees the folio: any other get_page() leaves a reference the drop does not take.
+TRY_GET_REFS = frozenset({"gup_fast", "speculative"})
+
+
+def _counts_commute(a: Footprint, b: Footprint) -> bool:
+    """``a`` decrements, ``b`` increments or decrements: whether the zero test of
+    put_page() comes out the same in either order.  Only a refcount has one
+    (a drop to zero frees the folio); the pincount and the holders' records
+    commute.  A decrement of refcount that leaves ``left`` after taking ``d``
+    commutes with another (``left2``, ``d2``) when one of them, run second,
+    still leaves the folio in use (``left - d2 > 0`` or ``left2 - d > 0``: at
+    one state both say the same; as they ran, the second one's own test); with
+    an increment when ``left > g``, ``g`` the units a try-get took
+    (``TRY_GET_REFS``; moved before that get, the drop still leaves the folio
+    in use; any other get is 0: its caller holds a reference of its own)."""
+    shared = a.decs & (b.decs | b.incs)
+    for k in shared:
+        if k[-1] != "refcount":
+            continue
+        left, d = a.room[k]
+        if k in b.decs:
+            left2, d2 = b.room[k]
+            if left - d2 <= 0 and left2 - d <= 0:
+                return False
+        elif left <= b.room[k]:
+            return False
+    return True
+
+
 class _Rec:
-    __slots__ = ("reads", "groups", "quiet", "fresh", "gets", "puts")
+    __slots__ = ("reads", "groups", "quiet", "fresh", "gets", "puts", "got", "dropped")
 
     def __init__(self):
         self.reads, self.groups, self.quiet = set(), set(), 0
         self.fresh = set()       # ("f", pfn) / ("sw", slot) this step allocated
         self.gets = set()        # the keys add_ref() incremented (see ``_add_ref``)
         self.puts = set()        # the keys drop_ref() decremented without freeing the folio (``_drop_ref``)
+        self.got = {}            # pfn -> units add_ref() added to its refcount by a try-get (``TRY_GET_REFS``)
+        self.dropped = {}        # pfn -> [units drop_ref() took from its refcount, the lowest count it left]
 
 
 class _TList(list):
@@ -501,9 +545,12 @@ def _add_ref(self, kind, pfn, idx=0, owner="", mm=-1, addr=-1, gup_flags=0):
         gets.add(("refo", pfn, mm))
     rec.quiet += 1
     try:
-        return Kernel.add_ref(self, kind, pfn, idx, owner, mm, addr, gup_flags)
+        r = Kernel.add_ref(self, kind, pfn, idx, owner, mm, addr, gup_flags)
     finally:
         rec.quiet -= 1
+    if kind in TRY_GET_REFS:
+        rec.got[pfn] = rec.got.get(pfn, 0) + r.units
+    return r
 
 
 TrackingKernel.add_ref = _add_ref
@@ -525,10 +572,13 @@ def _drop_ref(self, r):
         Kernel.drop_ref(self, r)
     finally:
         rec.quiet -= 1
-    if list.__getitem__(self.folios, pfn) is None:
+    f = list.__getitem__(self.folios, pfn)
+    if f is None:
         rec.reads.update((("f", pfn, "refcount"), ("f", pfn, "mapcount"), ("f", pfn, "entire_mapcount"),
                           ("refs", pfn)))
         return
+    d = rec.dropped.get(pfn)
+    rec.dropped[pfn] = [r.units, f.refcount] if d is None else [d[0] + r.units, min(d[1], f.refcount)]
     puts = rec.puts
     puts.add(("f", pfn, "refcount"))
     puts.add(("f", pfn, "pincount"))
@@ -540,7 +590,7 @@ def _drop_ref(self, r):
 TrackingKernel.drop_ref = _drop_ref
 
 
-def _increments(rec, writes: set, incs: set, decs: set) -> None:
+def _increments(rec, writes: set, incs: set, decs: set, room: dict) -> None:
     """Move from ``writes`` to ``incs`` what the step changed only by taking
     references (``add_ref``): two ``get_page()``s commute (an atomic increment
     each, the holders' records a set), and either conflicts with any step that
@@ -557,8 +607,14 @@ def _increments(rec, writes: set, incs: set, decs: set) -> None:
         if pfn in fresh or ("f", pfn) in groups or ("f", pfn) in reads or ("refs", pfn) in reads:
             continue              # (a folio the step allocated: its keys are left out, ``_drop_fresh``)
         writes.discard(k)
-        # (a step that took and dropped: a decrement, which conflicts with both)
         (decs if k in puts else incs).add(k)
+        if k[-1] == "refcount":
+            if k in puts:
+                units, left = rec.dropped[pfn]
+                # (a step that took and dropped: as if it left nothing, dependent on every other count)
+                room[k] = (0 if k in gets else left, units)
+            else:
+                room[k] = rec.got.get(pfn, 0)
 
 
 def _drop_fresh(keys, fresh):
@@ -726,9 +782,9 @@ def footprint(model, s, tid: int):
             incs.add(("mmap_lock", m))
             w.discard(("mmap_lock", m))
     reads.update(("mmap_lock", m) for _, m in rl if ("mmap_lock", m) not in incs)
-    decs = set()
+    decs, room = set(), {}
     if rec.gets or rec.puts:
-        _increments(rec, w, incs, decs)
+        _increments(rec, w, incs, decs, room)
     fresh = rec.fresh
     # ... but a frame or slot that was free can still be named by a thread holding a stale snapshot (gup-fast's
     # pte of a page freed since, a swap entry read before the slot was freed): allocating it is an increment of
@@ -742,7 +798,7 @@ def footprint(model, s, tid: int):
         groups |= whole
     return tr, Footprint(frozenset(_drop_fresh(reads, fresh)), frozenset(_drop_fresh(w, fresh)),
                          frozenset(_drop_fresh(groups, fresh)), frozenset(_drop_fresh(g, fresh)), incs=frozenset(incs),
-                         decs=frozenset(decs))
+                         decs=frozenset(decs), room=room)
 
 
 #: effects the footprint does not analyse (KSM's two processes, migration): a step with one is global

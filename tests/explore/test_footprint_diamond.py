@@ -51,7 +51,9 @@ def _key(fp):
 
 
 def check_diamonds(m):
-    """(pairs checked, [failures])."""
+    """(pairs checked, [failures]): for two steps independent at a state, and
+    for a step and the next step of another thread after it, independent as
+    they ran (the pairs DPOR's race detection judges)."""
     checked, bad = 0, []
     n = m.nthreads
     for s in _states(m):
@@ -64,19 +66,29 @@ def check_diamonds(m):
                 if b == a or m.thread_done(s, b):
                     continue
                 trb, fb = nxt[b]
-                if m.dependent(fa, fb):
-                    continue
-                checked += 1
-                after_b = m.step(tra.state, b)
-                if _key(m.footprint(tra.state, b)[1]) != _key(fb):
-                    bad.append((s, a, b, f"{tra.label} changes what thread {b} does next (its footprint)"))
-                    continue
+                after_b, fb2 = m.footprint(tra.state, b)
+                as_ran = m.dependent(fa, fb)
+                if as_ran:
+                    # DPOR judges events by their footprints as they ran: b's after a, independent of a's,
+                    # says b could have run first, as the same step, to the same state
+                    if after_b is None or m.dependent(fa, fb2):
+                        continue
+                    checked += 1
+                    if trb is None or _key(fb) != _key(fb2):
+                        bad.append((s, a, b, f"{tra.label} then {after_b.label}: independent as they ran, but "
+                                             f"thread {b} at the state before is blocked or another step"))
+                        continue
+                else:
+                    checked += 1
+                    if _key(fb2) != _key(fb):
+                        bad.append((s, a, b, f"{tra.label} changes what thread {b} does next (its footprint)"))
+                        continue
                 if trb is None:
                     if after_b is not None:
                         bad.append((s, a, b, f"{tra.label} enables blocked thread {b}"))
                     continue
-                if b < a:
-                    continue                    # (each enabled pair once)
+                if b < a and not as_ran:
+                    continue                    # (each pair independent at s once)
                 after_a = m.step(trb.state, a)
                 if after_b is None or after_a is None:
                     bad.append((s, a, b, f"{tra.label} / {trb.label}: one disables the other"))
