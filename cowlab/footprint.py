@@ -35,7 +35,9 @@ mappings in flight at its address, for a swap pte its folio's existence,
 flags and swap entries) it writes.  The model's own invariant checks are not
 part of a footprint: a reduced search checks them on the states it visits.
 
-* ``incs``: keys the step only incremented -- ``mmap_read_lock``, and what
+* ``incs``: keys the step only incremented -- ``mmap_read_lock``, setting
+  MMF_HAS_PINNED (``set_bit()``: idempotent, and no caller looks at the old
+  bit, so two commute; either conflicts with a step that reads the flags), and what
   ``add_ref`` (get_page / try_grab_folio) changes: the refcount and pincount,
   the references on the folio and the process's lasting ones.  Two increments
   commute; an increment conflicts with any read or write of the key.
@@ -464,7 +466,9 @@ _HELPERS = {
     "set_pmd_at": lambda k, hidx, pmd, mm=None: (),
     "find_vma": lambda k, addr, mm=None: (("vmas", _mm(k, mm)),),
     "set_mm": lambda k, mm, **kw: (),
-    "mm_set_has_pinned_flag": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
+    # set_bit(MMF_HAS_PINNED): idempotent, its caller does not look at the old bit -- ("mmf_set", mm), an
+    # increment of ("mmflags", mm): two of them commute, either conflicts with a step that reads the flags
+    "mm_set_has_pinned_flag": lambda k, mm=None: (("mmf_set", _mm(k, mm)),),
     "mm_has_pinned": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
     # taking and dropping mmap_lock for read: ("mmap_rl", mm), an increment of the lock (see ``footprint``)
     "mmap_read_lock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
@@ -762,8 +766,12 @@ def footprint(model, s, tid: int):
     rl = {k for k in reads if k[0] == "mmap_rl"}
     if rl:
         reads -= rl
+    mset = {k for k in reads if k[0] == "mmf_set"}
+    if mset:
+        reads -= mset
     if tr is None:
         reads.update(("mmap_lock", k[1]) for k in rl)      # a reader blocked by a writer read the lock
+        reads.update(("mmflags", k[1]) for k in mset)
         return None, Footprint(frozenset(reads), rgroups=frozenset(rec.groups))
     if tr.bugs:
         return tr, Footprint(glob=True)
@@ -782,6 +790,14 @@ def footprint(model, s, tid: int):
             incs.add(("mmap_lock", m))
             w.discard(("mmap_lock", m))
     reads.update(("mmap_lock", m) for _, m in rl if ("mmap_lock", m) not in incs)
+    # ... and so does a step whose only use of an mm's flags is setting MMF_HAS_PINNED
+    for _, m in mset:
+        k = ("mmflags", m)
+        if k in reads:
+            w.add(k)
+        else:
+            incs.add(k)
+            w.discard(k)
     decs, room = set(), {}
     if rec.gets or rec.puts:
         _increments(rec, w, incs, decs, room)

@@ -17,7 +17,7 @@ from cowlab import catalog, designs
 from cowlab.model import CowModel, same_up_to_renaming
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
-from benchmarks.explore import procs_case  # noqa: E402
+from benchmarks.explore import procs_case, threads_case  # noqa: E402
 
 #: states checked per case and design (spread evenly over the breadth-first order of all reachable states)
 SAMPLE = 300
@@ -119,6 +119,18 @@ def test_independent_steps_commute_across_processes():
     states that differ only by which process holds which token (the renaming
     ``same_up_to_renaming`` allows); the single-family catalog has no such pair."""
     m = CowModel(procs_case(3), designs.load("linux-5.9"))
+    n, bad = check_diamonds(m)
+    assert n > 0
+    assert not bad, [(a, b, why) for _, a, b, why in bad[:5]]
+
+
+@pytest.mark.parametrize("nthreads,reclaim", [(3, False), (2, True)])
+def test_independent_steps_commute_between_threads(nthreads, reclaim):
+    """Threads of one process faulting and pinning one page (the benchmark's
+    growth series): mmap_read_lock(), get_page() and set_bit(MMF_HAS_PINNED)
+    are increments that commute; with a reclaim thread, drops of references
+    and the page lock as well."""
+    m = CowModel(threads_case(nthreads, reclaim=reclaim), designs.load("linux-5.9"))
     n, bad = check_diamonds(m)
     assert n > 0
     assert not bad, [(a, b, why) for _, a, b, why in bad[:5]]
