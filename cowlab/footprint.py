@@ -6,7 +6,9 @@ two are dependent (``CowModel.dependent``).  Here a footprint is
 
 * ``reads`` / ``writes``: sets of keys naming one object --
   ``("f", pfn, field)`` one field of a folio (``"nr"`` its number of pages,
-  ``"*"`` whether it exists), ``("sw", slot)`` a swap slot, ``("refs", pfn)`` the
+  ``"*"`` whether it exists; its flags one key per bit, ``("f", pfn, "flags",
+  PG_x)``: ``folio_test_*()``/``folio_set_*()``/``folio_clear_*()`` read and
+  write their bit, ``f.flags`` read whole reads every bit), ``("sw", slot)`` a swap slot, ``("refs", pfn)`` the
   references held on a folio, ``("refo", pfn, mm)`` the lasting ones one process holds,
   ``("refown", owner)`` those one holder holds, ``("rmap", pfn)`` who maps a folio,
   ``("pte", mm, addr)``, ``("pmd", mm, h)``,
@@ -35,9 +37,7 @@ mappings in flight at its address, for a swap pte its folio's existence,
 flags and swap entries) it writes.  The model's own invariant checks are not
 part of a footprint: a reduced search checks them on the states it visits.
 
-* ``incs``: keys the step only incremented -- ``mmap_read_lock``, setting
-  MMF_HAS_PINNED (``set_bit()``: idempotent, and no caller looks at the old
-  bit, so two commute; either conflicts with a step that reads the flags), and what
+* ``incs``: keys the step only incremented -- ``mmap_read_lock``, and what
   ``add_ref`` (get_page / try_grab_folio) changes: the refcount and pincount,
   the references on the folio and the process's lasting ones.  Two increments
   commute; an increment conflicts with any read or write of the key.
@@ -58,7 +58,8 @@ from __future__ import annotations
 from .kernel.txn import Kernel
 from .kernel.effects import (Copy, CopyPte, DupMmap, Exit, KsmBreakCow, KsmMerge, Load, Migrate, MigrateFailed, Move,
                              Store, Unmap)
-from .kernel.types import PTE_SWAP, TRANSIENT_REFS, Folio, Mm
+from .kernel import types as _types
+from .kernel.types import PG_hugetlb, PG_large, PG_swapcache, PTE_SWAP, TRANSIENT_REFS, Folio, Mm
 from .oracle import coherent
 
 #: Mm fields -> footprint key class
@@ -442,6 +443,25 @@ def _quiet(keys):
     return deco
 
 
+#: the folio flag bits (kernel/types.py ``PG_*``): a folio's flags are one key per bit, ``("f", pfn, "flags",
+#: bit)``, so that PG_dirty set by a store and PG_locked taken by reclaim do not conflict; a read of the whole field
+#: (``f.flags`` through a view) reads every bit (``_whole_flags``)
+_FLAG_BITS = tuple(sorted(v for n, v in vars(_types).items() if n.startswith("PG_") and type(v) is int))
+
+
+def _flag_keys(pfn, mask):
+    return [("f", pfn, "flags", b) for b in _FLAG_BITS if mask & b]
+
+
+def _whole_flags(keys):
+    """Replace each read of a whole flags field, ``("f", pfn, "flags")``, by its bits."""
+    whole = [k for k in keys if len(k) == 3 and k[2] == "flags" and k[0] == "f"]
+    if whole:
+        keys.difference_update(whole)
+        for k in whole:
+            keys.update(_flag_keys(k[1], -1))
+
+
 def _mm(k, mm):
     return k.mm if mm is None else mm
 
@@ -470,6 +490,11 @@ _HELPERS = {
     # increment of ("mmflags", mm): two of them commute, either conflicts with a step that reads the flags
     "mm_set_has_pinned_flag": lambda k, mm=None: (("mmf_set", _mm(k, mm)),),
     "mm_has_pinned": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
+    # folio flags: one key per bit (``_flag_keys``); setting or clearing a bit reads it (set or not, the same
+    # footprint: the write is the difference the step made)
+    "test": lambda k, pfn, flag: (("f", pfn, "*"), *_flag_keys(pfn, flag)),
+    "set_flag": lambda k, pfn, flag: (("f", pfn, "*"), *_flag_keys(pfn, flag)),
+    "clear_flag": lambda k, pfn, flag: (("f", pfn, "*"), *_flag_keys(pfn, flag)),
     # taking and dropping mmap_lock for read: ("mmap_rl", mm), an increment of the lock (see ``footprint``)
     "mmap_read_lock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
     "mmap_read_unlock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
@@ -540,7 +565,7 @@ def _add_ref(self, kind, pfn, idx=0, owner="", mm=-1, addr=-1, gup_flags=0):
     if rec.quiet:
         return Kernel.add_ref(self, kind, pfn, idx, owner, mm, addr, gup_flags)
     rec.reads.add(("f", pfn, "*"))
-    rec.reads.add(("f", pfn, "flags"))
+    rec.reads.update(_flag_keys(pfn, PG_large | PG_hugetlb))     # small or large
     gets = rec.gets
     gets.add(("f", pfn, "refcount"))
     gets.add(("f", pfn, "pincount"))
@@ -570,7 +595,7 @@ def _drop_ref(self, r):
         return Kernel.drop_ref(self, r)
     pfn = r.pfn
     rec.reads.add(("f", pfn, "*"))
-    rec.reads.add(("f", pfn, "flags"))
+    rec.reads.update(_flag_keys(pfn, PG_large | PG_hugetlb))     # small or large
     rec.quiet += 1
     try:
         Kernel.drop_ref(self, r)
@@ -661,11 +686,15 @@ def _diff_folios(old, new, out, groups):
         if a is None or b is None:
             out.add(("f", i, "*"))
             out.add(("f", i, "nr"))
-            out.update(("f", i, f) for f in Folio._fields)
+            out.update(("f", i, f) for f in Folio._fields if f != "flags")
+            out.update(_flag_keys(i, -1))
             continue
         for f, x, y in zip(Folio._fields, a, b):
             if x != y:
-                out.add(("f", i, f))
+                if f == "flags":
+                    out.update(_flag_keys(i, x ^ y))
+                else:
+                    out.add(("f", i, f))
         if len(a.data) != len(b.data):
             out.add(("f", i, "nr"))
 
@@ -749,7 +778,8 @@ def _pin_inputs(r, w, nr):
         return
     if (("pte", r.mm, r.addr) in w or ("pmd", r.mm, r.addr // nr) in w or ("alive", r.mm) in w
             or ("inflight", r.mm, r.addr) in w
-            or ("f", r.pfn, "*") in w or ("f", r.pfn, "flags") in w or ("f", r.pfn, "swap") in w):
+            or ("f", r.pfn, "*") in w or ("f", r.pfn, "swap") in w
+            or ("f", r.pfn, "flags", PG_swapcache) in w):
         w.add(("pin", r.mm, r.addr, r.owner))
 
 
@@ -772,6 +802,7 @@ def footprint(model, s, tid: int):
     if tr is None:
         reads.update(("mmap_lock", k[1]) for k in rl)      # a reader blocked by a writer read the lock
         reads.update(("mmflags", k[1]) for k in mset)
+        _whole_flags(reads)
         return None, Footprint(frozenset(reads), rgroups=frozenset(rec.groups))
     if tr.bugs:
         return tr, Footprint(glob=True)
@@ -790,7 +821,7 @@ def footprint(model, s, tid: int):
             incs.add(("mmap_lock", m))
             w.discard(("mmap_lock", m))
     reads.update(("mmap_lock", m) for _, m in rl if ("mmap_lock", m) not in incs)
-    # ... and so does a step whose only use of an mm's flags is setting MMF_HAS_PINNED
+    # ... and so does a step whose only use of an mm's flags is setting MMF_HAS_PINNED (``_mm_set_has_pinned_flag``)
     for _, m in mset:
         k = ("mmflags", m)
         if k in reads:
@@ -807,6 +838,7 @@ def footprint(model, s, tid: int):
     # its existence -- two allocations commute (up to renaming), a step that looks that frame or slot up does not
     for x in fresh:
         incs.add(x if type(x) is tuple else ("f", x, "*"))
+    _whole_flags(reads)
     # a whole-folio read (the oracle's, a folio used whole) is the read group ("f", pfn)
     whole = {k for k in reads if k[0] == "f" and len(k) == 2}
     if whole:
@@ -896,7 +928,7 @@ def oracle_footprint(before, after, effects, reads: set, writes: set, groups: se
     for p in pfns:
         reads.update((("rmap", p), ("ifp", p)))
     for p, mm in store_pfns:
-        reads.update((("f", p, "*"), ("f", p, "flags"), ("f", p, "swap")))
+        reads.update((("f", p, "*"), ("f", p, "flags", PG_swapcache), ("f", p, "swap")))
         reads.update(("refo", p, x) for x in range(-1, nmm) if x != mm)
     for p in copy_pfns:
         reads.update((("refs", p), ("f", p)))

@@ -134,3 +134,29 @@ def test_independent_steps_commute_between_threads(nthreads, reclaim):
     n, bad = check_diamonds(m)
     assert n > 0
     assert not bad, [(a, b, why) for _, a, b, why in bad[:5]]
+
+
+def test_flag_bits_are_separate_keys():
+    """A store sets PG_dirty (folio_mark_dirty()) and reclaim takes the page
+    lock (PG_locked) or isolates the folio (PG_lru): different bits of one
+    flags word, so the footprints call them independent (and the diamond tests
+    above check that such steps commute)."""
+    m = CowModel(threads_case(2, reclaim=True), designs.load("linux-5.9"))
+    found = set()
+    s0 = m.init_state()
+    seen, q = {s0}, deque([s0])
+    while q:
+        s = q.popleft()
+        for t in range(m.nthreads):
+            tr = m.step(s, t)
+            if tr is not None and tr.state not in seen:
+                seen.add(tr.state)
+                q.append(tr.state)
+        nxt = [m.footprint(s, t) for t in range(m.nthreads)]
+        for tra, fa in nxt:
+            for trb, fb in nxt:
+                if tra is None or trb is None or tra.tid == trb.tid:
+                    continue
+                if tra.label == "access.write" and trb.label in ("reclaim.lock", "reclaim.isolate"):
+                    found.add((trb.label, m.dependent(fa, fb)))
+    assert ("reclaim.lock", False) in found and ("reclaim.isolate", False) in found, found

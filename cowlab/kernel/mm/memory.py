@@ -628,7 +628,8 @@ def store(k, mm: int, addr: int, pte, token, via) -> None:
     f = k.folio(pte.pfn)
     data = list(f.data)
     data[pte.idx] = token
-    k.folios[pte.pfn] = f._replace(data=tuple(data), flags=f.flags | PG_dirty)
+    k.folios[pte.pfn] = f._replace(data=tuple(data))
+    k.set_flag(pte.pfn, PG_dirty)         # folio_mark_dirty() (the pte's dirty bit, below, for a CPU store)
     if via is None:
         pmd = k.pmd(addr // k.HPAGE_PMD_NR, mm)
         if pmd is not None:

@@ -17,7 +17,8 @@ def add_to_swap_cache(k, pfn: int, slot: int, idx: int = 0) -> None:
     f = k.folio(pfn)
     sw = list(f.swap)
     sw[idx] = slot
-    k.folios[pfn] = f._replace(flags=f.flags | PG_swapcache, swap=tuple(sw), refcount=f.refcount + 1)
+    k.folios[pfn] = f._replace(swap=tuple(sw), refcount=f.refcount + 1)
+    k.set_flag(pfn, PG_swapcache)          # folio_set_swapcache()
     k.set_slot(slot, cache=pfn)
 
 
@@ -69,7 +70,8 @@ def delete_from_swap_cache(k, pfn: int) -> None:
             k.set_slot(slot, cache=-1)
             k.maybe_free_slot(slot)
             n += 1
-    k.folios[pfn] = f._replace(flags=f.flags & ~PG_swapcache, swap=(-1,) * f.nr)
+    k.folios[pfn] = f._replace(swap=(-1,) * f.nr)
+    k.clear_flag(pfn, PG_swapcache)        # folio_clear_swapcache()
     k.ref_put_units(pfn, n)
 
 
