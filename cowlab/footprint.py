@@ -82,7 +82,7 @@ class Footprint:
     increments (and the classes it writes) and of what it reads or writes
     (and the classes it reads): two steps can be dependent only if one's
     ``wbits`` meets the other's ``abits`` (``dependent`` tests that first)."""
-    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs", "decs", "room", "wbits", "abits")
+    __slots__ = ("reads", "writes", "rgroups", "wgroups", "glob", "incs", "decs", "room", "wbits", "abits", "_h")
 
     def __init__(self, reads=frozenset(), writes=frozenset(), rgroups=frozenset(), wgroups=frozenset(), glob=False,
                  incs=frozenset(), decs=frozenset(), room=None):
@@ -104,10 +104,14 @@ class Footprint:
                 frozenset(self.room.items()))
 
     def __eq__(self, other):
-        return type(other) is Footprint and self._key() == other._key()
+        return other is self or (type(other) is Footprint and self._key() == other._key())
 
     def __hash__(self):
-        return hash(self._key())
+        try:
+            return self._h
+        except AttributeError:              # (computed once: DPOR's summaries hash each footprint many times)
+            self._h = h = hash(self._key())
+            return h
 
     def __repr__(self):
         if self.glob:

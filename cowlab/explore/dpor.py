@@ -20,6 +20,20 @@ blocked thread's "next step" is what it read before it blocked (a lock, an
 event), so the step that wakes it is dependent on it and the race with the
 step that blocked it is reversed.
 
+A state already walked is not walked again when the sleep set it was walked
+with is no larger (a state cache): the
+steps taken below it (its summary) stand for the executions that continue
+from it, and their races with the current execution are reversed.  Each step
+of a summary carries its past -- the steps below the cached state before it
+in happens-before order (program order or dependent, transitively) -- and the
+threads that ran before it there: an event of the execution that happens
+before a step of the past happens before the step, so it is no race (with two
+pasts for one step, their common part is kept: fewer orderings, more races,
+never fewer).  For a race, the step's thread is added where it is enabled,
+else every enabled thread that may start the reversal (the initials of the
+execution's events after the racing one, the threads that ran before the step
+below the cached state, the step's own thread).
+
 Soundness needs an acyclic state graph (every execution finite): the walk
 checks every path it takes -- a state that repeats on the current path raises
 ``CycleFound`` and ``explore`` redoes the search without DPOR, saying so.
@@ -39,6 +53,9 @@ from __future__ import annotations
 import resource
 import sys
 import time
+
+
+_NONE = frozenset()
 
 
 class CycleFound(Exception):
@@ -63,6 +80,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
     enabled_at = []         # the threads enabled there
     #: state -> [the sleep set it was explored with (thread ids), its summary]
     cache = {}
+    interned = {}
 
 
     class Stop(Exception):
@@ -87,38 +105,116 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 mask |= ev_hb[i]
         return d, mask
 
-    def races(tid, fp, summary=False):
-        """Add backtrack points reversing the races of the step (tid, fp) with E.
-        ``summary``: the step was taken below a state already explored (the events
-        between are not on E): add ``tid`` where it is enabled, else every
-        enabled thread (Flanagan and Godefroid's rule), which covers any
-        reversal whatever those events were."""
+    def races(tid, fp):
+        """Add backtrack points reversing the races of the step (tid, fp) with E."""
         d, hbnext = preds(tid, fp)
         for i in d:
+            init = initials(i, tid, hbnext)
             bt = backtrack[i]
-            if summary:
-                en = enabled_at[i]
-                if tid in en:
-                    bt.add(tid)
-                else:
-                    bt.update(en)
-                continue
-            # u = notdep(e_i, E).tid: the events after i not after e_i, then the step
-            bit = 1 << i
-            umask, init = 0, []
-            seen_t = set()
-            for j in range(i + 1, len(ev_tid)):
-                if ev_hb[j] & bit:
-                    continue
-                if ev_tid[j] not in seen_t and not (ev_hb[j] & umask):
-                    init.append(ev_tid[j])
-                seen_t.add(ev_tid[j])
-                umask |= 1 << j
-            if tid not in seen_t and not (hbnext & umask):
-                init.append(tid)
             if init and not bt.intersection(init):
                 bt.add(tid if tid in init else init[0])
         return hbnext
+
+    def initials(i, tid, hbnext):
+        """The threads that can start notdep(e_i, E).tid: the events after i not
+        after e_i, then the step (its happens-before mask ``hbnext``)."""
+        bit = 1 << i
+        umask, init = 0, []
+        seen_t = set()
+        for j in range(i + 1, len(ev_tid)):
+            if ev_hb[j] & bit:
+                continue
+            if ev_tid[j] not in seen_t and not (ev_hb[j] & umask):
+                init.append(ev_tid[j])
+            seen_t.add(ev_tid[j])
+            umask |= 1 << j
+        if tid not in seen_t and not (hbnext & umask):
+            init.append(tid)
+        return init
+
+    def hb_mask(tid, fp):
+        """The events of E before the step (tid, fp) were it next: its thread's
+        last event's and those of every event it depends on."""
+        mine = last_of[tid]
+        mask = ev_hb[mine[-1]] if mine else 0
+        for i in range(len(ev_tid) - 1, -1, -1):
+            if not (mask >> i) & 1 and dep(ev_fp[i], fp):
+                mask |= ev_hb[i]
+        return mask
+
+    def summary_races(tid, fp, past, ran, masks):
+        """The races with E of a step (tid, fp) taken below a state already explored:
+        the events between (w) are not on E, but the summary keeps, per step,
+        ``past``: the steps of w before it in happens-before order (program order
+        or dependent, transitively; an under-approximation), and ``ran``: the
+        threads of every step of w before it.  An event of E ordered before a step
+        of ``past`` (or before the last E event of one of their threads) is before
+        this step: not a race.  For a race with e_i, add ``tid`` where it is
+        enabled (Flanagan and Godefroid), else every enabled thread that may start
+        the reversal: the initials of the events of E after e_i, ``ran`` and ``tid``."""
+        mine = last_of[tid]
+        mask = ev_hb[mine[-1]] if mine else 0
+        for st in past:                           # e_i -> a step of w before this one -> this one
+            m = masks.get(id(st))
+            if m is None:
+                m = masks[id(st)] = hb_mask(st[0], st[1])
+            mask |= m
+        d = []
+        for i in range(len(ev_tid) - 1, -1, -1):
+            if (mask >> i) & 1:
+                continue
+            if dep(ev_fp[i], fp):
+                d.append(i)
+                mask |= ev_hb[i]
+        for i in d:
+            bt = backtrack[i]
+            en = enabled_at[i]
+            if tid in en:
+                bt.add(tid)
+                continue
+            cand = set(initials(i, tid, mask)) | ran
+            cand.add(tid)
+            cand.intersection_update(en)
+            bt.update(cand or en)
+
+    def extend(summ, below, p, fp):
+        """Put into ``summ`` (as ``put`` does) the summary ``below`` of the state
+        after the step (p, fp): each step's past gains (p, fp) when (p, fp)
+        happens before it (program order, dependent on it or on a step of its
+        past), its ``ran`` gains p."""
+        first = ((p, fp),)
+        pset = frozenset(first[0][:1])
+        before = {}                  # id(step of a past) -> whether (p, fp) is before it
+        get = summ.get
+        for key, (past, ran) in below.items():
+            if key[0] == p or dep(fp, key[1]):
+                past = past.union(first)
+            else:
+                for st in past:
+                    b = before.get(id(st))
+                    if b is None:
+                        b = before[id(st)] = st[0] == p or dep(fp, st[1])
+                    if b:
+                        past = past.union(first)
+                        break
+            if p not in ran:
+                ran = ran | pset
+            old = get(key)
+            if old is None:
+                summ[key] = (past, ran)
+            elif old[0] is not past or old[1] is not ran:
+                op, orr = old
+                summ[key] = (op if op <= past else op & past, orr if ran <= orr else orr | ran)
+
+    def put(summ, key, past, ran):
+        """Record the step ``key`` in a summary; a step already there keeps the
+        common part of the two pasts (fewer orderings: more races, never fewer)."""
+        old = summ.get(key)
+        if old is None:
+            summ[key] = (past, ran)
+        elif old[0] is not past or old[1] is not ran:
+            op, orr = old
+            summ[key] = (op if op <= past else op & past, orr if ran <= orr else orr | ran)
 
     def visit(s, sleep, depth):
         """Walk from ``s``; returns the steps (tid, footprint) taken or tried
@@ -129,8 +225,9 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 # explored before with no more asleep: what was explored from s then covers
                 # every continuation now; reverse the races of its steps with the current path
                 rep.revisits += 1
-                for t, f in hit[1]:
-                    races(t, f, summary=True)
+                masks = {}
+                for (t, f), (past, ran) in hit[1].items():
+                    summary_races(t, f, past, ran, masks)
                 return hit[1]
             hit[0] &= sleep.keys()       # explore again, and remember the smaller sleep set
         if len(seen) > limits.max_states:
@@ -148,13 +245,18 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
             if progress:
                 progress(len(seen), rep.transitions, 0, rep.depth, now - t0)
         seen.add(s)
-        summ = set()
+        summ = {}
         nxt = [fpf(s, t) for t in range(n)]
+        for t in range(n):                   # one object per distinct footprint: summaries compare them by identity
+            f = nxt[t][1]
+            g = interned.setdefault(f, f)
+            if g is not f:
+                nxt[t] = (nxt[t][0], g)
         enabled = [t for t in range(n) if nxt[t][0] is not None]
         for t in range(n):
             if nxt[t][0] is None and not model.thread_done(s, t):
                 races(t, nxt[t][1])          # a blocked thread: reverse what blocked it
-                summ.add((t, nxt[t][1]))
+                put(summ, (t, nxt[t][1]), _NONE, _NONE)
         if hit is None:
             cache[s] = [set(sleep), summ]
         else:
@@ -186,7 +288,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 tr, fp = nxt[p]
                 hb = races(p, fp)
                 done.append(p)
-                summ.add((p, fp))
+                put(summ, (p, fp), _NONE, _NONE)
                 rep.transitions += 1
                 step = (p, tr.label)
                 for kind, key, text in model.violations(tr):
@@ -211,7 +313,8 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 ev_hb.append(hb | (1 << len(ev_hb)))
                 path.append(step)
                 try:
-                    summ |= visit(ns, child_sleep, depth + 1)
+                    below = visit(ns, child_sleep, depth + 1)
+                    extend(summ, below, p, fp)
                 finally:
                     last_of[p].pop()
                     ev_tid.pop()
