@@ -45,20 +45,28 @@ from cowlab.scenario import Script, combine  # noqa: E402
 
 def flat_bfs(n=60, clock=time.process_time):
     """BFS over a 3-counter grid with flat tuple states (the baseline):
-    (states, seconds by ``clock``: CPU seconds by default)."""
+    (states, seconds by ``clock``: CPU seconds by default), under the
+    collector thresholds ``explore`` sets (``cowlab.explore.GC_THRESHOLD``),
+    so that the ratio compares like with like."""
+    from cowlab.explore import GC_THRESHOLD
     start = (0, 0, 0)
     seen = {start}
     q = deque([start])
-    t = clock()
-    while q:
-        s = q.popleft()
-        for i in range(3):
-            if s[i] < n:
-                ns = s[:i] + (s[i] + 1,) + s[i + 1:]
-                if ns not in seen:
-                    seen.add(ns)
-                    q.append(ns)
-    return len(seen), clock() - t
+    old = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLD)
+    try:
+        t = clock()
+        while q:
+            s = q.popleft()
+            for i in range(3):
+                if s[i] < n:
+                    ns = s[:i] + (s[i] + 1,) + s[i + 1:]
+                    if ns not in seen:
+                        seen.add(ns)
+                        q.append(ns)
+        return len(seen), clock() - t
+    finally:
+        gc.set_threshold(*old)
 
 
 def two_family():

@@ -37,6 +37,7 @@ output.
 """
 from __future__ import annotations
 
+import gc
 import random
 import resource
 import time
@@ -141,9 +142,29 @@ def _stuck(rep: Report, expect_stuck: bool) -> None:
             rep.status, rep.reason = "inconclusive", f"{stuck}: a thread waits for something nobody does"
 
 
+#: CPython's cyclic collector thresholds during a search (the default is (700, 10, 10)): a search allocates
+#: millions of small containers that live as long as it does (states, summaries), and every collection walks
+#: the young ones again; the old thresholds are put back when it ends
+GC_THRESHOLD = (50_000, 20, 20)
+
+
 def explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
             progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False,
             dpor: bool = False, fingerprints: bool = False, frontier: str = "memory") -> Report:
+    """Exhaustive search (see ``_explore``) with the collector's thresholds
+    raised (``GC_THRESHOLD``) while it runs."""
+    old = gc.get_threshold()
+    gc.set_threshold(*GC_THRESHOLD)
+    try:
+        return _explore(model, limits, order, stop_on_first, progress, por, symmetry, expect_stuck, dpor,
+                        fingerprints, frontier)
+    finally:
+        gc.set_threshold(*old)
+
+
+def _explore(model, limits: Limits = Limits(), order: str = "bfs", stop_on_first: bool = False,
+             progress=None, por: bool = False, symmetry: bool = False, expect_stuck: bool = False,
+             dpor: bool = False, fingerprints: bool = False, frontier: str = "memory") -> Report:
     """Exhaustive search.  ``order``: "bfs" (shortest witnesses) or "dfs";
     ``por``: partial-order reduction by persistent sets (see the module doc);
     ``dpor``: dynamic partial-order reduction from the model's footprints

@@ -149,3 +149,31 @@ def test_omission_probability_is_tlcs_estimate():
     assert omission_probability(10, 10) == 0
     assert omission_probability(2 ** 20, 2 ** 21) == pytest.approx(2 ** 40 / 2 ** 64)
     assert omission_probability(2 ** 40, 2 ** 41) == 1.0
+
+
+def test_explore_puts_back_the_collector_thresholds():
+    """``explore`` raises CPython's collector thresholds while it runs
+    (``GC_THRESHOLD``) and puts the caller's back, also when the search fails."""
+    import gc
+
+    from cowlab.explore import GC_THRESHOLD
+
+    before = gc.get_threshold()
+    m = CowModel(catalog.get("race-fork-gup-fast"), designs.load("linux-5.9"))
+    seen = []
+
+    class Spy(CowModel):
+        def step(self, s, tid, **kw):
+            seen.append(gc.get_threshold())
+            return CowModel.step(self, s, tid, **kw)
+
+    explore(Spy(m.case, m.design), limits=Limits(max_states=50))
+    assert seen and set(seen) == {GC_THRESHOLD} and gc.get_threshold() == before
+
+    class Broken(CowModel):
+        def step(self, s, tid, **kw):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        explore(Broken(m.case, m.design))
+    assert gc.get_threshold() == before
