@@ -16,7 +16,8 @@ two are dependent (``CowModel.dependent``).  Here a footprint is
   ``("ptl", mm)``, ``("wps", mm)`` (write_protect_seq), ``("sig", event)`` a
   sync event, ``("inflight", mm, addr)`` a mapping a path declares in flight,
   ``("pin", mm, addr, owner)`` the coherence of one pin, ``("irqs", tid)``
-  whether a thread runs with IRQs off (gup-fast; tlb_remove_table_sync_one() waits for it);
+  whether a thread runs with IRQs off (gup-fast; tlb_remove_table_sync_one() waits for it),
+  ``("inpath", tid)`` whether a thread is inside a kernel path (do_exit() waits for it);
 * ``rgroups``: whole classes a step read (``("mm", i)``: mm i used whole;
   ``("ptes", i)``/``("pmds", i)``: every entry of its page tables; ``("f", pfn)``:
   a folio used whole; ``("mm",)``, ``("f",)``, ``("refs",)``, ``("sw",)``,
@@ -516,6 +517,9 @@ _HELPERS = {
     "refs_held_by": lambda k, owner: (("refown", owner),),
     # a path's own temporary reference on a folio: the references on that folio
     "my_tmp_ref": lambda k, pfn: (("refs", pfn),),
+    # whether the process's other threads are inside a kernel path (do_exit() waits for them)
+    "other_threads_in_kernel": lambda k: [("inpath", t) for t in range(len(k.thread_mm))
+                                          if t != k.tid and k.thread_mm[t] == k.mm],
     # building the new State reads nothing the step decides by
     "commit": lambda k: (),
 }
@@ -747,6 +751,9 @@ def state_writes(before, after, nr: int, in_flight_maps) -> tuple[set, set]:
             if a.irqs_off != b.irqs_off:            # what another CPU's IPI waits for (khugepaged)
                 w.add(("irqs", i))
                 groups.add(("irqs",))
+            if bool(a.stack) != bool(b.stack):      # inside a kernel path or not (what exit_mmap() waits for)
+                w.add(("inpath", i))
+                groups.add(("inpath",))
     if before.signals != after.signals:
         for e in before.signals ^ after.signals:
             w.add(("sig", e))

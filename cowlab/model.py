@@ -257,6 +257,7 @@ class CowModel:
         k.SWP_SYNCHRONOUS_IO = self.swp_synchronous_io
         k.THP_SIZES = self.thp_sizes
         k.cpu = self.cpu_of[tid]
+        k.thread_mm = self.tmm
         try:
             nxt = fn(k, fr, args)
         except Blocked:

@@ -50,7 +50,7 @@ _PTL = Mm._fields.index("ptl")
 class Kernel:
     __slots__ = ("s", "folios", "mms", "swap", "refs", "threads", "signals", "next_token", "effects",
                  "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret", "SWP_SYNCHRONOUS_IO", "cpu",
-                 "THP_SIZES")
+                 "THP_SIZES", "thread_mm")
 
     def __init__(self, state: State, design, tid: int, mm: int, hpage_pmd_nr: int = 2, ret=None):
         self.s = state
@@ -68,6 +68,8 @@ class Kernel:
         self.design = design
         #: subpages of a PMD-mapped THP / hugetlb page in this case (its geometry)
         self.HPAGE_PMD_NR = hpage_pmd_nr
+        #: the mm of each thread (``CowModel.tmm``; the model sets it, as it sets ``cpu``)
+        self.thread_mm = ()
         #: the swap device has SWP_SYNCHRONOUS_IO (zram: the default, as on the machine conformance runs on,
         #: conformance/zram.py); False for a disk (the case setting ``swap_device = "disk"``)
         self.SWP_SYNCHRONOUS_IO = True
@@ -135,6 +137,14 @@ class Kernel:
         """The thread's temporary reference becomes the page table's (the
         refcount stays; the mapping now accounts for it)."""
         self.refs.remove(self.my_tmp_ref(pfn))
+
+    def other_threads_in_kernel(self) -> list:
+        """The other threads of this process inside a kernel path (past the
+        first step of an operation, not yet at its end): each holds the mm
+        (its task's mm_users reference, include/linux/sched/mm.h mmget()), so
+        exit_mmap(), at the last mmput(), runs after they leave the kernel."""
+        tm = self.thread_mm
+        return [t for t, th in enumerate(self.threads) if t != self.tid and tm[t] == self.mm and th.stack]
 
     def test(self, pfn: int, flag: int) -> bool:
         return bool(self.folio(pfn).flags & flag)

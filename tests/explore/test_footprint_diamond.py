@@ -160,3 +160,21 @@ def test_flag_bits_are_separate_keys():
                 if tra.label == "access.write" and trb.label in ("reclaim.lock", "reclaim.isolate"):
                     found.add((trb.label, m.dependent(fa, fb)))
     assert ("reclaim.lock", False) in found and ("reclaim.isolate", False) in found, found
+
+
+def test_independent_steps_commute_around_exit():
+    """do_exit() waits for the process's threads inside a kernel path (it reads
+    ``("inpath", tid)``, which a path's first and last steps write): the step
+    that ends gup-fast's walk wakes it, so the two are dependent."""
+    from cowlab.scenario import Script
+    s = Script("exit-during-gup-fast", pages=1)
+    p = s.process("p")
+    s.cpu("p", "p.t1")
+    p.mmap(0, pages=1)
+    p.write(0)
+    s.parallel({"p.t1": [("pin_longterm", {"addr": 0, "pin": "q", "fast": True}), ("unpin", {"pin": "q"})],
+                "p": [("exit", {})]})
+    m = CowModel(s.build(), designs.load("linux-5.9"))
+    n, bad = check_diamonds(m)
+    assert n > 0
+    assert not bad, [(a, b, why) for _, a, b, why in bad[:5]]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from ..effects import Error, Exit, Move
+from ..txn import Blocked
 from ..paths import step, op
 from ..types import (Vma, VM_READ, VM_WRITE, VM_MAYWRITE, VM_DONTCOPY, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SOFTDIRTY,
                      VM_HUGETLB, VM_MERGEABLE, PG_hugetlb, PG_swapcache, PTE_MIGRATION, PTE_PRESENT, PTE_SWAP,
@@ -237,9 +238,14 @@ def clear_refs_soft_dirty(k, fr, op):
 
 @step("exit")
 def do_exit(k, fr, op):
-    """do_exit(): files are closed (io_uring rings unregister their fixed
-    buffers, gup_test drops its pins, the process's pipes are freed), then
-    exit_mmap() zaps every mapping."""
+    """do_exit() (exit_group()): files are closed (io_uring rings unregister
+    their fixed buffers, gup_test drops its pins, the process's pipes are
+    freed), then exit_mmap() zaps every mapping.  exit_mmap() runs at the last
+    mmput(): the process's other threads leave the kernel first -- a thread
+    inside a fault, a gup-fast walk or a pin completes it, holding the mm
+    (kernel/exit.c exit_mm(), all versions) -- so the step waits for them."""
+    if k.other_threads_in_kernel():
+        raise Blocked("exit_mmap() waits for the process's threads to leave the kernel")
     name = op["process"]
     for r in [r for r in k.refs if r.mm == k.mm and r.kind in ("io_uring", "gup_test", "gup")]:
         k.drop_ref(r)
