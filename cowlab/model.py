@@ -110,14 +110,19 @@ class CowModel:
         #: interchangeable threads of one process (``thread_groups``), permuted by ``canonical_perm``
         #: (symmetry="threads"), and why threads that run alike are not
         self.thread_groups, self.thread_refusals = thread_groups(case, self.tmm, self.cpu_of, self.proc_groups)
+        self._alive0 = self.alive_at_start
+
+    @property
+    def alive_at_start(self) -> tuple:
+        """Per process: it exists at the start (it is not a child some thread forks)."""
+        forked = {dict(op.args).get("child") for t in self.case.threads for op in t.ops if op.name == "fork"}
+        return tuple(p not in forked for p in self.case.processes)
 
     def init_state(self) -> State:
         n = self.case.pages
         nr = self.case.hpage_pmd_nr
         nh = max(1, (n + nr - 1) // nr)
-        forked = {dict(op.args).get("child") for t in self.case.threads for op in t.ops if op.name == "fork"}
-        mms = tuple(Mm(p not in forked, 0, 0, -1, 0, (), (None,) * n, (None,) * nh)
-                    for p in self.case.processes)
+        mms = tuple(Mm(alive, 0, 0, -1, 0, (), (None,) * n, (None,) * nh) for alive in self.alive_at_start)
         zero = Folio(0, 1, (0,), 0, 0, (False,), (ZERO,), (-1,))
         threads = tuple(Thread(0) for _ in self.case.threads)
         return State((zero,), mms, (), (), threads, frozenset(), 0,
@@ -219,7 +224,12 @@ class CowModel:
                 and all(op.name not in self.SYNC for op in self.ops[tid][t.pc:]))
 
     def _started(self, s: State, tid: int) -> bool:
-        return s.threads[tid].pc > 0 or s.threads[tid].label is not None
+        """Whether the thread's process can have run it: it has begun, or its
+        process existed from the start (so a dead one exited: exit_group()
+        ends the threads that had not begun too; a forked child's threads wait
+        for the fork)."""
+        t = s.threads[tid]
+        return t.pc > 0 or t.label is not None or self._alive0[self.tmm[tid]]
 
     def is_done(self, s: State) -> bool:
         return all(self.thread_done(s, i) for i in range(len(s.threads)))
