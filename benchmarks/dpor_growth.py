@@ -6,7 +6,8 @@
 
 Each search runs in a process of its own (a search's garbage would otherwise
 slow the next one's collections), the two checkouts alternating row by row,
-so the CPU seconds are comparable within a row on this shared, noisy machine.
+so the CPU seconds are comparable within a row on this shared, noisy machine;
+MB is the growth of the process's peak resident set during the search(es).
 Rows: DPOR under linux-5.9 on threads 3, 4, 5 (``benchmarks.explore.threads_case``),
 threads 2 and 3 with a reclaim thread, 2 threads on 3 pages with reclaim,
 4 processes (``procs_case``), the two-family case, and the single-family race
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -43,6 +45,7 @@ def one(row: str, seconds: float) -> dict:
                 "processes 4": lambda: procs_case(4), "two-family": two_family}[row]
         cases = [(make(), "linux-5.9")]
     states, status, kinds = 0, "complete", {}
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.process_time()
     for c, d in cases:
         r = explore(CowModel(c, designs.load(d)), limits=lim, dpor=True)
@@ -51,7 +54,8 @@ def one(row: str, seconds: float) -> dict:
             status = r.status
         for k, v in r.incidents.items():
             kinds[k.value] = kinds.get(k.value, 0) + len(v)
-    return {"states": states, "cpu": time.process_time() - t, "status": status, "incidents": kinds}
+    return {"states": states, "cpu": time.process_time() - t, "status": status, "incidents": kinds,
+            "mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024}
 
 
 def run_in(root: str, row: str, seconds: float) -> dict:
@@ -79,12 +83,12 @@ def main(argv=None) -> int:
     table = Table(title=f"DPOR under linux-5.9, one process per search, {a.seconds:g} s limit")
     table.add_column("case")
     for name, root in roots:
-        table.add_column(f"{name}: states (CPU-s)", justify="right")
+        table.add_column(f"{name}: states (CPU-s, MB)", justify="right")
     table.add_column("same incidents" if a.against else "incidents")
     for row in a.rows:
         res = [run_in(root, row, a.seconds) for _, root in roots]
-        cells = [f"{r['states']:,} ({r['cpu']:.1f})" + ("" if r["status"] == "complete" else f" {r['status']}")
-                 for r in res]
+        cells = [f"{r['states']:,} ({r['cpu']:.1f}, {r['mb']:.0f})" + ("" if r["status"] == "complete" else
+                                                                         f" {r['status']}") for r in res]
         last = str(all(r["incidents"] == res[0]["incidents"] for r in res)) if a.against else str(res[0]["incidents"])
         table.add_row(row, *cells, last)
     Console().print(table)

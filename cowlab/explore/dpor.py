@@ -81,6 +81,8 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
     #: state -> [the sleep set it was explored with (thread ids), its summary]
     cache = {}
     interned = {}
+    #: one object per distinct (past, ran) of the summaries (states share most of them)
+    values = {}
 
 
     class Stop(Exception):
@@ -201,20 +203,25 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                 ran = ran | pset
             old = get(key)
             if old is None:
-                summ[key] = (past, ran)
+                v = (past, ran)
+                summ[key] = values.setdefault(v, v)
             elif old[0] is not past or old[1] is not ran:
                 op, orr = old
-                summ[key] = (op if op <= past else op & past, orr if ran <= orr else orr | ran)
+                v = (op if op <= past else op & past, orr if ran <= orr else orr | ran)
+                summ[key] = values.setdefault(v, v)
 
     def put(summ, key, past, ran):
         """Record the step ``key`` in a summary; a step already there keeps the
         common part of the two pasts (fewer orderings: more races, never fewer)."""
         old = summ.get(key)
         if old is None:
-            summ[key] = (past, ran)
+            v = (past, ran)
         elif old[0] is not past or old[1] is not ran:
             op, orr = old
-            summ[key] = (op if op <= past else op & past, orr if ran <= orr else orr | ran)
+            v = (op if op <= past else op & past, orr if ran <= orr else orr | ran)
+        else:
+            return
+        summ[key] = values.setdefault(v, v)
 
     def visit(s, sleep, depth):
         """Walk from ``s``; returns the steps (tid, footprint) taken or tried
