@@ -458,6 +458,11 @@ def _flag_keys(pfn, mask):
     return [("f", pfn, "flags", b) for b in _FLAG_BITS if mask & b]
 
 
+def _flag_read(k, pfn, flag):
+    """What ``test``/``set_flag``/``clear_flag`` read: whether the folio exists, and the bits of ``flag``."""
+    return (("f", pfn, "*"), *_flag_keys(pfn, flag))
+
+
 def _whole_flags(keys):
     """Replace each read of a whole flags field, ``("f", pfn, "flags")``, by its bits."""
     whole = [k for k in keys if len(k) == 3 and k[2] == "flags" and k[0] == "f"]
@@ -497,9 +502,9 @@ _HELPERS = {
     "mm_has_pinned": lambda k, mm=None: (("mmflags", _mm(k, mm)),),
     # folio flags: one key per bit (``_flag_keys``); setting or clearing a bit reads it (set or not, the same
     # footprint: the write is the difference the step made)
-    "test": lambda k, pfn, flag: (("f", pfn, "*"), *_flag_keys(pfn, flag)),
-    "set_flag": lambda k, pfn, flag: (("f", pfn, "*"), *_flag_keys(pfn, flag)),
-    "clear_flag": lambda k, pfn, flag: (("f", pfn, "*"), *_flag_keys(pfn, flag)),
+    "test": _flag_read,
+    "set_flag": _flag_read,
+    "clear_flag": _flag_read,
     # taking and dropping mmap_lock for read: ("mmap_rl", mm), an increment of the lock (see ``footprint``)
     "mmap_read_lock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),
     "mmap_read_unlock": lambda k, mm=None: (("mmap_rl", _mm(k, mm)),),

@@ -110,13 +110,9 @@ class CowModel:
         #: interchangeable threads of one process (``thread_groups``), permuted by ``canonical_perm``
         #: (symmetry="threads"), and why threads that run alike are not
         self.thread_groups, self.thread_refusals = thread_groups(case, self.tmm, self.cpu_of, self.proc_groups)
-        self._alive0 = self.alive_at_start
-
-    @property
-    def alive_at_start(self) -> tuple:
-        """Per process: it exists at the start (it is not a child some thread forks)."""
-        forked = {dict(op.args).get("child") for t in self.case.threads for op in t.ops if op.name == "fork"}
-        return tuple(p not in forked for p in self.case.processes)
+        #: per process: it exists at the start (it is not a child some thread forks)
+        forked = {dict(op.args).get("child") for t in case.threads for op in t.ops if op.name == "fork"}
+        self.alive_at_start = tuple(p not in forked for p in case.processes)
 
     def init_state(self) -> State:
         n = self.case.pages
@@ -229,7 +225,7 @@ class CowModel:
         ends the threads that had not begun too; a forked child's threads wait
         for the fork)."""
         t = s.threads[tid]
-        return t.pc > 0 or t.label is not None or self._alive0[self.tmm[tid]]
+        return t.pc > 0 or t.label is not None or self.alive_at_start[self.tmm[tid]]
 
     def is_done(self, s: State) -> bool:
         return all(self.thread_done(s, i) for i in range(len(s.threads)))

@@ -90,15 +90,17 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
 
     last_of = [[] for _ in range(n)]          # per thread, the positions of its events in E
 
-    def preds(tid, fp):
+    def preds(tid, fp, extra=0):
         """The events of E the step (tid, fp) races with -- dependent, of another
         thread, not ordered before it through a later dependent event or its own
         thread's last event -- and its happens-before mask.  Walked from the
         latest event down: an event already in the mask is covered (its own mask
-        is in it too), so it is neither a race nor needs comparing."""
+        is in it too), so it is neither a race nor needs comparing.  ``extra``:
+        events known to be before the step already (``summary_races``)."""
         d = []
         mine = last_of[tid]
         mask = ev_hb[mine[-1]] if mine else 0      # program order: its mask has the thread's earlier events
+        mask |= extra
         for i in range(len(ev_tid) - 1, -1, -1):
             if (mask >> i) & 1:
                 continue
@@ -134,16 +136,6 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
             init.append(tid)
         return init
 
-    def hb_mask(tid, fp):
-        """The events of E before the step (tid, fp) were it next: its thread's
-        last event's and those of every event it depends on."""
-        mine = last_of[tid]
-        mask = ev_hb[mine[-1]] if mine else 0
-        for i in range(len(ev_tid) - 1, -1, -1):
-            if not (mask >> i) & 1 and dep(ev_fp[i], fp):
-                mask |= ev_hb[i]
-        return mask
-
     def summary_races(tid, fp, past, ran, masks):
         """The races with E of a step (tid, fp) taken below a state already explored:
         the events between (w) are not on E, but the summary keeps, per step,
@@ -154,20 +146,13 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
         this step: not a race.  For a race with e_i, add ``tid`` where it is
         enabled (Flanagan and Godefroid), else every enabled thread that may start
         the reversal: the initials of the events of E after e_i, ``ran`` and ``tid``."""
-        mine = last_of[tid]
-        mask = ev_hb[mine[-1]] if mine else 0
+        extra = 0
         for st in past:                           # e_i -> a step of w before this one -> this one
             m = masks.get(id(st))
             if m is None:
-                m = masks[id(st)] = hb_mask(st[0], st[1])
-            mask |= m
-        d = []
-        for i in range(len(ev_tid) - 1, -1, -1):
-            if (mask >> i) & 1:
-                continue
-            if dep(ev_fp[i], fp):
-                d.append(i)
-                mask |= ev_hb[i]
+                m = masks[id(st)] = preds(st[0], st[1])[1]
+            extra |= m
+        d, mask = preds(tid, fp, extra)
         for i in d:
             bt = backtrack[i]
             en = enabled_at[i]
@@ -180,14 +165,13 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
             bt.update(cand or en)
 
     def extend(summ, below, p, fp):
-        """Put into ``summ`` (as ``put`` does) the summary ``below`` of the state
+        """Put into ``summ`` (``put``) the summary ``below`` of the state
         after the step (p, fp): each step's past gains (p, fp) when (p, fp)
         happens before it (program order, dependent on it or on a step of its
         past), its ``ran`` gains p."""
         first = ((p, fp),)
-        pset = frozenset(first[0][:1])
+        pset = frozenset((p,))
         before = {}                  # id(step of a past) -> whether (p, fp) is before it
-        get = summ.get
         for key, (past, ran) in below.items():
             if key[0] == p or dep(fp, key[1]):
                 past = past.union(first)
@@ -199,16 +183,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
                     if b:
                         past = past.union(first)
                         break
-            if p not in ran:
-                ran = ran | pset
-            old = get(key)
-            if old is None:
-                v = (past, ran)
-                summ[key] = values.setdefault(v, v)
-            elif old[0] is not past or old[1] is not ran:
-                op, orr = old
-                v = (op if op <= past else op & past, orr if ran <= orr else orr | ran)
-                summ[key] = values.setdefault(v, v)
+            put(summ, key, past, ran if p in ran else ran | pset)
 
     def put(summ, key, past, ran):
         """Record the step ``key`` in a summary; a step already there keeps the

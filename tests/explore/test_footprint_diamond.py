@@ -18,6 +18,7 @@ from cowlab.model import CowModel, same_up_to_renaming
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", ".."))
 from benchmarks.explore import procs_case, threads_case  # noqa: E402
+from ._symmetry import reachable  # noqa: E402
 
 #: states checked per case and design (spread evenly over the breadth-first order of all reachable states)
 SAMPLE = 300
@@ -143,15 +144,7 @@ def test_flag_bits_are_separate_keys():
     above check that such steps commute)."""
     m = CowModel(threads_case(2, reclaim=True), designs.load("linux-5.9"))
     found = set()
-    s0 = m.init_state()
-    seen, q = {s0}, deque([s0])
-    while q:
-        s = q.popleft()
-        for t in range(m.nthreads):
-            tr = m.step(s, t)
-            if tr is not None and tr.state not in seen:
-                seen.add(tr.state)
-                q.append(tr.state)
+    for s in reachable(m):
         nxt = [m.footprint(s, t) for t in range(m.nthreads)]
         for tra, fa in nxt:
             for trb, fb in nxt:
