@@ -93,6 +93,12 @@ class CowModel:
         #: the anonymous THP sizes enabled in VM_HUGEPAGE vmas (Case.settings ``thp_sizes``; the PMD size by default)
         self.thp_sizes = tuple(dict(getattr(case, "settings", ()) or ()).get("thp_sizes") or (case.hpage_pmd_nr,))
         self.ops = [t.ops for t in case.threads]
+        #: symmetry may renumber swap slots: no large folio can arise (no THP mmap, MADV_HUGEPAGE or
+        #: MADV_COLLAPSE, no khugepaged), so no step does arithmetic on slot numbers (``canonical``)
+        self.rename_slots = not any(
+            (op.name == "mmap" and dict(op.args).get("thp")) or op.name == "khugepaged"
+            or (op.name == "madvise" and dict(op.args).get("advice") in ("hugepage", "collapse"))
+            for t in case.threads for op in t.ops)
         self.cpu_of = cpu_of(case)
         self.tmm = [case.thread_mm(i) for i in range(len(case.threads))]
         self.args = [[op.arg() for op in t.ops] for t in case.threads]
@@ -176,7 +182,7 @@ class CowModel:
         return sorted(groups.values())
 
     def canonical(self, s: State) -> State:
-        return canonical(s)
+        return canonical(s, self.rename_slots)
 
     def canonical_perm(self, s: State, symmetry: str = "procs"):
         """(the representative of ``s`` under renaming page frames and swap
@@ -188,11 +194,11 @@ class CowModel:
         tm = None
         if self.proc_groups:
             s, tm = canonical_processes(self.proc_groups, s)
-        s = canonical(s)
+        s = canonical(s, self.rename_slots)
         if symmetry == "threads" and self.thread_groups:
             s, tt = canonical_threads(self.thread_groups, s)
             if tt is not None:
-                s = canonical(s)
+                s = canonical(s, self.rename_slots)
                 tm = tt if tm is None else tuple(tt[x] for x in tm)
         return s, tm
 
@@ -419,13 +425,17 @@ def _doc(fn) -> str:
 # ----------------------------------------------------------------------------- symmetry
 
 
-def canonical(s: State) -> State:
+def canonical(s: State, slots: bool = True) -> State:
     """The representative of ``s`` under renaming of page frames and swap
     slots: numbers are reassigned in order of first appearance (page tables of
-    each mm in order, then the swap slots, references and threads).  Frames and
-    slots are interchangeable identities -- allocation takes any free one and no
-    verdict depends on the number -- so states equal up to such a renaming
-    behave alike (symmetry reduction over pages)."""
+    each mm in order, then the swap slots, references and threads; slots from
+    1, offset 0 being the swap header).  Frames are interchangeable identities
+    -- allocation takes any free one and no verdict depends on the number -- so
+    states equal up to such a renaming behave alike (symmetry reduction over
+    pages).  Swap slots are too unless a large folio may meet them:
+    alloc_swap_folio() (6.12) and the swap-cache batch (6.10) do arithmetic on
+    offsets (alignment, consecutive entries), so ``slots=False`` keeps every
+    slot's number (CowModel.canonical decides from the case)."""
     pmap = {0: 0}
     smap = {}
 
@@ -434,10 +444,15 @@ def canonical(s: State) -> State:
             pmap[pfn] = len(pmap)
         return pmap[pfn]
 
-    def S(slot):
-        if slot not in smap:
-            smap[slot] = len(smap)
-        return smap[slot]
+    if slots:
+        def S(slot):
+            if slot not in smap:
+                smap[slot] = len(smap) + 1
+            return smap[slot]
+    else:
+        def S(slot):
+            smap[slot] = slot
+            return slot
 
     for m in s.mms:
         for p in m.ptes:
@@ -475,7 +490,7 @@ def canonical(s: State) -> State:
     for pfn, f in enumerate(s.folios):
         if f is not None:
             folios[pmap[pfn]] = f._replace(swap=tuple(S(x) if x >= 0 else -1 for x in f.swap))
-    swap = [None] * len(smap)
+    swap = [None] * ((len(smap) + 1 if smap else 0) if slots else len(s.swap))
     for i, sl in enumerate(s.swap):
         if sl is not None:
             swap[smap[i]] = sl._replace(cache=P(sl.cache) if sl.cache >= 0 else sl.cache)

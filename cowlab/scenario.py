@@ -164,7 +164,8 @@ class Script:
 
     def build(self) -> Case:
         c = compile_case(self.id, self.title, self.source, self.pages, self._procs, self._threads,
-                         self._script, self._free, self.tags, hpage_pmd_nr=self.hpage_pmd_nr)
+                         self._script, self._free, self.tags, hpage_pmd_nr=self.hpage_pmd_nr,
+                         thp_sizes=dict(self.settings).get("thp_sizes", ()))
         if "thp_sizes" in dict(self.settings):
             err = thp_sizes_problem(dict(self.settings)["thp_sizes"], self.hpage_pmd_nr)
             if err:

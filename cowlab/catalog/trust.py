@@ -711,6 +711,40 @@ def mremap_neighbour_stays(nr: int):
     return s.build()
 
 
+SRC_SWAP_OFFSETS = ("mm/swapfile.c setup_swap_map(): swap offset 0 is the header (SWAP_MAP_BAD), so small folios "
+                    "paged out one by one take offsets from 1; mm/memory.c alloc_swap_folio() -> "
+                    "thp_swap_suitable_orders() (242d12c98174, 6.12): an mTHP is swapped in only where the entry's "
+                    "offset and the address agree modulo its size; live probe on 6.18: pages 1..8 of a 64 kB folio "
+                    "paged out come back at page 4 as one 16 kB folio (pages 4..7), pages 0..7 as small pages "
+                    "(docs/findings/mthp-swapin-slot-alignment.toml, docs/findings/mthp-swapin-split-offsets.toml)")
+
+
+def mthp_swapin_offsets():
+    """A 64 kB mTHP written whole, pages 1..8 paged out (MADV_PAGEOUT of part
+    of it splits it: eight small folios, swap offsets 1..8), then writes at
+    page 4 and page 1.  From 6.12 the fault at page 4 swaps pages 4..7 in as
+    one fresh 16 kB folio (offsets 4..7 agree with the addresses modulo 4),
+    the fault at page 1 one small page (page 0 is mapped: no aligned run of
+    swap ptes); before 6.12 small pages only.  Fork then shares the mTHP and
+    the child's write copies its page; each process reads its own data."""
+    s = Script("mthp-swapin-offsets", "small folios paged out at offsets 1..8 of an mTHP range; swap-in by aligned "
+               "runs only; fork; writes", pages=32, source=SRC_SWAP_OFFSETS, tags=("trust", "mthp", "swap"),
+               hpage_pmd_nr=512, settings={"thp_sizes": (4, 16)})
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=32, thp=True)
+    p.write(0, pages=16)
+    p.pageout(1, pages=8)
+    p.write(4)
+    p.write(1)
+    p.fork(c)
+    c.write(5)
+    p.read(5)
+    c.read(6)
+    p.read(1)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma(),
@@ -719,4 +753,4 @@ def cases(nr: int = HPAGE_PMD_NR):
             dma_after_munmap_mremap(), mremap_vmsplice_swapped(), mremap_buffer_order(), mremap_pinned_onto_buffer(),
             huge_zero_page(nr), thp_pageout_extra_ref(nr), thp_pageout_range(nr), thp_pageout_partial(nr),
             thp_pageout_partial_pmd(nr), race_fork_write(), race_fork_write_thp(nr, False),
-            race_fork_write_thp(nr, True), mremap_neighbour_stays(nr)]
+            race_fork_write_thp(nr, True), mremap_neighbour_stays(nr), mthp_swapin_offsets()]

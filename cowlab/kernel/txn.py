@@ -408,14 +408,26 @@ class Kernel:
 
     # ------------------------------------------------------------------ swap
     def swap_alloc(self, data: int) -> int:
-        """get_swap_page(): a free slot."""
+        """get_swap_page() / folio_alloc_swap() for a small folio: the lowest
+        free slot above 0.  Offset 0 holds the swap header and is never
+        allocated (setup_swap_map(): ``swap_map[0] = SWAP_MAP_BAD``, every
+        version), so the first small folio swapped out gets offset 1 -- as a
+        live probe shows (pagemap of eight pages paged out one by one: offsets
+        1..8), and which matters from 6.12 on: alloc_swap_folio() takes an
+        mTHP only when the entry's offset and the address agree modulo its
+        size (thp_swap_suitable_orders()).  The kernel's per-CPU cluster
+        takes the next offset in its cluster rather than the lowest free one
+        (an approximation: the model has no cluster cursor)."""
         slot = SwapSlot(0, -1, data)
-        for i, s in enumerate(self.swap):
-            if s is None:
-                self.swap[i] = slot
+        swap = self.swap
+        if not swap:
+            swap.append(None)               # offset 0: the header
+        for i, s in enumerate(swap):         # a whole-list read (the footprint's ("sw",) group)
+            if s is None and i:
+                swap[i] = slot
                 return i
-        self.swap.append(slot)
-        return len(self.swap) - 1
+        swap.append(slot)
+        return len(swap) - 1
 
     def set_slot(self, slot: int, **kw) -> None:
         self.swap[slot] = self.swap[slot]._replace(**kw)

@@ -76,6 +76,14 @@ S_NEIGHBOUR = ("mm/mremap.c copy_vma() keeps a faulted vma's vm_pgoff (no merge 
                "with unchanged flags merges nothing; fork copies the moved page, the parent's write copies it "
                "(do_wp_page(): mapcount 2) and the child keeps its data")
 
+S_SWAP_OFFSETS = ("mm/swapfile.c setup_swap_map(): offset 0 is the swap header, small folios paged out take 1..8; "
+                  "alloc_swap_folio() (6.12, 242d12c98174) swaps in pages 4..7 as one fresh exclusive folio, which "
+                  "fork shares and the child's write copies; live probe on 6.18 (docs/findings/"
+                  "mthp-swapin-split-offsets.toml and a probe of this case: a 16 kB folio at pages 4..7)")
+S_SWAP_OFFSETS_RFC = ("LKML 17 Dec 2021 (Linus): mapcount does not see another process's swap entry; rfc-mapcount's "
+                      "do_swap_page() maps the child's page 5 writable at mapcount 0 while the parent's swap pte "
+                      "still uses the entry (before 6.12 pages 5..7 stay swapped out across fork)")
+
 
 EXPECT = {
     "mremap-pinned-page": row(("", S_MREMAP), linux_5_7=("wrong", S_MREMAP_57), linux_5_8=("wrong", S_MREMAP_57)),
@@ -108,6 +116,7 @@ EXPECT = {
     "ksm-merge-lru-batch": row(("", S_KSM_DRAIN)),
     "lru-batch-fork-child-cpu": row(("", S_FORK_CPU), linux_5_7=("wrong", S_FORK_CPU_57),
                                     linux_5_8=("wrong", S_FORK_CPU_57)),
+    "mthp-swapin-offsets": row(("", S_SWAP_OFFSETS), rfc_mapcount=("missed", S_SWAP_OFFSETS_RFC)),
 }
 
 

@@ -183,3 +183,24 @@ def test_symmetry_renames_the_folios_reclaim_has_still_to_do(design):
     assert not full.bugs and not sym.bugs, sym.bugs[:1]
     assert {k: len(v) for k, v in sym.incidents.items()} == {k: len(v) for k, v in full.incidents.items()}
     assert sym.status == full.status == "complete"
+
+
+def test_symmetry_keeps_swap_offsets_where_a_large_folio_may_meet_them():
+    """alloc_swap_folio() (6.12) swaps an mTHP in only where the offsets are consecutive and agree with the
+    addresses modulo its size, so a case that can make a large folio keeps every slot's number under symmetry;
+    one that cannot renames slots (from 1: offset 0 is the swap header)."""
+    from cowlab.model import canonical
+    from cowlab.schedule import sequential
+    from cowlab.kernel.types import PTE_SWAP
+    thp = CowModel(catalog.get("mthp-swapin-offsets"), designs.load("linux-6.18"))
+    assert not thp.rename_slots
+    assert CowModel(catalog.get("swapin-fresh-exclusive"), designs.load("linux-6.18")).rename_slots
+    s = next(tr.state for tr in sequential(thp) if sum(p is not None and p.kind == PTE_SWAP
+                                                       for p in tr.state.mms[0].ptes) == 8)
+    # the same state with each swap pte's offset moved up by 3 (slots 4..11, holes at 1..3)
+    moved = s._replace(mms=(s.mms[0]._replace(ptes=tuple(p._replace(pfn=p.pfn + 3) if p is not None and
+                                                          p.kind == PTE_SWAP else p for p in s.mms[0].ptes)),)
+                       + s.mms[1:], swap=(None,) * 3 + s.swap)
+    kept = thp.canonical(moved)
+    assert [p.pfn for p in kept.mms[0].ptes if p is not None and p.kind == PTE_SWAP] == list(range(4, 12))
+    assert [p.pfn for p in canonical(moved).mms[0].ptes if p is not None and p.kind == PTE_SWAP] == list(range(1, 9))

@@ -324,3 +324,45 @@ def test_pageout_of_a_whole_thp_goes_on_over_the_rest_of_the_range(design):
     p.pageout(0, pages=N + 2)
     end = _run(s.build(), design)[-1]
     assert all(x is not None and x.kind == PTE_SWAP for x in end.mms[0].ptes[:N + 2]), end.mms[0].ptes
+
+
+def _paged_out_one_by_one(first, design="linux-6.18", fault=4):
+    """A 64 kB mTHP (thp_sizes 16 kB and 64 kB) written whole, ``first``..``first + 7`` paged out (a partial range:
+    split, eight small folios swapped out in address order), then a write at ``fault``."""
+    s = Script("offsets", pages=32, hpage_pmd_nr=512, settings={"thp_sizes": (4, 16)})
+    p = s.process("parent")
+    p.mmap(0, pages=32, thp=True)
+    p.write(0, pages=16)
+    p.pageout(first, pages=8)
+    p.write(fault)
+    return _run(s.build(), design)
+
+
+def test_small_folios_take_swap_offsets_from_1():
+    """setup_swap_map(): offset 0 is the swap header (SWAP_MAP_BAD); live: pagemap shows offsets 1..8."""
+    states = _paged_out_one_by_one(0)
+    swapped = max((s for s in states), key=lambda s: sum(p is not None and p.kind == PTE_SWAP for p in s.mms[0].ptes))
+    assert [swapped.mms[0].ptes[i].pfn for i in range(8)] == list(range(1, 9))
+    assert swapped.swap[0] is None
+
+
+@pytest.mark.parametrize("first,large", [(1, True), (0, False)])
+def test_an_mthp_comes_back_only_where_offsets_agree_with_addresses(first, large):
+    """thp_swap_suitable_orders(): offsets 4..7 at pages 4..7 (pages 1..8 paged out) -> one 16 kB folio; offsets
+    5..8 at pages 4..7 (pages 0..7 paged out) -> a small page (live probe, 6.18: the same two outcomes)."""
+    end = _paged_out_one_by_one(first)[-1]
+    ptes = end.mms[0].ptes
+    f = end.folios[ptes[4].pfn]
+    if large:
+        assert len(f.data) == 4 and all(ptes[4 + i].pfn == ptes[4].pfn for i in range(4))
+    else:
+        assert len(f.data) == 1 and all(ptes[i].kind == PTE_SWAP for i in range(5, 8))
+
+
+def test_a_large_folio_never_takes_the_run_at_offset_0():
+    """folio_alloc_swap() of a whole large folio: an aligned run, never the one holding the header."""
+    s, p = _thp(N)
+    p.pageout(0, pages=N)
+    states = _run(s.build(), "linux-6.18")
+    slots = {p.pfn for s in states for p in s.mms[0].ptes if p is not None and p.kind == PTE_SWAP}
+    assert slots and min(slots) >= N and min(slots) % N == 0

@@ -28,12 +28,13 @@ def folio_alloc_swap(k, pfn: int) -> None:
     folio gets one naturally aligned run of free entries (a whole swap
     cluster for a PMD-size THP, swap_alloc_cluster() with CONFIG_THP_SWAP;
     any order from 6.10, 845982eb264b "mm: swap: allow storage of all mTHP
-    orders"); a small one the first free slot (k.swap_alloc)."""
+    orders"); a small one the first free slot (k.swap_alloc).  The run at
+    offset 0 is never taken: offset 0 is the swap header (SWAP_MAP_BAD)."""
     f = k.folio(pfn)
     if f.nr == 1:
         add_to_swap_cache(k, pfn, k.swap_alloc(f.data[0]), 0)
         return
-    start = 0
+    start = f.nr
     while any(start + i < len(k.swap) and k.swap[start + i] is not None for i in range(f.nr)):
         start += f.nr
     while len(k.swap) < start + f.nr:
