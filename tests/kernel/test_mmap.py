@@ -44,3 +44,36 @@ def test_exit_waits_for_a_fault():
     c = _exit_during([("write", {"addr": 0}), ("read", {"addr": 0})])
     r = explore(CowModel(c, designs.load("linux-6.18")))
     assert r.status == "complete" and not r.bugs, (r.reason, r.bugs[:1])
+
+
+def _merge_after_clear_refs(second="mmap"):
+    """Pages 3..5 mapped and page 4 written (an anon_vma), soft-dirty cleared (clear_refs: VM_SOFTDIRTY off),
+    then ``second`` over pages 1..3 and a read of page 3, then fork."""
+    from cowlab.schedule import sequential
+    s = Script("merge-soft-dirty", pages=6)
+    p = s.process("parent")
+    p.mmap(3, pages=3)
+    p.write(4)
+    p.clear_refs()
+    p.mmap(1, pages=3)
+    p.read(3)
+    p.fork(s.process("child"))
+    m = CowModel(s.build(), designs.load("linux-6.18"))
+    run = sequential(m)
+    trs = list(run)
+    assert run.end == "done" and not any(tr.bugs for tr in trs)
+    return trs[-1].state
+
+
+def test_vm_softdirty_does_not_keep_vmas_apart():
+    """is_mergeable_vma(): ``(vma->vm_flags ^ vm_flags) & ~VM_SOFTDIRTY`` (every version): the new vma at 1..3
+    merges with the rest of the first one (4..5, contiguous vm_pgoff, its anon_vma) although clear_refs cleared
+    VM_SOFTDIRTY there; mmap_region() sets VM_SOFTDIRTY on the merged vma.  Fork then copies the zero-page pte at
+    page 3 (the vma has an anon_vma: vma_needs_copy()) -- a live 6.18 probe: the child maps page 3
+    (docs/findings/mmap-merge-soft-dirty.toml, --random 2000 --seed 2612)."""
+    from cowlab.kernel.types import VM_SOFTDIRTY
+    end = _merge_after_clear_refs()
+    parent, child = end.mms[0], end.mms[1]
+    assert [(v.start, v.end) for v in parent.vmas] == [(1, 6)]
+    assert parent.vmas[0].anon_vma and parent.vmas[0].flags & VM_SOFTDIRTY
+    assert child.ptes[3] is not None

@@ -53,8 +53,12 @@ def _vma_edit(vmas, start, end, fn, new=None):
             p = merged[-1][0]
             # (the changed or new range merges with its neighbours only: a vma after a neighbour it merged with
             # is not next to the range)
+            # the merged vma has the flags of the range changed or created (its VM_SOFTDIRTY too: mmap_region()
+            # sets VM_SOFTDIRTY on the vma it ends with, __mmap_complete() 6.12+; mprotect_fixup() and
+            # madvise_update_vma() vm_flags_reset() it to the new flags after the merge)
             merged[-1] = (p._replace(end=v.end, anon_vma=p.anon_vma or v.anon_vma,
-                                     fork_child=p.fork_child or v.fork_child), src)
+                                     fork_child=p.fork_child or v.fork_child,
+                                     flags=v.flags if src else p.flags), src)
         else:
             merged.append((v, src))
     return tuple(v for v, _ in merged)
@@ -62,7 +66,9 @@ def _vma_edit(vmas, start, end, fn, new=None):
 
 def _is_mergeable(a, b, a_src: bool, b_src: bool) -> bool:
     """is_mergeable_vma() and is_mergeable_anon_vma() (mm/mmap.c, mm/vma.c
-    from 6.12; 5.7 .. 6.18) for adjacent a, b with equal flags.  The vma
+    from 6.12; 5.7 .. 6.18) for adjacent a, b with equal flags but for
+    VM_SOFTDIRTY ("VM_SOFTDIRTY should not prevent from VMA merging", every
+    version: ``(vma->vm_flags ^ vm_flags) & ~VM_SOFTDIRTY``).  The vma
     being changed or created (the source: b if both are) merges into its
     neighbour (the target) if their anon_vmas are the same, or if the source
     has none and the target's anon_vma_chain is singular (the target has an
@@ -74,7 +80,7 @@ def _is_mergeable(a, b, a_src: bool, b_src: bool) -> bool:
     no merge is attempted for them (two vmas an mremap() left apart, whose
     vm_pgoffs are not contiguous, stay apart; a live 6.18 probe: the random
     run's thp / outcome / madvise reproducer, catalog mremap-neighbour-stays)."""
-    if a.end != b.start or a.flags != b.flags or a.pgoff_shift != b.pgoff_shift:
+    if a.end != b.start or (a.flags ^ b.flags) & ~VM_SOFTDIRTY or a.pgoff_shift != b.pgoff_shift:
         return False
     if not (a_src or b_src):
         return False
