@@ -52,7 +52,11 @@ part of a footprint: a reduced search checks them on the states it visits.
 Page frames, swap slots and content tokens are interchangeable identities
 (allocation takes any free one; no verdict names one), so allocating one is
 not a read of the others: two steps that allocate commute up to renaming them,
-as the static partition of ``independent_groups`` already assumes.
+as the static partition of ``independent_groups`` already assumes.  Swap
+offsets are not where a large folio can arise (``CowModel.rename_slots``
+false): alloc_swap_folio() (6.12) swaps an mTHP in by the offsets' alignment
+and order, so there a step that takes offsets reads and writes the
+allocator's cursor ``("swcur",)``.
 """
 from __future__ import annotations
 
@@ -849,6 +853,12 @@ def footprint(model, s, tid: int):
     if rec.gets or rec.puts:
         _increments(rec, w, incs, decs, room)
     fresh = rec.fresh
+    # ... where no large folio can arise (``CowModel.rename_slots``); where one can, offsets are not interchangeable
+    # (alloc_swap_folio() looks at alignment and consecutive entries): a step that takes swap offsets reads and
+    # writes the allocator's cursor, ("swcur",), so two swap-outs do not commute (their offsets would be swapped)
+    if not model.rename_slots and (len(tr.state.swap) != len(s.swap) or any(type(x) is tuple for x in fresh)):
+        reads.add(("swcur",))
+        w.add(("swcur",))
     # ... but a frame or slot that was free can still be named by a thread holding a stale snapshot (gup-fast's
     # pte of a page freed since, a swap entry read before the slot was freed): allocating it is an increment of
     # its existence -- two allocations commute (up to renaming), a step that looks that frame or slot up does not

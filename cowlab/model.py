@@ -105,6 +105,10 @@ class CowModel:
         self.optext = [[str(op) for op in t.ops] for t in case.threads]
         #: per thread, per operation: the label of its first step
         self.first_label = [[OPS[op.name][0] for op in t.ops] for t in case.threads]
+        #: per thread, per operation: the event a ``wait`` operation waits for (None for any other): ``step``
+        #: answers a wait whose event is not set without running it (sync.wait would raise Blocked)
+        self.wait_event = [[dict(op.args).get("event") if op.name == "wait" else None for op in t.ops]
+                           for t in case.threads]
         #: id(state) -> (state, its InFlight): the few last states asked (a state's steps share one "before")
         self._flight_memo: dict = {}
         #: (folios, mms, swap, refs, in-flight books) -> check_state's bugs: the whole-state invariants are a
@@ -263,6 +267,9 @@ class CowModel:
         if stack:
             label, fr = stack[-1]
         else:
+            ev = self.wait_event[tid][pc]
+            if ev is not None and ev not in s.signals and kernel_cls is Kernel:
+                return None           # sync.wait, blocked (a TrackingKernel runs it: the footprint reads the event)
             label, fr = self.first_label[tid][pc], None
         fn = STEPS[label]
         k = kernel_cls(s, self.design, tid, mm, self.case.hpage_pmd_nr, t.ret)

@@ -45,7 +45,7 @@ def test_the_catalog_is_built_at_any_size(nr):
     assert len(mthp) == 84 and all(c.hpage_pmd_nr == max(nr, 8) and c.setting("thp_sizes") == (4,) for c in mthp)
     # ... and the trust case of mTHP swap-in keeps the live geometry it was checked in (a 512-page PMD)
     assert [(c.id, c.hpage_pmd_nr) for c in cases if "mthp" in c.tags and "trust" in c.tags] == \
-        [("mthp-swapin-offsets", 512)]
+        [("mthp-swapin-offsets", 512), ("swap-offsets-continue", 512)]
     cases = [c for c in cases if "mthp" not in c.tags]
     assert all(c.hpage_pmd_nr == nr for c in cases)
     for c in cases:

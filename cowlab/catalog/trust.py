@@ -745,6 +745,36 @@ def mthp_swapin_offsets():
     return s.build()
 
 
+SRC_SWAP_CURSOR = ("mm/swapfile.c: the per-CPU swap cluster hands out offsets in order and moves on, so offsets "
+                   "freed by a swap-in are not taken again at once; live probe on 6.18: pages 12..14 paged out take "
+                   "offsets 1..3, written back (freed), then pages 4..11 take 4..11 and a write at page 8 swaps "
+                   "pages 8..11 in as one 16 kB folio (alloc_swap_folio(), 242d12c98174, 6.12)")
+
+
+def swap_offsets_continue():
+    """Three pages of a 64 kB mTHP paged out (offsets 1..3) and written back,
+    which frees their offsets; eight more paged out take offsets 4..11, not
+    1..3 again, so pages 8..11 sit at offsets that agree with their addresses
+    and the write at page 8 swaps them in as one 16 kB folio (6.12+; before,
+    one small page).  Fork then shares it and the child's write copies a page."""
+    s = Script("swap-offsets-continue", "swap offsets are handed out in order: an mTHP swap-in after offsets were "
+               "freed; fork; writes", pages=32, source=SRC_SWAP_CURSOR, tags=("trust", "mthp", "swap"),
+               hpage_pmd_nr=512, settings={"thp_sizes": (4, 16)})
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=32, thp=True)
+    p.write(0, pages=16)
+    p.pageout(12, pages=3)
+    p.write(12, pages=3)
+    p.pageout(4, pages=8)
+    p.write(8)
+    p.fork(c)
+    c.write(9)
+    p.read(9)
+    c.read(10)
+    c.exit()
+    return s.build()
+
+
 def cases(nr: int = HPAGE_PMD_NR):
     return [mremap_pinned_page(), dma_after_unmap("munmap"), dma_after_unmap("dontneed"), dma_after_unmap_shared(),
             pageout_hugetlb(nr), write_gup_prot_read(), read_prot_none(), race_fork_dma(), fork_no_anon_vma(),
@@ -753,4 +783,5 @@ def cases(nr: int = HPAGE_PMD_NR):
             dma_after_munmap_mremap(), mremap_vmsplice_swapped(), mremap_buffer_order(), mremap_pinned_onto_buffer(),
             huge_zero_page(nr), thp_pageout_extra_ref(nr), thp_pageout_range(nr), thp_pageout_partial(nr),
             thp_pageout_partial_pmd(nr), race_fork_write(), race_fork_write_thp(nr, False),
-            race_fork_write_thp(nr, True), mremap_neighbour_stays(nr), mthp_swapin_offsets()]
+            race_fork_write_thp(nr, True), mremap_neighbour_stays(nr), mthp_swapin_offsets(),
+            swap_offsets_continue()]

@@ -581,7 +581,14 @@ class Server:
 
 def _launch(prep: Prepared, server: Server) -> Server:
     """The plan goes with its CPUs: the case's processes on one, each further
-    thread of the first process on the next one (a script's ``cpu()``)."""
+    thread of the first process on the next one (a script's ``cpu()``).  A case
+    with mTHP sizes that pages out starts on a fresh swap allocator
+    (``zram.restart_swap``): the kernel hands out swap offsets in order from
+    where the last case left them, and from 6.12 an mTHP is swapped in only
+    where the offsets agree with the addresses (the model starts at offset 1)."""
+    if case_thp_sizes(prep.case) and any(op.name == "pageout" for t in prep.case.threads for op in t.ops):
+        from .zram import restart_swap
+        restart_swap()
     allowed = sorted(os.sched_getaffinity(0))
     threads = sorted({st["thread"] for st in prep.plan["steps"] if "thread" in st})
     return server.submit(dict(prep.plan, cpu=allowed[0],

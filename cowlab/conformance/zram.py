@@ -185,6 +185,18 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
             signal.signal(signal.SIGINT, old_int)
 
 
+def restart_swap() -> bool:
+    """swapoff + swapon of the run's zram device (``temporary_swap``; nothing
+    when it is not active): the swap allocator starts again from offset 1, its
+    per-CPU clusters dropped (about 25 ms on an empty device).  True when done."""
+    if not zram_swap_on():
+        return False
+    if subprocess.run(["swapoff", "/dev/zram0"], capture_output=True).returncode != 0:
+        return False
+    subprocess.run(["swapon", "-p", "32767", "/dev/zram0"], check=True, capture_output=True)
+    return True
+
+
 @contextlib.contextmanager
 def temporary_sysctl(path: str, at_least: int, changed: list):
     """Raise a numeric /proc/sys value to at least ``at_least`` for the run,

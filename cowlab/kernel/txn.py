@@ -408,25 +408,23 @@ class Kernel:
 
     # ------------------------------------------------------------------ swap
     def swap_alloc(self, data: int) -> int:
-        """get_swap_page() / folio_alloc_swap() for a small folio: the lowest
-        free slot above 0.  Offset 0 holds the swap header and is never
-        allocated (setup_swap_map(): ``swap_map[0] = SWAP_MAP_BAD``, every
-        version), so the first small folio swapped out gets offset 1 -- as a
-        live probe shows (pagemap of eight pages paged out one by one: offsets
-        1..8), and which matters from 6.12 on: alloc_swap_folio() takes an
+        """get_swap_page() / folio_alloc_swap() for a small folio: the next
+        offset of the swap device, never a freed one before it -- the per-CPU
+        swap cluster hands out offsets in order and moves on (a live 6.18
+        probe: eight pages paged out, freed, eight more paged out take offsets
+        9..16, not 1..8 again; swapoff/swapon starts from 1).  Offset 0 holds
+        the swap header and is never allocated (setup_swap_map(): ``swap_map[0]
+        = SWAP_MAP_BAD``, every version), so the first small folio swapped out
+        gets offset 1.  Offsets matter from 6.12 on: alloc_swap_folio() takes an
         mTHP only when the entry's offset and the address agree modulo its
-        size (thp_swap_suitable_orders()).  The kernel's per-CPU cluster
-        takes the next offset in its cluster rather than the lowest free one
-        (an approximation: the model has no cluster cursor)."""
-        slot = SwapSlot(0, -1, data)
+        size (thp_swap_suitable_orders()) and the entries are consecutive.
+        The model has one cursor for every CPU and order (the end of the slot
+        table; the kernel keeps one per CPU and order, in clusters of
+        SWAPFILE_CLUSTER offsets)."""
         swap = self.swap
         if not swap:
             swap.append(None)               # offset 0: the header
-        for i, s in enumerate(swap):         # a whole-list read (the footprint's ("sw",) group)
-            if s is None and i:
-                swap[i] = slot
-                return i
-        swap.append(slot)
+        swap.append(SwapSlot(0, -1, data))
         return len(swap) - 1
 
     def set_slot(self, slot: int, **kw) -> None:

@@ -81,8 +81,12 @@ S_SWAP_OFFSETS = ("mm/swapfile.c setup_swap_map(): offset 0 is the swap header, 
                   "fork shares and the child's write copies; live probe on 6.18 (docs/findings/"
                   "mthp-swapin-split-offsets.toml and a probe of this case: a 16 kB folio at pages 4..7)")
 S_SWAP_OFFSETS_RFC = ("LKML 17 Dec 2021 (Linus): mapcount does not see another process's swap entry; rfc-mapcount's "
-                      "do_swap_page() maps the child's page 5 writable at mapcount 0 while the parent's swap pte "
-                      "still uses the entry (before 6.12 pages 5..7 stay swapped out across fork)")
+                      "do_swap_page() maps the child's page writable at mapcount 0 while the parent's swap pte "
+                      "still uses the entry (before 6.12 the pages near the first fault stay swapped out at fork)")
+
+S_SWAP_CURSOR = ("the per-CPU swap cluster hands out offsets in order (live probe on 6.18: 4..11 after 1..3 were "
+                 "freed); 6.12+ swaps pages 8..11 in as one fresh exclusive 16 kB folio, fork shares it and the "
+                 "child's write copies its page; before 6.12 small pages, the same data")
 
 
 EXPECT = {
@@ -117,6 +121,7 @@ EXPECT = {
     "lru-batch-fork-child-cpu": row(("", S_FORK_CPU), linux_5_7=("wrong", S_FORK_CPU_57),
                                     linux_5_8=("wrong", S_FORK_CPU_57)),
     "mthp-swapin-offsets": row(("", S_SWAP_OFFSETS), rfc_mapcount=("missed", S_SWAP_OFFSETS_RFC)),
+    "swap-offsets-continue": row(("", S_SWAP_CURSOR), rfc_mapcount=("missed", S_SWAP_OFFSETS_RFC)),
 }
 
 

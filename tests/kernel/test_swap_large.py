@@ -366,3 +366,23 @@ def test_a_large_folio_never_takes_the_run_at_offset_0():
     states = _run(s.build(), "linux-6.18")
     slots = {p.pfn for s in states for p in s.mms[0].ptes if p is not None and p.kind == PTE_SWAP}
     assert slots and min(slots) >= N and min(slots) % N == 0
+
+
+def test_swap_offsets_are_handed_out_in_order():
+    """The per-CPU swap cluster moves on: offsets freed by a swap-in are not taken again at once (live probe, 6.18:
+    pages 12..14 at 1..3, written back, then pages 4..11 at 4..11), so the write at page 8 swaps 8..11 in whole."""
+    s = Script("cursor", pages=32, hpage_pmd_nr=512, settings={"thp_sizes": (4, 16)})
+    p = s.process("parent")
+    p.mmap(0, pages=32, thp=True)
+    p.write(0, pages=16)
+    p.pageout(12, pages=3)
+    p.write(12, pages=3)
+    p.pageout(4, pages=8)
+    states = _run(s.build(), "linux-6.18")
+    ptes = states[-1].mms[0].ptes
+    assert [ptes[i].pfn for i in range(4, 12)] == list(range(4, 12)) and all(ptes[i].kind == PTE_SWAP
+                                                                             for i in range(4, 12))
+    p.write(8)
+    end = _run(s.build(), "linux-6.18")[-1]
+    f = end.folios[end.mms[0].ptes[8].pfn]
+    assert len(f.data) == 4 and all(end.mms[0].ptes[8 + i].pfn == end.mms[0].ptes[8].pfn for i in range(4))
