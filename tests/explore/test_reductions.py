@@ -177,3 +177,33 @@ def test_explore_puts_back_the_collector_thresholds():
     with pytest.raises(RuntimeError):
         explore(Broken(m.case, m.design))
     assert gc.get_threshold() == before
+
+
+@pytest.mark.parametrize("thp", [False, True])
+def test_two_swap_outs_commute_only_where_offsets_do_not_matter(thp):
+    """Two threads paging out one page each take the next swap offsets: in either order the states are the same up
+    to renaming the offsets.  Without large folios that is independence (the footprint's fresh slots); where one
+    can arise (a THP mmap: alloc_swap_folio() looks at alignment and order) the two steps read and write the
+    allocator's cursor ("swcur",) and are dependent, so DPOR tries both orders."""
+    from cowlab.scenario import Script
+    from ._symmetry import reachable
+    s = Script(f"two-swapouts-{thp}", pages=8, hpage_pmd_nr=8, settings={"thp_sizes": (4,)} if thp else None)
+    p = s.process("p")
+    s.cpu("p", "p.t1")
+    p.mmap(0, pages=8, thp=thp)
+    p.write(0), p.write(5)
+    if thp:
+        p.mprotect(0, pages=8, prot="r"), p.mprotect(0, pages=8, prot="rw")
+    p.lru_add_drain()
+    s.parallel({"p": [("pageout", {"addr": 0})], "p.t1": [("pageout", {"addr": 5})]})
+    m = CowModel(s.build(), designs.load("linux-6.18"))
+    assert m.rename_slots is (not thp)
+    both = 0
+    for st in reachable(m):
+        a, fa = m.footprint(st, 0)
+        b, fb = m.footprint(st, 1)
+        if a is None or b is None or len(a.state.swap) == len(st.swap) or len(b.state.swap) == len(st.swap):
+            continue
+        both += 1
+        assert m.dependent(fa, fb) is thp
+    assert both
