@@ -804,7 +804,15 @@ def _pin_inputs(r, w, nr):
 
 
 def footprint(model, s, tid: int):
-    """``CowModel.footprint``: run the step against a ``TrackingKernel``."""
+    """``CowModel.footprint``: run the step against a ``TrackingKernel``.  A
+    ``wait`` at its start whose event is not set (sync.wait would block) is
+    answered without running: it reads that event and its process's
+    liveness, as the tracked run records."""
+    t = s.threads[tid]
+    if not t.stack and t.pc < len(model.wait_event[tid]):
+        ev = model.wait_event[tid][t.pc]
+        if ev is not None and ev not in s.signals and s.mms[model.tmm[tid]].alive:
+            return None, Footprint(frozenset((("sig", ev), ("alive", model.tmm[tid]))))
     rec = _Rec()
     _VIEW_REC[0] = rec
     try:

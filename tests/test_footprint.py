@@ -51,3 +51,29 @@ def test_disjoint_footprints_are_independent():
     b = Footprint(reads=frozenset({("pte", 0, 1)}), writes=frozenset({("pte", 0, 1)}))
     assert not dependent(a, b)
     assert dependent(a, Footprint(reads=frozenset({("pte", 0, 0)})))
+
+
+def test_a_blocked_wait_has_the_footprint_its_tracked_run_records():
+    """footprint() answers a ``wait`` whose event is not set without running the step: the same footprint as the
+    tracked run (the event and the process's liveness), in every reachable state of a race with sync waits."""
+    from cowlab import catalog, designs
+    from cowlab import footprint as fpm
+    from cowlab.model import CowModel
+    from .explore._symmetry import reachable
+    m = CowModel(catalog.get("race-fork-write"), designs.load("linux-6.18"))
+    fast = 0
+    for state in reachable(m):
+        for tid in range(m.nthreads):
+            t = state.threads[tid]
+            if t.stack or t.pc >= len(m.ops[tid]) or m.wait_event[tid][t.pc] is None:
+                continue
+            got = m.footprint(state, tid)
+            saved = m.wait_event[tid][t.pc]
+            m.wait_event[tid][t.pc] = None            # the tracked run
+            try:
+                want = fpm.footprint(m, state, tid)
+            finally:
+                m.wait_event[tid][t.pc] = saved
+            assert (got[0] is None) == (want[0] is None) and got[1] == want[1], (tid, got[1], want[1])
+            fast += got[0] is None
+    assert fast
