@@ -864,9 +864,13 @@ def footprint(model, s, tid: int):
     # ... where no large folio can arise (``CowModel.rename_slots``); where one can, offsets are not interchangeable
     # (alloc_swap_folio() looks at alignment and consecutive entries): a step that takes swap offsets reads and
     # writes the allocator's cursor, ("swcur",), so two swap-outs do not commute (their offsets would be swapped)
-    if not model.rename_slots and (len(tr.state.swap) != len(s.swap) or any(type(x) is tuple for x in fresh)):
-        reads.add(("swcur",))
-        w.add(("swcur",))
+    if tr.state.swap_next != s.swap_next or len(tr.state.swap) != len(s.swap) or \
+            any(type(x) is tuple for x in fresh):
+        if model.rename_slots:
+            incs.add(("swcur",))          # (the cursor only moves on: two allocations commute up to renaming)
+        else:
+            reads.add(("swcur",))
+            w.add(("swcur",))
     # ... but a frame or slot that was free can still be named by a thread holding a stale snapshot (gup-fast's
     # pte of a page freed since, a swap entry read before the slot was freed): allocating it is an increment of
     # its existence -- two allocations commute (up to renaming), a step that looks that frame or slot up does not

@@ -481,7 +481,10 @@ def canonical(s: State, slots: bool = True) -> State:
             for sl in f.swap:
                 if sl >= 0:
                     S(sl)
-    if all(k == v for k, v in pmap.items()) and all(k == v for k, v in smap.items()):
+    # (renamed, the slots are 1..n and the order-0 cursor after them: a state already so is its own representative)
+    n_swap = (len(smap) + 1 if smap else 0) if slots else len(s.swap)
+    if all(k == v for k, v in pmap.items()) and all(k == v for k, v in smap.items()) and \
+            (not slots or (len(s.swap) == n_swap and s.swap_next == max(n_swap, 1))):
         return s
 
     def rp(p):
@@ -497,7 +500,7 @@ def canonical(s: State, slots: bool = True) -> State:
     for pfn, f in enumerate(s.folios):
         if f is not None:
             folios[pmap[pfn]] = f._replace(swap=tuple(S(x) if x >= 0 else -1 for x in f.swap))
-    swap = [None] * ((len(smap) + 1 if smap else 0) if slots else len(s.swap))
+    swap = [None] * n_swap
     for i, sl in enumerate(s.swap):
         if sl is not None:
             swap[smap[i]] = sl._replace(cache=P(sl.cache) if sl.cache >= 0 else sl.cache)
@@ -505,7 +508,8 @@ def canonical(s: State, slots: bool = True) -> State:
                            pmds=tuple(None if p is None else p._replace(pfn=P(p.pfn)) for p in m.pmds))
                 for m in s.mms)
     refs = tuple(sorted(r._replace(pfn=P(r.pfn)) for r in s.refs))
-    return s._replace(folios=tuple(folios), swap=tuple(swap), mms=mms, refs=refs, threads=threads)
+    return s._replace(folios=tuple(folios), swap=tuple(swap), mms=mms, refs=refs, threads=threads,
+                      swap_next=max(n_swap, 1) if slots else s.swap_next)
 
 
 def _same_tokens(a, b, nt, tok, inv, free):

@@ -48,7 +48,7 @@ _PTL = Mm._fields.index("ptl")
 
 
 class Kernel:
-    __slots__ = ("s", "folios", "mms", "swap", "refs", "threads", "signals", "next_token", "effects",
+    __slots__ = ("s", "folios", "mms", "swap", "refs", "threads", "signals", "next_token", "swap_next", "effects",
                  "tid", "mm", "design", "spec", "HPAGE_PMD_NR", "ret", "SWP_SYNCHRONOUS_IO", "cpu",
                  "THP_SIZES", "thread_mm")
 
@@ -61,6 +61,7 @@ class Kernel:
         self.threads = list(state.threads)
         self.signals = state.signals
         self.next_token = state.next_token
+        self.swap_next = state.swap_next
         self.spec = state.spec
         self.effects: list = []
         self.tid = tid
@@ -103,7 +104,8 @@ class Kernel:
             refs = tuple(sorted(refs))            # (sorted only when changed)
             if refs == s.refs:
                 refs = s.refs
-        return State(folios, mms, swap, refs, tuple(self.threads), self.signals, self.next_token, self.spec)
+        return State(folios, mms, swap, refs, tuple(self.threads), self.signals, self.next_token, self.spec,
+                     self.swap_next)
 
     # ------------------------------------------------------------------ folios
     def folio(self, pfn: int) -> Folio:
@@ -409,23 +411,29 @@ class Kernel:
     # ------------------------------------------------------------------ swap
     def swap_alloc(self, data: int) -> int:
         """get_swap_page() / folio_alloc_swap() for a small folio: the next
-        offset of the swap device, never a freed one before it -- the per-CPU
-        swap cluster hands out offsets in order and moves on (a live 6.18
-        probe: eight pages paged out, freed, eight more paged out take offsets
-        9..16, not 1..8 again; swapoff/swapon starts from 1).  Offset 0 holds
-        the swap header and is never allocated (setup_swap_map(): ``swap_map[0]
-        = SWAP_MAP_BAD``, every version), so the first small folio swapped out
-        gets offset 1.  Offsets matter from 6.12 on: alloc_swap_folio() takes an
-        mTHP only when the entry's offset and the address agree modulo its
-        size (thp_swap_suitable_orders()) and the entries are consecutive.
-        The model has one cursor for every CPU and order (the end of the slot
-        table; the kernel keeps one per CPU and order, in clusters of
-        SWAPFILE_CLUSTER offsets)."""
+        free offset from the order-0 cursor (``State.swap_next``), which then
+        moves past it -- the per-CPU swap cluster hands out offsets in order
+        and moves on, never back to one freed before it (a live 6.18 probe:
+        eight pages paged out, freed, eight more paged out take offsets 9..16,
+        not 1..8 again; swapoff/swapon starts from 1).  Offset 0 holds the
+        swap header and is never allocated (setup_swap_map(): ``swap_map[0] =
+        SWAP_MAP_BAD``, every version).  Large folios take runs of their own
+        (``swapfile.folio_alloc_swap``: the kernel keeps a cluster per order),
+        which the cursor steps over.  Offsets matter from 6.12 on:
+        alloc_swap_folio() takes an mTHP only when the entry's offset and the
+        address agree modulo its size (thp_swap_suitable_orders()) and the
+        entries are consecutive.  One cursor stands for every CPU's (the
+        kernel keeps one per CPU and order, in clusters of SWAPFILE_CLUSTER
+        offsets)."""
         swap = self.swap
-        if not swap:
-            swap.append(None)               # offset 0: the header
-        swap.append(SwapSlot(0, -1, data))
-        return len(swap) - 1
+        i = max(self.swap_next, 1)
+        while i < len(swap) and swap[i] is not None:
+            i += 1
+        while len(swap) <= i:
+            swap.append(None)
+        swap[i] = SwapSlot(0, -1, data)
+        self.swap_next = i + 1
+        return i
 
     def set_slot(self, slot: int, **kw) -> None:
         self.swap[slot] = self.swap[slot]._replace(**kw)

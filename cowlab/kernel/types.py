@@ -269,3 +269,6 @@ class State(NamedTuple):
     signals: frozenset
     next_token: int
     spec: Spec
+    #: the next swap offset a small folio takes (the per-CPU swap cluster's cursor for order 0; offset 0 is the
+    #: header): small folios take offsets in order from here, large ones runs of their own (``swap_alloc``)
+    swap_next: int = 1

@@ -386,3 +386,23 @@ def test_swap_offsets_are_handed_out_in_order():
     end = _run(s.build(), "linux-6.18")[-1]
     f = end.folios[end.mms[0].ptes[8].pfn]
     assert len(f.data) == 4 and all(end.mms[0].ptes[8 + i].pfn == end.mms[0].ptes[8].pfn for i in range(4))
+
+
+def test_a_large_folio_takes_offsets_apart_from_the_small_ones():
+    """The kernel keeps a swap cluster per order: a 64 kB folio swapped out whole takes a run of a cluster of its
+    own, small folios paged out after it take offsets 1.. (cluster 0), so the read at page 16 (offset 1) gets a
+    small page (live 6.18: docs/findings/mthp-swapin-order-clusters.toml, --random 3000 --seed 2615)."""
+    s = Script("clusters", pages=32, hpage_pmd_nr=512, settings={"thp_sizes": (4, 16)})
+    p = s.process("parent")
+    p.mmap(0, pages=32, thp=True)
+    p.write(1)
+    p.write(16, pages=8)
+    p.pageout(0, pages=16)
+    p.pageout(16, pages=8)
+    p.read(16)
+    end = _run(s.build(), "linux-6.18")[-1]
+    ptes = end.mms[0].ptes
+    assert [ptes[i].pfn for i in range(16)] == list(range(512, 528)) and all(ptes[i].kind == PTE_SWAP
+                                                                             for i in range(16))
+    assert [ptes[i].pfn for i in range(17, 24)] == list(range(2, 9))
+    assert ptes[16].kind == PTE_PRESENT and len(end.folios[ptes[16].pfn].data) == 1

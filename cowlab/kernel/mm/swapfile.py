@@ -28,13 +28,18 @@ def folio_alloc_swap(k, pfn: int) -> None:
     folio gets one naturally aligned run of free entries (a whole swap
     cluster for a PMD-size THP, swap_alloc_cluster() with CONFIG_THP_SWAP;
     any order from 6.10, 845982eb264b "mm: swap: allow storage of all mTHP
-    orders"); a small one the first free slot (k.swap_alloc).  The run at
-    offset 0 is never taken: offset 0 is the swap header (SWAP_MAP_BAD)."""
+    orders"); a small one the next offset of the order-0 cursor
+    (k.swap_alloc).  The kernel takes a large folio's run from a cluster of
+    its order, apart from the small folios' (cluster 0 holds the header at
+    offset 0 and the first small ones): here the first free aligned run at or
+    above one cluster (SWAPFILE_CLUSTER = HPAGE_PMD_NR with CONFIG_THP_SWAP;
+    a live 6.18 probe: small folios paged out after a 64 kB one take offsets
+    from 1 on, so a swap-in by them gets small pages)."""
     f = k.folio(pfn)
     if f.nr == 1:
         add_to_swap_cache(k, pfn, k.swap_alloc(f.data[0]), 0)
         return
-    start = f.nr
+    start = -(-max(k.HPAGE_PMD_NR, f.nr) // f.nr) * f.nr
     while any(start + i < len(k.swap) and k.swap[start + i] is not None for i in range(f.nr)):
         start += f.nr
     while len(k.swap) < start + f.nr:
