@@ -496,6 +496,10 @@ def canonical(s: State, slots: bool = True) -> State:
     # page freed since), which takes a number of its own, so the folios are counted after them
     threads = tuple(t._replace(stack=tuple((lb, rename_frame(fr, P, S)) for lb, fr in t.stack)) if t.stack else t
                     for t in s.threads)
+    if slots:
+        # ... and a swap entry a frame read before its slot was freed takes a number of its own too, below the
+        # cursor: the next allocation must not reuse it (the state renamed has none that could)
+        n_swap = len(smap) + 1 if smap else 0
     folios = [None] * len(pmap)
     for pfn, f in enumerate(s.folios):
         if f is not None:

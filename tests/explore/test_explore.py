@@ -204,3 +204,30 @@ def test_symmetry_keeps_swap_offsets_where_a_large_folio_may_meet_them():
     kept = thp.canonical(moved)
     assert [p.pfn for p in kept.mms[0].ptes if p is not None and p.kind == PTE_SWAP] == list(range(4, 12))
     assert [p.pfn for p in canonical(moved).mms[0].ptes if p is not None and p.kind == PTE_SWAP] == list(range(1, 9))
+
+
+def test_symmetry_keeps_a_stale_swap_entry_of_a_frame_from_reuse():
+    """A swap-in's frame can name an entry whose slot was freed since (the pte_same() recheck then fails); the
+    cursor has moved past it, so no allocation reuses it.  canonical() renames that slot with the others and puts
+    the cursor after it (before, the cursor was sized before the frames were renamed: the next swap-out could take
+    the stale number, an ABA the state renamed did not have)."""
+    from cowlab.kernel.paths import rename_frame
+    from cowlab.model import canonical
+    from ._symmetry import reachable
+
+    def frame_slots(s):
+        out = set()
+        for t in s.threads:
+            for _, fr in t.stack:
+                rename_frame(fr, lambda p: p, lambda x: (out.add(x), x)[1])
+        return out
+
+    m = CowModel(catalog.get("page-count-do-wp-page-swap"), designs.load("linux-6.18"))
+    assert m.rename_slots
+    found = 0
+    for st in reachable(m, limit=20000):
+        if any(x >= len(st.swap) or st.swap[x] is None for x in frame_slots(st)):
+            c = canonical(st)
+            assert all(x < c.swap_next for x in frame_slots(c))
+            found += 1
+    assert found
