@@ -588,7 +588,10 @@ def _launch(prep: Prepared, server: Server) -> Server:
     where the offsets agree with the addresses (the model starts at offset 1)."""
     if case_thp_sizes(prep.case) and any(op.name == "pageout" for t in prep.case.threads for op in t.ops):
         from .zram import restart_swap
-        restart_swap()
+        why = restart_swap()
+        if why:        # (the case still runs; its swap offsets go on from the last case's, so it may disagree)
+            print(f"machine: {why} before {prep.case.id}: its swap offsets continue from the last case's",
+                  file=sys.stderr)
     allowed = sorted(os.sched_getaffinity(0))
     threads = sorted({st["thread"] for st in prep.plan["steps"] if "thread" in st})
     return server.submit(dict(prep.plan, cpu=allowed[0],

@@ -185,16 +185,20 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
             signal.signal(signal.SIGINT, old_int)
 
 
-def restart_swap() -> bool:
+def restart_swap() -> str:
     """swapoff + swapon of the run's zram device (``temporary_swap``; nothing
     when it is not active): the swap allocator starts again from offset 1, its
-    per-CPU clusters dropped (about 25 ms on an empty device).  True when done."""
+    per-CPU clusters dropped (about 25 ms on an empty device).  "" when done or
+    when there is no device; otherwise what failed, in one line."""
     if not zram_swap_on():
-        return False
-    if subprocess.run(["swapoff", "/dev/zram0"], capture_output=True).returncode != 0:
-        return False
-    subprocess.run(["swapon", "-p", "32767", "/dev/zram0"], check=True, capture_output=True)
-    return True
+        return ""
+    off = subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, text=True)
+    if off.returncode != 0:
+        return f"swapoff /dev/zram0 failed ({off.stderr.strip() or off.returncode})"
+    on = subprocess.run(["swapon", "-p", "32767", "/dev/zram0"], capture_output=True, text=True)
+    if on.returncode != 0:
+        return f"swapon /dev/zram0 failed ({on.stderr.strip() or on.returncode})"
+    return ""
 
 
 @contextlib.contextmanager
