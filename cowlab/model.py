@@ -147,7 +147,10 @@ class CowModel:
         allocated from shared counters, so two groups' states interleave only
         up to renaming them (verdicts do not depend on those names).  A thread
         that drains every CPU's LRU batch (migration, ksmd's merge) touches
-        every group: then there is one group."""
+        every group: then there is one group.  Where a large folio can arise
+        swap offsets are not names alone (``rename_slots``: alloc_swap_folio()
+        looks at their alignment and order), and they come from one cursor:
+        every thread that pages out is then in one group."""
         n = self.nthreads
         parent = list(range(n))
 
@@ -180,6 +183,10 @@ class CowModel:
         for ts in by_event.values():
             for j in ts:
                 union(ts[0], j)
+        if not self.rename_slots:
+            swapping = [i for i, t in enumerate(self.case.threads) if any(op.name == "pageout" for op in t.ops)]
+            for j in swapping:
+                union(swapping[0], j)
         groups = {}
         for i in range(n):
             groups.setdefault(find(i), []).append(i)

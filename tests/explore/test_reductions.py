@@ -207,3 +207,16 @@ def test_two_swap_outs_commute_only_where_offsets_do_not_matter(thp):
         both += 1
         assert m.dependent(fa, fb) is thp
     assert both
+
+
+@pytest.mark.parametrize("thp", [False, True])
+def test_static_groups_keep_swap_outs_together_where_offsets_matter(thp):
+    """Two process families that each page out share only the swap allocator: apart in static POR's partition
+    where offsets are names, in one group where a large folio can arise (their order decides the offsets)."""
+    from cowlab.scenario import Script
+    s = Script(f"two-families-swap-{thp}", pages=8, hpage_pmd_nr=8, settings={"thp_sizes": (4,)} if thp else None)
+    s.process("p"), s.process("q")
+    body = [("mmap", {"addr": 0, "pages": 8, "thp": thp}), ("write", {"addr": 0}), ("pageout", {"addr": 0})]
+    s.parallel({"p": body, "q": body})
+    m = CowModel(s.build(), designs.load("linux-6.18"))
+    assert len(m.independent_groups()) == (1 if thp else 2)
