@@ -808,11 +808,9 @@ def footprint(model, s, tid: int):
     ``wait`` at its start whose event is not set (sync.wait would block) is
     answered without running: it reads that event and its process's
     liveness, as the tracked run records."""
-    t = s.threads[tid]
-    if not t.stack and t.pc < len(model.wait_event[tid]):
-        ev = model.wait_event[tid][t.pc]
-        if ev is not None and ev not in s.signals and s.mms[model.tmm[tid]].alive:
-            return None, Footprint(frozenset((("sig", ev), ("alive", model.tmm[tid]))))
+    ev = model.waits_unset(s, tid)
+    if ev is not None and s.mms[model.tmm[tid]].alive:
+        return None, Footprint(frozenset((("sig", ev), ("alive", model.tmm[tid]))))
     rec = _Rec()
     _VIEW_REC[0] = rec
     try:
@@ -862,15 +860,12 @@ def footprint(model, s, tid: int):
         _increments(rec, w, incs, decs, room)
     fresh = rec.fresh
     # ... where no large folio can arise (``CowModel.rename_slots``); where one can, offsets are not interchangeable
-    # (alloc_swap_folio() looks at alignment and consecutive entries): a step that takes swap offsets reads and
-    # writes the allocator's cursor, ("swcur",), so two swap-outs do not commute (their offsets would be swapped)
-    if tr.state.swap_next != s.swap_next or len(tr.state.swap) != len(s.swap) or \
-            any(type(x) is tuple for x in fresh):
-        if model.rename_slots:
-            incs.add(("swcur",))          # (the cursor only moves on: two allocations commute up to renaming)
-        else:
-            reads.add(("swcur",))
-            w.add(("swcur",))
+    # (alloc_swap_folio() looks at alignment and consecutive entries): a step that takes swap offsets (a small
+    # folio's moves the order-0 cursor, a large one's run may grow the table) reads and writes the allocator's
+    # cursor, ("swcur",), so two swap-outs do not commute (their offsets would be swapped)
+    if not model.rename_slots and (tr.state.swap_next != s.swap_next or len(tr.state.swap) != len(s.swap)):
+        reads.add(("swcur",))
+        w.add(("swcur",))
     # ... but a frame or slot that was free can still be named by a thread holding a stale snapshot (gup-fast's
     # pte of a page freed since, a swap entry read before the slot was freed): allocating it is an increment of
     # its existence -- two allocations commute (up to renaming), a step that looks that frame or slot up does not

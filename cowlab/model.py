@@ -106,7 +106,7 @@ class CowModel:
         #: per thread, per operation: the label of its first step
         self.first_label = [[OPS[op.name][0] for op in t.ops] for t in case.threads]
         #: per thread, per operation: the event a ``wait`` operation waits for (None for any other): ``step``
-        #: answers a wait whose event is not set without running it (sync.wait would raise Blocked)
+        #: answers a wait whose event is not set without running it (``waits_unset``)
         self.wait_event = [[dict(op.args).get("event") if op.name == "wait" else None for op in t.ops]
                            for t in case.threads]
         #: id(state) -> (state, its InFlight): the few last states asked (a state's steps share one "before")
@@ -236,6 +236,16 @@ class CowModel:
         return (not m.alive and t.label is None and self._started(s, tid)
                 and all(op.name not in self.SYNC for op in self.ops[tid][t.pc:]))
 
+    def waits_unset(self, s: State, tid: int):
+        """The event the thread's next operation, a ``wait`` not yet begun,
+        waits for when it is not set (sync.wait would block), else None:
+        ``step`` and ``footprint`` answer such a step without running it."""
+        t = s.threads[tid]
+        if t.stack or t.pc >= len(self.wait_event[tid]):
+            return None
+        ev = self.wait_event[tid][t.pc]
+        return ev if ev is not None and ev not in s.signals else None
+
     def _started(self, s: State, tid: int) -> bool:
         """Whether the thread's process can have run it: it has begun, or its
         process existed from the start (so a dead one exited: exit_group()
@@ -274,8 +284,7 @@ class CowModel:
         if stack:
             label, fr = stack[-1]
         else:
-            ev = self.wait_event[tid][pc]
-            if ev is not None and ev not in s.signals and kernel_cls is Kernel:
+            if kernel_cls is Kernel and self.waits_unset(s, tid) is not None:
                 return None           # sync.wait, blocked (a TrackingKernel runs it: the footprint reads the event)
             label, fr = self.first_label[tid][pc], None
         fn = STEPS[label]

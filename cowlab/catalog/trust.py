@@ -719,6 +719,18 @@ SRC_SWAP_OFFSETS = ("mm/swapfile.c setup_swap_map(): swap offset 0 is the header
                     "(docs/findings/mthp-swapin-slot-alignment.toml, docs/findings/mthp-swapin-split-offsets.toml)")
 
 
+def _mthp_written(case_id: str, title: str, source: str):
+    """(script, parent, child) of an mTHP swap case, in the live geometry it was probed in: 32 pages of a
+    MADV_HUGEPAGE range under a 512-page PMD (not enabled), 16 and 64 kB enabled, pages 0..15 written (one 64 kB
+    folio)."""
+    s = Script(case_id, title, pages=32, source=source, tags=("trust", "mthp", "swap"), hpage_pmd_nr=512,
+               settings={"thp_sizes": (4, 16)})
+    p, c = s.process("parent"), s.process("child")
+    p.mmap(0, pages=32, thp=True)
+    p.write(0, pages=16)
+    return s, p, c
+
+
 def mthp_swapin_offsets():
     """A 64 kB mTHP written whole, pages 1..8 paged out (MADV_PAGEOUT of part
     of it splits it: eight small folios, swap offsets 1..8), then writes at
@@ -727,12 +739,8 @@ def mthp_swapin_offsets():
     the fault at page 1 one small page (page 0 is mapped: no aligned run of
     swap ptes); before 6.12 small pages only.  Fork then shares the mTHP and
     the child's write copies its page; each process reads its own data."""
-    s = Script("mthp-swapin-offsets", "small folios paged out at offsets 1..8 of an mTHP range; swap-in by aligned "
-               "runs only; fork; writes", pages=32, source=SRC_SWAP_OFFSETS, tags=("trust", "mthp", "swap"),
-               hpage_pmd_nr=512, settings={"thp_sizes": (4, 16)})
-    p, c = s.process("parent"), s.process("child")
-    p.mmap(0, pages=32, thp=True)
-    p.write(0, pages=16)
+    s, p, c = _mthp_written("mthp-swapin-offsets", "small folios paged out at offsets 1..8 of an mTHP range; "
+                            "swap-in by aligned runs only; fork; writes", SRC_SWAP_OFFSETS)
     p.pageout(1, pages=8)
     p.write(4)
     p.write(1)
@@ -757,12 +765,8 @@ def swap_offsets_continue():
     1..3 again, so pages 8..11 sit at offsets that agree with their addresses
     and the write at page 8 swaps them in as one 16 kB folio (6.12+; before,
     one small page).  Fork then shares it and the child's write copies a page."""
-    s = Script("swap-offsets-continue", "swap offsets are handed out in order: an mTHP swap-in after offsets were "
-               "freed; fork; writes", pages=32, source=SRC_SWAP_CURSOR, tags=("trust", "mthp", "swap"),
-               hpage_pmd_nr=512, settings={"thp_sizes": (4, 16)})
-    p, c = s.process("parent"), s.process("child")
-    p.mmap(0, pages=32, thp=True)
-    p.write(0, pages=16)
+    s, p, c = _mthp_written("swap-offsets-continue", "swap offsets are handed out in order: an mTHP swap-in after "
+                            "offsets were freed; fork; writes", SRC_SWAP_CURSOR)
     p.pageout(12, pages=3)
     p.write(12, pages=3)
     p.pageout(4, pages=8)

@@ -35,6 +35,10 @@ def zram_swap_on() -> bool:
 
 LOCK_PATH = "/run/lock/cowlab-conformance.lock"
 
+#: the run's swap device on and off (highest priority: the kernel swaps to it before any other)
+SWAPON = ["swapon", "-p", "32767", "/dev/zram0"]
+SWAPOFF = ["swapoff", "/dev/zram0"]
+
 
 #: what a run changed and has not put back yet, written before each change and cleared after its restoration: a
 #: run killed with SIGKILL (or a machine reset mid-run) cannot restore, so the next run, once it holds the lock,
@@ -91,7 +95,7 @@ def recover(say=None) -> list:
                 said.append(f"{path} back to {old} (left changed by an interrupted run)")
             elif e[0] == "zram":
                 if zram_swap_on():
-                    subprocess.run(["swapoff", "/dev/zram0"], capture_output=True)
+                    subprocess.run(SWAPOFF, capture_output=True)
                 if _read("/sys/block/zram0/disksize") != "0":
                     _write("/sys/block/zram0/reset", "1")
                 said.append("swapoff /dev/zram0, zram0 reset (left set up by an interrupted run)")
@@ -167,14 +171,14 @@ def temporary_swap(wanted: bool, changed: list, size: str = "256M"):
         _write(f"{dev}/disksize", size)
         changed.append(f"zram0 disksize 0 -> {size}")
         subprocess.run(["mkswap", "/dev/zram0"], check=True, capture_output=True)
-        subprocess.run(["swapon", "-p", "32767", "/dev/zram0"], check=True, capture_output=True)
+        subprocess.run(SWAPON, check=True, capture_output=True)
         changed.append("swapon /dev/zram0")
         yield True
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # the restoration must not be interrupted
         try:
             if zram_swap_on():          # (whatever the moment of a Ctrl-C: ask the kernel, not a flag)
-                off = subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, text=True)
+                off = subprocess.run(SWAPOFF, capture_output=True, text=True)
                 changed.append("swapoff /dev/zram0 (restored)" if off.returncode == 0 else
                                f"swapoff /dev/zram0 FAILED: {off.stderr.strip()}")
             if os.path.isdir(dev) and _read(f"{dev}/disksize") != "0":
@@ -192,10 +196,10 @@ def restart_swap() -> str:
     when there is no device; otherwise what failed, in one line."""
     if not zram_swap_on():
         return ""
-    off = subprocess.run(["swapoff", "/dev/zram0"], capture_output=True, text=True)
+    off = subprocess.run(SWAPOFF, capture_output=True, text=True)
     if off.returncode != 0:
         return f"swapoff /dev/zram0 failed ({off.stderr.strip() or off.returncode})"
-    on = subprocess.run(["swapon", "-p", "32767", "/dev/zram0"], capture_output=True, text=True)
+    on = subprocess.run(SWAPON, capture_output=True, text=True)
     if on.returncode != 0:
         return f"swapon /dev/zram0 failed ({on.stderr.strip() or on.returncode})"
     return ""
