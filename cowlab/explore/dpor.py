@@ -29,10 +29,15 @@ in happens-before order (program order or dependent, transitively) -- and the
 threads that ran before it there: an event of the execution that happens
 before a step of the past happens before the step, so it is no race (with two
 pasts for one step, their common part is kept: fewer orderings, more races,
-never fewer).  For a race, the step's thread is added where it is enabled,
-else every enabled thread that may start the reversal (the initials of the
-execution's events after the racing one, the threads that ran before the step
-below the cached state, the step's own thread).
+never fewer).  A race of a step taken at the cached state itself is reversed
+as one on the execution; for a step deeper below, every enabled thread that
+may start the reversal is added (the initials of the execution's events after
+the racing one, the threads that ran before the step below the cached state,
+the step's own thread).  Adding the step's thread alone where it is enabled
+(Flanagan and Godefroid's rule, sound for persistent sets without a cache) is
+not enough here: a step below the cached state before it may have to come
+first, and that thread may be asleep.  Random toy programs
+(``tests/explore/test_dpor.py``) lost final states that way.
 
 Soundness needs an acyclic state graph (every execution finite): the walk
 checks every path it takes -- a state that repeats on the current path raises
@@ -143,9 +148,15 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
         or dependent, transitively; an under-approximation), and ``ran``: the
         threads of every step of w before it.  An event of E ordered before a step
         of ``past`` (or before the last E event of one of their threads) is before
-        this step: not a race.  For a race with e_i, add ``tid`` where it is
-        enabled (Flanagan and Godefroid), else every enabled thread that may start
-        the reversal: the initials of the events of E after e_i, ``ran`` and ``tid``."""
+        this step: not a race.  For a race with e_i, the reversal is
+        notdep(e_i, E), then the steps of w before this one, then this one.  A
+        step taken at the cached state itself (``ran`` empty) has no steps of w
+        before it: its race is reversed as one on E (``races``).  Else add every
+        enabled thread that may start the reversal: the initials of the events of
+        E after e_i, ``ran`` and ``tid`` -- not ``tid`` alone where it is enabled
+        (Flanagan and Godefroid's rule for persistent sets): a step of w before
+        this one may have to come first, and with sleep sets that rule missed
+        final states (``tests/explore/test_dpor.py``)."""
         extra = 0
         for st in past:                           # e_i -> a step of w before this one -> this one
             m = masks.get(id(st))
@@ -155,10 +166,12 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
         d, mask = preds(tid, fp, extra)
         for i in d:
             bt = backtrack[i]
-            en = enabled_at[i]
-            if tid in en:
-                bt.add(tid)
+            if not ran:
+                init = initials(i, tid, mask)
+                if init and not bt.intersection(init):
+                    bt.add(tid if tid in init else init[0])
                 continue
+            en = enabled_at[i]
             cand = set(initials(i, tid, mask)) | ran
             cand.add(tid)
             cand.intersection_update(en)
