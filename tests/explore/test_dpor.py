@@ -1,128 +1,21 @@
 """Source-DPOR (cowlab/explore/dpor.py) against plain search on programs
-nobody wrote for it: random toy programs of stores, loads, increments, page
-locks, signals and waits.  The explorer knows nothing about memory, so a toy
-model with the same interface (``step``, ``footprint``, ``dependent``) tests
-the search itself: every final state -- every terminal one and every one where
-the threads left are blocked -- must be reached with DPOR as without, whatever
-interleavings it prunes.  A case that once failed (a lock taken after the
-unlock that freed it, and the deadlock behind it) is kept as its own test."""
+nobody wrote for it: random toy programs of stores, loads, increments, locks,
+signals and waits (``tools/fuzz_explorer.py``: the explorer knows nothing
+about memory, so a toy model with the same interface tests the search
+itself).  Every final state -- every terminal one and every one where the
+threads left are blocked -- must be reached with DPOR as without, whatever
+interleavings it prunes.  Two small programs that once told a variant apart
+are kept as tests of their own."""
 import random
-from collections import namedtuple
+import sys
+from pathlib import Path
 
 import pytest
 
 from cowlab.explore import explore
 
-T = namedtuple("T", "state tid label events")
-
-
-class Toy:
-    """Threads run lists of operations; a state is (pcs, variables as a sorted
-    tuple).  Operations: ("st", x, v) x = v; ("ld", x) a register of the
-    thread = x; ("inc", x) x += 1; ("lock", L) blocks while L is held;
-    ("unlock", L); ("sig", e) sets e; ("wait", e) blocks until e is set.  A
-    footprint is (reads, writes) of variable names (a blocked step's is what
-    it reads); the step into a state where no thread can move reports that
-    state as an incident, so the incidents are the final states reached."""
-
-    def __init__(self, programs):
-        self.programs = programs
-        self.nthreads = len(programs)
-
-    def init_state(self):
-        return (0,) * self.nthreads, ()
-
-    def _effect(self, tid, pc, v):
-        op = self.programs[tid][pc]
-        kind, x = op[0], op[1]
-        if kind == "st":
-            v[x] = op[2]
-        elif kind == "ld":
-            v[f"r{tid}.{pc}"] = v.get(x, 0)
-        elif kind == "inc":
-            v[x] = v.get(x, 0) + 1
-        elif kind in ("lock", "wait"):
-            if v.get(x, 0) != (0 if kind == "lock" else 1):
-                return None
-            if kind == "lock":
-                v[x] = 1
-        elif kind == "unlock":
-            v[x] = 0
-        elif kind == "sig":
-            v[x] = 1
-        return v
-
-    def _fp(self, tid, pc):
-        kind, x = self.programs[tid][pc][:2]
-        reads = {"st": (), "ld": (x,), "inc": (x,), "lock": (x,), "wait": (x,), "unlock": (), "sig": ()}[kind]
-        writes = {"st": (x,), "ld": (f"r{tid}.{pc}",), "inc": (x,), "lock": (x,), "wait": (), "unlock": (x,),
-                  "sig": (x,)}[kind]
-        return frozenset(reads), frozenset(writes)
-
-    def _next(self, s, tid):
-        pcs, vs = s
-        if pcs[tid] >= len(self.programs[tid]):
-            return None
-        v = self._effect(tid, pcs[tid], dict(vs))
-        if v is None:
-            return None
-        return (pcs[:tid] + (pcs[tid] + 1,) + pcs[tid + 1:], tuple(sorted(v.items())))
-
-    def step(self, s, tid):
-        ns = self._next(s, tid)
-        if ns is None:
-            return None
-        end = all(self._next(ns, t) is None for t in range(self.nthreads))
-        return T(ns, tid, f"{tid}:{s[0][tid]}", (("end", ns),) if end else ())
-
-    def footprint(self, s, tid):
-        if s[0][tid] >= len(self.programs[tid]):
-            return None, (frozenset(), frozenset())
-        return self.step(s, tid), self._fp(tid, s[0][tid])
-
-    def dependent(self, a, b):
-        return bool(a[1] & (b[0] | b[1]) or b[1] & a[0])
-
-    def thread_done(self, s, tid):
-        return s[0][tid] >= len(self.programs[tid])
-
-    def is_done(self, s):
-        return all(self.thread_done(s, t) for t in range(self.nthreads))
-
-    def violations(self, tr):
-        return [(k, repr(ns), "final state") for k, ns in tr.events]
-
-    def model_bugs(self, tr):
-        return []
-
-
-def finals(r):
-    return r.incidents.get("end", set())
-
-
-def random_program(rng, nthreads, length):
-    """Threads of ``length`` operations on two variables, a lock (taken and,
-    mostly, released again by the same thread) and two events."""
-    progs = []
-    for t in range(nthreads):
-        ops, held = [], False
-        while len(ops) < length:
-            kind = rng.choice(["st", "ld", "inc", "lock", "sig", "wait"])
-            if kind == "lock":
-                if held:
-                    ops.append(("unlock", "L"))
-                    held = False
-                else:
-                    ops.append(("lock", "L"))
-                    held = True
-            elif kind in ("sig", "wait"):
-                ops.append((kind, rng.choice("ef")))
-            else:
-                ops.append((kind, rng.choice("xy")) + ((rng.randint(1, 2),) if kind == "st" else ()))
-        if held and rng.random() < 0.8:
-            ops.append(("unlock", "L"))
-        progs.append(ops)
-    return progs
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from tools.fuzz_explorer import Toy, finals, main, random_program  # noqa: E402
 
 
 def test_a_lock_after_an_unlock_and_the_deadlock_behind_it():
@@ -174,3 +67,8 @@ def test_dpor_reaches_every_final_state_of_random_programs(seed):
         assert (dpor.stuck > 0) == (plain.stuck > 0), progs
         reduced += dpor.states < plain.states
     assert reduced > 50            # (the programs do interleave independent steps)
+
+
+def test_the_fuzz_tool_checks_every_mode():
+    """``tools/fuzz_explorer.py``: every mode agrees with plain search on a few programs (exit status 0)."""
+    assert main(["--programs", "25", "--seed", "7"]) == 0
