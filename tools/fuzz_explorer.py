@@ -19,6 +19,8 @@ programs (``tests/explore/test_dpor.py``).
 from __future__ import annotations
 
 import argparse
+import ast
+import itertools
 import random
 import sys
 from collections import namedtuple
@@ -26,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cowlab.explore import explore  # noqa: E402
+from cowlab.explore import explore, replay  # noqa: E402
 
 Step = namedtuple("Step", "state tid label events")
 
@@ -41,11 +43,53 @@ class Toy:
     ("unlock", L); ("sig", e) sets e; ("wait", e) blocks until e is set.  A
     footprint is (reads, writes) of variable names (a blocked step's is what
     it reads); the step into a state where no thread can move reports that
-    state as an incident ``end``, so the incidents are the final states reached."""
+    state as an incident ``end``, so the incidents are the final states
+    reached, and a load that reads 2 reports ``two`` (keyed by the variable).
+    Threads with the same program are interchangeable (``canonical_perm``)."""
 
     def __init__(self, programs):
         self.programs = [list(p) for p in programs]
         self.nthreads = len(self.programs)
+        same = {}
+        for t, p in enumerate(self.programs):
+            same.setdefault(repr(p), []).append(t)
+        #: every renaming of threads within groups of equal programs, as new_tid[old_tid], the identity first
+        groups = [g for g in same.values() if len(g) > 1]
+        self.perms = []
+        for choice in itertools.product(*(itertools.permutations(g) for g in groups)):
+            sigma = list(range(self.nthreads))
+            for g, img in zip(groups, choice):
+                for old, new in zip(g, img):
+                    sigma[old] = new
+            self.perms.append(tuple(sigma))
+        if not self.perms:
+            self.perms = [tuple(range(self.nthreads))]
+
+    def rename(self, s, sigma):
+        """The state with thread ``old`` renamed ``sigma[old]`` (its pc and its registers)."""
+        pcs, vs = s
+        npcs = [0] * len(pcs)
+        for old, new in enumerate(sigma):
+            npcs[new] = pcs[old]
+        nv = []
+        for k, v in vs:
+            if k.startswith("r"):
+                t, _, pc = k[1:].partition(".")
+                k = f"r{sigma[int(t)]}.{pc}"
+            nv.append((k, v))
+        return tuple(npcs), tuple(sorted(nv))
+
+    def canonical_perm(self, s, symmetry="procs"):
+        """(the least renaming of ``s``, the renaming as new_tid[old_tid] or None for the identity)."""
+        best, arg = s, None
+        for sigma in self.perms[1:]:
+            r = self.rename(s, sigma)
+            if r < best:
+                best, arg = r, sigma
+        return best, arg
+
+    def canonical(self, s):
+        return s
 
     def init_state(self):
         return (0,) * self.nthreads, ()
@@ -90,7 +134,12 @@ class Toy:
         if ns is None:
             return None
         end = all(self._next(ns, t) is None for t in range(self.nthreads))
-        return Step(ns, tid, f"{tid}:{s[0][tid]}", (("end", ns),) if end else ())
+        ev = (("end", ns),) if end else ()
+        op = self.programs[tid][s[0][tid]]
+        if op[0] == "ld" and dict(ns[1])[f"r{tid}.{s[0][tid]}"] == 2:
+            ev += (("two", op[1]),)
+        # (a label names the operation, not the thread: a representative's trace is mapped to other threads)
+        return Step(ns, tid, f"{op[0]} {op[1]} @{s[0][tid]}", ev)
 
     def footprint(self, s, tid):
         if s[0][tid] >= len(self.programs[tid]):
@@ -126,7 +175,7 @@ class Toy:
         return all(self.thread_done(s, t) for t in range(self.nthreads))
 
     def violations(self, tr):
-        return [(k, repr(ns), "final state") for k, ns in tr.events]
+        return [(k, repr(x) if k == "end" else x, k) for k, x in tr.events]
 
     def model_bugs(self, tr):
         return []
@@ -171,17 +220,41 @@ MODES = {
     "fingerprints": {"fingerprints": True},
     "fingerprints-por": {"fingerprints": True, "por": True},
     "disk-frontier": {"fingerprints": True, "frontier": "disk"},
+    "symmetry": {"symmetry": "threads"},
+    "symmetry-fingerprints": {"symmetry": "threads", "fingerprints": True},
+    "symmetry-dfs": {"symmetry": "threads", "order": "dfs"},
 }
 
 
-def outcome(rep):
-    return finals(rep), rep.stuck > 0, rep.status
+def replays(model, rep) -> bool:
+    """Whether every witness and every deadlock trace of ``rep`` replays through
+    the model (``explore.replay``): a witness to a step raising its incident,
+    a deadlock trace to a state where no thread can move."""
+    try:
+        for kind, w in rep.found.items():
+            trs = list(replay(model, w.trace))
+            if kind not in {k for k, _ in trs[-1].events}:
+                return False
+        for tr_ in rep.deadlocks:
+            trs = list(replay(model, tr_))
+            s = trs[-1].state if trs else model.init_state()
+            if any(model.step(s, t) for t in range(model.nthreads)) or model.is_done(s):
+                return False
+    except ValueError:
+        return False
+    return True
+
+
+def outcome(model, rep):
+    """(final states up to renaming threads, the loads of 2, stuck or not, status, witnesses replay)."""
+    ends = frozenset(model.canonical_perm(ast.literal_eval(x))[0] for x in finals(rep))
+    return ends, frozenset(rep.incidents.get("two", ())), rep.stuck > 0, rep.status, replays(model, rep)
 
 
 def differs(programs, kw) -> bool:
     """Whether the mode ``kw`` reaches other final states (or another stuck verdict) than plain search."""
     m = Toy(programs)
-    return outcome(explore(m, expect_stuck=True, **kw)) != outcome(explore(m, expect_stuck=True))
+    return outcome(m, explore(m, expect_stuck=True, **kw)) != outcome(m, explore(m, expect_stuck=True))
 
 
 def shrink(programs, kw):
@@ -224,13 +297,16 @@ def main(argv=None) -> int:
         progs = random_program(rng, rng.randint(*a.threads), rng.randint(*a.length),
                                names=rng.choice(("xy", "xyzw")), locks=rng.choice(("L", "LM")),
                                events=rng.choice(("ef", "efg")))
+        if rng.random() < 0.5:
+            progs.append(list(progs[0]))            # two threads alike: symmetry has something to merge
         m = Toy(progs)
         ref = explore(m, expect_stuck=True)
         states["plain"] += ref.states
+        want = outcome(m, ref)
         for k, kw in modes.items():
             r = explore(m, expect_stuck=True, **kw)
             states[k] += r.states
-            if outcome(r) != outcome(ref):
+            if outcome(m, r) != want:
                 bad[k] += 1
                 if bad[k] <= 3:
                     print(f"{k}: program {n} differs from plain search; shrunk: {shrink(progs, kw)}")

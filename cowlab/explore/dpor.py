@@ -240,7 +240,10 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
             if progress:
                 progress(len(seen), rep.transitions, 0, rep.depth, now - t0)
         seen.add(s)
-        summ = {}
+        # walked again with fewer threads asleep: the executions walked before (those starting with a
+        # thread asleep now but not then) are still among those the state stands for, so their steps
+        # stay in its summary
+        summ = {} if hit is None else dict(hit[1])
         nxt = [fpf(s, t) for t in range(n)]
         for t in range(n):                   # one object per distinct footprint: summaries compare them by identity
             f = nxt[t][1]
