@@ -23,7 +23,10 @@ step that blocked it is reversed.
 A state already walked is not walked again when the sleep set it was walked
 with is no larger (a state cache): the
 steps taken below it (its summary) stand for the executions that continue
-from it, and their races with the current execution are reversed.  Each step
+from it, and their races with the current execution are reversed.  A state
+walked again with fewer threads asleep keeps the steps of every walk in its
+summary (the executions the first walk covered are still among those it
+stands for).  Each step
 of a summary carries its past -- the steps below the cached state before it
 in happens-before order (program order or dependent, transitively) -- and the
 threads that ran before it there: an event of the execution that happens
