@@ -88,9 +88,6 @@ class Toy:
                 best, arg = r, sigma
         return best, arg
 
-    def canonical(self, s):
-        return s
-
     def init_state(self):
         return (0,) * self.nthreads, ()
 

@@ -121,11 +121,17 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
         """Add backtrack points reversing the races of the step (tid, fp) with E."""
         d, hbnext = preds(tid, fp)
         for i in d:
-            init = initials(i, tid, hbnext)
-            bt = backtrack[i]
-            if init and not bt.intersection(init):
-                bt.add(tid if tid in init else init[0])
+            reverse(i, tid, hbnext)
         return hbnext
+
+    def reverse(i, tid, hbnext):
+        """Source-DPOR's rule for a race of e_i with the step of ``tid`` (its
+        happens-before mask ``hbnext``) right after E: unless the backtrack set
+        before e_i has an initial of notdep(e_i, E).tid already, add one."""
+        init = initials(i, tid, hbnext)
+        bt = backtrack[i]
+        if init and not bt.intersection(init):
+            bt.add(tid if tid in init else init[0])
 
     def initials(i, tid, hbnext):
         """The threads that can start notdep(e_i, E).tid: the events after i not
@@ -154,7 +160,7 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
         this step: not a race.  For a race with e_i, the reversal is
         notdep(e_i, E), then the steps of w before this one, then this one.  A
         step taken at the cached state itself (``ran`` empty) has no steps of w
-        before it: its race is reversed as one on E (``races``).  Else add every
+        before it: its race is reversed as one on E (``reverse``).  Else add every
         enabled thread that may start the reversal: the initials of the events of
         E after e_i, ``ran`` and ``tid`` -- not ``tid`` alone where it is enabled
         (Flanagan and Godefroid's rule for persistent sets): a step of w before
@@ -168,12 +174,10 @@ def explore_dpor(model, limits, rep, stop_on_first=False, progress=None, poll=0.
             extra |= m
         d, mask = preds(tid, fp, extra)
         for i in d:
-            bt = backtrack[i]
             if not ran:
-                init = initials(i, tid, mask)
-                if init and not bt.intersection(init):
-                    bt.add(tid if tid in init else init[0])
+                reverse(i, tid, mask)
                 continue
+            bt = backtrack[i]
             en = enabled_at[i]
             cand = set(initials(i, tid, mask)) | ran
             cand.add(tid)

@@ -6,6 +6,7 @@ itself).  Every final state -- every terminal one and every one where the
 threads left are blocked -- must be reached with DPOR as without, whatever
 interleavings it prunes.  Two small programs that once told a variant apart
 are kept as tests of their own."""
+import ast
 import random
 import sys
 from pathlib import Path
@@ -61,7 +62,7 @@ def test_a_wait_after_its_signal():
     m = Toy([[("sig", "e"), ("st", "x", 1)], [("st", "y", 1), ("wait", "e"), ("ld", "x")]])
     plain, dpor = explore(m), explore(m, dpor=True)
     assert finals(dpor) == finals(plain)
-    assert {dict(eval(s)[1])["r1.2"] for s in finals(plain)} == {0, 1}
+    assert {dict(ast.literal_eval(s)[1])["r1.2"] for s in finals(plain)} == {0, 1}
 
 
 @pytest.mark.parametrize("seed", range(4))
